@@ -1,0 +1,1 @@
+"""Build: the Docker engine, base images and one image per function environment."""

@@ -1,0 +1,210 @@
+"""Build one image per distinct function environment, only when it is missing."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import docker
+import jinja2
+
+from runner.build.environment import (
+    LABEL_ENV_HASH,
+    LABEL_FUNCTIONS,
+    LABEL_PROJECT,
+    ImageSpec,
+    dockerfile_template,
+    image_spec,
+)
+from runner.errors import RunyardError
+from runner.model import Project
+from runner.source import ProjectSource
+from runner.yamlread import Path as DocPath
+
+OnLine = Callable[[str, str], None]
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+LOG_TAIL_LINES = 15
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+@dataclass(frozen=True)
+class ImageNeed:
+    """An image and the functions that run in it."""
+
+    spec: ImageSpec
+    functions: tuple[str, ...]
+
+
+class BuildOutcome(NamedTuple):
+    need: ImageNeed
+    action: str  # "reused", "built" or "failed"
+    seconds: float = 0.0
+    error: str | None = None
+    log: Path | None = None
+
+
+class LocalImages(NamedTuple):
+    """What the engine holds, from one round trip: image ids by tag."""
+
+    ids: dict[str, str]
+
+    @classmethod
+    def read(cls, client: docker.DockerClient) -> LocalImages:
+        ids: dict[str, str] = {}
+        for image in client.api.images():
+            for tag in image.get("RepoTags") or ():
+                ids[tag] = image["Id"]
+        return cls(ids)
+
+
+def image_needs(project: Project, source: ProjectSource, local: LocalImages,
+                only: Sequence[str] = ()) -> list[ImageNeed]:
+    """The images the project's functions (or the named ones) need, shared where equal."""
+    unknown = [name for name in only if name not in project.functions]
+    if unknown:
+        known = ", ".join(sorted(project.functions))
+        raise RunyardError(f"no function named {', '.join(unknown)} (known: {known})")
+    by_hash: dict[str, tuple[ImageSpec, list[str]]] = {}
+    for name, function in sorted(project.functions.items()):
+        if only and name not in only:
+            continue
+        spec = image_spec(project, function, source, _with_short_names(local.ids))
+        by_hash.setdefault(spec.env_hash, (spec, []))[1].append(name)
+    return [ImageNeed(spec, tuple(names)) for spec, names in by_hash.values()]
+
+
+def build_images(client: docker.DockerClient, project: Project, needs: Iterable[ImageNeed],
+                 local: LocalImages, log_dir: Path, on_line: OnLine,
+                 force: bool = False) -> list[BuildOutcome]:
+    """Build what is missing (everything with `force`); a failure does not stop the others."""
+    outcomes = []
+    for need in needs:
+        if need.spec.tag in local.ids and not force:
+            outcomes.append(BuildOutcome(need, "reused"))
+            continue
+        outcomes.append(_build(client, project, need, log_dir, on_line, force))
+    return outcomes
+
+
+def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = False) -> str:
+    env = spec.environment
+    template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True,
+                                  undefined=jinja2.StrictUndefined)
+    return template.from_string(dockerfile_template()).render(
+        env_hash=spec.env_hash,
+        base_image=env.base_image,
+        system_packages=sorted(env.system_packages),
+        requirements=spec.requirements,
+        setup=env.setup,
+        env=dict(sorted(env.env.items())),
+        ca_bundle=ca_bundle,
+        buildkit=buildkit,
+    )
+
+
+def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_dir: Path,
+           on_line: OnLine, force: bool) -> BuildOutcome:
+    spec = need.spec
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{spec.env_hash[:12]}.log"
+    ca_bundle = HOST_CA_BUNDLE.is_file()
+    dockerfile = render_dockerfile(spec, ca_bundle=ca_bundle)
+    started = time.monotonic()
+    step, error = "", None
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(dockerfile + "\n")
+        try:
+            stream = client.api.build(
+                fileobj=_context(dockerfile, spec, ca_bundle), custom_context=True,
+                tag=spec.tag, rm=True, forcerm=True, decode=True, nocache=force,
+                labels={LABEL_PROJECT: project.name, LABEL_ENV_HASH: spec.env_hash,
+                        LABEL_FUNCTIONS: ",".join(need.functions)},
+            )
+            for chunk in stream:
+                step, error = _consume(chunk, step, error, log, lambda line: on_line(spec.tag, line))
+        except docker.errors.APIError as api_error:
+            error = str(api_error.explanation or api_error)
+            log.write(error + "\n")
+    seconds = time.monotonic() - started
+    if error is None:
+        return BuildOutcome(need, "built", seconds, log=log_path)
+    message = _failure(project, need, step, error, log_path)
+    return BuildOutcome(need, "failed", seconds, message, log_path)
+
+
+def _consume(chunk: dict[str, Any], step: str, error: str | None, log: io.TextIOBase,
+             emit: Callable[[str], None]) -> tuple[str, str | None]:
+    text = chunk.get("stream") or chunk.get("status") or ""
+    if "error" in chunk:
+        error = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
+        text = error + "\n"
+    for line in text.splitlines():
+        log.write(line + "\n")
+        if _STEP.match(line):
+            step = line
+        if line.strip():
+            emit(line)
+    return step, error
+
+
+def _context(dockerfile: str, spec: ImageSpec, ca_bundle: bool) -> io.BytesIO:
+    files = {"Dockerfile": dockerfile.encode(),
+             "requirements.txt": "".join(f"{r}\n" for r in spec.requirements).encode()}
+    if ca_bundle:
+        files["ca.crt"] = HOST_CA_BUNDLE.read_bytes()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path: Path) -> str:
+    function = project.functions[need.functions[0]]
+    path = _step_origin(step, need.spec)
+    where = "environment"
+    if function.doc is not None:
+        position = function.doc.where(path)
+        where = f"{function.file}:{position[0]}:{position[1]}"
+    match = _STEP.match(step)
+    failing = f"step {match[1]}/{match[2]} ({match[3]})" if match else "before the first step"
+    lines = log_path.read_text("utf-8", "replace").splitlines()[-LOG_TAIL_LINES:]
+    tail = "\n".join(f"    {line}" for line in lines)
+    names = ", ".join(need.functions)
+    return (f"{where}: the image of function {names} failed to build at {failing}: {error}\n"
+            f"  last lines of {log_path}:\n{tail}")
+
+
+def _step_origin(step: str, spec: ImageSpec) -> DocPath:
+    """Which part of the function's `environment` a Dockerfile step comes from."""
+    match = _STEP.match(step)
+    instruction = match[3] if match else ""
+    if instruction.startswith("FROM") or not instruction:
+        return ("environment", "base_image")
+    if "apt-get" in instruction:
+        return ("environment", "system_packages")
+    if "pip install" in instruction or instruction.startswith("COPY"):
+        key = "requirements_file" if spec.environment.requirements_file else "requirements"
+        return ("environment", key)
+    for index, setup in enumerate(spec.environment.setup):
+        if instruction == f"RUN {setup}":
+            return ("environment", "setup", index)
+    return ("environment",)
+
+
+def _with_short_names(ids: dict[str, str]) -> dict[str, str]:
+    """Image ids by name as users write them: `python:3.11-slim` for `docker.io/library/...`."""
+    named = dict(ids)
+    for tag, image_id in ids.items():
+        short = tag.removeprefix("docker.io/").removeprefix("library/")
+        named.setdefault(short, image_id)
+    return named

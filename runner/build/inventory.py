@@ -1,0 +1,42 @@
+"""The project's images on the engine: which functions use them, and pruning the rest."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import docker
+
+from runner.build.builder import LocalImages, image_needs
+from runner.build.environment import LABEL_ENV_HASH, LABEL_PROJECT
+from runner.model import Project
+from runner.source import ProjectSource
+
+
+class ProjectImage(NamedTuple):
+    tag: str
+    image_id: str
+    env_hash: str
+    size: int
+    functions: tuple[str, ...]
+
+
+def project_images(client: docker.DockerClient, project: Project,
+                   source: ProjectSource) -> list[ProjectImage]:
+    used = {need.spec.env_hash: need.functions
+            for need in image_needs(project, source, LocalImages.read(client))}
+    found = []
+    for image in client.api.images(filters={"label": f"{LABEL_PROJECT}={project.name}"}):
+        env_hash = (image.get("Labels") or {}).get(LABEL_ENV_HASH, "")
+        for tag in image.get("RepoTags") or ("<none>",):
+            found.append(ProjectImage(tag, image["Id"], env_hash, image.get("Size", 0),
+                                      used.get(env_hash, ())))
+    return sorted(found)
+
+
+def prune_images(client: docker.DockerClient, images: list[ProjectImage]) -> list[ProjectImage]:
+    removed = []
+    for image in images:
+        if not image.functions:
+            client.images.remove(image.image_id if image.tag == "<none>" else image.tag)
+            removed.append(image)
+    return removed

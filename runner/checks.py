@@ -1,0 +1,279 @@
+"""Checks that cross files: references, code and handlers, DAGs, expressions."""
+
+from __future__ import annotations
+
+import ast
+import posixpath
+from collections.abc import Iterable
+
+from runner import schedule, trials
+from runner.condition import ConditionError, parse_condition
+from runner.errors import Problem
+from runner.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
+from runner.source import ProjectSource
+from runner.yamlread import Document, Path
+
+
+def check_project(project: Project, source: ProjectSource) -> list[Problem]:
+    return _Checker(project, source).run()
+
+
+def inside_project(path: str) -> str | None:
+    """Why `path` does not name a place inside the project, or None when it does."""
+    if path.startswith("/") or posixpath.isabs(path):
+        return f"{path!r} is an absolute path; use a path relative to the project"
+    normal = posixpath.normpath(path)
+    if normal == ".." or normal.startswith("../"):
+        return f"{path!r} leaves the project folder"
+    return None
+
+
+class _Checker:
+    def __init__(self, project: Project, source: ProjectSource) -> None:
+        self.project = project
+        self.source = source
+        self.problems: list[Problem] = []
+        self.modules: dict[str, set[str] | None] = {}
+
+    def run(self) -> list[Problem]:
+        for function in self.project.functions.values():
+            self.function(function)
+        for pipeline in self.project.pipelines.values():
+            self.pipeline(pipeline)
+        for job in self.project.jobs.values():
+            self.job(job)
+        return self.problems
+
+    def add(self, doc: Document | None, path: Path, message: str) -> None:
+        assert doc is not None
+        self.problems.append(doc.problem(path, message))
+
+    # functions
+
+    def function(self, function: Function) -> None:
+        doc = function.doc
+        if function.command is not None and function.handler is not None:
+            self.add(doc, ("handler",), "give either `command` or `handler`, not both")
+        if function.command is None and function.code is None:
+            self.add(doc, ("name",), "a function needs `code` (Python) or `command`")
+        if function.code is not None:
+            self.repo_path(doc, ("code",), function.code, "code")
+        env_file = function.environment.requirements_file
+        if env_file is not None:
+            self.repo_path(doc, ("environment", "requirements_file"), env_file, "requirements file")
+        if function.handler is not None and function.command is None:
+            self.handler(function, function.handler, doc, ("handler",))
+
+    def repo_path(self, doc: Document | None, path: Path, value: str, what: str) -> bool:
+        outside = inside_project(value)
+        if outside:
+            self.add(doc, path, outside)
+            return False
+        if not (self.source.is_file(value) or self.source.is_dir(value)):
+            self.add(doc, path, f"{what} {value!r} does not exist in the project")
+            return False
+        return True
+
+    def handler(self, function: Function, handler: str, doc: Document | None, path: Path) -> None:
+        code = function.code
+        if code is None or inside_project(code) or not self.is_python(code):
+            return
+        module, _, name = handler.rpartition(".")
+        candidates = _module_files(code, module, self.source.is_dir(code))
+        if not candidates:
+            self.add(doc, path, f"handler {handler!r}: {code} is a file, so name a function in it")
+            return
+        for candidate in candidates:
+            names = self.top_level_names(candidate)
+            if names is not None:
+                if name not in names:
+                    self.add(doc, path, f"handler {name!r} is not defined in {candidate}")
+                return
+        self.add(doc, path, f"handler {handler!r}: no module {' or '.join(candidates)}")
+
+    def is_python(self, code: str) -> bool:
+        return code.endswith(".py") or self.source.is_dir(code)
+
+    def top_level_names(self, path: str) -> set[str] | None:
+        if path not in self.modules:
+            self.modules[path] = self.parse_module(path)
+        return self.modules[path]
+
+    def parse_module(self, path: str) -> set[str] | None:
+        if not self.source.is_file(path):
+            return None
+        try:
+            tree = ast.parse(self.source.read(path), filename=path)
+        except (SyntaxError, ValueError) as error:
+            line = getattr(error, "lineno", None) or 1
+            col = getattr(error, "offset", None) or 1
+            message = getattr(error, "msg", str(error))
+            self.problems.append(Problem(path, line, col, f"Python syntax error: {message}"))
+            return set()
+        return set(_bound_names(tree.body))
+
+    # pipelines
+
+    def pipeline(self, pipeline: Pipeline) -> None:
+        doc = pipeline.doc
+        seen: dict[str, int] = {}
+        for step in pipeline.steps:
+            path: Path = ("steps", step.index)
+            if step.name in seen:
+                self.add(doc, (*path, "name"), f"step name {step.name!r} is used twice")
+            seen.setdefault(step.name, step.index)
+            function = self.project.functions.get(step.function)
+            if function is None:
+                self.add(doc, (*path, "function"), self.unknown("function", step.function))
+            elif step.handler is not None:
+                self.handler(function, step.handler, doc, (*path, "handler"))
+            elif function.handler is None and function.command is None:
+                self.add(doc, (*path, "function"), f"function {function.name!r} has no handler: "
+                         "name one in the step (`handler:`) or the function")
+            for name in step.after:
+                if pipeline.step(name) is None:
+                    self.add(doc, (*path, "after"), f"`after` names no step {name!r} of this pipeline")
+            self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
+        self.acyclic(pipeline)
+
+    def inputs(self, doc: Document | None, path: Path, inputs: dict[str, str] | object,
+               pipeline: Pipeline | None, earlier: dict[str, int], here: str) -> None:
+        assert isinstance(inputs, dict)
+        for key, uri in inputs.items():
+            at = (*path, key)
+            ref = step_ref(uri)
+            if ref is not None:
+                self.step_input(doc, at, ref, pipeline, earlier, here)
+            elif is_repo_path(uri):
+                self.repo_path(doc, at, uri, "input")
+
+    def step_input(self, doc: Document | None, at: Path, ref: tuple[str, str | None],
+                   pipeline: Pipeline | None, earlier: dict[str, int], here: str) -> None:
+        name, output = ref
+        if pipeline is None:
+            self.add(doc, at, "step:// inputs are only for pipeline steps")
+            return
+        source = pipeline.step(name)
+        if source is None:
+            self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}")
+        elif name == here or name not in earlier:
+            self.add(doc, at, f"step://{name}: step {name!r} does not come before {here!r}")
+        elif output is None:
+            self.add(doc, at, f"step://{name}: name an output, as step://{name}/OUTPUT")
+        elif source.outputs and output not in source.outputs:
+            declared = ", ".join(source.outputs)
+            self.add(doc, at, f"step {name!r} declares no output {output!r} (it has: {declared})")
+
+    def acyclic(self, pipeline: Pipeline) -> None:
+        waits = {s.name: [u for u in s.upstream() if pipeline.step(u)] for s in pipeline.steps}
+        cycle = _find_cycle(waits)
+        if cycle:
+            step = pipeline.step(cycle[0])
+            assert step is not None
+            loop = " -> ".join([*cycle, cycle[0]])
+            self.add(pipeline.doc, ("steps", step.index, "name"), f"the steps form a cycle: {loop}")
+
+    # jobs
+
+    def job(self, job: Job) -> None:
+        doc, run = job.doc, job.run
+        pipeline = None
+        if run.pipeline is not None:
+            pipeline = self.project.pipelines.get(run.pipeline)
+            if pipeline is None:
+                self.add(doc, ("run", "pipeline"), self.unknown("pipeline", run.pipeline))
+            if run.handler is not None:
+                self.add(doc, ("run", "handler"), "a handler goes with `function`, not `pipeline`")
+        if run.function is not None:
+            function = self.project.functions.get(run.function)
+            if function is None:
+                self.add(doc, ("run", "function"), self.unknown("function", run.function))
+            elif run.handler is not None:
+                self.handler(function, run.handler, doc, ("run", "handler"))
+            elif function.handler is None and function.command is None:
+                self.add(doc, ("run", "function"), f"function {function.name!r} has no handler: "
+                         "name one here (`handler:`) or in the function")
+        self.inputs(doc, ("inputs",), dict(job.inputs), None, {}, job.name)
+        self.hyper(job)
+        self.triggers(job)
+
+    def hyper(self, job: Job) -> None:
+        hyper = job.hyper
+        if hyper is None:
+            return
+        for message in trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude):
+            at: Path = ("hyper", "exclude") if "exclude" in message else ("hyper", "params")
+            self.add(job.doc, at, message)
+        if hyper.stop_condition is not None:
+            try:
+                parse_condition(hyper.stop_condition)
+            except ConditionError as error:
+                self.add(job.doc, ("hyper", "stop_condition"),
+                         f"stop_condition, column {error.column}: {error.message}")
+
+    def triggers(self, job: Job) -> None:
+        triggers = job.triggers
+        if triggers is None or triggers.schedule is None:
+            return
+        when = triggers.schedule
+        raw = job.doc.data["triggers"]["schedule"] if job.doc else None
+        base: Path = ("triggers", "schedule")
+        for value, parse, key in ((when.cron, schedule.parse_cron, "cron"),
+                                  (when.at, schedule.parse_at, "at")):
+            if value is None:
+                continue
+            try:
+                parse(value)
+            except ValueError as error:
+                self.add(job.doc, (*base, key) if isinstance(raw, dict) else base, str(error))
+        try:
+            schedule.check_timezone(when.timezone)
+        except ValueError as error:
+            self.add(job.doc, (*base, "timezone"), str(error))
+
+    def unknown(self, kind: str, name: str) -> str:
+        known = {"function": self.project.functions, "pipeline": self.project.pipelines}[kind]
+        names = ", ".join(sorted(known)) or "none"
+        return f"no {kind} named {name!r} (known: {names})"
+
+
+def _module_files(code: str, module: str, is_package: bool) -> list[str]:
+    if not is_package:
+        return [] if module else [code]
+    base = posixpath.join(code, *module.split(".")) if module else code
+    if not module:
+        return [posixpath.join(code, "__init__.py")]
+    return [f"{base}.py", posixpath.join(base, "__init__.py")]
+
+
+def _bound_names(body: Iterable[ast.stmt]) -> Iterable[str]:
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield node.name
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            yield from ((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            yield from (t.id for t in node.targets if isinstance(t, ast.Name))
+
+
+def _find_cycle(waits: dict[str, list[str]]) -> list[str]:
+    """One cycle in the graph `step -> steps it waits for`, in order, or []."""
+    state: dict[str, int] = {}
+    trail: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        trail.append(node)
+        for upstream in waits.get(node, []):
+            if state.get(upstream) == 1:
+                return list(reversed(trail[trail.index(upstream):]))
+            if upstream not in state and (found := visit(upstream)):
+                return found
+        trail.pop()
+        state[node] = 2
+        return []
+
+    for node in waits:
+        if node not in state and (found := visit(node)):
+            return found
+    return []

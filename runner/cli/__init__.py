@@ -1,0 +1,74 @@
+"""The `runyard` command line: a thin layer over the package.
+
+Commands are imported only when called, so `runyard validate` never loads the
+Docker SDK or anything of building and running. Errors leave through one exit:
+a user's error prints its message and exits 1, a bug exits 3.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from runner.errors import RunyardError
+
+COMMANDS = {
+    "init": "runner.cli.scaffold:init",
+    "validate": "runner.cli.validate:validate",
+    "schema": "runner.cli.validate:schema",
+    "setup": "runner.cli.images:setup",
+    "build": "runner.cli.images:build",
+    "images": "runner.cli.images:images",
+}
+
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 3
+
+
+class LazyGroup(click.Group):
+    """A group whose commands live in modules imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, name = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runyard")
+def cli() -> None:
+    """runyard: YAML in git becomes runs in Docker, recorded back in git."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="runyard", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except RunyardError as error:
+        click.echo(str(error), err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:
+        if os.environ.get("RUNYARD_DEBUG"):
+            raise
+        click.echo(f"runyard: internal error (a bug, please report it): "
+                   f"{type(error).__name__}: {error}\n"
+                   "Set RUNYARD_DEBUG=1 to see the traceback.", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)

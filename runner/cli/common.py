@@ -1,0 +1,56 @@
+"""What several commands share: the project option, loading, and terminal output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runner.loader import find_project_root, load_project
+from runner.model import Project
+from runner.source import ProjectSource, open_source
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def project_options(command: F) -> F:
+    """`-C DIR` and `--revision REV`, as every command that reads a project takes them."""
+    command = click.option("--revision", "-r", metavar="REV",
+                           help="Use the project as committed at REV (works in bare repositories).")(command)
+    return click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
+                        default=Path("."), show_default=True,
+                        help="The project folder, or the repository with --revision.")(command)
+
+
+def load(project_dir: Path, revision: str | None) -> tuple[Project, ProjectSource]:
+    root = project_dir if revision else find_project_root(project_dir)
+    source = open_source(root, revision)
+    return load_project(source), source
+
+
+def fancy() -> bool:
+    """Live displays and colour only for a person at a terminal."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def live_lines(title: str) -> Iterator[Callable[[str, str], None]]:
+    """A sink for (topic, line) pairs: a one-line live status on a terminal, plain lines else."""
+    if not fancy():
+        yield lambda topic, line: click.echo(f"{topic} | {line}")
+        return
+    from rich.console import Console
+
+    console = Console()
+    with console.status(title) as status:
+        yield lambda topic, line: status.update(f"{title} [dim]{topic}[/]: {line[:100]}")

@@ -1,0 +1,92 @@
+"""`runyard setup`, `runyard build` and `runyard images`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runner.cli.common import echo_json, live_lines, load, project_options
+from runner.errors import RunyardError
+from runner.model import DEFAULT_BASE_IMAGE
+
+
+@click.command()
+@click.argument("project_dir", required=False, type=click.Path(path_type=Path))
+def setup(project_dir: Path | None) -> None:
+    """Make this machine ready: a running Docker engine and the base images.
+
+    Where no registry can be reached, `python:3.11*` base images are built
+    locally from Debian packages (debootstrap), with this machine's CA bundle.
+    """
+    from runner.build.base_images import ensure_base_images
+    from runner.build.engine import connect
+
+    client = connect(click.echo)
+    images = {DEFAULT_BASE_IMAGE}
+    if project_dir is not None:
+        project, _ = load(project_dir, None)
+        images |= {f.environment.base_image or project.base_image for f in project.functions.values()}
+    for outcome in ensure_base_images(client, sorted(images), click.echo):
+        click.echo(f"{outcome.image}: {outcome.action}")
+    click.echo("ready")
+
+
+@click.command()
+@click.argument("functions", nargs=-1)
+@project_options
+@click.option("--force", is_flag=True, help="Rebuild even the images that exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+def build(functions: tuple[str, ...], project_dir: Path, revision: str | None, force: bool,
+          as_json: bool) -> None:
+    """Build the images of the project's functions (or of FUNCTIONS) that are missing."""
+    from runner.build.builder import LocalImages, build_images, image_needs
+    from runner.build.engine import connect
+
+    project, source = load(project_dir, revision)
+    client = connect(click.echo)
+    local = LocalImages.read(client)
+    needs = image_needs(project, source, local, functions)
+    with live_lines("building") as on_line:
+        outcomes = build_images(client, project, needs, local, source.state_dir / "builds",
+                                on_line if not as_json else _quiet, force)
+    if as_json:
+        echo_json([{"image": o.need.spec.tag, "functions": list(o.need.functions),
+                    "env_hash": o.need.spec.env_hash, "action": o.action,
+                    "seconds": round(o.seconds, 2), "error": o.error,
+                    "log": str(o.log) if o.log else None} for o in outcomes])
+    else:
+        for o in outcomes:
+            took = f" in {o.seconds:.1f}s" if o.action == "built" else ""
+            click.echo(f"{o.action:>7}  {o.need.spec.tag}  ({', '.join(o.need.functions)}){took}")
+    failed = [o.error for o in outcomes if o.error]
+    if failed:
+        raise RunyardError("\n".join([*failed, f"{len(failed)} of {len(outcomes)} images failed"]))
+
+
+@click.command()
+@project_options
+@click.option("--prune", is_flag=True, help="Remove the images no function here uses.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+def images(project_dir: Path, revision: str | None, prune: bool, as_json: bool) -> None:
+    """List the project's images: functions, environment hashes, sizes."""
+    from runner.build.engine import connect
+    from runner.build.inventory import project_images, prune_images
+
+    project, source = load(project_dir, revision)
+    client = connect(click.echo)
+    found = project_images(client, project, source)
+    if prune:
+        for removed in prune_images(client, found):
+            click.echo(f"removed {removed.tag}")
+        found = [image for image in found if image.functions]
+    if as_json:
+        echo_json([image._asdict() for image in found])
+        return
+    for image in found:
+        used = ", ".join(image.functions) or "(unused)"
+        click.echo(f"{image.tag}  {image.env_hash[:12]}  {image.size / 2**20:8.1f} MiB  {used}")
+
+
+def _quiet(topic: str, line: str) -> None:
+    return None

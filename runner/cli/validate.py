@@ -1,0 +1,138 @@
+"""`runyard validate` and `runyard schema`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from runner.errors import Problem, ProjectInvalid, RunyardError
+from runner.loader import find_project_root, load_project
+from runner.model import Project
+from runner.schema import KINDS, schema_text
+from runner.source import DirectorySource, ProjectSource, open_source
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--revision", "-r", metavar="REV", help="Check the project as committed at REV.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> None:
+    """Check a project: schemas, references, code, DAGs and expressions.
+
+    PATHS is the project folder (default: the current one) or files inside
+    projects, as pre-commit passes them; every project they belong to is
+    checked whole, so errors across files are caught. With --revision, a
+    PATH may also be a bare repository, or a folder inside one (which then
+    names that folder of the revision's tree). Problems name files relative
+    to the current folder (or to the repository, for a bare one).
+    """
+    checked: list[Project] = []
+    problems: list[Problem] = []
+    for source, shown in _sources(paths, revision):
+        try:
+            checked.append(load_project(source))
+        except ProjectInvalid as error:
+            problems += [_relocate(problem, shown) for problem in error.problems]
+    if as_json:
+        report = {
+            "valid": not problems,
+            "projects": [project.name for project in checked],
+            "problems": [problem.to_dict() for problem in problems],
+        }
+        click.echo(json.dumps(report, indent=2))
+        if problems:
+            raise SystemExit(1)
+        return
+    if problems:
+        raise ProjectInvalid(problems)
+    for project in checked:
+        click.echo(
+            f"ok: project {project.name!r}: {_count(project.functions, 'function')}, "
+            f"{_count(project.pipelines, 'pipeline')}, {_count(project.jobs, 'job')}"
+        )
+
+
+@click.command()
+@click.argument("kind", type=click.Choice([*KINDS, "run"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a KIND of file (or of the run record)."""
+    click.echo(schema_text(kind), nl=False)
+
+
+def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[ProjectSource, str]]:
+    """Each project to check once, with the folder its files are shown under."""
+    if revision is None:
+        return [(DirectorySource(root), _shown(root)) for root in _project_roots(paths)]
+    found: dict[str, tuple[ProjectSource, str]] = {}
+    for path in paths or (Path("."),):
+        if not path.exists():
+            bare = _bare_source(path, revision)
+            found.setdefault(f"{bare[0].label}@{Path(path).resolve()}", bare)
+            continue
+        try:
+            root = find_project_root(path)
+        except RunyardError:
+            if path.is_file():
+                continue  # a file outside any project
+            root = path  # maybe a project at the revision only, or a bare repository
+        key = str(root.resolve())
+        if key not in found:
+            found[key] = (open_source(root, revision), _shown(root))
+    return list(found.values())
+
+
+def _bare_source(path: Path, revision: str) -> tuple[ProjectSource, str]:
+    """A folder inside a bare repository: that folder of the revision's tree."""
+    import git
+
+    from runner.source import GitSource
+
+    existing = path.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        repo = git.Repo(existing, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        repo = None
+    if repo is None or not repo.bare:
+        raise RunyardError(f"{path} does not exist")
+    prefix = path.resolve().relative_to(Path(repo.git_dir).resolve()).as_posix()
+    return GitSource(repo, revision, prefix), prefix
+
+
+def _shown(root: Path) -> str:
+    """`root` as the prefix of the paths shown to the user: relative to here, if it can be."""
+    try:
+        shown = os.path.relpath(root.resolve(), Path.cwd())
+    except ValueError:
+        shown = str(root.resolve())
+    return "" if shown == "." else Path(shown).as_posix()
+
+
+def _relocate(problem: Problem, shown: str) -> Problem:
+    return problem._replace(file=f"{shown}/{problem.file}") if shown else problem
+
+
+def _project_roots(paths: tuple[Path, ...]) -> list[Path]:
+    if not paths:
+        return [find_project_root(Path("."))]
+    roots: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            root = find_project_root(path)
+        else:
+            try:
+                root = find_project_root(path)
+            except RunyardError:
+                continue  # a file outside any project (pre-commit passes every file)
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def _count(items: object, noun: str) -> str:
+    n = len(items)  # type: ignore[arg-type]
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,289 @@
+"""Load a project: read every file, check it against its schema, build the model,
+then check what crosses files. All problems are collected and raised at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runner import units
+from runner.errors import Problem, ProjectInvalid, RunyardError
+from runner.model import (
+    Environment,
+    Function,
+    Hyper,
+    Job,
+    Pipeline,
+    Project,
+    Resources,
+    RunTarget,
+    Schedule,
+    Step,
+    Triggers,
+)
+from runner.schema import SchemaSet
+from runner.source import ProjectSource
+from runner.yamlread import Document, Path as DocPath, read_document
+
+PROJECT_FILE = "project.yaml"
+KIND_FOLDERS = {"function": "functions", "pipeline": "pipelines", "job": "jobs"}
+YAML_SUFFIXES = (".yaml", ".yml")
+
+T = TypeVar("T")
+
+
+def find_project_root(path: Path) -> Path:
+    """The nearest folder at or above `path` that holds a project.yaml."""
+    start = path.resolve()
+    for folder in [start, *start.parents] if start.is_dir() else list(start.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    raise RunyardError(
+        f"no {PROJECT_FILE} in {path} or any folder above it: "
+        "is this a runyard project? (`runyard init DIR` makes one)"
+    )
+
+
+def project_files(source: ProjectSource) -> list[tuple[str, str]]:
+    """(kind, path) of every project file: project.yaml, then each kind's folder."""
+    found = [("project", PROJECT_FILE)]
+    for kind, folder in KIND_FOLDERS.items():
+        found += [(kind, p) for p in source.files(folder) if p.endswith(YAML_SUFFIXES)]
+    return found
+
+
+def load_project(source: ProjectSource) -> Project:
+    """The checked project, or ProjectInvalid with every problem found."""
+    from runner.checks import check_project
+
+    if not source.is_file(PROJECT_FILE):
+        raise RunyardError(
+            f"no {PROJECT_FILE} in {source.label}: is this a runyard project? "
+            "(`runyard init DIR` makes one)"
+        )
+    builder = _Builder()
+    schemas = SchemaSet()
+    for kind, path in project_files(source):
+        doc = builder.read(source, path)
+        if doc is not None:
+            schema_problems = schemas.problems(kind, doc)
+            builder.problems += schema_problems
+            if not schema_problems:
+                builder.add(kind, doc)
+    if builder.project is None:
+        raise ProjectInvalid(builder.problems)
+    project = builder.finish(source.revision)
+    problems = builder.problems + check_project(project, source)
+    if problems:
+        raise ProjectInvalid(problems)
+    return project
+
+
+class _Builder:
+    """Builds model objects from schema-valid documents, collecting value problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.project: Project | None = None
+        self.functions: list[Function] = []
+        self.pipelines: list[Pipeline] = []
+        self.jobs: list[Job] = []
+
+    def read(self, source: ProjectSource, path: str) -> Document | None:
+        try:
+            return read_document(path, source.read(path))
+        except ProjectInvalid as error:
+            self.problems += error.problems
+            return None
+
+    def add(self, kind: str, doc: Document) -> None:
+        if kind == "project":
+            self.project = self.project_of(doc)
+        elif kind == "function":
+            self.functions.append(self.function_of(doc))
+        elif kind == "pipeline":
+            self.pipelines.append(self.pipeline_of(doc))
+        else:
+            self.jobs.append(self.job_of(doc))
+
+    def finish(self, revision: str | None) -> Project:
+        assert self.project is not None
+        return dataclasses.replace(
+            self.project,
+            functions=_by_name("function", self.functions, self.problems),
+            pipelines=_by_name("pipeline", self.pipelines, self.problems),
+            jobs=_by_name("job", self.jobs, self.problems),
+            revision=revision,
+        )
+
+    def parsed(self, doc: Document, path: DocPath, value: Any, parse: Callable[[Any], T]) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            self.problems.append(doc.problem(path, str(error)))
+            return None
+
+    def resources(self, doc: Document, path: DocPath, data: Mapping[str, Any] | None) -> Resources:
+        data = data or {}
+        return Resources(
+            cpu=self.parsed(doc, (*path, "cpu"), data.get("cpu"), units.parse_cpu),
+            memory=self.parsed(doc, (*path, "memory"), data.get("memory"), units.parse_memory),
+            timeout=self.parsed(doc, (*path, "timeout"), data.get("timeout"), units.parse_duration),
+            gpus=data.get("gpus", 0),
+        )
+
+    def project_of(self, doc: Document) -> Project:
+        data = doc.data
+        defaults = data.get("defaults", {})
+        results = data.get("results", {})
+        extra: dict[str, Any] = {}
+        for key, value in (
+            ("base_image", defaults.get("base_image")),
+            ("backend", defaults.get("backend")),
+            ("results_branch", results.get("branch")),
+            ("log_limit", results.get("log_limit")),
+            ("artifact_store", data.get("artifacts", {}).get("store")),
+        ):
+            if value is not None:
+                extra[key] = value
+        return Project(
+            name=data["name"],
+            file=doc.file,
+            description=data.get("description", ""),
+            params=data.get("params", {}),
+            resources=self.resources(doc, ("defaults", "resources"), defaults.get("resources")),
+            env=_env(defaults.get("env")),
+            secrets=tuple(data.get("secrets", ())),
+            branches=tuple(data.get("branches", ())),
+            doc=doc,
+            **extra,
+        )
+
+    def function_of(self, doc: Document) -> Function:
+        data = doc.data
+        env = data.get("environment", {})
+        command = data.get("command")
+        return Function(
+            name=data["name"],
+            file=doc.file,
+            description=data.get("description", ""),
+            code=data.get("code"),
+            handler=data.get("handler"),
+            command=tuple(command) if command is not None else None,
+            environment=Environment(
+                base_image=env.get("base_image", ""),
+                requirements=tuple(env.get("requirements", ())),
+                requirements_file=env.get("requirements_file"),
+                system_packages=tuple(env.get("system_packages", ())),
+                setup=tuple(env.get("setup", ())),
+                env=_env(env.get("env")),
+            ),
+            resources=self.resources(doc, ("resources",), data.get("resources")),
+            network=data.get("network", "bridge"),
+            labels=data.get("labels", {}),
+            doc=doc,
+        )
+
+    def pipeline_of(self, doc: Document) -> Pipeline:
+        data = doc.data
+        steps = tuple(self.step_of(doc, i, step) for i, step in enumerate(data["steps"]))
+        return Pipeline(
+            name=data["name"],
+            file=doc.file,
+            steps=steps,
+            description=data.get("description", ""),
+            params=data.get("params", {}),
+            doc=doc,
+        )
+
+    def step_of(self, doc: Document, index: int, data: Mapping[str, Any]) -> Step:
+        path: DocPath = ("steps", index)
+        resources = self.resources(doc, (*path, "resources"), data.get("resources"))
+        timeout = self.parsed(doc, (*path, "timeout"), data.get("timeout"), units.parse_duration)
+        return Step(
+            name=data["name"],
+            function=data["function"],
+            handler=data.get("handler"),
+            params=data.get("params", {}),
+            inputs=data.get("inputs", {}),
+            outputs=tuple(data.get("outputs", ())),
+            after=tuple(data.get("after", ())),
+            retries=data.get("retries"),
+            resources=Resources(timeout=timeout).over(resources),
+            index=index,
+        )
+
+    def job_of(self, doc: Document) -> Job:
+        data = doc.data
+        run = data["run"]
+        hyper = data.get("hyper")
+        triggers = data.get("triggers")
+        timeout = self.parsed(doc, ("timeout",), data.get("timeout"), units.parse_duration)
+        return Job(
+            name=data["name"],
+            file=doc.file,
+            run=RunTarget(run.get("function"), run.get("pipeline"), run.get("handler")),
+            description=data.get("description", ""),
+            labels=data.get("labels", {}),
+            params=data.get("params", {}),
+            inputs=data.get("inputs", {}),
+            hyper=_hyper(hyper) if hyper is not None else None,
+            triggers=_triggers(triggers) if triggers is not None else None,
+            retries=data.get("retries", 0),
+            timeout=timeout,
+            parallel=data.get("parallel", 4),
+            backend=data.get("backend"),
+            doc=doc,
+        )
+
+
+def _hyper(data: Mapping[str, Any]) -> Hyper:
+    return Hyper(
+        params={name: tuple(values) for name, values in data["params"].items()},
+        strategy=data.get("strategy", "grid"),
+        exclude=tuple(data.get("exclude", ())),
+        max_trials=data.get("max_trials"),
+        parallel=data.get("parallel", 1),
+        selector=data.get("selector"),
+        stop_condition=data.get("stop_condition"),
+        max_errors=data.get("max_errors"),
+    )
+
+
+def _triggers(data: Mapping[str, Any]) -> Triggers:
+    push = data.get("push", False)
+    schedule = data.get("schedule")
+    if isinstance(schedule, str):
+        schedule = {"cron": schedule}
+    return Triggers(
+        push=push is not False and push is not None,
+        paths=tuple(push["paths"]) if isinstance(push, dict) and "paths" in push else None,
+        schedule=Schedule(**schedule) if schedule is not None else None,
+    )
+
+
+def _env(data: Mapping[str, Any] | None) -> dict[str, str]:
+    return {key: _env_value(value) for key, value in (data or {}).items()}
+
+
+def _env_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+_Named = TypeVar("_Named", Function, Pipeline, Job)
+
+
+def _by_name(kind: str, items: list[_Named], problems: list[Problem]) -> dict[str, _Named]:
+    """The items by name; a second item of the same name is a problem."""
+    named: dict[str, _Named] = {}
+    for item in items:
+        first = named.setdefault(item.name, item)
+        if first is not item and item.doc is not None:
+            problems.append(
+                item.doc.problem(("name",), f"{kind} name {item.name!r} is already used by {first.file}")
+            )
+    return named

@@ -1,0 +1,194 @@
+"""The typed, frozen model of a project, built only from files that passed the schema.
+
+Every object keeps the `Document` it came from, so a later check can point at
+the file, line and column of any of its values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.yamlread import Document
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+DEFAULT_RESULTS_BRANCH = "runyard/results"
+DEFAULT_ARTIFACT_STORE = ".runyard/artifacts"
+DEFAULT_LOG_LIMIT = 1024 * 1024
+
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float | None = None
+    memory: int | None = None
+    timeout: float | None = None
+    gpus: int = 0
+
+    def over(self, base: Resources) -> Resources:
+        """These resources, falling back to `base` for what is not set here."""
+        return Resources(
+            cpu=self.cpu if self.cpu is not None else base.cpu,
+            memory=self.memory if self.memory is not None else base.memory,
+            timeout=self.timeout if self.timeout is not None else base.timeout,
+            gpus=self.gpus or base.gpus,
+        )
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Everything that shapes a function's image; the code is never part of it."""
+
+    base_image: str
+    requirements: tuple[str, ...] = ()
+    requirements_file: str | None = None
+    system_packages: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    file: str
+    environment: Environment
+    resources: Resources
+    description: str = ""
+    code: str | None = None
+    handler: str | None = None
+    command: tuple[str, ...] | None = None
+    network: str = "bridge"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    doc: Document | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    function: str
+    handler: str | None = None
+    params: Params = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    retries: int | None = None
+    resources: Resources = Resources()
+    index: int = 0
+
+    def upstream(self) -> tuple[str, ...]:
+        """The steps this one waits for: by `after`, and by `step://` inputs."""
+        names = list(self.after)
+        for uri in self.inputs.values():
+            ref = step_ref(uri)
+            if ref and ref[0] not in names:
+                names.append(ref[0])
+        return tuple(names)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    file: str
+    steps: tuple[Step, ...]
+    description: str = ""
+    params: Params = field(default_factory=dict)
+    doc: Document | None = field(default=None, compare=False, repr=False)
+
+    def step(self, name: str) -> Step | None:
+        return next((step for step in self.steps if step.name == name), None)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    params: Mapping[str, tuple[Any, ...]]
+    strategy: str = "grid"
+    exclude: tuple[Mapping[str, Any], ...] = ()
+    max_trials: int | None = None
+    parallel: int = 1
+    selector: str | None = None
+    stop_condition: str | None = None
+    max_errors: int | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str | None = None
+    at: str | None = None
+    timezone: str = "UTC"
+    catchup: bool = False
+
+
+@dataclass(frozen=True)
+class Triggers:
+    push: bool = False
+    paths: tuple[str, ...] | None = None
+    schedule: Schedule | None = None
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    function: str | None = None
+    pipeline: str | None = None
+    handler: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    file: str
+    run: RunTarget
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    hyper: Hyper | None = None
+    triggers: Triggers | None = None
+    retries: int = 0
+    timeout: float | None = None
+    parallel: int = 4
+    backend: str | None = None
+    doc: Document | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def runs_on_push(self) -> bool:
+        return self.triggers is None or self.triggers.push
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    file: str
+    description: str = ""
+    params: Params = field(default_factory=dict)
+    base_image: str = DEFAULT_BASE_IMAGE
+    resources: Resources = Resources()
+    env: Mapping[str, str] = field(default_factory=dict)
+    backend: str = "docker"
+    results_branch: str = DEFAULT_RESULTS_BRANCH
+    log_limit: int = DEFAULT_LOG_LIMIT
+    artifact_store: str = DEFAULT_ARTIFACT_STORE
+    secrets: tuple[str, ...] = ()
+    branches: tuple[str, ...] = ()
+    functions: Mapping[str, Function] = field(default_factory=dict)
+    pipelines: Mapping[str, Pipeline] = field(default_factory=dict)
+    jobs: Mapping[str, Job] = field(default_factory=dict)
+    revision: str | None = None
+    doc: Document | None = field(default=None, compare=False, repr=False)
+
+
+STEP_SCHEME = "step://"
+
+
+def step_ref(uri: str) -> tuple[str, str | None] | None:
+    """`step://STEP/OUTPUT` as (STEP, OUTPUT); (STEP, None) without an output; else None."""
+    if not uri.startswith(STEP_SCHEME):
+        return None
+    step, _, output = uri.removeprefix(STEP_SCHEME).partition("/")
+    return step, output or None
+
+
+def is_repo_path(uri: str) -> bool:
+    """A plain relative path names a file of the repository at the run's revision."""
+    return "://" not in uri

@@ -1,0 +1,154 @@
+"""Read one YAML file safely into plain data, keeping every node's position.
+
+Only the YAML core types are accepted: a `!!python/...` or any other tag is an
+error and is never constructed. Duplicate keys, several documents, oversized
+or non-UTF-8 files and alias bombs are refused before any data is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from runner.errors import Problem, ProjectInvalid
+
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+Path = tuple[str | int, ...]
+Position = tuple[int, int]
+
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")}
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file's data and where each value (and each mapping key) stands in it."""
+
+    file: str
+    data: Any
+    positions: Mapping[Path, Position]
+    key_positions: Mapping[Path, Position]
+
+    def where(self, path: Path, *, key: bool = False) -> Position:
+        """The position of `path`, or of its nearest ancestor that has one."""
+        while True:
+            table = self.key_positions if key and path in self.key_positions else self.positions
+            if path in table:
+                return table[path]
+            if not path:
+                return (1, 1)
+            path = path[:-1]
+
+    def problem(self, path: Path, message: str, *, key: bool = False) -> Problem:
+        line, col = self.where(path, key=key)
+        return Problem(self.file, line, col, message)
+
+
+def read_document(file: str, raw: bytes) -> Document:
+    """Parse `raw` (the bytes of `file`); raise ProjectInvalid with one problem."""
+    if len(raw) > MAX_BYTES:
+        _fail(file, 1, 1, f"file is {len(raw)} bytes; the limit is {MAX_BYTES} (1 MiB)")
+    text = _decode(file, raw)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = " ".join(part for part in (error.context, error.problem) if part)
+        if "expected a single document" in what:
+            what = "only one YAML document per file is allowed"
+        _fail(file, line, col, f"YAML syntax error: {what}")
+    except yaml.YAMLError as error:
+        _fail(file, 1, 1, f"YAML error: {error}")
+    finally:
+        loader.dispose()
+    if node is None:
+        _fail(file, 1, 1, "file is empty")
+    return _Builder(file, loader).build(node)
+
+
+def _decode(file: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        col = error.start - raw.rfind(b"\n", 0, error.start)
+        _fail(file, line, col, "file is not valid UTF-8")
+    raise AssertionError("unreachable")
+
+
+def _fail(file: str, line: int, col: int, message: str) -> None:
+    raise ProjectInvalid([Problem(file, line, col, message)])
+
+
+class _Builder:
+    """Turns a composed node graph into plain data, counting every expanded node."""
+
+    def __init__(self, file: str, constructor: yaml.SafeLoader) -> None:
+        self.file = file
+        self.constructor = constructor
+        self.nodes = 0
+        self.positions: dict[Path, Position] = {}
+        self.key_positions: dict[Path, Position] = {}
+
+    def build(self, node: yaml.Node) -> Document:
+        data = self._value(node, ())
+        return Document(self.file, data, self.positions, self.key_positions)
+
+    def _value(self, node: yaml.Node, path: Path) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self._refuse(node, f"more than {MAX_NODES} values after alias expansion (an alias bomb?)")
+        if len(path) > MAX_DEPTH:
+            self._refuse(node, f"nested deeper than {MAX_DEPTH} levels")
+        self.positions[path] = _position(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            self._expect_tag(node, f"{_TAG}seq")
+            return [self._value(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        self._expect_tag(node, f"{_TAG}map")
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == f"{_TAG}merge":
+                self._refuse(key_node, "merge keys (<<) are not supported; write the keys out")
+            key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self._refuse(key_node, "mapping keys must be strings")
+            if key in result:
+                line, _ = self.key_positions[(*path, key)]
+                self._refuse(key_node, f"duplicate key {key!r} (first at line {line})")
+            self.key_positions[(*path, key)] = _position(key_node)
+            result[key] = self._value(value_node, (*path, key))
+        return result
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
+        if node.tag in (f"{_TAG}str", f"{_TAG}timestamp"):
+            return str(node.value)
+        kind = node.tag.removeprefix(_TAG)
+        return getattr(self.constructor, f"construct_yaml_{kind}")(node)
+
+    def _expect_tag(self, node: yaml.Node, tag: str) -> None:
+        if node.tag != tag:
+            self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
+
+    def _refuse(self, node: yaml.Node, message: str) -> None:
+        line, col = _position(node)
+        _fail(self.file, line, col, message)
+
+
+def _position(node: yaml.Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)

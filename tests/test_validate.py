@@ -1,0 +1,377 @@
+"""`runyard validate` and `runyard schema`, end to end: real files, real git, a real CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.loader import load_project
+from runner.model import Project
+from runner.source import DirectorySource, open_source
+from tests.conftest import SAMPLE_PROJECT, RunCli
+from tests.helpers import bare_clone, commit_all, copy_project, edit_file, git, make_repo
+
+OK_SAMPLE = "ok: project 'churn': 3 functions, 1 pipeline, 3 jobs"
+PROBLEM_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
+
+
+def expect(done: subprocess.CompletedProcess[str], code: int) -> None:
+    """The command exited with `code`, and as a user's outcome, never as a crash."""
+    output = done.stdout + done.stderr
+    assert done.returncode == code, output
+    assert "Traceback" not in output
+    assert "internal error" not in output
+
+
+def break_job_function(project: Path, name: str = "trainer-v2") -> None:
+    """Make jobs/train.yaml name a function that does not exist (line 7, column 17)."""
+    edit_file(project / "jobs" / "train.yaml", "function: trainer,", f"function: {name},")
+
+
+MISSING_FUNCTION = "jobs/train.yaml:7:17: no function named 'trainer-v2'"
+
+
+# the sample project, valid
+
+
+def test_the_sample_project_validates(run_cli: RunCli) -> None:
+    done = run_cli("validate", SAMPLE_PROJECT)
+    expect(done, 0)
+    assert done.stdout.splitlines() == [OK_SAMPLE]
+    assert done.stderr == ""
+
+
+def test_validate_without_paths_checks_the_project_around_the_current_folder(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    done = run_cli("validate", cwd=sample_project / "src" / "churn")
+    expect(done, 0)
+    assert done.stdout.splitlines() == [OK_SAMPLE]
+
+
+def test_json_report_of_a_valid_project(run_cli: RunCli, sample_project: Path) -> None:
+    done = run_cli("validate", "--json", sample_project)
+    expect(done, 0)
+    assert json.loads(done.stdout) == {"valid": True, "projects": ["churn"], "problems": []}
+
+
+def test_json_report_of_an_invalid_project(run_cli: RunCli, sample_project: Path) -> None:
+    break_job_function(sample_project)
+    done = run_cli("validate", "--json", cwd=sample_project)
+    expect(done, 1)
+    report = json.loads(done.stdout)  # stdout holds the JSON document and nothing else
+    assert report["valid"] is False
+    assert report["projects"] == []
+    assert report["problems"] == [
+        {
+            "file": "jobs/train.yaml",
+            "line": 7,
+            "col": 17,
+            "message": "no function named 'trainer-v2' (known: data-prep, report, trainer)",
+        }
+    ]
+
+
+# several problems at once
+
+
+def test_every_error_is_reported_at_once_sorted_with_a_summary_last(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    edit_file(sample_project / "functions" / "trainer.yaml", "handler: train\n", "handler: fit\n")
+    edit_file(sample_project / "jobs" / "nightly.yaml", '"0 3 * * *"', '"0 99 * * *"')
+    edit_file(sample_project / "jobs" / "tune.yaml", "strategy: grid", "strategy: sideways")
+    edit_file(sample_project / "pipelines" / "training.yaml",
+              "step://evaluate/metrics", "step://evaluate/nope")
+
+    done = run_cli("validate", cwd=sample_project)
+
+    expect(done, 1)
+    assert done.stdout == ""
+    *problems, summary = done.stderr.splitlines()
+    assert summary == "4 errors in 4 files"
+    parsed = [PROBLEM_LINE.match(line) for line in problems]
+    assert all(parsed), problems
+    places = [(m["file"], int(m["line"]), int(m["col"])) for m in parsed if m]
+    assert places == sorted(places)
+    assert places == [
+        ("functions/trainer.yaml", 7, 10),
+        ("jobs/nightly.yaml", 10, 13),
+        ("jobs/tune.yaml", 9, 13),
+        ("pipelines/training.yaml", 26, 23),
+    ]
+    messages = [m["message"] for m in parsed if m]
+    assert "handler 'fit' is not defined" in messages[0]
+    assert "'0 99 * * *' is not valid cron" in messages[1]
+    assert "'sideways' is not one of" in messages[2]
+    assert "declares no output 'nope'" in messages[3]
+
+
+def test_one_error_has_a_singular_summary(run_cli: RunCli, sample_project: Path) -> None:
+    break_job_function(sample_project)
+    done = run_cli("validate", cwd=sample_project)
+    expect(done, 1)
+    assert done.stderr.splitlines() == [
+        f"{MISSING_FUNCTION} (known: data-prep, report, trainer)",
+        "1 error in 1 file",
+    ]
+
+
+def test_problems_name_files_relative_to_the_current_folder(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    break_job_function(sample_project)
+    done = run_cli("validate", "sample-project", cwd=sample_project.parent)
+    expect(done, 1)
+    assert done.stderr.startswith(f"sample-project/{MISSING_FUNCTION}")
+    assert (sample_project.parent / done.stderr.split(":", 1)[0]).is_file()
+
+
+# file arguments, as pre-commit passes them
+
+
+def test_files_check_their_whole_project_once(run_cli: RunCli, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    copy_project(SAMPLE_PROJECT, repo / "churn")
+    (repo / "README.md").write_text("# not part of any project\n")
+    (tmp_path / "elsewhere.txt").write_text("outside everything\n")
+
+    done = run_cli(
+        "validate", "churn/jobs/train.yaml", "churn/src/prep.py", "README.md",
+        tmp_path / "elsewhere.txt", cwd=repo,
+    )
+
+    expect(done, 0)
+    assert done.stdout.splitlines() == [OK_SAMPLE]
+
+
+def test_files_outside_every_project_check_nothing(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# no project here\n")
+    done = run_cli("validate", "README.md", cwd=tmp_path)
+    expect(done, 0)
+    assert done.stdout == ""
+
+
+def test_a_file_argument_finds_errors_in_other_files_of_its_project(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    break_job_function(sample_project)
+    done = run_cli("validate", "src/prep.py", cwd=sample_project)
+    expect(done, 1)
+    assert done.stderr.startswith(MISSING_FUNCTION)
+
+
+def test_a_job_file_alone_sees_the_function_deleted_in_another_file(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    (sample_project / "functions" / "report.yaml").unlink()
+    (sample_project / "jobs" / "report.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: job\nname: report\nrun: {function: report}\n"
+    )
+    done = run_cli("validate", "jobs/report.yaml", cwd=sample_project)
+    expect(done, 1)
+    lines = done.stderr.splitlines()
+    assert "jobs/report.yaml:4:17: no function named 'report' (known: data-prep, trainer)" in lines
+    assert any(line.startswith("pipelines/training.yaml:") for line in lines)
+    assert lines[-1] == "2 errors in 2 files"
+
+
+# --revision: what is committed, not what is on disk
+
+
+def test_revision_ignores_uncommitted_changes(run_cli: RunCli, sample_repo: Path) -> None:
+    break_job_function(sample_repo)
+
+    at_head = run_cli("validate", "--revision", "HEAD", cwd=sample_repo)
+    on_disk = run_cli("validate", cwd=sample_repo)
+
+    expect(at_head, 0)
+    assert at_head.stdout.splitlines() == [OK_SAMPLE]
+    expect(on_disk, 1)
+    assert on_disk.stderr.startswith(MISSING_FUNCTION)
+
+
+def test_revision_sees_a_committed_breakage_and_the_revision_before_it(
+    run_cli: RunCli, sample_repo: Path
+) -> None:
+    good = git(sample_repo, "rev-parse", "HEAD").strip()
+    break_job_function(sample_repo)
+    bad = commit_all(sample_repo, "name a function that is not there")
+    git(sample_repo, "checkout", "--quiet", good)  # the working tree is valid again
+
+    expect(run_cli("validate", "-r", good, cwd=sample_repo), 0)
+    at_bad = run_cli("validate", "--revision", bad[:10], cwd=sample_repo)
+    expect(at_bad, 1)
+    assert at_bad.stderr.startswith(MISSING_FUNCTION)
+    expect(run_cli("validate", cwd=sample_repo), 0)
+
+
+def test_revision_in_a_bare_repository(run_cli: RunCli, sample_repo: Path, tmp_path: Path) -> None:
+    bare = bare_clone(sample_repo, tmp_path / "bare.git")
+    break_job_function(sample_repo)
+    bad = commit_all(sample_repo, "name a function that is not there")
+    git(sample_repo, "push", "--quiet", str(bare), "HEAD:refs/heads/broken")
+    assert not (bare / "project.yaml").exists()
+
+    good_run = run_cli("validate", "--revision", "main", bare)
+    # as in a post-receive hook: the current folder is the bare repository
+    hook_run = run_cli("validate", "--revision", "main", cwd=bare)
+    bad_run = run_cli("validate", "--revision", bad, cwd=bare)
+    by_branch = run_cli("validate", "--json", "--revision", "broken", bare)
+
+    expect(good_run, 0)
+    assert good_run.stdout.splitlines() == [OK_SAMPLE]
+    expect(hook_run, 0)
+    assert hook_run.stdout.splitlines() == [OK_SAMPLE]
+    expect(bad_run, 1)
+    assert bad_run.stderr.startswith(MISSING_FUNCTION)
+    expect(by_branch, 1)
+    assert [p["file"] for p in json.loads(by_branch.stdout)["problems"]] == ["jobs/train.yaml"]
+
+
+def test_revision_of_a_project_in_a_sub_folder_of_a_bare_repository(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    work = make_repo(tmp_path / "work")
+    copy_project(SAMPLE_PROJECT, work / "projects" / "churn")
+    (work / "README.md").write_text("# several things live here\n")
+    good = commit_all(work, "the project, in a sub-folder")
+    break_job_function(work / "projects" / "churn")
+    bad = commit_all(work, "name a function that is not there")
+    bare = bare_clone(work, tmp_path / "bare.git")
+
+    at_good = run_cli("validate", "--revision", good, bare / "projects" / "churn")
+    at_bad = run_cli("validate", "--revision", bad, "projects/churn", cwd=bare)
+    at_top = run_cli("validate", "--revision", good, cwd=bare)
+    from_work = run_cli("validate", "--revision", good, "projects/churn/jobs/train.yaml", cwd=work)
+
+    expect(at_good, 0)
+    assert at_good.stdout.splitlines() == [OK_SAMPLE]
+    expect(at_bad, 1)
+    assert at_bad.stderr.startswith(f"projects/churn/{MISSING_FUNCTION}")
+    expect(at_top, 1)
+    assert "no project.yaml" in at_top.stderr
+    expect(from_work, 0)
+    assert from_work.stdout.splitlines() == [OK_SAMPLE]
+
+
+@pytest.mark.parametrize("revision", ["no-such-branch", "0123456789abcdef0123", "HEAD~5"])
+def test_a_bad_revision_is_a_clear_user_error(
+    run_cli: RunCli, sample_repo: Path, tmp_path: Path, revision: str
+) -> None:
+    bare = bare_clone(sample_repo, tmp_path / "bare.git")
+    for where in (sample_repo, bare):
+        done = run_cli("validate", "--revision", revision, cwd=where)
+        expect(done, 1)
+        assert done.stdout == ""
+        assert done.stderr.strip().startswith(f"no revision {revision!r}")
+
+
+def test_revision_outside_a_git_repository_is_a_clear_user_error(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    done = run_cli("validate", "--revision", "HEAD", cwd=sample_project)
+    expect(done, 1)
+    assert "is not in a git repository" in done.stderr
+
+
+# other commands and other failures
+
+
+def test_schema_prints_a_json_schema(run_cli: RunCli) -> None:
+    done = run_cli("schema", "function")
+    expect(done, 0)
+    schema = json.loads(done.stdout)
+    assert schema["$id"].endswith("/function.schema.json")
+    assert "properties" in schema
+    assert schema == json.loads((SAMPLE_PROJECT.parent / "schemas" / "function.schema.json")
+                                .read_text())
+
+
+def test_schema_of_an_unknown_kind_is_a_usage_error(run_cli: RunCli) -> None:
+    done = run_cli("schema", "widget")
+    expect(done, 2)
+    assert "widget" in done.stderr
+
+
+def test_no_project_around_says_so(run_cli: RunCli, tmp_path: Path) -> None:
+    done = run_cli("validate", cwd=tmp_path)
+    expect(done, 1)
+    assert "no project.yaml" in done.stderr
+    assert "runyard init" in done.stderr
+
+
+def test_an_internal_error_exits_3_without_a_traceback_unless_asked(tmp_path: Path) -> None:
+    script = (
+        "import runner.cli, runner.cli.validate as v\n"
+        "def boom(source): raise RuntimeError('kaput')\n"
+        "v.load_project = boom\n"
+        f"runner.cli.main(['validate', {str(SAMPLE_PROJECT)!r}])\n"
+    )
+    quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    loud = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**_environ(), "RUNYARD_DEBUG": "1"})
+    assert quiet.returncode == 3
+    assert "internal error" in quiet.stderr
+    assert "RuntimeError: kaput" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    assert loud.returncode == 1  # the exception leaves Python itself
+    assert "Traceback" in loud.stderr
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+# the loader, as a library
+
+
+def test_load_project_returns_a_frozen_model_of_the_sample() -> None:
+    project = load_project(DirectorySource(SAMPLE_PROJECT))
+
+    assert isinstance(project, Project)
+    assert project.name == "churn"
+    assert project.revision is None
+    assert sorted(project.functions) == ["data-prep", "report", "trainer"]
+    assert sorted(project.pipelines) == ["training"]
+    assert sorted(project.jobs) == ["nightly", "train", "tune"]
+    steps = [step.name for step in project.pipelines["training"].steps]
+    assert steps == ["prep", "train", "evaluate", "report"]
+    assert project.functions["trainer"].code == "src/churn"
+    assert project.functions["report"].command == ("sh", "scripts/report.sh")
+    assert project.jobs["tune"].hyper is not None
+    assert project.jobs["tune"].hyper.params == {"lr": (0.05, 0.2), "depth": (2, 3, 5)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        project.name = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        project.functions["trainer"].handler = "evaluate"  # type: ignore[misc]
+
+
+def test_load_project_at_a_revision_knows_the_revision(sample_repo: Path) -> None:
+    head = git(sample_repo, "rev-parse", "HEAD").strip()
+    break_job_function(sample_repo)
+    project = load_project(open_source(sample_repo, "HEAD"))
+    assert project.revision == head
+    assert project.jobs["train"].run.function == "trainer"
+
+
+def test_validating_imports_neither_docker_nor_git(sample_project: Path) -> None:
+    script = (
+        "import sys, runner.cli\n"
+        "try:\n"
+        f"    runner.cli.main(['validate', {str(sample_project)!r}])\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code)\n"
+        "print('loaded:', *[m for m in ('docker', 'git', 'runner.build') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines() == [OK_SAMPLE, "loaded:"]
