@@ -1,6 +1,6 @@
 """Benchmark `runyard validate` against check-jsonschema, and its start-up cost.
 
-    python bench/validate.py [--files 1000] [--repeat 5] [--keep DIR]
+    python bench/validate.py [--files 1000] [--repeat 5] [--keep DIR] [--against DIR]
 
 (a) `runyard validate DIR` on a generated project of N YAML files, against
 (b) check-jsonschema run once per kind on the same files (schema only, no
@@ -8,21 +8,26 @@ cross-file checks; the four times are summed), interleaved and reported as
 medians with their ratio (goal: at most 0.5). (c) `runyard validate
 sample-project`, interpreter start included (goal: under 0.2 s), against a bare
 interpreter start, plus the ten heaviest imports and whether Docker, git or
-runner.build were imported (they must not be).
+runner.build were imported (they must not be). With --against DIR, the `runner`
+package found in DIR (another checkout, say) is timed in the same rounds too.
 
-A benchmark, not a test: it prints figures and exits 0 whatever they are. It
-exits non-zero only when it cannot measure (the generated project is invalid).
+Wall time is the measure; the children's CPU time (user + sys) is printed beside
+it, as it moves less when other work shares the machine. A benchmark, not a
+test: it prints figures and exits 0 whatever they are. It exits non-zero only
+when it cannot measure (a command fails, as when the generated project is invalid).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,53 +39,81 @@ FORBIDDEN = ("docker", "git", "runner.build")
 KIND_FOLDERS = {"project": None, "function": "functions", "pipeline": "pipelines", "job": "jobs"}
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One measurement: wall time and the child processes' CPU time, in seconds."""
+
+    wall: float
+    cpu: float
+
+    def __add__(self, other: Sample) -> Sample:
+        return Sample(self.wall + other.wall, self.cpu + other.cpu)
+
+
 @dataclass
 class Timings:
-    """Wall times in seconds of each measured command, by label."""
+    """The samples of each measured command, by label."""
 
-    runs: dict[str, list[float]] = field(default_factory=dict)
+    runs: dict[str, list[Sample]] = field(default_factory=dict)
 
-    def add(self, label: str, seconds: float) -> None:
-        self.runs.setdefault(label, []).append(seconds)
+    def add(self, label: str, sample: Sample) -> None:
+        self.runs.setdefault(label, []).append(sample)
 
-    def median(self, label: str) -> float:
-        return statistics.median(self.runs[label])
+    def median(self, label: str) -> Sample:
+        samples = self.runs[label]
+        return Sample(statistics.median(s.wall for s in samples),
+                      statistics.median(s.cpu for s in samples))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repo = Path(__file__).resolve().parent.parent
     sample = repo / "sample-project"
-    schemas = repo / "schemas"
     with tempfile.TemporaryDirectory(prefix="runyard-bench-") as temp:
         root = Path(args.keep) if args.keep else Path(temp)
         root.mkdir(parents=True, exist_ok=True)
         counts = generate(root, args.files)
         print(f"project: {root} ({counts.total} YAML files: {counts.functions} functions, "
               f"{counts.pipelines} pipelines, {counts.jobs} jobs)")
-        print(f"interpreter: {sys.executable}; {args.repeat} interleaved rounds after a warm-up\n")
-        jobs = {
-            "runyard": lambda: runyard_validate(root),
-            "check-jsonschema": lambda: check_jsonschema(root, schemas),
-            "runyard sample": lambda: runyard_validate(sample),
-            "python -c pass": python_start,
-        }
+        print(f"interpreter: {sys.executable}; load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} CPUs; {args.repeat} interleaved rounds after a warm-up\n")
+        jobs = commands(root, sample, repo / "schemas", args.against)
         timings = interleave(jobs, args.repeat)
     report_versus(timings, counts.total)
+    if args.against:
+        report_against(timings, args.against)
     report_start(timings)
     report_imports(sample)
     return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000, help="YAML files to generate")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    parser.add_argument("--against", metavar="DIR",
+                        help="also time the `runner` package in DIR (a baseline checkout)")
     return parser.parse_args(argv)
 
 
-def interleave(jobs: dict[str, Callable[[], float]], repeat: int) -> Timings:
+def commands(root: Path, sample: Path, schemas: Path,
+             against: str | None) -> dict[str, Callable[[], Sample]]:
+    """What each round runs, by label, in the order it runs them."""
+    jobs: dict[str, Callable[[], Sample]] = {
+        "runyard": lambda: runyard_validate(root),
+        "check-jsonschema": lambda: check_jsonschema(root, schemas),
+        "runyard sample": lambda: runyard_validate(sample),
+        "python -c pass": python_start,
+    }
+    if against:
+        baseline = {**os.environ, "PYTHONPATH": str(Path(against).resolve())}
+        jobs["baseline"] = lambda: runyard_validate(root, baseline)
+        jobs["baseline sample"] = lambda: runyard_validate(sample, baseline)
+    return jobs
+
+
+def interleave(jobs: Mapping[str, Callable[[], Sample]], repeat: int) -> Timings:
     """Run each job once to warm caches, then `repeat` rounds of all jobs in turn."""
     for job in jobs.values():
         job()
@@ -91,28 +124,37 @@ def interleave(jobs: dict[str, Callable[[], float]], repeat: int) -> Timings:
     return timings
 
 
-def timed(command: Sequence[str], cwd: Path | None = None) -> float:
-    """Wall time of `command`; a failure means the setup is wrong, so it stops the bench."""
+def timed(command: Sequence[str], cwd: Path | None = None,
+          env: Mapping[str, str] | None = None) -> Sample:
+    """Times `command`; a failure means the setup is wrong, so it stops the bench."""
+    before = children_cpu()
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"bench setup error: {' '.join(command[:4])} ... exited {done.returncode}\n"
                  f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return seconds
+    return Sample(wall, children_cpu() - before)
 
 
-def runyard_validate(project: Path) -> float:
-    return timed([sys.executable, "-m", "runner", "validate", str(project)])
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
-def python_start() -> float:
+def runyard_validate(project: Path, env: Mapping[str, str] | None = None) -> Sample:
+    # Run in the project: `-m` puts the working folder first on sys.path, and a
+    # checkout's `runner/` there would shadow the one asked for.
+    return timed([sys.executable, "-m", "runner", "validate", str(project)], project, env)
+
+
+def python_start() -> Sample:
     return timed([sys.executable, "-c", "pass"])
 
 
-def check_jsonschema(root: Path, schemas: Path) -> float:
-    """The summed wall time of one check-jsonschema process per kind."""
-    total = 0.0
+def check_jsonschema(root: Path, schemas: Path) -> Sample:
+    """The summed times of one check-jsonschema process per kind."""
+    total = Sample(0.0, 0.0)
     for kind, folder in KIND_FOLDERS.items():
         files = ["project.yaml"] if folder is None else sorted(
             p.relative_to(root).as_posix() for p in (root / folder).glob("*.yaml"))
@@ -122,34 +164,47 @@ def check_jsonschema(root: Path, schemas: Path) -> float:
     return total
 
 
+def show(sample: Sample) -> str:
+    return f"{sample.wall:7.3f} s wall ({sample.cpu:6.3f} s CPU)"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
 def report_versus(timings: Timings, files: int) -> None:
     ours, theirs = timings.median("runyard"), timings.median("check-jsonschema")
-    start = timings.median("python -c pass")
-    ratio = ours / theirs
-    print(f"(a) runyard validate ({files} files):          median {ours:7.3f} s "
-          f"{per_file(ours, files)}")
-    print(f"(b) check-jsonschema, 4 kinds, schema only:  median {theirs:7.3f} s "
-          f"{per_file(theirs, files)}")
-    print(f"    ratio runyard / check-jsonschema: {ratio:.3f} "
-          f"(goal <= {RATIO_GOAL}: {'met' if ratio <= RATIO_GOAL else 'NOT met'})")
-    sample = timings.median("runyard sample")
-    print(f"    runyard per file beyond the sample project's cost: "
-          f"{(ours - sample) / files * 1000:.3f} ms; "
-          f"check-jsonschema beyond 4 interpreter starts: "
-          f"{(theirs - 4 * start) / files * 1000:.3f} ms\n")
+    sample, start = timings.median("runyard sample"), timings.median("python -c pass")
+    ratio = ours.wall / theirs.wall
+    print(f"(a) runyard validate, {files} files:         median {show(ours)}")
+    print(f"(b) check-jsonschema, 4 kinds, schema only: median {show(theirs)}")
+    print(f"    ratio runyard / check-jsonschema: {ratio:.3f} wall, "
+          f"{ours.cpu / theirs.cpu:.3f} CPU (goal <= {RATIO_GOAL}: {verdict(ratio <= RATIO_GOAL)})")
+    print(f"    per file, all in:     runyard {ours.wall / files * 1000:.3f} ms, "
+          f"check-jsonschema {theirs.wall / files * 1000:.3f} ms")
+    print(f"    per file, start-up out (runyard less its sample-project run, "
+          f"check-jsonschema less 4 interpreter starts): "
+          f"runyard {(ours.wall - sample.wall) / files * 1000:.3f} ms, "
+          f"check-jsonschema {(theirs.wall - 4 * start.wall) / files * 1000:.3f} ms\n")
 
 
-def per_file(seconds: float, files: int) -> str:
-    return f"({seconds / files * 1000:.3f} ms/file)"
+def report_against(timings: Timings, against: str) -> None:
+    ours, base = timings.median("runyard"), timings.median("baseline")
+    small, base_small = timings.median("runyard sample"), timings.median("baseline sample")
+    print(f"    baseline ({against}): {show(base)}; this checkout / baseline: "
+          f"{ours.wall / base.wall:.3f} wall, {ours.cpu / base.cpu:.3f} CPU")
+    print(f"    baseline sample-project: {show(base_small)}; this checkout / baseline: "
+          f"{small.wall / base_small.wall:.3f} wall, {small.cpu / base_small.cpu:.3f} CPU\n")
 
 
 def report_start(timings: Timings) -> None:
     sample, bare = timings.median("runyard sample"), timings.median("python -c pass")
-    print(f"(c) runyard validate sample-project: median {sample:.3f} s "
-          f"(goal < {START_GOAL} s: {'met' if sample < START_GOAL else 'NOT met'}; "
-          f"ratio to goal {sample / START_GOAL:.2f})")
-    print(f"    bare interpreter start (python -c pass): median {bare:.3f} s; "
-          f"ratio runyard/bare {sample / bare:.2f}; runyard's own {sample - bare:.3f} s\n")
+    print(f"(c) runyard validate sample-project: median {show(sample)} "
+          f"(goal < {START_GOAL} s: {verdict(sample.wall < START_GOAL)}; "
+          f"{sample.wall / START_GOAL:.2f} x the goal)")
+    print(f"    bare interpreter start (python -c pass): median {show(bare)}; "
+          f"runyard / bare {sample.wall / bare.wall:.2f}; "
+          f"runyard's own {sample.wall - bare.wall:.3f} s\n")
 
 
 @dataclass(frozen=True)
@@ -172,14 +227,14 @@ def report_imports(sample: Path) -> None:
     names = [item.name for item in imports]
     for prefix in FORBIDDEN:
         found = [name for name in names if name == prefix or name.startswith(prefix + ".")]
-        verdict = f"IMPORTED (must not be): {', '.join(found[:5])}" if found else "not imported: ok"
-        print(f"    {prefix}: {verdict}")
+        print(f"    {prefix}: " + (f"IMPORTED (must not be): {', '.join(found[:5])}"
+                                   if found else "not imported: ok"))
 
 
 def import_times(sample: Path) -> list[Import]:
     """Every module `runyard validate sample-project` imports, as importtime reports it."""
     command = [sys.executable, "-X", "importtime", "-m", "runner", "validate", str(sample)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=sample, capture_output=True, text=True, check=False)
     return [item for line in done.stderr.splitlines() if (item := parse_import(line))]
 
 

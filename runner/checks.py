@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import posixpath
+import re
 from collections.abc import Iterable
 
 from runner import schedule, trials
@@ -14,8 +15,11 @@ from runner.source import ProjectSource
 from runner.yamlread import Document, Path
 
 
-def check_project(project: Project, source: ProjectSource) -> list[Problem]:
-    return _Checker(project, source).run()
+def check_project(project: Project, source: ProjectSource,
+                  unchecked: frozenset[str] = frozenset()) -> list[Problem]:
+    """Problems across files; names in `unchecked` (files that failed earlier) are not
+    reported missing again."""
+    return _Checker(project, source, unchecked).run()
 
 
 def inside_project(path: str) -> str | None:
@@ -29,11 +33,13 @@ def inside_project(path: str) -> str | None:
 
 
 class _Checker:
-    def __init__(self, project: Project, source: ProjectSource) -> None:
+    def __init__(self, project: Project, source: ProjectSource, unchecked: frozenset[str]) -> None:
         self.project = project
         self.source = source
+        self.unchecked = unchecked
         self.problems: list[Problem] = []
         self.modules: dict[str, set[str] | None] = {}
+        self.unparsable: set[str] = set()
 
     def run(self) -> list[Problem]:
         for function in self.project.functions.values():
@@ -55,13 +61,14 @@ class _Checker:
         if function.command is not None and function.handler is not None:
             self.add(doc, ("handler",), "give either `command` or `handler`, not both")
         if function.command is None and function.code is None:
-            self.add(doc, ("name",), "a function needs `code` (Python) or `command`")
-        if function.code is not None:
-            self.repo_path(doc, ("code",), function.code, "code")
+            self.add(doc, (), "a function needs `code` (Python) or `command`")
+        code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code")
         env_file = function.environment.requirements_file
-        if env_file is not None:
-            self.repo_path(doc, ("environment", "requirements_file"), env_file, "requirements file")
-        if function.handler is not None and function.command is None:
+        if env_file is not None and self.repo_path(
+                doc, ("environment", "requirements_file"), env_file, "requirements file") \
+                and not self.source.is_file(env_file):
+            self.add(doc, ("environment", "requirements_file"), f"{env_file!r} is not a file")
+        if function.handler is not None and function.command is None and code_ok:
             self.handler(function, function.handler, doc, ("handler",))
 
     def repo_path(self, doc: Document | None, path: Path, value: str, what: str) -> bool:
@@ -75,6 +82,9 @@ class _Checker:
         return True
 
     def handler(self, function: Function, handler: str, doc: Document | None, path: Path) -> None:
+        if function.command is not None:
+            self.add(doc, path, f"function {function.name!r} runs a `command`; it has no handlers")
+            return
         code = function.code
         if code is None or inside_project(code) or not self.is_python(code):
             return
@@ -85,6 +95,8 @@ class _Checker:
             return
         for candidate in candidates:
             names = self.top_level_names(candidate)
+            if candidate in self.unparsable:
+                return  # its own problem is already reported
             if names is not None:
                 if name not in names:
                     self.add(doc, path, f"handler {name!r} is not defined in {candidate}")
@@ -102,9 +114,19 @@ class _Checker:
     def parse_module(self, path: str) -> set[str] | None:
         if not self.source.is_file(path):
             return None
+        raw = self.source.read(path)
         try:
-            tree = ast.parse(self.source.read(path), filename=path)
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            self.unparsable.add(path)
+            line = raw.count(b"\n", 0, error.start) + 1
+            col = error.start - raw.rfind(b"\n", 0, error.start)
+            self.problems.append(Problem(path, line, col, "Python code is not valid UTF-8"))
+            return set()
+        try:
+            tree = ast.parse(raw, filename=path)
         except (SyntaxError, ValueError) as error:
+            self.unparsable.add(path)
             line = getattr(error, "lineno", None) or 1
             col = getattr(error, "offset", None) or 1
             message = getattr(error, "msg", str(error))
@@ -123,7 +145,9 @@ class _Checker:
                 self.add(doc, (*path, "name"), f"step name {step.name!r} is used twice")
             seen.setdefault(step.name, step.index)
             function = self.project.functions.get(step.function)
-            if function is None:
+            if function is None and step.function in self.unchecked:
+                pass
+            elif function is None:
                 self.add(doc, (*path, "function"), self.unknown("function", step.function))
             elif step.handler is not None:
                 self.handler(function, step.handler, doc, (*path, "handler"))
@@ -134,7 +158,8 @@ class _Checker:
                 if pipeline.step(name) is None:
                     self.add(doc, (*path, "after"), f"`after` names no step {name!r} of this pipeline")
             self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
-        self.acyclic(pipeline)
+        if len(seen) == len(pipeline.steps):  # with a name used twice, "cycles" mislead
+            self.acyclic(pipeline)
 
     def inputs(self, doc: Document | None, path: Path, inputs: dict[str, str] | object,
                pipeline: Pipeline | None, earlier: dict[str, int], here: str) -> None:
@@ -180,13 +205,15 @@ class _Checker:
         pipeline = None
         if run.pipeline is not None:
             pipeline = self.project.pipelines.get(run.pipeline)
-            if pipeline is None:
+            if pipeline is None and run.pipeline not in self.unchecked:
                 self.add(doc, ("run", "pipeline"), self.unknown("pipeline", run.pipeline))
             if run.handler is not None:
                 self.add(doc, ("run", "handler"), "a handler goes with `function`, not `pipeline`")
         if run.function is not None:
             function = self.project.functions.get(run.function)
-            if function is None:
+            if function is None and run.function in self.unchecked:
+                pass
+            elif function is None:
                 self.add(doc, ("run", "function"), self.unknown("function", run.function))
             elif run.handler is not None:
                 self.handler(function, run.handler, doc, ("run", "handler"))
@@ -202,7 +229,12 @@ class _Checker:
         if hyper is None:
             return
         for message in trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude):
-            at: Path = ("hyper", "exclude") if "exclude" in message else ("hyper", "params")
+            entry = re.search(r"exclude entry (\d+)", message)
+            at: Path = ("hyper", "params")
+            if entry:
+                at = ("hyper", "exclude", int(entry[1]) - 1)
+            elif "exclude" in message:
+                at = ("hyper", "exclude")
             self.add(job.doc, at, message)
         if hyper.stop_condition is not None:
             try:

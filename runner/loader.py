@@ -25,7 +25,8 @@ from runner.model import (
 )
 from runner.schema import SchemaSet
 from runner.source import ProjectSource
-from runner.yamlread import Document, Path as DocPath, read_document
+from runner.yamlread import Document, read_document
+from runner.yamlread import Path as DocPath
 
 PROJECT_FILE = "project.yaml"
 KIND_FOLDERS = {"function": "functions", "pipeline": "pipelines", "job": "jobs"}
@@ -65,20 +66,30 @@ def load_project(source: ProjectSource) -> Project:
         )
     builder = _Builder()
     schemas = SchemaSet()
+    unchecked: set[str] = set()
     for kind, path in project_files(source):
         doc = builder.read(source, path)
-        if doc is not None:
-            schema_problems = schemas.problems(kind, doc)
-            builder.problems += schema_problems
-            if not schema_problems:
-                builder.add(kind, doc)
+        if doc is None:
+            unchecked.add(_name_from_path(path))
+            continue
+        schema_problems = schemas.problems(kind, doc)
+        builder.problems += schema_problems
+        if not schema_problems:
+            builder.add(kind, doc)
+        elif isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
+            unchecked.add(doc.data["name"])
     if builder.project is None:
         raise ProjectInvalid(builder.problems)
     project = builder.finish(source.revision)
-    problems = builder.problems + check_project(project, source)
+    problems = builder.problems + check_project(project, source, frozenset(unchecked))
     if problems:
         raise ProjectInvalid(problems)
     return project
+
+
+def _name_from_path(path: str) -> str:
+    """The likely name of an unreadable file's object: its file name."""
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 class _Builder:

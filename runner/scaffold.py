@@ -25,7 +25,7 @@ _SKIP = {".git", ".runyard", "__pycache__"}
 def init_project(target: Path, name: str | None, template: str = "basic",
                  baseline: str | None = None, force: bool = False) -> str:
     """Make a project in `target`; return its name."""
-    name = name or _name_from(target)
+    name = _name_from(target) if name is None else name  # `--name ""` is refused, not ignored
     if not _NAME.match(name):
         raise RunyardError(f"{name!r} is not a valid project name: lower-case letters, digits "
                            "and '-', starting with a letter (use --name)")

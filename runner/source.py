@@ -70,7 +70,7 @@ class DirectorySource:
         top = self.root / path
         if top.is_file():
             return [path]
-        found = []
+        found: list[str] = []
         for folder, dirs, names in os.walk(top):
             dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
             relative = Path(folder).relative_to(self.root)
@@ -95,7 +95,10 @@ class GitSource:
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.repo.git_dir) / "runyard"
+        """Beside the project in a working tree; in a bare repository, inside it."""
+        top = self.repo.working_tree_dir
+        base = Path(top) / self.prefix if top is not None else Path(self.repo.git_dir)
+        return base / ".runyard"
 
     @property
     def label(self) -> str:
@@ -130,7 +133,19 @@ class GitSource:
         if found.type == "blob":
             return [path]
         strip = len(self.prefix) + 1 if self.prefix else 0
-        return sorted(item.path[strip:] for item in found.traverse() if item.type == "blob")
+        import git
+
+        blobs = [item for item in found.traverse() if isinstance(item, git.Blob)]
+        return sorted(str(blob.path)[strip:] for blob in blobs)
+
+
+def prepare_state_dir(path: Path) -> Path:
+    """Make runyard's own folder, ignored by git so a run leaves the checkout clean."""
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# runyard's own files: logs, caches, the artifact store\n*\n")
+    return path
 
 
 def open_source(path: Path, revision: str | None = None) -> ProjectSource:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -24,6 +24,11 @@ Position = tuple[int, int]
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")}
+_TEXT_TAGS = frozenset({f"{_TAG}str", f"{_TAG}timestamp"})  # kept as the text written
+_CONSTRUCTED_TAGS = _SCALAR_TAGS - _TEXT_TAGS  # built by the loader's construct_yaml_*
+_SEQ_TAG = f"{_TAG}seq"
+_MAP_TAG = f"{_TAG}map"
+_MERGE_TAG = f"{_TAG}merge"
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -85,19 +90,26 @@ def _decode(file: str, raw: bytes) -> str:
     raise AssertionError("unreachable")
 
 
-def _fail(file: str, line: int, col: int, message: str) -> None:
+def _fail(file: str, line: int, col: int, message: str) -> NoReturn:
     raise ProjectInvalid([Problem(file, line, col, message)])
 
 
 class _Builder:
-    """Turns a composed node graph into plain data, counting every expanded node."""
+    """Turns a composed node graph into plain data, counting every expanded node.
+
+    This runs once per node of every file, so it is written for speed: tags are
+    compared with constants and each scalar constructor is looked up once.
+    """
 
     def __init__(self, file: str, constructor: yaml.SafeLoader) -> None:
         self.file = file
-        self.constructor = constructor
         self.nodes = 0
         self.positions: dict[Path, Position] = {}
         self.key_positions: dict[Path, Position] = {}
+        self.construct = {
+            tag: getattr(constructor, f"construct_yaml_{tag.removeprefix(_TAG)}")
+            for tag in _CONSTRUCTED_TAGS
+        }
 
     def build(self, node: yaml.Node) -> Document:
         data = self._value(node, ())
@@ -106,46 +118,52 @@ class _Builder:
     def _value(self, node: yaml.Node, path: Path) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            self._refuse(node, f"more than {MAX_NODES} values after alias expansion (an alias bomb?)")
+            self._refuse(
+                node, f"more than {MAX_NODES} values after alias expansion (an alias bomb?)"
+            )
         if len(path) > MAX_DEPTH:
             self._refuse(node, f"nested deeper than {MAX_DEPTH} levels")
-        self.positions[path] = _position(node)
+        mark = node.start_mark
+        self.positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
-            self._expect_tag(node, f"{_TAG}seq")
-            return [self._value(item, (*path, i)) for i, item in enumerate(node.value)]
+            if node.tag != _SEQ_TAG:
+                self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
+            value = self._value
+            return [value(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._scalar(node)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
-        self._expect_tag(node, f"{_TAG}map")
+        if node.tag != _MAP_TAG:
+            self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
         result: dict[str, Any] = {}
+        key_positions = self.key_positions
         for key_node, value_node in node.value:
-            if key_node.tag == f"{_TAG}merge":
+            if key_node.tag == _MERGE_TAG:
                 self._refuse(key_node, "merge keys (<<) are not supported; write the keys out")
             key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 self._refuse(key_node, "mapping keys must be strings")
+            key_path = (*path, key)
             if key in result:
-                line, _ = self.key_positions[(*path, key)]
+                line, _ = key_positions[key_path]
                 self._refuse(key_node, f"duplicate key {key!r} (first at line {line})")
-            self.key_positions[(*path, key)] = _position(key_node)
-            result[key] = self._value(value_node, (*path, key))
+            mark = key_node.start_mark
+            key_positions[key_path] = (mark.line + 1, mark.column + 1)
+            result[key] = self._value(value_node, key_path)
         return result
 
     def _scalar(self, node: yaml.Node) -> Any:
-        if node.tag not in _SCALAR_TAGS:
-            self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
-        if node.tag in (f"{_TAG}str", f"{_TAG}timestamp"):
+        tag = node.tag
+        if tag in _TEXT_TAGS:
             return str(node.value)
-        kind = node.tag.removeprefix(_TAG)
-        return getattr(self.constructor, f"construct_yaml_{kind}")(node)
+        construct = self.construct.get(tag)
+        if construct is None:
+            self._refuse(node, f"tag {tag!r} is not allowed; only plain YAML values are")
+        return construct(node)
 
-    def _expect_tag(self, node: yaml.Node, tag: str) -> None:
-        if node.tag != tag:
-            self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
-
-    def _refuse(self, node: yaml.Node, message: str) -> None:
+    def _refuse(self, node: yaml.Node, message: str) -> NoReturn:
         line, col = _position(node)
         _fail(self.file, line, col, message)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 if str(CHECKOUT) not in sys.path:  # `tests.helpers` imports also under a bare `pytest`
     sys.path.insert(0, str(CHECKOUT))
 
-from tests.helpers import commit_all, copy_project, make_repo  # noqa: E402
-
-SAMPLE_PROJECT = CHECKOUT / "sample-project"
-
-RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
+from tests.helpers import SAMPLE_PROJECT, RunCli, commit_all, copy_project, make_repo  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

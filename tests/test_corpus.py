@@ -19,12 +19,13 @@ are committed to a git repository and checked from a bare clone with `--revision
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,12 +120,8 @@ def build_project(case: Case | None, project: Path) -> Path:
             target.write_bytes(content)
     generator = case.folder / "generate.py"
     if generator.is_file():
-        spec = importlib.util.spec_from_file_location(f"corpus_{case.name.replace('-', '_')}",
-                                                      generator)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.make(project)
+        make: Callable[[Path], None] = runpy.run_path(str(generator))["make"]
+        make(project)  # run_path writes no __pycache__ into the corpus
     return project
 
 
@@ -143,16 +140,35 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env["NO_COLOR"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
-        capture_output=True, text=True, encoding="utf-8", errors="replace",
-        cwd=cwd, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
 def git(*args: str, cwd: Path) -> None:
     subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false",
-         "-c", "init.defaultBranch=main", *args],
-        cwd=cwd, check=True, capture_output=True, timeout=60,
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+            *args,
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
 
 
@@ -199,9 +215,15 @@ def test_base_project_is_valid(tmp_path: Path) -> None:
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(CASES) >= MIN_CASES
+    assert len(CASES) >= MIN_CASES, f"only {len(CASES)} cases"
     for name in (*JSON_CASES, *GIT_CASES):
         assert name in BY_NAME, f"{name} is not a case of the corpus"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_case_changes_something(case: Case) -> None:
+    changes = [p for p in case.folder.rglob("*") if p.is_file() and p.name != "expect.txt"]
+    assert changes, f"{case.name} has no overlay file and no generate.py"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,8 +15,16 @@ import pytest
 from runner.loader import load_project
 from runner.model import Project
 from runner.source import DirectorySource, open_source
-from tests.conftest import SAMPLE_PROJECT, RunCli
-from tests.helpers import bare_clone, commit_all, copy_project, edit_file, git, make_repo
+from tests.helpers import (
+    SAMPLE_PROJECT,
+    RunCli,
+    bare_clone,
+    commit_all,
+    copy_project,
+    edit_file,
+    git,
+    make_repo,
+)
 
 OK_SAMPLE = "ok: project 'churn': 3 functions, 1 pipeline, 3 jobs"
 PROBLEM_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
@@ -170,16 +179,14 @@ def test_a_file_argument_finds_errors_in_other_files_of_its_project(
 def test_a_job_file_alone_sees_the_function_deleted_in_another_file(
     run_cli: RunCli, sample_project: Path
 ) -> None:
-    (sample_project / "functions" / "report.yaml").unlink()
-    (sample_project / "jobs" / "report.yaml").write_text(
-        "apiVersion: runyard/v1\nkind: job\nname: report\nrun: {function: report}\n"
-    )
-    done = run_cli("validate", "jobs/report.yaml", cwd=sample_project)
+    (sample_project / "functions" / "trainer.yaml").unlink()
+    done = run_cli("validate", "jobs/train.yaml", cwd=sample_project)
     expect(done, 1)
     lines = done.stderr.splitlines()
-    assert "jobs/report.yaml:4:17: no function named 'report' (known: data-prep, trainer)" in lines
+    assert "jobs/train.yaml:7:17: no function named 'trainer' (known: data-prep, report)" in lines
+    assert any(line.startswith("jobs/nightly.yaml:") for line in lines)
     assert any(line.startswith("pipelines/training.yaml:") for line in lines)
-    assert lines[-1] == "2 errors in 2 files"
+    assert lines[-1] == "4 errors in 3 files"
 
 
 # --revision: what is committed, not what is on disk
@@ -316,19 +323,13 @@ def test_an_internal_error_exits_3_without_a_traceback_unless_asked(tmp_path: Pa
     )
     quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     loud = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={**_environ(), "RUNYARD_DEBUG": "1"})
+                          env={**os.environ, "RUNYARD_DEBUG": "1"})
     assert quiet.returncode == 3
     assert "internal error" in quiet.stderr
     assert "RuntimeError: kaput" in quiet.stderr
     assert "Traceback" not in quiet.stderr
     assert loud.returncode == 1  # the exception leaves Python itself
     assert "Traceback" in loud.stderr
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 # the loader, as a library

@@ -31,6 +31,8 @@ OnLine = Callable[[str, str], None]
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LOG_TAIL_LINES = 15
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+# The engine wraps a step's stderr in colour codes: keep them out of logs and messages.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_d
 
 def _consume(chunk: dict[str, Any], step: str, error: str | None, log: io.TextIOBase,
              emit: Callable[[str], None]) -> tuple[str, str | None]:
-    text = chunk.get("stream") or chunk.get("status") or ""
+    text = _ANSI.sub("", chunk.get("stream") or chunk.get("status") or "")
     if "error" in chunk:
         error = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
         text = error + "\n"
@@ -180,6 +182,10 @@ def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path:
     lines = log_path.read_text("utf-8", "replace").splitlines()[-LOG_TAIL_LINES:]
     tail = "\n".join(f"    {line}" for line in lines)
     names = ", ".join(need.functions)
+    if path == ("environment", "base_image") and need.spec.base_image_id is None:
+        base = need.spec.environment.base_image
+        error = (f"base image {base} is not on this machine and cannot be pulled ({error}); "
+                 f"bring it with `docker load`, or run `runyard setup`")
     return (f"{where}: the image of function {names} failed to build at {failing}: {error}\n"
             f"  last lines of {log_path}:\n{tail}")
 
@@ -188,6 +194,9 @@ def _step_origin(step: str, spec: ImageSpec) -> DocPath:
     """Which part of the function's `environment` a Dockerfile step comes from."""
     match = _STEP.match(step)
     instruction = match[3] if match else ""
+    for index, setup in enumerate(spec.environment.setup):
+        if instruction == f"RUN {setup}":
+            return ("environment", "setup", index)
     if instruction.startswith("FROM") or not instruction:
         return ("environment", "base_image")
     if "apt-get" in instruction:
@@ -195,9 +204,6 @@ def _step_origin(step: str, spec: ImageSpec) -> DocPath:
     if "pip install" in instruction or instruction.startswith("COPY"):
         key = "requirements_file" if spec.environment.requirements_file else "requirements"
         return ("environment", key)
-    for index, setup in enumerate(spec.environment.setup):
-        if instruction == f"RUN {setup}":
-            return ("environment", "setup", index)
     return ("environment",)
 
 

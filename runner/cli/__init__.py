@@ -23,6 +23,8 @@ COMMANDS = {
     "setup": "runner.cli.images:setup",
     "build": "runner.cli.images:build",
     "images": "runner.cli.images:images",
+    "run": "runner.cli.run:run",
+    "runs": "runner.cli.runs:runs",
 }
 
 EXIT_USER_ERROR = 1

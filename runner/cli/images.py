@@ -42,13 +42,15 @@ def build(functions: tuple[str, ...], project_dir: Path, revision: str | None, f
     """Build the images of the project's functions (or of FUNCTIONS) that are missing."""
     from runner.build.builder import LocalImages, build_images, image_needs
     from runner.build.engine import connect
+    from runner.source import prepare_state_dir
 
     project, source = load(project_dir, revision)
     client = connect(click.echo)
     local = LocalImages.read(client)
     needs = image_needs(project, source, local, functions)
     with live_lines("building") as on_line:
-        outcomes = build_images(client, project, needs, local, source.state_dir / "builds",
+        state = prepare_state_dir(source.state_dir)
+        outcomes = build_images(client, project, needs, local, state / "builds",
                                 on_line if not as_json else _quiet, force)
     if as_json:
         echo_json([{"image": o.need.spec.tag, "functions": list(o.need.functions),

@@ -12,7 +12,7 @@ from runner.errors import Problem, ProjectInvalid, RunyardError
 from runner.loader import find_project_root, load_project
 from runner.model import Project
 from runner.schema import KINDS, schema_text
-from runner.source import DirectorySource, ProjectSource, open_source
+from runner.source import DirectorySource, GitSource, ProjectSource, open_source
 
 
 @click.command()
@@ -69,8 +69,7 @@ def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[Projec
     found: dict[str, tuple[ProjectSource, str]] = {}
     for path in paths or (Path("."),):
         if not path.exists():
-            bare = _bare_source(path, revision)
-            found.setdefault(f"{bare[0].label}@{Path(path).resolve()}", bare)
+            found.setdefault(str(path.resolve()), _bare_source(path, revision))
             continue
         try:
             root = find_project_root(path)
@@ -80,15 +79,15 @@ def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[Projec
             root = path  # maybe a project at the revision only, or a bare repository
         key = str(root.resolve())
         if key not in found:
-            found[key] = (open_source(root, revision), _shown(root))
+            source = open_source(root, revision)
+            in_bare = isinstance(source, GitSource) and source.repo.bare
+            found[key] = (source, "" if in_bare else _shown(root))  # no files to show in a bare one
     return list(found.values())
 
 
 def _bare_source(path: Path, revision: str) -> tuple[ProjectSource, str]:
     """A folder inside a bare repository: that folder of the revision's tree."""
     import git
-
-    from runner.source import GitSource
 
     existing = path.resolve()
     while not existing.exists():

@@ -1,0 +1,198 @@
+"""The Python API, as MLRun users know it: load a project, run a function or a
+task, and get a `RunObject` back (seed 002)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import RunyardError
+from runner.model import Project
+from runner.record.artifacts import ArtifactStore
+from runner.record.results import ResultsBranch
+from runner.view import summary_lines
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    """A reusable task: name, handler, params and inputs (MLRun's `new_task`)."""
+
+    name: str | None = None
+    handler: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    hyperparams: Mapping[str, list[Any]] = field(default_factory=dict)
+    selector: str | None = None
+
+    def with_params(self, **params: Any) -> TaskTemplate:
+        return replace(self, params={**self.params, **params})
+
+    def with_hyper_params(self, hyperparams: Mapping[str, list[Any]],
+                          selector: str | None = None) -> TaskTemplate:
+        return replace(self, hyperparams=dict(hyperparams), selector=selector)
+
+
+def new_task(name: str | None = None, handler: str | None = None,
+             params: Mapping[str, Any] | None = None,
+             inputs: Mapping[str, str] | None = None) -> TaskTemplate:
+    return TaskTemplate(name, handler, dict(params or {}), dict(inputs or {}))
+
+
+class DataItem:
+    """An artifact in the store: `local_path()`, `get()`, `as_df()`, `url`."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url = url
+        self.path = path
+
+    def local_path(self) -> str:
+        return str(self.path)
+
+    def get(self) -> bytes:
+        return self.path.read_bytes()
+
+    def as_df(self, **options: Any) -> Any:
+        import importlib
+
+        return importlib.import_module("pandas").read_csv(self.path, **options)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class RunObject:
+    """A run: its record on the results branch, refreshed on demand."""
+
+    def __init__(self, results: ResultsBranch, store: ArtifactStore, uid: str,
+                 record: dict[str, Any] | None = None,
+                 thread: threading.Thread | None = None) -> None:
+        self._results, self._store, self._uid = results, store, uid
+        self._record = record
+        self._thread = thread
+
+    def uid(self) -> str:
+        return self._uid
+
+    def state(self) -> str:
+        return str(self.to_dict()["status"]["state"]) if self._known() else "running"
+
+    def refresh(self) -> RunObject:
+        try:
+            self._record = self._results.read(self._uid)
+        except RunyardError:
+            self._record = None
+        return self
+
+    def wait_for_completion(self, timeout: float | None = None) -> RunObject:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.refresh()
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        status = self.to_dict()["status"]
+        return {**status.get("results", {}),
+                **{a["key"]: a["uri"] for a in status.get("artifacts", [])}}
+
+    def output(self, key: str) -> Any:
+        return self.outputs.get(key)
+
+    def artifact(self, key: str) -> DataItem:
+        for item in self.to_dict()["status"].get("artifacts", []):
+            if item["key"] == key:
+                return DataItem(f"artifact://{key}@{self._uid}", self._store.path_of(item["hash"]))
+        raise RunyardError(f"run {self._uid} has no artifact {key!r}")
+
+    def logs(self, watch: bool = True) -> str:
+        if watch:
+            self.wait_for_completion()
+        text = self._results.log(self._uid).decode("utf-8", "replace")
+        print(text, end="")
+        return text
+
+    def show(self) -> None:
+        print("\n".join(summary_lines(self.to_dict(), self._results.branch)))
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self._known():
+            raise RunyardError(f"run {self._uid} has no record yet: wait_for_completion() first")
+        assert self._record is not None
+        return self._record
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    def _known(self) -> bool:
+        if self._record is None:
+            self.refresh()
+        return self._record is not None
+
+    def __repr__(self) -> str:
+        return f"RunObject(uid={self._uid!r}, state={self.state()!r})"
+
+
+class ProjectHandle:
+    """A project on disk, as `load_project` returns it."""
+
+    def __init__(self, path: Path, project: Project) -> None:
+        self.path = path
+        self.spec = project
+        self.name = project.name
+
+    def run_function(self, function: str | TaskTemplate, handler: str | None = None,
+                     params: Mapping[str, Any] | None = None,
+                     inputs: Mapping[str, str] | None = None, *, task: TaskTemplate | None = None,
+                     local: bool = False, watch: bool = True, local_changes: bool = False,
+                     revision: str | None = None) -> RunObject:
+        """Run a function of the project (by name) with a handler, params and inputs."""
+        from runner.record.results import new_uid
+        from runner.run.launch import run_target
+        from runner.run.session import session_for, workspace_of
+
+        template = task or (function if isinstance(function, TaskTemplate) else TaskTemplate())
+        name = function if isinstance(function, str) else (template.name or "")
+        if template.hyperparams:
+            raise RunyardError("hyper-parameter tasks are not runnable yet")
+        options = {"handler": handler or template.handler,
+                   "params": {**template.params, **(params or {})},
+                   "inputs": {**template.inputs, **(inputs or {})}}
+        uid = new_uid()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            with session_for(self.path, revision, local_changes=local_changes,
+                             backend="local" if local else None,
+                             on_line=lambda n, line: print(f"{n} | {line}") if watch else None
+                             ) as session:
+                box["results"], box["store"] = session.results, session.store
+                box["record"] = run_target(session, name, uid, **options)
+
+        if watch:
+            work()
+            return RunObject(box["results"], box["store"], uid, box["record"])
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        from runner.run.session import open_project
+
+        source, git_dir = open_project(self.path, revision, local_changes)
+        store = ArtifactStore(self.spec.artifact_store, workspace_of(source))
+        return RunObject(ResultsBranch(git_dir, self.spec.results_branch), store, uid, None, thread)
+
+
+def load_project(path: str | Path = ".") -> ProjectHandle:
+    """The project at `path` (its working tree), checked."""
+    from runner.loader import find_project_root
+    from runner.loader import load_project as load
+    from runner.source import DirectorySource
+
+    root = find_project_root(Path(path))
+    return ProjectHandle(root, load(DirectorySource(root)))

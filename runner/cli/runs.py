@@ -1,0 +1,157 @@
+"""`runyard runs list|show|logs|artifact|compare`: views on the results branch."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runner.cli.common import echo_json
+from runner.errors import RunyardError
+from runner.record.results import ResultsBranch
+from runner.view import compare_lines, list_rows, summary_lines, table
+
+
+def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
+    import git
+
+    try:
+        repo = git.Repo(project_dir, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+        raise RunyardError(f"{project_dir} is not in a git repository") from error
+    return ResultsBranch(Path(repo.git_dir), branch or _branch_of(project_dir))
+
+
+def _branch_of(project_dir: Path) -> str:
+    from runner.loader import find_project_root
+    from runner.model import DEFAULT_RESULTS_BRANCH
+    from runner.yamlread import read_document
+
+    try:
+        root = find_project_root(project_dir)
+        doc = read_document("project.yaml", (root / "project.yaml").read_bytes())
+        return str(doc.data.get("results", {}).get("branch", DEFAULT_RESULTS_BRANCH))
+    except (RunyardError, AttributeError, OSError):
+        return DEFAULT_RESULTS_BRANCH
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(command: F) -> F:
+    command = click.option("--branch", help="The results branch (default: the project's).")(command)
+    return click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
+                        default=Path("."), show_default=True,
+                        help="A folder of the repository holding the records.")(command)
+
+
+@click.group()
+def runs() -> None:
+    """Read the run records on the results branch."""
+
+
+@runs.command("list")
+@_common
+@click.option("--job", help="Only the runs of this job.")
+@click.option("--state", help="Only runs in this state.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def list_(project_dir: Path, branch: str | None, job: str | None, state: str | None,
+          limit: int, as_json: bool) -> None:
+    """The newest runs first."""
+    results = _results(project_dir, branch)
+    picked = []
+    for record in results.records():
+        if (job and record["metadata"].get("job") != job) or \
+                (state and record["status"]["state"] != state):
+            continue
+        picked.append(record)
+        if len(picked) >= limit:
+            break
+    if as_json:
+        echo_json(picked)
+        return
+    for line in table(["UID", "NAME", "JOB", "STATE", "STARTED", "RESULTS"], list_rows(picked)):
+        click.echo(line)
+
+
+@runs.command()
+@_common
+@click.argument("uid")
+@click.option("--json", "as_json", is_flag=True)
+def show(project_dir: Path, branch: str | None, uid: str, as_json: bool) -> None:
+    """One run: state, results, artifacts, params and where its record is."""
+    results = _results(project_dir, branch)
+    record = results.read(results.find(uid))
+    if as_json:
+        echo_json(record)
+        return
+    for line in summary_lines(record, results.branch):
+        click.echo(line)
+
+
+@runs.command()
+@_common
+@click.argument("uid")
+@click.option("--follow", "-f", is_flag=True, help="Wait for the run to end, printing as it goes.")
+def logs(project_dir: Path, branch: str | None, uid: str, follow: bool) -> None:
+    """The log of a run."""
+    results = _results(project_dir, branch)
+    while follow:
+        try:
+            results.find(uid)
+            break
+        except RunyardError:
+            time.sleep(0.5)  # a detached run is recorded when it ends
+    sys.stdout.buffer.write(results.log(results.find(uid)))
+
+
+@runs.command()
+@_common
+@click.argument("uid")
+@click.argument("key")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write it here.")
+def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
+             output: Path | None) -> None:
+    """Fetch artifact KEY of a run from the artifact store."""
+    from runner.record.artifacts import ArtifactStore
+
+    results = _results(project_dir, branch)
+    record = results.read(results.find(uid))
+    found = [a for a in record["status"].get("artifacts", []) if a["key"] == key]
+    if not found:
+        raise RunyardError(f"run {uid} has no artifact {key!r}")
+    store_root = _store(project_dir)
+    path = ArtifactStore(store_root[0], store_root[1]).path_of(found[0]["hash"])
+    if not path.is_file():
+        raise RunyardError(f"artifact {key!r} ({found[0]['hash']}) is not in the store at {path}")
+    if output is None:
+        sys.stdout.buffer.write(path.read_bytes())
+    else:
+        shutil.copyfile(path, output)
+        click.echo(f"wrote {output}")
+
+
+@runs.command()
+@_common
+@click.argument("uids", nargs=-1, required=True)
+def compare(project_dir: Path, branch: str | None, uids: tuple[str, ...]) -> None:
+    """Params and results of runs side by side; '*' marks the rows that differ."""
+    results = _results(project_dir, branch)
+    for line in compare_lines([results.read(results.find(uid)) for uid in uids]):
+        click.echo(line)
+
+
+def _store(project_dir: Path) -> tuple[str, Path]:
+    from runner.loader import find_project_root
+    from runner.model import DEFAULT_ARTIFACT_STORE
+    from runner.yamlread import read_document
+
+    root = find_project_root(project_dir)
+    doc = read_document("project.yaml", (root / "project.yaml").read_bytes())
+    return str(doc.data.get("artifacts", {}).get("store", DEFAULT_ARTIFACT_STORE)), root

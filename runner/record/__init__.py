@@ -1,0 +1,1 @@
+"""Recording runs: the results branch (git plumbing) and the artifact store."""

@@ -1,0 +1,156 @@
+"""Commit files onto a branch with git plumbing only: no checkout, no index, no
+working tree touched. The ref moves by compare-and-swap, so concurrent writers
+retry on top of each other and lose nothing.
+
+Trees are written directly into the object database. A path such as
+`runs/ab/<uid>/run.yaml` only rewrites the trees along that path, so the cost of a
+commit does not grow with the number of records already on the branch.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+import zlib
+from collections.abc import Mapping
+from hashlib import sha1
+from pathlib import Path
+
+ZERO = "0" * 40
+_TREE, _BLOB = b"40000", b"100644"
+Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
+
+
+class GitStore:
+    """Read and write the files of one branch of a repository (bare or not)."""
+
+    def __init__(self, git_dir: Path, branch: str) -> None:
+        self.git_dir = git_dir
+        self.ref = f"refs/heads/{branch}"
+        self.objects = git_dir / "objects"
+
+    # reading
+
+    def head(self) -> str | None:
+        """The branch's commit here (what a write builds on)."""
+        return self._resolve(self.ref)
+
+    def tip(self) -> str | None:
+        """What to read: the branch, or in a clone that only fetched it, origin's copy."""
+        return self.head() or self._resolve(self.ref.replace("refs/heads/", "refs/remotes/origin/"))
+
+    def _resolve(self, ref: str) -> str | None:
+        done = self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return done.stdout.strip() or None
+
+    def read(self, path: str, commit: str | None = None) -> bytes | None:
+        commit = commit or self.tip()
+        if commit is None:
+            return None
+        done = subprocess.run(["git", "--git-dir", str(self.git_dir), "cat-file", "blob",
+                               f"{commit}:{path}"], capture_output=True)
+        return done.stdout if done.returncode == 0 else None
+
+    def list(self, path: str, commit: str | None = None) -> list[str]:
+        """Names in the folder `path` of the branch (empty when it does not exist)."""
+        commit = commit or self.tip()
+        if commit is None:
+            return []
+        done = self.git("ls-tree", "--name-only", f"{commit}:{path}", check=False)
+        return done.stdout.split() if done.returncode == 0 else []
+
+    # writing
+
+    def commit(self, files: Mapping[str, bytes], message: str, attempts: int = 50) -> str:
+        """Add or replace `files` (path -> content) in one commit on the branch."""
+        blobs = {path: self._write_object(b"blob", data) for path, data in files.items()}
+        for attempt in range(attempts):
+            parent = self.head()
+            root = self._tree_entries(self._commit_tree(parent)) if parent else {}
+            tree = self._with_files(root, blobs)
+            commit = self._write_commit(tree, parent, message)
+            moved = self.git("update-ref", self.ref, commit, parent or ZERO, check=False)
+            if moved.returncode == 0:
+                return commit
+            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+        raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
+
+    def _with_files(self, root: Entries, blobs: Mapping[str, bytes]) -> bytes:
+        nested: dict[str, object] = {}
+        for path, sha in blobs.items():
+            *folders, name = path.split("/")
+            node = nested
+            for folder in folders:
+                node = node.setdefault(folder, {})  # type: ignore[assignment]
+            node[name] = sha
+        return self._merge(root, nested)
+
+    def _merge(self, entries: Entries, changes: Mapping[str, object]) -> bytes:
+        entries = dict(entries)
+        for name, change in changes.items():
+            key = name.encode()
+            if isinstance(change, bytes):
+                entries[key] = (_BLOB, change)
+                continue
+            assert isinstance(change, dict)
+            existing = entries.get(key)
+            below = self._tree_entries(existing[1]) if existing and existing[0] == _TREE else {}
+            entries[key] = (_TREE, self._merge(below, change))
+        return self._write_tree(entries)
+
+    # objects
+
+    def _commit_tree(self, commit: str) -> bytes:
+        body = self._read_object(bytes.fromhex(commit))
+        return bytes.fromhex(body[5:45].decode())
+
+    def _tree_entries(self, sha: bytes) -> Entries:
+        data = self._read_object(sha)
+        entries: Entries = {}
+        at = 0
+        while at < len(data):
+            space = data.index(b" ", at)
+            nul = data.index(b"\0", space)
+            entries[data[space + 1 : nul]] = (data[at:space], data[nul + 1 : nul + 21])
+            at = nul + 21
+        return entries
+
+    def _write_tree(self, entries: Entries) -> bytes:
+        def order(name: bytes) -> bytes:
+            return name + b"/" if entries[name][0] == _TREE else name
+
+        body = b"".join(mode + b" " + name + b"\0" + entries[name][1]
+                        for name in sorted(entries, key=order) for mode in [entries[name][0]])
+        return self._write_object(b"tree", body)
+
+    def _write_commit(self, tree: bytes, parent: str | None, message: str) -> str:
+        stamp = f"runyard <runyard@localhost> {int(time.time())} +0000"
+        lines = [f"tree {tree.hex()}"] + ([f"parent {parent}"] if parent else [])
+        lines += [f"author {stamp}", f"committer {stamp}", "", message.rstrip() + "\n"]
+        return self._write_object(b"commit", "\n".join(lines).encode()).hex()
+
+    def _write_object(self, kind: bytes, body: bytes) -> bytes:
+        raw = kind + b" " + str(len(body)).encode() + b"\0" + body
+        sha = sha1(raw).digest()
+        path = self.objects / sha[:1].hex() / sha[1:].hex()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f"tmp-{path.name}-{random.getrandbits(32):x}")
+            temporary.write_bytes(zlib.compress(raw, 1))
+            temporary.replace(path)
+        return sha
+
+    def _read_object(self, sha: bytes) -> bytes:
+        path = self.objects / sha[:1].hex() / sha[1:].hex()
+        if path.exists():
+            raw = zlib.decompress(path.read_bytes())
+            return raw[raw.index(b"\0") + 1 :]
+        kind = self.git("cat-file", "-t", sha.hex()).stdout.strip()
+        done = subprocess.run(["git", "--git-dir", str(self.git_dir), "cat-file", kind, sha.hex()],
+                              capture_output=True, check=True)
+        return done.stdout
+
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "--git-dir", str(self.git_dir), *args],
+                              capture_output=True, text=True, check=check)

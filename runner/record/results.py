@@ -1,0 +1,107 @@
+"""Run records on the results branch: one folder per run, readable with `git show`.
+
+    runs/<last two of uid>/<uid>/run.yaml     the record (DESIGN §3)
+    runs/<last two of uid>/<uid>/log.txt      its log, capped (the tail kept)
+    runs/.../<uid>/attempt-<n>.yaml           earlier attempts, when retried
+    artifacts/<key>.yaml                      the newest artifact of each key
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import RunyardError
+from runner.record.gitstore import GitStore
+
+RECORD_VERSION = "runyard/v1"
+
+
+def new_uid() -> str:
+    """Sortable by time (milliseconds), unique by a random tail."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+
+
+def run_folder(uid: str) -> str:
+    return f"runs/{uid[-2:]}/{uid}"
+
+
+def dump(data: Mapping[str, Any]) -> bytes:
+    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True).encode()
+
+
+def cap_log(log: bytes, limit: int) -> tuple[bytes, bool]:
+    if len(log) <= limit:
+        return log, False
+    note = f"[runyard: log cut to its last {limit} bytes of {len(log)}]\n".encode()
+    return note + log[-limit:], True
+
+
+class ResultsBranch:
+    """The records of one project on one branch of its repository."""
+
+    def __init__(self, git_dir: Path, branch: str) -> None:
+        self.store = GitStore(git_dir, branch)
+        self.branch = branch
+
+    def write(self, record: Mapping[str, Any], log: bytes | None = None,
+              extra: Mapping[str, bytes] | None = None) -> str:
+        uid = record["metadata"]["uid"]
+        folder = run_folder(uid)
+        files = {f"{folder}/run.yaml": dump(record)}
+        if log is not None:
+            files[f"{folder}/log.txt"] = log
+        for key, artifact in _newest_artifacts(record):
+            files[f"artifacts/{key}.yaml"] = dump(artifact)
+        files.update(extra or {})
+        state = record["status"]["state"]
+        return self.store.commit(files, f"run {uid} {record['metadata']['name']}: {state}")
+
+    def read(self, uid: str) -> dict[str, Any]:
+        raw = self.store.read(f"{run_folder(uid)}/run.yaml")
+        if raw is None:
+            raise RunyardError(f"no run {uid!r} on branch {self.branch}")
+        data: dict[str, Any] = yaml.safe_load(raw)
+        return data
+
+    def find(self, prefix: str) -> str:
+        """The full uid of the one run whose uid starts with `prefix`."""
+        matches = [uid for uid in self.uids() if uid.startswith(prefix)]
+        if len(matches) != 1:
+            what = "no run" if not matches else f"{len(matches)} runs"
+            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}")
+        return matches[0]
+
+    def log(self, uid: str) -> bytes:
+        return self.store.read(f"{run_folder(uid)}/log.txt") or b""
+
+    def uids(self) -> list[str]:
+        """Every run's uid, newest first."""
+        head = self.store.tip()
+        if head is None:
+            return []
+        done = self.store.git("ls-tree", "-d", "--name-only", "-r", f"{head}:runs", check=False)
+        return sorted((p.rsplit("/", 1)[-1] for p in done.stdout.split() if p.count("/") == 1),
+                      reverse=True)
+
+    def records(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        for count, uid in enumerate(self.uids()):
+            if limit is not None and count >= limit:
+                return
+            yield self.read(uid)
+
+    def newest_artifact(self, key: str) -> dict[str, Any] | None:
+        raw = self.store.read(f"artifacts/{key}.yaml")
+        return yaml.safe_load(raw) if raw else None
+
+
+def _newest_artifacts(record: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    if record["status"]["state"] != "completed":
+        return
+    for artifact in record["status"].get("artifacts", []):
+        yield artifact["key"], {**artifact, "producer": record["metadata"]["uid"]}

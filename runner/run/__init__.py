@@ -1,0 +1,1 @@
+"""Running functions: tasks, code snapshots, inputs, backends and the executor."""

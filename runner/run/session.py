@@ -1,0 +1,102 @@
+"""Open a session for running: which revision, which code, which backend, which stores."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunyardError
+from runner.loader import find_project_root, load_project
+from runner.record.artifacts import ArtifactStore
+from runner.record.results import ResultsBranch
+from runner.run.backends import Backend, DockerBackend, LocalBackend
+from runner.run.execute import ImageRef, OnLine, Session
+from runner.run.snapshot import make_snapshot, remove_tree
+from runner.source import DirectorySource, GitSource, ProjectSource, open_source, prepare_state_dir
+
+
+def open_project(project_dir: Path, revision: str | None,
+                 local_changes: bool) -> tuple[ProjectSource, Path]:
+    """The project's source and the git directory its records go to.
+
+    By default a run uses a committed revision (HEAD), never the working tree;
+    `local_changes` runs the working tree as it is, and the record says so.
+    """
+    import git
+
+    root = project_dir if revision else find_project_root(project_dir)
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+        raise RunyardError(f"{root} is not in a git repository: runs are recorded in git "
+                           "(run `git init` and commit the project first)") from error
+    if local_changes:
+        return DirectorySource(root), Path(repo.git_dir)
+    if revision is None and not repo.head.is_valid():
+        raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
+                           "or run with --local-changes")
+    return open_source(root, revision or "HEAD"), Path(repo.git_dir)
+
+
+def workspace_of(source: ProjectSource) -> Path:
+    """The folder relative paths of the project settings (artifact store) start from."""
+    return source.state_dir.parent
+
+
+@contextmanager
+def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
+                backend: str | None = None, functions: Sequence[str] = (),
+                trigger: Mapping[str, Any] | None = None,
+                on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
+    source, git_dir = open_project(project_dir, revision, local_changes)
+    project = load_project(source)
+    prepare_state_dir(source.state_dir)
+    chosen = backend or project.backend
+    runner: Backend = LocalBackend()
+    images: dict[str, ImageRef] = {}
+    if chosen == "docker":
+        runner, images = _docker(project, source, functions, on_line)
+    workdir = Path(tempfile.mkdtemp(prefix="runyard-"))
+    try:
+        code = make_snapshot(source, workdir / "code")
+        yield Session(
+            project=project, code=code, workdir=workdir, backend=runner,
+            store=ArtifactStore(project.artifact_store, workspace_of(source)),
+            results=ResultsBranch(git_dir, project.results_branch),
+            revision=source.revision or _head(git_dir), trigger=dict(trigger or {"kind": "manual"}),
+            on_line=on_line, images=images, dirty=isinstance(source, DirectorySource))
+    finally:
+        remove_tree(workdir)
+
+
+def _docker(project: Any, source: ProjectSource, functions: Sequence[str],
+            on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
+    from runner.build.builder import LocalImages, build_images, image_needs
+    from runner.build.engine import connect
+
+    client = connect(lambda line: on_line("setup", line))
+    local = LocalImages.read(client)
+    needs = image_needs(project, source, local, functions)
+    outcomes = build_images(client, project, needs, local, source.state_dir / "builds",
+                            lambda tag, line: on_line("build", line))
+    failed = [o.error for o in outcomes if o.error]
+    if failed:
+        raise RunyardError("\n".join(failed))
+    ids = LocalImages.read(client).ids
+    images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
+              for n in needs for name in n.functions}
+    return DockerBackend(client), images
+
+
+def _head(git_dir: Path) -> str | None:
+    import git
+
+    repo = git.Repo(git_dir)
+    return repo.head.commit.hexsha if repo.head.is_valid() else None
+
+
+def is_git_source(source: ProjectSource) -> bool:
+    return isinstance(source, GitSource)

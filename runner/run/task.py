@@ -1,0 +1,86 @@
+"""What one run is asked to do, resolved from the project: a task (as MLRun's)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.errors import RunyardError
+from runner.model import Function, Job, Project, Resources
+
+LEVELS = ("project", "pipeline", "job", "override", "step")
+
+
+@dataclass(frozen=True)
+class ParamLevels:
+    """Parameters by level, kept apart; `resolved` is what the handler's arguments get."""
+
+    project: Mapping[str, Any] = field(default_factory=dict)
+    pipeline: Mapping[str, Any] = field(default_factory=dict)
+    job: Mapping[str, Any] = field(default_factory=dict)
+    override: Mapping[str, Any] = field(default_factory=dict)
+    step: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for level in LEVELS:  # later levels win: step, then overrides, job, pipeline, project
+            merged.update(getattr(self, level))
+        return merged
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {level: dict(getattr(self, level)) for level in LEVELS}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of one function's handler, with its parameters and inputs."""
+
+    name: str
+    function: Function
+    handler: str | None
+    params: ParamLevels
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    job: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    retries: int = 0
+    resources: Resources = field(default_factory=Resources)
+    iteration: int = 0
+    parent: str | None = None
+
+
+def function_task(project: Project, name: str, *, handler: str | None = None,
+                  params: Mapping[str, Any] | None = None,
+                  inputs: Mapping[str, str] | None = None) -> Task:
+    """A run of a function by hand (`runyard run FUNCTION`, `run_function`)."""
+    function = project.functions.get(name)
+    if function is None:
+        known = ", ".join(sorted(project.functions)) or "none"
+        raise RunyardError(f"no function named {name!r} (functions: {known})")
+    chosen = handler or function.handler
+    if chosen is None and function.command is None:
+        raise RunyardError(f"function {name!r} has no default handler: pass --handler")
+    return Task(name=name, function=function, handler=chosen if function.command is None else None,
+                params=ParamLevels(project=project.params, override=dict(params or {})),
+                inputs=dict(inputs or {}),
+                resources=function.resources.over(project.resources))
+
+
+def job_task(project: Project, job: Job, *, handler: str | None = None,
+             params: Mapping[str, Any] | None = None,
+             inputs: Mapping[str, str] | None = None) -> Task:
+    """A function job's run; pipeline jobs are made of step tasks instead."""
+    if job.run.function is None:
+        raise RunyardError(f"job {job.name!r} runs pipeline {job.run.pipeline!r}: pipelines "
+                           "are not runnable yet")
+    function = project.functions[job.run.function]
+    chosen = handler or job.run.handler or function.handler
+    resources = function.resources.over(project.resources)
+    if job.timeout is not None:
+        resources = Resources(timeout=job.timeout).over(resources)
+    return Task(name=job.name, function=function,
+                handler=chosen if function.command is None else None,
+                params=ParamLevels(project=project.params, job=job.params,
+                                   override=dict(params or {})),
+                inputs={**job.inputs, **(inputs or {})}, job=job.name, labels=job.labels,
+                retries=job.retries, resources=resources)

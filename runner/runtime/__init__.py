@@ -1,0 +1,13 @@
+"""The in-container runtime: stdlib only, Python 3.9+, run as `python3 entry.py SPEC`.
+
+The host mounts this folder read-only into the run's container (or runs it as a
+subprocess for the local backend); `entry.py` imports the modules here under
+its own package name, never through `runner`. Nothing here imports `runner`.
+"""
+
+from __future__ import annotations
+
+import os
+
+RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+ENTRY_POINT = os.path.join(RUNTIME_DIR, "entry.py")

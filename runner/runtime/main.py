@@ -1,0 +1,133 @@
+"""The runtime's flow: read the spec, run, and always leave the outputs behind."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from types import FrameType
+from typing import TextIO
+
+from .command import run_command
+from .context import make_logger
+from .invoke import run_python
+from .outputs import OutputStore
+from .spec import RunError, Spec, load_spec
+
+# Frames from these folders lead up to user code; tracebacks start after them.
+_PLUMBING_DIRS = (
+    os.path.dirname(os.path.abspath(__file__)),
+    os.path.dirname(os.path.abspath(importlib.__file__ or "")),
+)
+_USAGE = "usage: python3 entry.py SPEC_PATH"
+
+
+class Terminated(BaseException):
+    """The run was asked to stop (SIGTERM: a timeout, `docker stop`)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    exit_code: int
+    type_name: str
+    message: str
+    report: str  # what goes to stderr
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(_USAGE, file=sys.stderr)
+        return 2
+    sys.stdout = _unbuffered(sys.stdout)
+    sys.stderr = _unbuffered(sys.stderr)
+    try:
+        spec = load_spec(argv[1])
+    except RunError as exc:
+        print(f"runyard runtime: {exc}", file=sys.stderr)
+        return 2
+    logger = make_logger(spec.uid, sys.stderr)
+    store = OutputStore(spec.paths.outputs, logger.warning)
+    store.prepare()
+    os.makedirs(spec.paths.work, exist_ok=True)
+    signal.signal(signal.SIGTERM, _terminate)
+    failure = _run(spec, store, logger)
+    # A stop request now would only lose the outputs that are about to be written.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    store.adopt_loose_entries()
+    store.write()
+    if failure is None:
+        return 0
+    if failure.report:
+        print(failure.report, file=sys.stderr, end="" if failure.report.endswith("\n") else "\n")
+    store.write_error(failure.type_name, failure.message)
+    return failure.exit_code
+
+
+def _run(spec: Spec, store: OutputStore, logger: logging.Logger) -> Failure | None:
+    try:
+        if spec.command is not None:
+            run_command(spec, store, logger)
+        else:
+            run_python(spec, store, logger)
+    except SystemExit as exc:
+        return _exit_failure(exc)
+    except RunError as exc:
+        return Failure(exc.exit_code, type(exc).__name__, str(exc), f"runyard: error: {exc}")
+    except Terminated:
+        message = "the run was stopped (SIGTERM)"
+        return Failure(128 + signal.SIGTERM, "Terminated", message, f"runyard: {message}")
+    except KeyboardInterrupt:
+        return Failure(128 + signal.SIGINT, "KeyboardInterrupt", "interrupted", "")
+    except BaseException as exc:  # anything the handler raised is the run's failure
+        return Failure(1, type(exc).__name__, str(exc), _user_traceback(exc))
+    return None
+
+
+def _exit_failure(exc: SystemExit) -> Failure | None:
+    """SystemExit keeps Python's meaning: None or 0 succeed, a number is the exit code."""
+    code = exc.code
+    if code is None or code == 0:
+        return None
+    if isinstance(code, int):
+        return Failure(code, "SystemExit", f"the handler exited with code {code}", "")
+    return Failure(1, "SystemExit", str(code), str(code))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback without the runtime's (and importlib's) frames leading to user code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and _is_plumbing(tb.tb_frame):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _is_plumbing(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    if filename.startswith("<frozen importlib"):
+        return True
+    return os.path.dirname(os.path.abspath(filename)) in _PLUMBING_DIRS
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _unbuffered(stream: TextIO) -> TextIO:
+    """`stream` written straight to its file descriptor, as `python -u` would do."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream
+    stream.flush()
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(
+        raw,
+        encoding=stream.encoding or "utf-8",
+        errors=stream.errors or "backslashreplace",
+        write_through=True,
+    )

@@ -1,0 +1,46 @@
+"""Handlers for runyard's run tests: deterministic, small, stdlib only."""
+
+import hashlib
+import os
+import time
+
+
+def calc(context, x: int = 1, y: int = 2):
+    context.logger.info(f"calc with x={x} y={y}")
+    context.log_result("sum", x + y)
+    context.log_result("seed", context.get_param("seed"))
+    context.log_artifact("report", body=f"x={x} y={y}\n")
+    with open("table.txt", "w") as handle:
+        handle.write("a b\n")
+    context.log_artifact("table", local_path="table.txt")
+    return {"product": x * y}
+
+
+def digests(context):
+    for name, item in sorted(context.inputs.items()):
+        with open(item.local_path(), "rb") as handle:
+            context.log_result(name, "sha256:" + hashlib.sha256(handle.read()).hexdigest())
+
+
+def fail(context):
+    context.logger.info("about to fail")
+    raise ValueError("boom on purpose")
+
+
+def sleepy(context):
+    print("going to sleep", flush=True)
+    time.sleep(60)
+
+
+def hog(context):
+    block = bytearray(512 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    context.log_result("survived", True)
+
+
+def secret(context):
+    value = os.environ.get("RY_TEST_SECRET")
+    print(f"the secret is {value}", flush=True)
+    print(f"via context: {context.get_secret('RY_TEST_SECRET')}", flush=True)
+    context.log_result("length", len(value or ""))
