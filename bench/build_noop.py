@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,7 +32,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from genproject import Counts, function_name, generate
 
@@ -40,17 +42,30 @@ LABEL_PROJECT = "dev.runyard.project"
 _ENVIRONMENT = re.compile(r"^environment:\n(?:  .*\n)+", re.MULTILINE)
 
 
+class Took(NamedTuple):
+    """What one command took: wall time, and the CPU time (user + system) of its process."""
+
+    wall: float
+    cpu: float
+
+
 @dataclass
 class Timings:
-    """Wall times in seconds of each measured command, by label."""
+    """What each measured command took, by label."""
 
-    runs: dict[str, list[float]] = field(default_factory=dict)
+    runs: dict[str, list[Took]] = field(default_factory=dict)
 
-    def add(self, label: str, seconds: float) -> None:
-        self.runs.setdefault(label, []).append(seconds)
+    def add(self, label: str, took: Took) -> None:
+        self.runs.setdefault(label, []).append(took)
 
     def median(self, label: str) -> float:
-        return statistics.median(self.runs[label])
+        return statistics.median(took.wall for took in self.runs[label])
+
+    def median_cpu(self, label: str) -> float:
+        return statistics.median(took.cpu for took in self.runs[label])
+
+    def walls(self, label: str) -> list[float]:
+        return [took.wall for took in self.runs[label]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,12 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             took = sum(float(entry["seconds"]) for entry in first)
             print(f"first build: {len(first)} images built ({took:.1f} s of build time)\n"
                   f"{args.repeat} interleaved rounds after a warm-up\n")
-            jobs: dict[str, Callable[[], float]] = {
+            jobs: dict[str, Callable[[], Took]] = {
                 "runyard build (no-op)": lambda: runyard_noop(root),
                 "docker image ls": docker_image_ls,
                 "runyard validate": lambda: timed([sys.executable, "-m", "runner", "validate",
-                                                   str(root)]),
-                "python -c pass": lambda: timed([sys.executable, "-c", "pass"]),
+                                                   str(root)])[0],
+                "python -c pass": lambda: timed([sys.executable, "-c", "pass"])[0],
             }
             timings = interleave(jobs, args.repeat)
             report(timings)
@@ -118,25 +133,27 @@ def build_once(root: Path) -> list[dict[str, Any]]:
     return report
 
 
-def runyard_noop(root: Path) -> float:
-    command = [sys.executable, "-m", "runner", "build", "-C", str(root)]
-    start = time.perf_counter()
-    done = run(command)
-    seconds = time.perf_counter() - start
+def runyard_noop(root: Path) -> Took:
+    took, done = timed([sys.executable, "-m", "runner", "build", "-C", str(root)])
     actions = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
     if actions != {"reused"}:
         sys.exit(f"bench error: the no-op build did something:\n{done.stdout[-2000:]}")
-    return seconds
+    return took
 
 
-def docker_image_ls() -> float:
-    return timed(["docker", "image", "ls"])
+def docker_image_ls() -> Took:
+    return timed(["docker", "image", "ls"])[0]
 
 
-def timed(command: Sequence[str]) -> float:
+def timed(command: Sequence[str]) -> tuple[Took, subprocess.CompletedProcess[str]]:
+    """Wall and CPU time of `command` (the machine may be busy: CPU time is steadier)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    run(command)
-    return time.perf_counter() - start
+    done = run(command)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Took(wall, cpu), done
 
 
 def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -148,7 +165,7 @@ def run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def interleave(jobs: dict[str, Callable[[], float]], repeat: int) -> Timings:
+def interleave(jobs: dict[str, Callable[[], Took]], repeat: int) -> Timings:
     """Run each job once to warm caches, then `repeat` rounds of all jobs in turn."""
     for job in jobs.values():
         job()
@@ -162,16 +179,21 @@ def interleave(jobs: dict[str, Callable[[], float]], repeat: int) -> Timings:
 def report(timings: Timings) -> None:
     ours, engine = timings.median("runyard build (no-op)"), timings.median("docker image ls")
     validate, bare = timings.median("runyard validate"), timings.median("python -c pass")
-    print(f"(a) runyard build, every image present: median {ours:.3f} s "
-          f"(min {min(timings.runs['runyard build (no-op)']):.3f}, "
-          f"max {max(timings.runs['runyard build (no-op)']):.3f})")
-    print(f"(b) docker image ls (one round trip):    median {engine:.3f} s")
+    walls = timings.walls("runyard build (no-op)")
+    print(f"(a) runyard build, every image present: median {ours:.3f} s wall "
+          f"(min {min(walls):.3f}, max {max(walls):.3f}); "
+          f"median CPU {timings.median_cpu('runyard build (no-op)'):.3f} s")
+    print(f"(b) docker image ls (one round trip):    median {engine:.3f} s wall; "
+          f"median CPU {timings.median_cpu('docker image ls'):.3f} s")
     print(f"    ratio runyard / docker image ls: {ours / engine:.2f}")
     verdict = "met" if ours <= GOAL_SECONDS else "NOT met"
     print(f"    goal runyard no-op <= {GOAL_SECONDS} s: {verdict} "
           f"(ratio to goal {ours / GOAL_SECONDS:.2f})")
-    print(f"    for scale: runyard validate (load and check only) median {validate:.3f} s; "
+    print(f"    for scale: runyard validate (load and check only) median {validate:.3f} s "
+          f"(CPU {timings.median_cpu('runyard validate'):.3f}); "
           f"python -c pass median {bare:.3f} s")
+    print(f"    load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs (a busy machine inflates wall times)")
     print(f"    so build's own cost beyond validate (Docker SDK import, engine, hashing): "
           f"{ours - validate:.3f} s")
 

@@ -8,7 +8,7 @@ status and one artifact, plus a few-KB log): 1,000 onto an empty branch, and
 1,000 onto a branch first filled with 10,000 records (by default with a few
 large commits through `GitStore.commit`, or with `--fill api` one
 `ResultsBranch.write` each). The two series are interleaved, one write to
-each in turn, so a busy machine weighs on both alike. Prints the per-record
+each in turn (which goes first alternates), so a busy machine weighs on both alike. Prints the per-record
 milliseconds of both and their ratio; the goal is the second within 1.5x of
 the first, as the store rewrites only the trees along a record's path.
 
@@ -130,8 +130,9 @@ def interleave(empty: ResultsBranch, full: ResultsBranch, existing: int,
     on_empty: list[float] = []
     on_full: list[float] = []
     for index in range(count):
-        on_empty.append(time_write(empty, index))
-        on_full.append(time_write(full, existing + index))
+        pair = [(on_empty, empty, index), (on_full, full, existing + index)]
+        for seconds, results, number in pair if index % 2 else reversed(pair):
+            seconds.append(time_write(results, number))
     return on_empty, on_full
 
 

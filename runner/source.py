@@ -91,7 +91,10 @@ class GitSource:
         self.repo = repo
         self.prefix = prefix.strip("/")
         self.revision: str | None = self.commit.hexsha
-        self.tree = self.commit.tree / self.prefix if self.prefix else self.commit.tree
+        try:
+            self.tree = self.commit.tree / self.prefix if self.prefix else self.commit.tree
+        except KeyError as error:
+            raise RunyardError(f"no folder {self.prefix!r} at revision {revision}") from error
 
     @property
     def state_dir(self) -> Path:

@@ -190,10 +190,7 @@ def new_project(engine: Engine, tmp_path: Path) -> Iterator[Callable[..., Projec
         (root / "functions").mkdir(parents=True)
         (root / "src").mkdir()
         (root / "project.yaml").write_text(
-            "apiVersion: runyard/v1\n"
-            "kind: project\n"
-            f"name: {name}\n"
-            f"defaults: {{base_image: {BASE}}}\n",
+            f"apiVersion: runyard/v1\nkind: project\nname: {name}\ndefaults: {{base_image: {BASE}}}\n",
             "utf-8",
         )
         (root / "src" / "h.py").write_text(HANDLER, "utf-8")
@@ -313,9 +310,7 @@ def test_requirements_file_content_is_part_of_the_environment(
     assert changed[0]["env_hash"] != first[0]["env_hash"]
 
 
-def test_equal_environments_share_one_image(
-    new_project: Callable[..., Project], engine: Engine
-) -> None:
+def test_equal_environments_share_one_image(new_project: Callable[..., Project], engine: Engine) -> None:
     project = new_project()
     # the same environment, written differently: the hash is over content, not text
     project.function("alpha", f'  base_image: {BASE}\n  env: {{A: "1", B: "2"}}\n')
@@ -339,9 +334,7 @@ def test_equal_environments_share_one_image(
     assert "no function named nope" in done.stderr
 
 
-def test_changing_only_the_code_rebuilds_nothing(
-    new_project: Callable[..., Project], engine: Engine
-) -> None:
+def test_changing_only_the_code_rebuilds_nothing(new_project: Callable[..., Project], engine: Engine) -> None:
     project = new_project()
     project.function("alpha", env_only("alpha"))
     done, first = project.build()

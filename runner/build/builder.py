@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import docker
-import jinja2
 
 from runner.build.environment import (
     LABEL_ENV_HASH,
@@ -95,6 +94,8 @@ def build_images(client: docker.DockerClient, project: Project, needs: Iterable[
 
 
 def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = False) -> str:
+    import jinja2  # only when an image is built: a no-op build never needs it
+
     env = spec.environment
     template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True,
                                   undefined=jinja2.StrictUndefined)

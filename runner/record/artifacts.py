@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from runner.errors import RunyardError
+
 CHUNK = 1 << 20
 
 
@@ -34,7 +36,8 @@ class ArtifactStore:
         if location.startswith("file://"):
             location = location.removeprefix("file://")
         elif "://" in location:
-            raise NotImplementedError(f"artifact store {location!r}: only folders and file:// URLs")
+            raise RunyardError(f"artifact store {location!r}: only folders and file:// URLs "
+                               "are supported so far")
         self.root = (base / location) if not os.path.isabs(location) else Path(location)
 
     def put(self, source: Path) -> Stored:
