@@ -3,16 +3,18 @@
     python bench/profile_load.py [--files 1000] [--repeat 5] [--top 25] [--path DIR]
 
 Prints the median time of each phase (listing files, reading, YAML parsing,
-schema validation, cross-file checks; building the model is the rest), each
-against the whole `load_project` measured in the same rounds, then a cProfile
-of one `load_project(DirectorySource(path))` sorted by own and cumulative time.
-A benchmark, not a test: it prints figures and never fails on them.
+schema validation, cross-file checks; building the model is in the rest), each
+as a share of the whole `load_project` measured in the same rounds, then a
+cProfile of one `load_project(DirectorySource(path))` sorted by own and by
+cumulative time. It imports the `runner` of this checkout, whatever the
+editable install points at. A benchmark, not a test: it never fails on figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import io
 import pstats
 import statistics
@@ -21,36 +23,41 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from genproject import generate
 
-from runner.checks import check_project
-from runner.loader import load_project, project_files
-from runner.schema import SchemaSet
-from runner.source import DirectorySource
-from runner.yamlread import read_document
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    runner = import_runner(Path(__file__).resolve().parent.parent)
     with tempfile.TemporaryDirectory(prefix="runyard-profile-") as temp:
         root = Path(args.path) if args.path else Path(temp)
         if not args.path:
             counts = generate(root, args.files)
             print(f"project: {root} ({counts.total} YAML files)")
-        report_phases(root, args.repeat)
-        report_profile(root, args.top)
+        report_phases(runner, root, args.repeat)
+        report_profile(runner, root, args.top)
     return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000, help="YAML files to generate")
     parser.add_argument("--repeat", type=int, default=5, help="rounds of the phase timings")
     parser.add_argument("--top", type=int, default=25, help="rows of each profile table")
     parser.add_argument("--path", help="profile this project instead of a generated one")
     return parser.parse_args(argv)
+
+
+def import_runner(repo: Path) -> dict[str, ModuleType]:
+    """The runner modules the profile uses, imported from `repo`."""
+    sys.path.insert(0, str(repo))
+    names = ("checks", "loader", "schema", "source", "yamlread")
+    modules = {name: importlib.import_module(f"runner.{name}") for name in names}
+    print(f"runner: {Path(modules['loader'].__file__ or '?').parent}")
+    return modules
 
 
 def clock(work: Callable[[], Any]) -> tuple[float, Any]:
@@ -59,16 +66,18 @@ def clock(work: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def phases(root: Path) -> dict[str, float]:
+def phases(runner: dict[str, ModuleType], root: Path) -> dict[str, float]:
     """One round: the whole load, then each phase on its own."""
-    source = DirectorySource(root)
-    total, project = clock(lambda: load_project(source))
-    listing, files = clock(lambda: project_files(source))
+    loader, yamlread = runner["loader"], runner["yamlread"]
+    source = runner["source"].DirectorySource(root)
+    total, project = clock(lambda: loader.load_project(source))
+    listing, files = clock(lambda: loader.project_files(source))
     reading, raws = clock(lambda: [(kind, path, source.read(path)) for kind, path in files])
-    parsing, docs = clock(lambda: [(kind, read_document(path, raw)) for kind, path, raw in raws])
-    compiling, schemas = clock(SchemaSet)
+    parsing, docs = clock(
+        lambda: [(kind, yamlread.read_document(path, raw)) for kind, path, raw in raws])
+    compiling, schemas = clock(runner["schema"].SchemaSet)
     validating, _ = clock(lambda: [schemas.problems(kind, doc) for kind, doc in docs])
-    checking, _ = clock(lambda: check_project(project, source))
+    checking, _ = clock(lambda: runner["checks"].check_project(project, source))
     measured = listing + reading + parsing + compiling + validating + checking
     return {
         "load_project (whole)": total,
@@ -82,19 +91,19 @@ def phases(root: Path) -> dict[str, float]:
     }
 
 
-def report_phases(root: Path, repeat: int) -> None:
-    phases(root)  # warm-up: imports, file cache, regex caches
-    rounds = [phases(root) for _ in range(repeat)]
+def report_phases(runner: dict[str, ModuleType], root: Path, repeat: int) -> None:
+    phases(runner, root)  # warm-up: lazy imports, file cache, regex caches
+    rounds = [phases(runner, root) for _ in range(repeat)]
     whole = statistics.median(r["load_project (whole)"] for r in rounds)
     print(f"\nphases, median of {repeat} rounds (share of the whole load):")
     for name in rounds[0]:
         seconds = statistics.median(r[name] for r in rounds)
-        print(f"  {name:30} {seconds * 1000:8.1f} ms  {seconds / whole:6.1%}")
+        print(f"  {name:34} {seconds * 1000:8.1f} ms  {seconds / whole:6.1%}")
 
 
-def report_profile(root: Path, top: int) -> None:
+def report_profile(runner: dict[str, ModuleType], root: Path, top: int) -> None:
     profiler = cProfile.Profile()
-    profiler.runcall(load_project, DirectorySource(root))
+    profiler.runcall(runner["loader"].load_project, runner["source"].DirectorySource(root))
     for order in ("tottime", "cumulative"):
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)

@@ -75,15 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = generate(root, args.files)
         print(f"project: {root} ({counts.total} YAML files: {counts.functions} functions, "
               f"{counts.pipelines} pipelines, {counts.jobs} jobs)")
-        print(f"interpreter: {sys.executable}; load average {os.getloadavg()[0]:.1f} on "
+        print(f"runner: {repo / 'runner'}; interpreter: {sys.executable}")
+        print(f"load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs; {args.repeat} interleaved rounds after a warm-up\n")
-        jobs = commands(root, sample, repo / "schemas", args.against)
+        jobs = commands(root, sample, repo, args.against)
         timings = interleave(jobs, args.repeat)
     report_versus(timings, counts.total)
     if args.against:
         report_against(timings, args.against)
     report_start(timings)
-    report_imports(sample)
+    report_imports(sample, repo)
     return 0
 
 
@@ -97,20 +98,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def commands(root: Path, sample: Path, schemas: Path,
+def commands(root: Path, sample: Path, repo: Path,
              against: str | None) -> dict[str, Callable[[], Sample]]:
     """What each round runs, by label, in the order it runs them."""
+    here = runner_env(repo)
     jobs: dict[str, Callable[[], Sample]] = {
-        "runyard": lambda: runyard_validate(root),
-        "check-jsonschema": lambda: check_jsonschema(root, schemas),
-        "runyard sample": lambda: runyard_validate(sample),
+        "runyard": lambda: runyard_validate(root, here),
+        "check-jsonschema": lambda: check_jsonschema(root, repo / "schemas"),
+        "runyard sample": lambda: runyard_validate(sample, here),
         "python -c pass": python_start,
     }
     if against:
-        baseline = {**os.environ, "PYTHONPATH": str(Path(against).resolve())}
+        baseline = runner_env(Path(against).resolve())
         jobs["baseline"] = lambda: runyard_validate(root, baseline)
         jobs["baseline sample"] = lambda: runyard_validate(sample, baseline)
     return jobs
+
+
+def runner_env(folder: Path) -> dict[str, str]:
+    """The environment that makes `python -m runner` import the `runner/` in `folder`,
+    whatever checkout the editable install points at."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def interleave(jobs: Mapping[str, Callable[[], Sample]], repeat: int) -> Timings:
@@ -142,7 +151,7 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def runyard_validate(project: Path, env: Mapping[str, str] | None = None) -> Sample:
+def runyard_validate(project: Path, env: Mapping[str, str]) -> Sample:
     # Run in the project: `-m` puts the working folder first on sys.path, and a
     # checkout's `runner/` there would shadow the one asked for.
     return timed([sys.executable, "-m", "runner", "validate", str(project)], project, env)
@@ -216,8 +225,8 @@ class Import:
     depth: int
 
 
-def report_imports(sample: Path) -> None:
-    imports = import_times(sample)
+def report_imports(sample: Path, repo: Path) -> None:
+    imports = import_times(sample, repo)
     print("    top 10 imports by cumulative time (python -X importtime, one run):")
     for item in sorted(imports, key=lambda i: -i.cumulative_us)[:10]:
         print(f"      {item.cumulative_us / 1000:8.1f} ms  {'  ' * item.depth}{item.name}")
@@ -231,10 +240,11 @@ def report_imports(sample: Path) -> None:
                                    if found else "not imported: ok"))
 
 
-def import_times(sample: Path) -> list[Import]:
+def import_times(sample: Path, repo: Path) -> list[Import]:
     """Every module `runyard validate sample-project` imports, as importtime reports it."""
     command = [sys.executable, "-X", "importtime", "-m", "runner", "validate", str(sample)]
-    done = subprocess.run(command, cwd=sample, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=sample, env=runner_env(repo), capture_output=True,
+                          text=True, check=False)
     return [item for line in done.stderr.splitlines() if (item := parse_import(line))]
 
 

@@ -160,11 +160,6 @@ class ProjectHandle:
 
         template = task or (function if isinstance(function, TaskTemplate) else TaskTemplate())
         name = function if isinstance(function, str) else (template.name or "")
-        if template.hyperparams:
-            raise RunyardError("hyper-parameter tasks are not runnable yet")
-        options = {"handler": handler or template.handler,
-                   "params": {**template.params, **(params or {})},
-                   "inputs": {**template.inputs, **(inputs or {})}}
         uid = new_uid()
         box: dict[str, Any] = {}
 
@@ -174,7 +169,11 @@ class ProjectHandle:
                              on_line=lambda n, line: print(f"{n} | {line}") if watch else None
                              ) as session:
                 box["results"], box["store"] = session.results, session.store
-                box["record"] = run_target(session, name, uid, **options)
+                box["record"] = run_target(
+                    session, name, uid, handler=handler or template.handler,
+                    params={**template.params, **(params or {})},
+                    inputs={**template.inputs, **(inputs or {})},
+                    hyper=template.hyperparams or None, selector=template.selector)
 
         if watch:
             work()

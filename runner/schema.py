@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import Problem
 from runner.yamlread import Document, Path
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
+
+Check = Callable[[Any], bool]
 
 KINDS = ("project", "function", "pipeline", "job")
 NAME_PATTERN = "^[a-z][a-z0-9-]{0,62}$"
@@ -30,18 +34,30 @@ def schema_text(kind: str) -> str:
 
 
 class SchemaSet:
-    """One compiled validator per kind, made once per load."""
+    """The schema of each kind, made once per load: a fast test that passes valid
+    documents, and a jsonschema validator, made (and imported) only when a
+    document fails the test, to say what is wrong with it."""
 
     def __init__(self) -> None:
-        self.validators = {
-            kind: Draft202012Validator(inline_refs(json.loads(schema_text(kind)))) for kind in KINDS
-        }
+        self.schemas = {kind: json.loads(schema_text(kind)) for kind in KINDS}
+        self.fast = {kind: fast_check(schema) for kind, schema in self.schemas.items()}
+        self.validators: dict[str, Draft202012Validator] = {}
 
     def problems(self, kind: str, doc: Document) -> list[Problem]:
+        fast = self.fast[kind]
+        if fast is not None and fast(doc.data):
+            return []
         found: list[Problem] = []
-        for error in self.validators[kind].iter_errors(doc.data):
+        for error in self.validator(kind).iter_errors(doc.data):
             found.extend(_describe(doc, error))
         return found
+
+    def validator(self, kind: str) -> Draft202012Validator:
+        if kind not in self.validators:
+            from jsonschema import Draft202012Validator
+
+            self.validators[kind] = Draft202012Validator(inline_refs(self.schemas[kind]))
+        return self.validators[kind]
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +103,194 @@ def _inlinable_ref(
     if ref.removeprefix(_DEFS) not in defs or not set(schema) - {"$ref"} <= _ANNOTATIONS:
         return None
     return ref
+
+
+def fast_check(schema: dict[str, Any]) -> Check | None:
+    """A quick test passed only by documents `schema` surely accepts, or None if none can be made.
+
+    jsonschema is thorough but slow, to import and to run (about a millisecond a
+    file); most files are valid, so they pass this test and jsonschema runs only
+    on the others, to say what is wrong. The test knows the keywords the shipped
+    schemas use (a schema with another gets None: jsonschema for every file), and
+    fails when unsure (`uniqueItems` over mappings), so it never lets through
+    what jsonschema refuses.
+    """
+    try:
+        return _FastCompiler(schema.get("$defs", {})).compile(schema)
+    except _Unsupported:
+        return None
+
+
+class _Unsupported(Exception):
+    """The schema uses what the fast test does not know."""
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is int or type(value) is float
+
+
+def _is_integer(value: Any) -> bool:
+    return type(value) is int or (type(value) is float and value.is_integer())
+
+
+_FAST_TYPES: dict[str, Check] = {
+    "object": lambda value: type(value) is dict,
+    "array": lambda value: type(value) is list,
+    "string": lambda value: type(value) is str,
+    "boolean": lambda value: type(value) is bool,
+    "null": lambda value: value is None,
+    "number": _is_number,
+    "integer": _is_integer,
+}
+_FAST_IGNORED = _ANNOTATIONS | {"$schema", "$id", "$defs", "then", "else"}  # then/else: with `if`
+
+
+class _FastCompiler:
+    """Turns a schema into one Python predicate, keyword by keyword."""
+
+    def __init__(self, defs: dict[str, Any]) -> None:
+        self.defs = defs
+        self.refs: dict[tuple[str, bool], Check] = {}
+        self.compiling: set[str] = set()
+        self.exact = 0  # > 0 inside `oneOf` and `if`, where "unsure" must not be "invalid"
+
+    def compile(self, schema: Any) -> Check:
+        if schema is True:
+            return _always
+        if not isinstance(schema, dict):
+            raise _Unsupported(repr(schema))
+        checks = [self.keyword(key, value, schema)
+                  for key, value in schema.items() if key not in _FAST_IGNORED]
+        return _all_of([check for check in checks if check is not _always])
+
+    def keyword(self, key: str, value: Any, schema: dict[str, Any]) -> Check:
+        make = getattr(self, f"k_{key.removeprefix('$')}", None)
+        if make is None:
+            raise _Unsupported(key)
+        check: Check = make(value, schema)
+        return check
+
+    def k_ref(self, ref: Any, schema: dict[str, Any]) -> Check:
+        if not isinstance(ref, str) or ref.removeprefix(_DEFS) not in self.defs:
+            raise _Unsupported(ref)
+        if ref in self.compiling or not ref.startswith(_DEFS):
+            raise _Unsupported(ref)
+        key = (ref, self.exact > 0)
+        if key not in self.refs:
+            self.compiling.add(ref)
+            self.refs[key] = self.compile(self.defs[ref.removeprefix(_DEFS)])
+            self.compiling.discard(ref)
+        return self.refs[key]
+
+    def exactly(self, schema: Any) -> Check:
+        """The test of `schema` where its answer is negated or counted: never unsure."""
+        self.exact += 1
+        try:
+            return self.compile(schema)
+        finally:
+            self.exact -= 1
+
+    def k_type(self, names: Any, schema: dict[str, Any]) -> Check:
+        tests = [_FAST_TYPES[name] for name in ([names] if isinstance(names, str) else names)]
+        return tests[0] if len(tests) == 1 else lambda value: any(t(value) for t in tests)
+
+    def k_const(self, const: Any, schema: dict[str, Any]) -> Check:
+        if type(const) is not str:
+            raise _Unsupported("const")
+        return lambda value: type(value) is str and value == const
+
+    def k_enum(self, options: Any, schema: dict[str, Any]) -> Check:
+        if not all(type(option) is str for option in options):
+            raise _Unsupported("enum")
+        allowed = frozenset(options)
+        return lambda value: type(value) is str and value in allowed
+
+    def k_pattern(self, pattern: str, schema: dict[str, Any]) -> Check:
+        search = re.compile(pattern).search
+        return lambda value: type(value) is not str or search(value) is not None
+
+    # The comparisons are written as jsonschema writes them, so that NaN passes alike.
+
+    def k_minLength(self, least: int, schema: dict[str, Any]) -> Check:
+        return lambda value: type(value) is not str or not len(value) < least
+
+    def k_minItems(self, least: int, schema: dict[str, Any]) -> Check:
+        return lambda value: type(value) is not list or not len(value) < least
+
+    def k_minimum(self, least: float, schema: dict[str, Any]) -> Check:
+        return lambda value: not _is_number(value) or not value < least
+
+    def k_exclusiveMinimum(self, above: float, schema: dict[str, Any]) -> Check:
+        return lambda value: not _is_number(value) or not value <= above
+
+    def k_uniqueItems(self, unique: bool, schema: dict[str, Any]) -> Check:
+        if unique and self.exact:
+            raise _Unsupported("uniqueItems where the test must be exact")
+        return _unique_strings if unique else _always
+
+    def k_required(self, keys: list[str], schema: dict[str, Any]) -> Check:
+        return lambda value: type(value) is not dict or all(key in value for key in keys)
+
+    def k_properties(self, properties: dict[str, Any], schema: dict[str, Any]) -> Check:
+        checks = {name: self.compile(sub) for name, sub in properties.items()}
+
+        def check(value: Any) -> bool:
+            if type(value) is not dict:
+                return True
+            for key, item in value.items():
+                test = checks.get(key)
+                if test is not None and not test(item):
+                    return False
+            return True
+
+        return check
+
+    def k_additionalProperties(self, extra: Any, schema: dict[str, Any]) -> Check:
+        if "patternProperties" in schema:
+            raise _Unsupported("patternProperties")
+        known = frozenset(schema.get("properties", {}))
+        if extra is False:
+            return lambda value: type(value) is not dict or known.issuperset(value)
+        test = self.compile(extra)
+        return lambda value: type(value) is not dict or all(
+            test(item) for key, item in value.items() if key not in known)
+
+    def k_propertyNames(self, names: Any, schema: dict[str, Any]) -> Check:
+        test = self.compile(names)
+        return lambda value: type(value) is not dict or all(test(key) for key in value)
+
+    def k_items(self, items: Any, schema: dict[str, Any]) -> Check:
+        test = self.compile(items)
+        return lambda value: type(value) is not list or all(test(item) for item in value)
+
+    def k_oneOf(self, branches: list[Any], schema: dict[str, Any]) -> Check:
+        tests = [self.exactly(branch) for branch in branches]
+        return lambda value: sum(1 for test in tests if test(value)) == 1
+
+    def k_if(self, condition: Any, schema: dict[str, Any]) -> Check:
+        test = self.exactly(condition)
+        then = self.compile(schema.get("then", True))
+        otherwise = self.compile(schema.get("else", True))
+        return lambda value: then(value) if test(value) else otherwise(value)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+    return lambda value: all(check(value) for check in checks)
+
+
+def _unique_strings(value: Any) -> bool:
+    """True for a list of distinct strings (or a non-list); False, unsure, for anything else."""
+    if type(value) is not list:
+        return True
+    return all(type(item) is str for item in value) and len(set(value)) == len(value)
 
 
 def _describe(doc: Document, error: ValidationError) -> Iterator[Problem]:

@@ -72,3 +72,34 @@ def _value(value: object) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def trial_lines(record: Mapping[str, Any]) -> list[str]:
+    """A parent run's trials, best first by its selector, the best marked with '*'."""
+    trials = record["status"].get("trials") or []
+    if not trials:
+        return []
+    selector = (record["spec"].get("hyper") or {}).get("selector") or ""
+    best, _, key = selector.partition(".")
+    param_keys = sorted({k for t in trials for k in t.get("params", {})})
+    result_keys = sorted({k for t in trials for k in t.get("results", {})})
+
+    def order(trial: Mapping[str, Any]) -> tuple[int, float, int]:
+        value = trial.get("results", {}).get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return (1, 0.0, trial["iteration"])
+        return (0, float(value) if best == "min" else -float(value), trial["iteration"])
+
+    chosen = record["status"].get("best_iteration")
+    rows = [["*" if t["iteration"] == chosen else "", t["iteration"], t["state"],
+             *[t.get("params", {}).get(k, "") for k in param_keys],
+             *[t.get("results", {}).get(k, "") for k in result_keys]]
+            for t in sorted(trials, key=order)]
+    return table(["", "#", "STATE", *param_keys, *result_keys], rows)
+
+
+def step_lines(record: Mapping[str, Any]) -> list[str]:
+    steps = record["status"].get("steps") or []
+    return table(["STEP", "UID", "STATE", "REASON"],
+                 [[s["name"], s["uid"], s["state"], s.get("reason") or ""] for s in steps]) \
+        if steps else []

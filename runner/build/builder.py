@@ -179,7 +179,7 @@ def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path:
         position = function.doc.where(path)
         where = f"{function.file}:{position[0]}:{position[1]}"
     match = _STEP.match(step)
-    failing = f"step {match[1]}/{match[2]} ({match[3]})" if match else "before the first step"
+    failing = f"at step {match[1]}/{match[2]} ({match[3]})" if match else "before the first step"
     lines = log_path.read_text("utf-8", "replace").splitlines()[-LOG_TAIL_LINES:]
     tail = "\n".join(f"    {line}" for line in lines)
     names = ", ".join(need.functions)
@@ -187,7 +187,7 @@ def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path:
         base = need.spec.environment.base_image
         error = (f"base image {base} is not on this machine and cannot be pulled ({error}); "
                  f"bring it with `docker load`, or run `runyard setup`")
-    return (f"{where}: the image of function {names} failed to build at {failing}: {error}\n"
+    return (f"{where}: the image of function {names} failed to build {failing}: {error}\n"
             f"  last lines of {log_path}:\n{tail}")
 
 

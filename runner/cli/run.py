@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 import yaml
 
-from runner.cli.common import echo_json, project_options
+from runner.cli.common import echo_json, fancy, project_options
 from runner.errors import RunyardError
-from runner.view import summary_lines
+from runner.view import step_lines, summary_lines, trial_lines
 
 
 def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
@@ -25,6 +28,11 @@ def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
     return pairs
 
 
+def _hyper(values: tuple[str, ...]) -> dict[str, list[Any]]:
+    return {name: [yaml.safe_load(v) for v in raw.split(",")]
+            for name, raw in _pairs(values, "--hyper", False).items()}
+
+
 @click.command()
 @click.argument("target")
 @project_options
@@ -32,6 +40,9 @@ def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
               help="A parameter (YAML value: 3 is a number, '3' a string); overrides the job's.")
 @click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=URI",
               help="An input: a repo path, file://, http(s)://, artifact://KEY[@UID].")
+@click.option("--hyper", "hyper", multiple=True, metavar="NAME=V1,V2,...",
+              help="Try these values (a grid with the job's other hyper-parameters).")
+@click.option("--selector", metavar="min.KEY|max.KEY", help="Pick the best trial by this result.")
 @click.option("--handler", help="Call this handler instead of the default one.")
 @click.option("--backend", type=click.Choice(["docker", "local"]),
               help="docker (default) or local: a subprocess on this machine, for debugging.")
@@ -41,40 +52,70 @@ def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
 @click.option("--uid", hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON at the end.")
 def run(target: str, project_dir: Path, revision: str | None, params: tuple[str, ...],
-        inputs: tuple[str, ...], handler: str | None, backend: str | None,
-        local_changes: bool, detach: bool, uid: str | None, as_json: bool) -> None:
+        inputs: tuple[str, ...], hyper: tuple[str, ...], selector: str | None,
+        handler: str | None, backend: str | None, local_changes: bool, detach: bool,
+        uid: str | None, as_json: bool) -> None:
     """Run TARGET, a job or a function, and record the run on the results branch.
 
     The code is the committed revision (HEAD unless --revision), never the
-    working tree, unless --local-changes says so.
+    working tree, unless --local-changes says so. Ctrl-C stops the runs and
+    records them as aborted.
     """
     from runner.record.results import new_uid
-    from runner.run.launch import run_target
+    from runner.run.launch import run_interruptibly, run_target
     from runner.run.session import session_for
 
+    uid = uid or new_uid()
     if detach:
-        _detach(new_uid())
+        _detach(uid)
         return
-    options = {"handler": handler, "params": _pairs(params, "--param", True),
-               "inputs": _pairs(inputs, "--input", False)}
+    if selector and not (selector.startswith(("min.", "max.")) and len(selector) > 4):
+        raise click.BadParameter(f"{selector!r} is not min.KEY or max.KEY", param_hint="--selector")
+    progress = _Progress(uid, quiet=as_json)
+    signal.signal(signal.SIGTERM, _interrupt)
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=_print_line(as_json)) as session:
-        record = run_target(session, target, uid, **options)
+                     on_line=progress.line) as session:
+        session.on_record = progress.record
+        record = run_interruptibly(session, lambda: run_target(
+            session, target, uid, handler=handler, params=_pairs(params, "--param", True),
+            inputs=_pairs(inputs, "--input", False), hyper=_hyper(hyper), selector=selector))
         branch = session.results.branch
     if as_json:
         echo_json(record)
     else:
-        for line in summary_lines(record, branch):
+        for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, branch)]:
             click.echo(line)
     if record["status"]["state"] != "completed":
         raise RunyardError(f"run {record['metadata']['uid']} {record['status']['state']}")
 
 
-def _print_line(quiet: bool) -> Any:
-    def emit(name: str, line: str) -> None:
-        if not quiet:
-            click.echo(f"{name} | {line}")
-    return emit
+class _Progress:
+    """Log lines as they come, and a line per finished trial with the best so far."""
+
+    def __init__(self, parent: str, quiet: bool) -> None:
+        self.parent, self.quiet = parent, quiet
+        self.trials: list[Mapping[str, Any]] = []
+        self.many = False
+
+    def line(self, name: str, text: str) -> None:
+        if not self.quiet and not (self.many and fancy()):
+            click.echo(f"{name} | {text}")
+
+    def record(self, record: Mapping[str, Any]) -> None:
+        meta, status = record["metadata"], record["status"]
+        if self.quiet or meta.get("parent") != self.parent or not meta.get("iteration"):
+            return
+        self.many = True
+        self.trials.append(record)
+        failed = sum(r["status"]["state"] == "failed" for r in self.trials)
+        results = " ".join(f"{k}={v}" for k, v in list(status.get("results", {}).items())[:3])
+        why = f" ({status['reason']})" if status.get("reason") else ""
+        click.echo(f"trial {meta['iteration']}: {status['state']}{why} {results}"
+                   f"  [{len(self.trials)} done, {failed} failed]")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _detach(uid: str) -> None:

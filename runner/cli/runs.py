@@ -14,7 +14,7 @@ import click
 from runner.cli.common import echo_json
 from runner.errors import RunyardError
 from runner.record.results import ResultsBranch
-from runner.view import compare_lines, list_rows, summary_lines, table
+from runner.view import compare_lines, list_rows, step_lines, summary_lines, table, trial_lines
 
 
 def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
@@ -91,7 +91,7 @@ def show(project_dir: Path, branch: str | None, uid: str, as_json: bool) -> None
     if as_json:
         echo_json(record)
         return
-    for line in summary_lines(record, results.branch):
+    for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, results.branch)]:
         click.echo(line)
 
 

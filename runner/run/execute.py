@@ -19,7 +19,7 @@ from runner.record.artifacts import ArtifactStore
 from runner.record.results import RECORD_VERSION, ResultsBranch, cap_log, dump, new_uid
 from runner.run.backends import Backend, Exit, Launch
 from runner.run.inputs import Input, resolve_input
-from runner.run.task import Task
+from runner.run.task import ParamLevels, Task
 
 OnLine = Callable[[str, str], None]  # (run name, line of its log)
 
@@ -45,6 +45,14 @@ class Session:
     on_line: OnLine
     images: Mapping[str, ImageRef] = field(default_factory=dict)
     dirty: bool = False
+    on_record: Callable[[Mapping[str, Any]], None] = lambda record: None
+    abort: threading.Event = field(default_factory=threading.Event)
+
+    def write(self, record: dict[str, Any], log: bytes | None = None,
+              extra: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+        self.results.write(record, log, extra)
+        self.on_record(record)
+        return record
 
     def secrets(self) -> dict[str, str]:
         return {name: os.environ[name] for name in self.project.secrets if os.environ.get(name)}
@@ -59,11 +67,12 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
     uid = uid or new_uid()
     earlier: dict[str, bytes] = {}
     for attempt in range(1, task.retries + 2):
+        if session.abort.is_set():
+            return skip(session, task_record(session, task, uid, attempt), "aborted", "interrupted")
         record, log = _attempt(session, task, uid, attempt)
-        last = record["status"]["state"] == "completed" or attempt == task.retries + 1
+        last = record["status"]["state"] in ("completed", "aborted") or attempt == task.retries + 1
         if last:
-            session.results.write(record, log, earlier)
-            return record
+            return session.write(record, log, earlier)
         folder = f"runs/{uid[-2:]}/{uid}"
         earlier[f"{folder}/attempt-{attempt}.yaml"] = dump(record)
         earlier[f"{folder}/attempt-{attempt}.log"] = log
@@ -76,8 +85,7 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
     for folder in ("inputs", "work", "outputs"):
         (run_dir / folder).mkdir(parents=True)
         (run_dir / folder).chmod(0o777)  # the container runs as nobody
-    started = datetime.now(UTC)
-    record = _record(session, task, uid, attempt, started)
+    record = task_record(session, task, uid, attempt)
     log = _Log(session.secrets(), lambda line: session.on_line(task.name, line))
     try:
         inputs = [resolve_input(name, uri, session.code, run_dir / "fetched", session.store,
@@ -92,36 +100,64 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
     outputs = _collect(session, run_dir / "outputs")
     record["status"]["results"] = outputs.results
     record["status"]["artifacts"] = outputs.artifacts
-    final = _finish(record, log, exit_, error=outputs.error)
+    final = _finish(record, log, exit_, error=outputs.error, aborted=session.abort.is_set())
     shutil.rmtree(run_dir, ignore_errors=True)
     return final, log.text(session.project.log_limit, final)
 
 
-def _record(session: Session, task: Task, uid: str, attempt: int,
-            started: datetime) -> dict[str, Any]:
-    image = session.images.get(task.function.name)
-    function = task.function
+def new_record(session: Session, *, uid: str, name: str, job: str | None, iteration: int,
+               parent: str | None, labels: Mapping[str, str], params: ParamLevels,
+               attempt: int = 1) -> dict[str, Any]:
+    """A record in state `running`, started now; callers fill in what they run."""
     return {
         "apiVersion": RECORD_VERSION,
         "kind": "run",
-        "metadata": {"uid": uid, "name": task.name, "project": session.project.name,
-                     "job": task.job, "iteration": task.iteration, "parent": task.parent,
-                     "labels": dict(task.labels), "attempt": attempt},
-        "spec": {"function": function.name, "handler": task.handler,
-                 "command": list(function.command) if function.command else None,
-                 "params": {**task.params.to_dict(), "resolved": task.params.resolved()},
-                 "inputs": {}, "hyper": None,
-                 "image": image.tag if image else None,
-                 "image_id": image.image_id if image else None,
-                 "env_hash": image.env_hash if image else None,
+        "metadata": {"uid": uid, "name": name, "project": session.project.name, "job": job,
+                     "iteration": iteration, "parent": parent, "labels": dict(labels),
+                     "attempt": attempt},
+        "spec": {"function": None, "pipeline": None, "handler": None, "command": None,
+                 "params": {**params.to_dict(), "resolved": params.resolved()},
+                 "inputs": {}, "hyper": None, "image": None, "image_id": None, "env_hash": None,
                  "revision": session.revision or "", "dirty": session.dirty,
                  "trigger": dict(session.trigger), "backend": session.backend.name,
-                 "resources": {k: v for k, v in task.resources.__dict__.items() if v}},
-        "status": {"state": "running", "reason": None, "start": _iso(started), "end": None,
-                   "duration": None, "exit_code": None, "results": {}, "artifacts": [],
-                   "error": None, "best_iteration": None, "trials": [], "logs": "log.txt",
-                   "log_truncated": False, "skipped_for": None},
+                 "resources": {}},
+        "status": {"state": "running", "reason": None, "start": _iso(datetime.now(UTC)),
+                   "end": None, "duration": None, "exit_code": None, "results": {},
+                   "artifacts": [], "error": None, "best_iteration": None, "trials": [],
+                   "logs": "log.txt", "log_truncated": False, "skipped_for": None},
     }
+
+
+def task_record(session: Session, task: Task, uid: str, attempt: int = 1) -> dict[str, Any]:
+    record = new_record(session, uid=uid, name=task.name, job=task.job,
+                        iteration=task.iteration, parent=task.parent, labels=task.labels,
+                        params=task.params, attempt=attempt)
+    image = session.images.get(task.function.name)
+    function = task.function
+    record["spec"].update(
+        function=function.name, handler=task.handler,
+        command=list(function.command) if function.command else None,
+        image=image.tag if image else None, image_id=image.image_id if image else None,
+        env_hash=image.env_hash if image else None,
+        resources={k: v for k, v in task.resources.__dict__.items() if v})
+    return record
+
+
+def skip(session: Session, record: dict[str, Any], state: str, reason: str,
+         error: str | None = None) -> dict[str, Any]:
+    """Record a run that never started: `skipped` (or `aborted`), and why."""
+    end(record, state, reason, error)
+    return session.write(record, b"")
+
+
+def end(record: dict[str, Any], state: str, reason: str | None = None,
+        error: str | None = None) -> dict[str, Any]:
+    status = record["status"]
+    ended = datetime.now(UTC)
+    status.update(state=state, reason=reason, error=error, end=_iso(ended),
+                  duration=round((ended - datetime.fromisoformat(status["start"]))
+                                 .total_seconds(), 3))
+    return record
 
 
 def _launch(session: Session, task: Task, uid: str, run_dir: Path) -> Launch:
@@ -177,7 +213,7 @@ def _collect(session: Session, outputs: Path) -> _Outputs:
 
 
 def _finish(record: dict[str, Any], log: _Log, exit_: Exit, *, error: str | None = None,
-            reason: str | None = None) -> dict[str, Any]:
+            reason: str | None = None, aborted: bool = False) -> dict[str, Any]:
     status = record["status"]
     ended = datetime.now(UTC)
     status["end"] = _iso(ended)
@@ -185,6 +221,9 @@ def _finish(record: dict[str, Any], log: _Log, exit_: Exit, *, error: str | None
     status["exit_code"] = exit_.code
     failed = reason or exit_.reason or (exit_.code != 0 and "exit") or None
     status["state"] = "failed" if failed else "completed"
+    if failed and aborted:
+        status.update(state="aborted", reason="interrupted", error="stopped by an interruption")
+        return record
     if not failed:
         return record
     status["reason"] = "error" if failed == "exit" and error else failed

@@ -1,30 +1,122 @@
-"""Run a function or a job by name: the entry point of `runyard run` and the Python API."""
+"""Run a job or a function by name: one run, a pipeline, or hyper-parameter trials.
+
+This is the entry point of `runyard run` and of the Python API. The work runs in
+a worker thread while the calling thread waits, so that Ctrl-C or SIGTERM
+becomes an orderly abort: no new run starts, the running containers are
+stopped, and every unfinished run is recorded `aborted`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.errors import RunyardError
-from runner.run.execute import Session, execute
-from runner.run.task import Task, function_task, job_task
+from runner.model import Hyper, Job, Project
+from runner.run.execute import Session, execute, new_record, task_record
+from runner.run.hyper import run_trials
+from runner.run.pipeline import PipelineRun
+from runner.run.task import ParamLevels, Task, function_task, job_task
+
+Record = dict[str, Any]
 
 
-def task_for(session: Session, target: str, *, handler: str | None = None,
-             params: Mapping[str, Any] | None = None,
-             inputs: Mapping[str, str] | None = None) -> Task:
-    """The task for TARGET: a job of that name, else a function of that name."""
+def run_target(session: Session, target: str, uid: str | None = None, *,
+               handler: str | None = None, params: Mapping[str, Any] | None = None,
+               inputs: Mapping[str, str] | None = None,
+               hyper: Mapping[str, list[Any]] | None = None,
+               selector: str | None = None) -> Record:
+    """Run TARGET (a job, else a function) and return its record (the parent's, for trials)."""
     project = session.project
     job = project.jobs.get(target)
-    if job is not None:
-        return job_task(project, job, handler=handler, params=params, inputs=inputs)
-    if target in project.functions:
-        return function_task(project, target, handler=handler, params=params, inputs=inputs)
-    jobs = ", ".join(sorted(project.jobs)) or "none"
-    functions = ", ".join(sorted(project.functions)) or "none"
-    raise RunyardError(f"no job or function named {target!r} (jobs: {jobs}; functions: {functions})")
+    if job is None and target not in project.functions:
+        jobs = ", ".join(sorted(project.jobs)) or "none"
+        functions = ", ".join(sorted(project.functions)) or "none"
+        raise RunyardError(f"no job or function named {target!r} "
+                           f"(jobs: {jobs}; functions: {functions})")
+    chosen = with_overrides(job.hyper if job else None, hyper, selector)
+    if job is not None and job.run.pipeline is not None:
+        return _pipeline_job(session, job, chosen, dict(params or {}), uid)
+    base = (job_task(project, job, handler=handler, params=params, inputs=inputs) if job
+            else function_task(project, target, handler=handler, params=params, inputs=inputs))
+    if chosen is None:
+        return execute(session, base, uid)
+    return run_trials(
+        session, chosen, name=base.name, job=base.job, labels=base.labels, params=base.params,
+        run_trial=lambda i, values, parent, trial_uid: execute(
+            session, _trial(base, i, values, parent), trial_uid),
+        never_started=lambda i, values, parent, trial_uid: task_record(
+            session, _trial(base, i, values, parent), trial_uid),
+        uid=uid)
 
 
-def run_target(session: Session, target: str, uid: str | None = None,
-               **options: Any) -> dict[str, Any]:
-    return execute(session, task_for(session, target, **options), uid)
+def run_interruptibly(session: Session, work: Callable[[], Record]) -> Record:
+    """Run `work` in a worker thread; an interruption here aborts the session's runs."""
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["record"] = work()
+        except BaseException as error:  # handed to the waiting thread below
+            box["error"] = error
+
+    thread = threading.Thread(target=worker, name="runyard-run")
+    thread.start()
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+        except KeyboardInterrupt:
+            session.abort.set()
+            session.backend.stop_all()
+    if "error" in box:
+        raise box["error"]
+    record: Record = box["record"]
+    return record
+
+
+def with_overrides(hyper: Hyper | None, values: Mapping[str, list[Any]] | None,
+                   selector: str | None) -> Hyper | None:
+    """The job's hyper-parameters with those given from outside (CLI, API) on top."""
+    if not values and not selector:
+        return hyper
+    if hyper is None and not values:
+        raise RunyardError("--selector needs hyper-parameters (--hyper NAME=v1,v2 or the job's)")
+    base = hyper or Hyper(params={}, parallel=4)
+    merged = {**base.params, **{k: tuple(v) for k, v in (values or {}).items()}}
+    return dataclasses.replace(base, params=merged, selector=selector or base.selector)
+
+
+def _trial(base: Task, iteration: int, values: Mapping[str, Any], parent: str) -> Task:
+    params = dataclasses.replace(base.params, override={**base.params.override, **values})
+    return dataclasses.replace(base, params=params, iteration=iteration, parent=parent)
+
+
+def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
+                  override: dict[str, Any], uid: str | None) -> Record:
+    project: Project = session.project
+    pipeline = project.pipelines[job.run.pipeline or ""]
+    levels = ParamLevels(project=project.params, pipeline=pipeline.params, job=job.params,
+                         override=override)
+
+    def one(iteration: int, values: Mapping[str, Any], parent: str | None,
+            run_uid: str | None) -> PipelineRun:
+        params = dataclasses.replace(levels, override={**override, **values})
+        return PipelineRun(session, pipeline, params, name=job.name, job=job.name,
+                           labels=job.labels, parent=parent, iteration=iteration,
+                           parallel=job.parallel, retries=job.retries, uid=run_uid)
+
+    if hyper is None:
+        return one(0, {}, None, uid).run()
+
+    def never_started(i: int, values: Mapping[str, Any], parent: str, run_uid: str) -> Record:
+        params = dataclasses.replace(levels, override={**override, **values})
+        record = new_record(session, uid=run_uid, name=job.name, job=job.name, iteration=i,
+                            parent=parent, labels=job.labels, params=params)
+        record["spec"]["pipeline"] = pipeline.name
+        return record
+
+    return run_trials(session, hyper, name=job.name, job=job.name, labels=job.labels,
+                      params=levels, run_trial=lambda i, v, p, u: one(i, v, p, u).run(),
+                      never_started=never_started, uid=uid)

@@ -85,7 +85,7 @@ def _docker(project: Any, source: ProjectSource, functions: Sequence[str],
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))
-    ids = LocalImages.read(client).ids
+    ids = LocalImages.read(client).ids if any(o.action == "built" for o in outcomes) else local.ids
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
     return DockerBackend(client), images

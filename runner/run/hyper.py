@@ -1,0 +1,139 @@
+"""Hyper-parameter runs: one parent run (iteration 0) and a child run per trial.
+
+Trials run in parallel up to `hyper.parallel`. After each trial, `stop_condition`
+and `max_errors` decide whether new trials may start; trials never started are
+recorded `skipped` with the reason. `selector` picks the best trial, whose
+results and artifacts the parent carries, with a table of every trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+from runner.condition import parse_condition
+from runner.model import Hyper
+from runner.record.results import new_uid
+from runner.run.execute import Session, end, new_record, skip
+from runner.run.task import ParamLevels
+from runner.trials import expand_trials
+
+Record = dict[str, Any]
+# Runs trial `iteration` with these params under `parent`, with the given uid.
+TrialRunner = Callable[[int, Mapping[str, Any], str, str], Record]
+# A record for a trial that never started (iteration, params, parent, uid).
+TrialRecord = Callable[[int, Mapping[str, Any], str, str], Record]
+
+
+class Selector(NamedTuple):
+    """`min.loss` or `max.accuracy`: which result, and which way is better."""
+
+    best: str  # "min" or "max"
+    key: str
+
+    @classmethod
+    def parse(cls, text: str | None) -> Selector | None:
+        if not text:
+            return None
+        best, _, key = text.partition(".")
+        return cls(best, key)
+
+    def value(self, record: Mapping[str, Any]) -> float | None:
+        value = record["status"].get("results", {}).get(self.key)
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if is_number else None
+
+    def pick(self, records: list[Record]) -> Record | None:
+        scored = [(v, r) for r in records
+                  if r["status"]["state"] == "completed" and (v := self.value(r)) is not None]
+        if not scored:
+            return None
+        choose = min if self.best == "min" else max
+        return choose(scored, key=lambda pair: pair[0])[1]
+
+    def sort_key(self, record: Mapping[str, Any]) -> tuple[int, float]:
+        value = self.value(record)
+        if value is None:
+            return (1, 0.0)
+        return (0, value if self.best == "min" else -value)
+
+
+def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
+               labels: Mapping[str, str], params: ParamLevels, run_trial: TrialRunner,
+               never_started: TrialRecord, uid: str | None = None) -> Record:
+    parent = uid or new_uid()
+    trials = expand_trials(hyper.strategy, hyper.params, exclude=hyper.exclude,
+                           max_trials=hyper.max_trials,
+                           seed=session.project.params.get("seed"))
+    record = new_record(session, uid=parent, name=name, job=job, iteration=0, parent=None,
+                        labels=labels, params=params)
+    record["spec"]["hyper"] = {k: v for k, v in asdict(hyper).items() if v is not None}
+    condition = parse_condition(hyper.stop_condition) if hyper.stop_condition else None
+    done: dict[int, Record] = {}
+    stop: str | None = None
+    started = 0
+    with ThreadPoolExecutor(max_workers=hyper.parallel) as pool:
+        running: dict[Future[Record], int] = {}
+        while started < len(trials) or running:
+            while stop is None and not session.abort.is_set() and started < len(trials) \
+                    and len(running) < hyper.parallel:
+                started += 1
+                future = pool.submit(run_trial, started, trials[started - 1], parent, new_uid())
+                running[future] = started
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                trial = done[running.pop(future)] = future.result()
+                stop = stop or _stop_reason(trial, done, hyper, condition)
+    reason = "interrupted" if session.abort.is_set() else (stop or "interrupted")
+    for index in range(started + 1, len(trials) + 1):
+        done[index] = never_started(index, trials[index - 1], parent, new_uid())
+        state = "aborted" if reason == "interrupted" else "skipped"
+        skip(session, done[index], state, reason, _why_not_started(reason))
+    return session.write(_conclude(record, hyper, trials, done), b"")
+
+
+def _stop_reason(trial: Record, done: Mapping[int, Record], hyper: Hyper,
+                 condition: Any) -> str | None:
+    if condition is not None and trial["status"]["state"] == "completed" \
+            and condition.evaluate(trial["status"]["results"]):
+        return "stop_condition"
+    failures = sum(r["status"]["state"] == "failed" for r in done.values())
+    if hyper.max_errors is not None and failures > hyper.max_errors:
+        return "max_errors"
+    return None
+
+
+def _why_not_started(reason: str) -> str:
+    return {"stop_condition": "a finished trial met the stop condition",
+            "max_errors": "too many trials failed",
+            "interrupted": "stopped by an interruption"}.get(reason, reason)
+
+
+def _conclude(record: Record, hyper: Hyper, trials: list[dict[str, Any]],
+              done: Mapping[int, Record]) -> Record:
+    status = record["status"]
+    records = [done[i] for i in sorted(done)]
+    status["trials"] = [{"iteration": i, "uid": done[i]["metadata"]["uid"],
+                         "state": done[i]["status"]["state"], "params": trials[i - 1],
+                         "results": done[i]["status"].get("results", {}),
+                         "reason": done[i]["status"].get("reason")} for i in sorted(done)]
+    selector = Selector.parse(hyper.selector)
+    completed = [r for r in records if r["status"]["state"] == "completed"]
+    best = selector.pick(records) if selector else (completed[-1] if completed else None)
+    if best is not None:
+        status["best_iteration"] = best["metadata"]["iteration"]
+        status["results"] = dict(best["status"]["results"])
+        status["artifacts"] = list(best["status"]["artifacts"])
+    failed = sum(r["status"]["state"] == "failed" for r in records)
+    note = f"{failed} of {len(trials)} trials failed" if failed else None
+    if any(r["status"]["state"] == "aborted" for r in records):
+        return end(record, "aborted", "interrupted", "stopped by an interruption")
+    if hyper.max_errors is not None and failed > hyper.max_errors:
+        return end(record, "failed", "max_errors", note)
+    if not completed:
+        return end(record, "failed", "no_trial_completed", note or "no trial completed")
+    return end(record, "completed", None, note)
