@@ -233,7 +233,8 @@ class _FastCompiler:
         return _unique_strings if unique else _always
 
     def k_required(self, keys: list[str], schema: dict[str, Any]) -> Check:
-        return lambda value: type(value) is not dict or all(key in value for key in keys)
+        needed = frozenset(keys)
+        return lambda value: type(value) is not dict or needed.issubset(value)
 
     def k_properties(self, properties: dict[str, Any], schema: dict[str, Any]) -> Check:
         checks = {name: self.compile(sub) for name, sub in properties.items()}

@@ -114,6 +114,11 @@ class GitSource:
         except KeyError:
             return None
 
+    def object_id(self, path: str) -> str | None:
+        """The git object id of a file or folder at this revision (None when absent)."""
+        found = self._object(path)
+        return None if found is None else str(found.hexsha)
+
     def read(self, path: str) -> bytes:
         blob = self._object(path)
         if blob is None or blob.type != "blob":

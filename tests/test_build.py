@@ -422,11 +422,6 @@ def test_failing_setup_step_points_at_that_entry(new_project: Callable[..., Proj
     assert "2 of 2 images failed" in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: templates/Dockerfile.j2 writes `RUN {{ step }}`, so a multi-line setup "
-    "step (a YAML block scalar, as Orchest's setup scripts are) breaks the Dockerfile",
-)
 def test_a_multi_line_setup_step_runs_as_one_script(new_project: Callable[..., Project]) -> None:
     project = new_project()
     project.function(

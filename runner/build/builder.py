@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 import time
@@ -191,12 +192,21 @@ def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path:
             f"  last lines of {log_path}:\n{tail}")
 
 
+def _setup_script(instruction: str) -> str | None:
+    """The script of a `RUN ["/bin/sh", "-c", SCRIPT]` instruction."""
+    try:
+        words = json.loads(instruction.removeprefix("RUN").strip())
+    except ValueError:
+        return None
+    return words[-1] if isinstance(words, list) and words and isinstance(words[-1], str) else None
+
+
 def _step_origin(step: str, spec: ImageSpec) -> DocPath:
     """Which part of the function's `environment` a Dockerfile step comes from."""
     match = _STEP.match(step)
     instruction = match[3] if match else ""
     for index, setup in enumerate(spec.environment.setup):
-        if instruction == f"RUN {setup}":
+        if _setup_script(instruction) == setup:
             return ("environment", "setup", index)
     if instruction.startswith("FROM") or not instruction:
         return ("environment", "base_image")

@@ -25,6 +25,10 @@ COMMANDS = {
     "images": "runner.cli.images:images",
     "run": "runner.cli.run:run",
     "runs": "runner.cli.runs:runs",
+    "plan": "runner.cli.gitops:plan",
+    "on-push": "runner.cli.gitops:on_push",
+    "hook": "runner.cli.gitops:hook",
+    "status": "runner.cli.gitops:status",
 }
 
 EXIT_USER_ERROR = 1

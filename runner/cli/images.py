@@ -27,8 +27,7 @@ def setup(project_dir: Path | None) -> None:
     if project_dir is not None:
         project, _ = load(project_dir, None)
         images |= {f.environment.base_image or project.base_image for f in project.functions.values()}
-    for outcome in ensure_base_images(client, sorted(images), click.echo):
-        click.echo(f"{outcome.image}: {outcome.action}")
+    ensure_base_images(client, sorted(images), click.echo)  # reports each image as it goes
     click.echo("ready")
 
 

@@ -58,6 +58,14 @@ class ResultsBranch:
             files[f"{folder}/log.txt"] = log
         for key, artifact in _newest_artifacts(record):
             files[f"artifacts/{key}.yaml"] = dump(artifact)
+        meta = record["metadata"]
+        if meta.get("job") and not meta.get("parent"):
+            files[f"index/jobs/{meta['job']}.yaml"] = dump(
+                {"uid": uid, "revision": record["spec"]["revision"],
+                 "state": record["status"]["state"], "end": record["status"]["end"]})
+        run_key = record["spec"].get("run_key")
+        if run_key and record["status"]["state"] == "completed":
+            files[_key_path(run_key)] = uid.encode()
         files.update(extra or {})
         state = record["status"]["state"]
         return self.store.commit(files, f"run {uid} {record['metadata']['name']}: {state}")
@@ -95,9 +103,37 @@ class ResultsBranch:
                 return
             yield self.read(uid)
 
+    def newest_of_job(self, job: str) -> dict[str, Any] | None:
+        """The newest top-level run of a job: uid, revision, state, end."""
+        raw = self.store.read(f"index/jobs/{job}.yaml")
+        return yaml.safe_load(raw) if raw else None
+
+    def write_push(self, push: Mapping[str, Any]) -> str:
+        """The record of one processed push, and the newest revision processed."""
+        files = {f"pushes/{push['revision']}.yaml": dump(push),
+                 "index/last-push.yaml": dump({"revision": push["revision"], "ref": push["ref"]})}
+        return self.store.commit(files, f"push {push['revision'][:12]}: {push['status']}")
+
+    def push(self, revision: str) -> dict[str, Any] | None:
+        raw = self.store.read(f"pushes/{revision}.yaml")
+        return yaml.safe_load(raw) if raw else None
+
+    def last_push_revision(self) -> str | None:
+        raw = self.store.read("index/last-push.yaml")
+        return str(yaml.safe_load(raw)["revision"]) if raw else None
+
+    def completed_with_key(self, run_key: str) -> str | None:
+        """The uid of a completed run with this run key, if there is one."""
+        raw = self.store.read(_key_path(run_key))
+        return raw.decode() if raw else None
+
     def newest_artifact(self, key: str) -> dict[str, Any] | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
         return yaml.safe_load(raw) if raw else None
+
+
+def _key_path(run_key: str) -> str:
+    return f"index/keys/{run_key[:2]}/{run_key}"
 
 
 def _newest_artifacts(record: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

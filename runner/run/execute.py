@@ -3,6 +3,7 @@ and record it (every attempt) on the results branch."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from runner.model import Project
+from runner.model import Function, Project
 from runner.record.artifacts import ArtifactStore
 from runner.record.results import RECORD_VERSION, ResultsBranch, cap_log, dump, new_uid
 from runner.run.backends import Backend, Exit, Launch
@@ -47,6 +48,8 @@ class Session:
     dirty: bool = False
     on_record: Callable[[Mapping[str, Any]], None] = lambda record: None
     abort: threading.Event = field(default_factory=threading.Event)
+    memoize: bool = False  # for runs started by a push: skip what already completed
+    code_hash: Callable[[Function], str | None] = lambda function: None
 
     def write(self, record: dict[str, Any], log: bytes | None = None,
               extra: Mapping[str, bytes] | None = None) -> dict[str, Any]:
@@ -70,7 +73,8 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
         if session.abort.is_set():
             return skip(session, task_record(session, task, uid, attempt), "aborted", "interrupted")
         record, log = _attempt(session, task, uid, attempt)
-        last = record["status"]["state"] in ("completed", "aborted") or attempt == task.retries + 1
+        last = record["status"]["state"] in ("completed", "aborted", "skipped") \
+            or attempt == task.retries + 1
         if last:
             return session.write(record, log, earlier)
         folder = f"runs/{uid[-2:]}/{uid}"
@@ -94,6 +98,12 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
         return _finish(record, log, Exit(None), error=str(error), reason="input"), log.text()
     record["spec"]["inputs"] = {i.name: {"uri": i.uri, "hash": i.hash, "size": i.size}
                                 for i in inputs}
+    record["spec"]["run_key"] = run_key(session, task, inputs)
+    earlier_run = session.memoize and session.results.completed_with_key(record["spec"]["run_key"])
+    if earlier_run:
+        record["status"]["skipped_for"] = earlier_run
+        end(record, "skipped", "memoized", None)
+        return record, b""
     launch = _launch(session, task, uid, run_dir)
     _write_spec(session, task, uid, launch, inputs)
     exit_ = session.backend.run(launch, log.feed)
@@ -103,6 +113,20 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
     final = _finish(record, log, exit_, error=outputs.error, aborted=session.abort.is_set())
     shutil.rmtree(run_dir, ignore_errors=True)
     return final, log.text(session.project.log_limit, final)
+
+
+def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:
+    """What decides the run's outcome, hashed: resolved spec, code, inputs and image."""
+    code = session.code_hash(task.function)
+    if code is None:
+        return None
+    image = session.images.get(task.function.name)
+    content = {"function": task.function.name, "handler": task.handler,
+               "command": task.function.command, "params": task.params.resolved(),
+               "inputs": {i.name: i.hash for i in inputs}, "code": code,
+               "image": image.image_id if image else f"local:{session.backend.name}",
+               "env": dict(task.function.environment.env), "resources": repr(task.resources)}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def new_record(session: Session, *, uid: str, name: str, job: str | None, iteration: int,
@@ -116,6 +140,7 @@ def new_record(session: Session, *, uid: str, name: str, job: str | None, iterat
                      "iteration": iteration, "parent": parent, "labels": dict(labels),
                      "attempt": attempt},
         "spec": {"function": None, "pipeline": None, "handler": None, "command": None,
+                 "run_key": None,
                  "params": {**params.to_dict(), "resolved": params.resolved()},
                  "inputs": {}, "hyper": None, "image": None, "image_id": None, "env_hash": None,
                  "revision": session.revision or "", "dirty": session.dirty,

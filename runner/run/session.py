@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from runner.errors import RunyardError
 from runner.loader import find_project_root, load_project
+from runner.model import Function, Project
 from runner.record.artifacts import ArtifactStore
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
@@ -48,11 +49,21 @@ def workspace_of(source: ProjectSource) -> Path:
 
 @contextmanager
 def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
-                backend: str | None = None, functions: Sequence[str] = (),
-                trigger: Mapping[str, Any] | None = None,
-                on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
+                backend: str | None = None, on_line: OnLine = lambda name, line: None
+                ) -> Iterator[Session]:
+    """A session for runs asked for by hand: they always run."""
     source, git_dir = open_project(project_dir, revision, local_changes)
-    project = load_project(source)
+    with open_session(source, git_dir, load_project(source), backend=backend,
+                      on_line=on_line) as session:
+        yield session
+
+
+@contextmanager
+def open_session(source: ProjectSource, git_dir: Path, project: Project, *,
+                 backend: str | None = None, functions: Sequence[str] = (),
+                 trigger: Mapping[str, Any] | None = None, memoize: bool = False,
+                 on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
+    """Snapshot, backend (images built for `functions`, or all) and stores for runs."""
     prepare_state_dir(source.state_dir)
     chosen = backend or project.backend
     runner: Backend = LocalBackend()
@@ -67,12 +78,13 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
             store=ArtifactStore(project.artifact_store, workspace_of(source)),
             results=ResultsBranch(git_dir, project.results_branch),
             revision=source.revision or _head(git_dir), trigger=dict(trigger or {"kind": "manual"}),
-            on_line=on_line, images=images, dirty=isinstance(source, DirectorySource))
+            on_line=on_line, images=images, dirty=isinstance(source, DirectorySource),
+            memoize=memoize, code_hash=_code_hasher(source))
     finally:
         remove_tree(workdir)
 
 
-def _docker(project: Any, source: ProjectSource, functions: Sequence[str],
+def _docker(project: Project, source: ProjectSource, functions: Sequence[str],
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
     from runner.build.builder import LocalImages, build_images, image_needs
     from runner.build.engine import connect
@@ -91,12 +103,21 @@ def _docker(project: Any, source: ProjectSource, functions: Sequence[str],
     return DockerBackend(client), images
 
 
+def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:
+    """The identity of a function's files at a revision; None for a working tree."""
+    if not isinstance(source, GitSource):
+        return lambda function: None
+
+    def code_hash(function: Function) -> str | None:
+        from runner.plan import function_files
+
+        return ",".join(f"{p}={source.object_id(p)}" for p in function_files(function, source))
+
+    return code_hash
+
+
 def _head(git_dir: Path) -> str | None:
     import git
 
     repo = git.Repo(git_dir)
     return repo.head.commit.hexsha if repo.head.is_valid() else None
-
-
-def is_git_source(source: ProjectSource) -> bool:
-    return isinstance(source, GitSource)

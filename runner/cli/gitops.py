@@ -1,0 +1,169 @@
+"""`runyard plan`, `on-push`, `hook install` and `status`: the GitOps loop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner.cli.common import echo_json
+from runner.errors import RunyardError
+
+
+def _repo(path: Path):  # type: ignore[no-untyped-def]
+    import git
+
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+        raise RunyardError(f"{path} is not in a git repository") from error
+
+
+def _prefix(repo: object, path: Path) -> str:
+    top = getattr(repo, "working_tree_dir", None)
+    if top is None:
+        return ""
+    relative = path.resolve().relative_to(Path(top).resolve()).as_posix()
+    return "" if relative == "." else relative
+
+
+@click.command()
+@click.argument("revisions", required=False, metavar="[OLD..NEW]")
+@click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
+              default=Path("."), show_default=True, help="The project folder (or repository).")
+@click.option("--path", "prefix", help="The project's folder inside the repository.")
+@click.option("--json", "as_json", is_flag=True)
+def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: bool) -> None:
+    """What a push from OLD to NEW would build and run, and why.
+
+    By default from the newest revision the results branch has records for,
+    to HEAD.
+    """
+    from runner.loader import load_project
+    from runner.plan import make_plan, plan_lines
+    from runner.source import GitSource
+
+    repo = _repo(project_dir)
+    prefix = prefix if prefix is not None else _prefix(repo, project_dir)
+    old, _, new = (revisions or "").rpartition("..") if revisions else ("", "", "HEAD")
+    source = GitSource(repo, new or "HEAD", prefix)
+    project = load_project(source)
+    if not revisions:
+        old = _last_processed(Path(repo.git_dir), project.results_branch) or ""
+    old_source = GitSource(repo, old, prefix) if old else None
+    made = make_plan(project, source, old_source.revision if old_source else None, old_source)
+    if as_json:
+        echo_json(made.to_dict())
+        return
+    for line in plan_lines(made):
+        click.echo(line)
+
+
+@click.command("on-push")
+@click.option("-C", "--repo", "repo_dir", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="The repository that was pushed to (bare or not).")
+@click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
+@click.option("--before", metavar="OLD", help="The revision before the push (CI systems).")
+@click.option("--after", metavar="NEW", help="The pushed revision (CI systems).")
+@click.option("--ref", default=None, help="The pushed ref, e.g. refs/heads/main.")
+@click.option("--force", is_flag=True, help="Run again what already ran (no memoization).")
+@click.option("--backend", type=click.Choice(["docker", "local"]))
+@click.option("--json", "as_json", is_flag=True)
+def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
+            ref: str | None, force: bool, backend: str | None, as_json: bool) -> None:
+    """Process a push: validate, plan, build, run and record it.
+
+    Reads `OLD NEW REF` lines on standard input, as git's post-receive hook
+    gives them, or takes --before/--after/--ref as CI systems give them.
+    """
+    from runner.gitops import RefUpdate, default_branch, parse_updates, process_pushes
+
+    repo = _repo(repo_dir)
+    git_dir = Path(repo.git_dir)
+    if after:
+        old = None if not before or set(before) == {"0"} else before
+        updates = [RefUpdate(old, repo.commit(after).hexsha,
+                             ref or f"refs/heads/{_current_branch(repo) or default_branch(git_dir)}")]
+    else:
+        updates = parse_updates(sys.stdin.read())
+    pushes = process_pushes(git_dir, updates, prefix=prefix, force=force, backend=backend,
+                            on_line=lambda name, line: click.echo(f"{name} | {line}", err=as_json))
+    if as_json:
+        echo_json(pushes)
+    bad = [p for p in pushes if p["status"] in ("failed", "invalid")]
+    if bad:
+        raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0]['status']}")
+
+
+@click.group()
+def hook() -> None:
+    """Git hooks that run runyard on push."""
+
+
+@hook.command("install")
+@click.argument("repo", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
+def hook_install(repo: Path, prefix: str) -> None:
+    """Install a post-receive hook into the bare repository REPO."""
+    from runner.hooks import install_hook
+
+    click.echo(f"installed {install_hook(repo, prefix)}")
+
+
+@click.command()
+@click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
+              default=Path("."), show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def status(project_dir: Path, as_json: bool) -> None:
+    """Which jobs' newest results are stale against HEAD, and why."""
+    from runner.loader import load_project
+    from runner.plan import make_plan
+    from runner.record.results import ResultsBranch
+    from runner.source import GitSource
+
+    repo = _repo(project_dir)
+    prefix = _prefix(repo, project_dir)
+    source = GitSource(repo, "HEAD", prefix)
+    project = load_project(source)
+    results = ResultsBranch(Path(repo.git_dir), project.results_branch)
+    rows: list[dict[str, Any]] = []
+    for name in sorted(project.jobs):
+        newest = results.newest_of_job(name)
+        if newest is None:
+            rows.append({"job": name, "stale": True, "why": ["never run"], "newest": None})
+            continue
+        old = GitSource(repo, newest["revision"], prefix)
+        decision = next(j for j in make_plan(project, source, old.revision, old).jobs
+                        if j.name == name)
+        changed = decision.runs or newest["state"] != "completed"
+        why = list(decision.reasons) if decision.runs else (
+            [f"newest run {newest['state']}"] if changed else [])
+        rows.append({"job": name, "stale": changed, "why": why, "newest": newest})
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        newest = row["newest"]
+        at = f"{newest['uid']} at {newest['revision'][:12]}" if newest else "-"
+        verdict = "stale" if row["stale"] else "up to date"
+        click.echo(f"{row['job']:<20} {verdict:<11} {at}  {'; '.join(row['why'])}")
+
+
+def _current_branch(repo: object) -> str | None:
+    try:
+        return str(repo.active_branch.name)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return None
+
+
+def _last_processed(git_dir: Path, branch: str) -> str | None:
+    from runner.record.results import ResultsBranch
+
+    results = ResultsBranch(git_dir, branch)
+    last = results.last_push_revision()
+    if last:
+        return last
+    newest = next(results.records(limit=1), None)
+    return str(newest["spec"]["revision"]) if newest else None

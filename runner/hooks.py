@@ -1,0 +1,41 @@
+"""Installing runyard's `post-receive` hook into a bare repository."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from runner.errors import RunyardError
+
+MARKER = "# installed by runyard"
+
+
+def install_hook(repo: Path, prefix: str = "") -> Path:
+    """Write `hooks/post-receive`: it hands the push to `runyard on-push` in the
+    background, so the push returns at once; output goes to runyard/on-push.log."""
+    hooks = repo / "hooks"
+    if not (repo / "objects").is_dir() or not hooks.parent.joinpath("HEAD").is_file():
+        raise RunyardError(f"{repo} is not a bare git repository (no objects/ and HEAD)")
+    hook = hooks / "post-receive"
+    if hook.exists() and MARKER not in hook.read_text(errors="replace"):
+        raise RunyardError(f"{hook} exists and is not runyard's: merge it by hand, running\n"
+                           f"  {_command(prefix)} < the hook's input")
+    hooks.mkdir(exist_ok=True)
+    hook.write_text(f"""#!/bin/sh
+{MARKER}: hand the push to the runner, in the background.
+log="$(pwd)/runyard/on-push.log"
+mkdir -p "$(pwd)/runyard"
+input=$(cat)
+printf '%s\\n' "$input" | nohup {_command(prefix)} -C "$(pwd)" >>"$log" 2>&1 &
+echo "runyard: processing the push in the background (log: $log)"
+""")
+    hook.chmod(0o755)
+    return hook
+
+
+def _command(prefix: str) -> str:
+    args = [sys.executable, "-m", "runner", "on-push"]
+    if prefix:
+        args += ["--path", prefix]
+    return " ".join(shlex.quote(a) for a in args)

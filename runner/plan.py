@@ -1,0 +1,237 @@
+"""What a change between two revisions affects, and so what a push must run.
+
+A function is affected when its YAML, its code (any file under a package) or
+its environment's files change; a job when it is new or changed, its pipeline
+changed, a function it uses is affected, or one of its input files changed. A
+job with `triggers` runs on push only if it has a push trigger, and with push
+`paths` only when a changed file matches them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from runner.errors import RunyardError
+from runner.loader import PROJECT_FILE
+from runner.model import Function, Job, Project, is_repo_path
+from runner.source import GitSource
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+class FunctionChange(NamedTuple):
+    name: str
+    reasons: tuple[str, ...]
+    environment_changed: bool
+    env_hash: str
+
+
+class JobDecision(NamedTuple):
+    name: str
+    runs: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    old: str | None
+    new: str
+    changed: tuple[str, ...]
+    functions: tuple[FunctionChange, ...]
+    jobs: tuple[JobDecision, ...]
+
+    @property
+    def to_run(self) -> list[str]:
+        return [job.name for job in self.jobs if job.runs]
+
+    def images(self) -> dict[str, list[str]]:
+        """Environments to build (hash prefix -> the functions that share it)."""
+        built: dict[str, list[str]] = {}
+        for f in self.functions:
+            if f.environment_changed:
+                built.setdefault(f.env_hash[:12], []).append(f.name)
+        return built
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new, "changed": list(self.changed),
+                "functions": [f._asdict() for f in self.functions],
+                "images": self.images(),
+                "jobs": [j._asdict() for j in self.jobs], "to_run": self.to_run}
+
+
+def changed_files(source: GitSource, old: str | None) -> list[str]:
+    """Files of the project that differ between `old` (None: nothing) and the source's revision."""
+    git_dir, new = source.repo.git_dir, source.revision or ""
+    args = ["git", "--git-dir", git_dir, "diff", "--name-only", "--no-renames", "-z",
+            old or EMPTY_TREE, new]
+    if source.prefix:
+        args += ["--", source.prefix]
+    done = subprocess.run(args, capture_output=True)
+    if done.returncode != 0:
+        raise RunyardError(f"git diff {old}..{new} failed: {done.stderr.decode(errors='replace')}")
+    strip = len(source.prefix) + 1 if source.prefix else 0
+    return sorted(p[strip:] for p in done.stdout.decode().split("\0") if p)
+
+
+def make_plan(project: Project, source: GitSource, old: str | None,
+              old_source: GitSource | None = None) -> Plan:
+    changed = changed_files(source, old)
+    changed_set = set(changed)
+    old_project = _load_quietly(old_source)
+    functions = tuple(_function_change(f, project, source, old_project, old_source, changed_set)
+                      for f in sorted(project.functions.values(), key=lambda f: f.name))
+    affected = {f.name: f.reasons for f in functions if f.reasons}
+    old_jobs = _old_names(old_source, "jobs")
+    jobs = tuple(_job_decision(job, project, changed, affected, old_jobs)
+                 for job in sorted(project.jobs.values(), key=lambda j: j.name))
+    return Plan(old, source.revision or "", tuple(changed), functions, jobs)
+
+
+def function_files(function: Function, source: GitSource | None = None) -> list[str]:
+    """The files a function depends on: its YAML, code, environment and command's files."""
+    files = [function.file]
+    for path in (function.code, function.environment.requirements_file):
+        if path:
+            files.append(path)
+    for arg in function.command or ():
+        if is_repo_path(arg) and "/" in arg and (source is None or source.is_file(arg)):
+            files.append(arg)
+    return list(dict.fromkeys(files))
+
+
+def _function_change(function: Function, project: Project, source: GitSource,
+                     old_project: Project | None, old_source: GitSource | None,
+                     changed: set[str]) -> FunctionChange:
+    reasons = []
+    if PROJECT_FILE in changed:
+        reasons.append("project.yaml changed")
+    for path in function_files(function, source):
+        hits = _under(path, changed)
+        if hits:
+            what = "definition" if path == function.file else \
+                ("environment" if path == function.environment.requirements_file else "code")
+            reasons.append(f"{what} changed ({', '.join(hits[:3])}{', ...' if len(hits) > 3 else ''})")
+    from runner.build.environment import image_spec
+
+    env_hash = image_spec(project, function, source, {}).env_hash
+    env_changed = bool(reasons) and _environment_changed(env_hash, function, old_project,
+                                                         old_source)
+    return FunctionChange(function.name, tuple(reasons), env_changed, env_hash)
+
+
+def _load_quietly(source: GitSource | None) -> Project | None:
+    """The old revision's project, if it loads: an invalid one counts as nothing."""
+    from runner.loader import load_project
+
+    try:
+        return load_project(source) if source is not None else None
+    except RunyardError:
+        return None
+
+
+def _environment_changed(new_hash: str, function: Function, old_project: Project | None,
+                         old_source: GitSource | None) -> bool:
+    from runner.build.environment import image_spec
+
+    if old_project is None or old_source is None:
+        return True
+    old_function = old_project.functions.get(function.name)
+    if old_function is None:
+        return True
+    return image_spec(old_project, old_function, old_source, {}).env_hash != new_hash
+
+
+def _job_decision(job: Job, project: Project, changed: Sequence[str],
+                  affected: dict[str, tuple[str, ...]], old_jobs: set[str]) -> JobDecision:
+    triggers = job.triggers
+    if triggers is not None and not triggers.push:
+        return JobDecision(job.name, False, ("schedule only: never runs on push",))
+    reasons = _job_reasons(job, project, changed, affected, old_jobs)
+    if triggers is not None and triggers.paths is not None:
+        matched = [p for p in changed if any(_glob(p, g) for g in triggers.paths)]
+        own = [r for r in reasons if r.startswith(("new job", "job changed"))]
+        reasons = own + ([f"paths matched ({', '.join(matched[:3])})"] if matched else [])
+    if not reasons:
+        return JobDecision(job.name, False, ("nothing it uses changed",))
+    return JobDecision(job.name, True, tuple(reasons))
+
+
+def _job_reasons(job: Job, project: Project, changed: Sequence[str],
+                 affected: dict[str, tuple[str, ...]], old_jobs: set[str]) -> list[str]:
+    reasons = []
+    if job.name not in old_jobs:
+        reasons.append("new job")
+    elif job.file in changed:
+        reasons.append("job changed")
+    functions = [job.run.function] if job.run.function else []
+    inputs = list(job.inputs.values())
+    if job.run.pipeline:
+        pipeline = project.pipelines[job.run.pipeline]
+        if pipeline.file in changed:
+            reasons.append(f"pipeline {pipeline.name} changed")
+        functions += [step.function for step in pipeline.steps]
+        inputs += [uri for step in pipeline.steps for uri in step.inputs.values()]
+    for name in dict.fromkeys(functions):
+        if name in affected:
+            reasons.append(f"function {name} changed")
+    for uri in inputs:
+        if is_repo_path(uri) and uri in changed:
+            reasons.append(f"input {uri} changed")
+    return reasons
+
+
+def _old_names(old_source: GitSource | None, folder: str) -> set[str]:
+    """Names of the old revision's objects of a kind (none without an old revision)."""
+    if old_source is None:
+        return set()
+    from runner.yamlread import read_document
+
+    names = set()
+    for path in old_source.files(folder):
+        try:
+            data = read_document(path, old_source.read(path)).data
+        except RunyardError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            names.add(data["name"])
+    return names
+
+
+def _under(path: str, changed: Iterable[str]) -> list[str]:
+    folder = path.rstrip("/") + "/"
+    return [p for p in changed if p == path or p.startswith(folder)]
+
+
+def _glob(path: str, pattern: str) -> bool:
+    """A glob where `**` crosses folders and `*` does not."""
+    regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
+    regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+    return re.fullmatch(regex, path) is not None or fnmatch.fnmatchcase(path, pattern)
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The plan in the spirit of `terraform plan`."""
+    old = plan.old[:12] if plan.old else "(nothing)"
+    lines = [f"runyard plan {old}..{plan.new[:12]}: {len(plan.changed)} files changed", ""]
+    lines.append("functions:")
+    for f in plan.functions:
+        mark = "~" if f.reasons else " "
+        lines.append(f"  {mark} {f.name:<20} {'; '.join(f.reasons) or 'unchanged'}")
+    images = plan.images()
+    if images:
+        lines += ["", "images to build:"]
+        lines += [f"  + {digest}  for {', '.join(names)}" for digest, names in images.items()]
+    lines += ["", "jobs:"]
+    for job in plan.jobs:
+        mark = "+" if job.runs else " "
+        verdict = "will run" if job.runs else "will not run"
+        lines.append(f"  {mark} {job.name:<20} {verdict}: {'; '.join(job.reasons)}")
+    runs = len(plan.to_run)
+    lines += ["", f"Plan: {runs} job{'s' if runs != 1 else ''} to run, "
+                  f"{len(plan.jobs) - runs} not."]
+    return lines
