@@ -29,6 +29,7 @@ COMMANDS = {
     "on-push": "runner.cli.gitops:on_push",
     "hook": "runner.cli.gitops:hook",
     "status": "runner.cli.gitops:status",
+    "schedule": "runner.cli.gitops:schedule",
 }
 
 EXIT_USER_ERROR = 1

@@ -167,3 +167,35 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
         return last
     newest = next(results.records(limit=1), None)
     return str(newest["spec"]["revision"]) if newest else None
+
+
+@click.command()
+@click.option("-C", "--repo", "repo_dir", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="The repository (bare or not).")
+@click.option("--branch", help="Whose newest revision to take the jobs from (default: the "
+              "repository's default branch).")
+@click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
+@click.option("--once", is_flag=True, help="Run what is due now, then stop.")
+@click.option("--now", "now_text", metavar="ISO-TIME", help="Pretend it is this time (with --once).")
+@click.option("--backend", type=click.Choice(["docker", "local"]))
+def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
+             now_text: str | None, backend: str | None) -> None:
+    """Run the jobs with `triggers.schedule` when they are due (cron, UTC unless the
+    job sets a timezone, or a one-off `at`)."""
+    import time
+    from datetime import UTC, datetime
+
+    from runner.gitops import default_branch
+    from runner.schedule import parse_at
+    from runner.scheduler import Scheduler, run_forever
+
+    git_dir = Path(_repo(repo_dir).git_dir)
+    scheduler = Scheduler(git_dir, branch or default_branch(git_dir), prefix, backend,
+                          on_line=lambda name, line: click.echo(f"{name} | {line}"))
+    if now_text and not once:
+        raise click.UsageError("--now goes with --once")
+    if once:
+        records = scheduler.tick(parse_at(now_text) if now_text else datetime.now(UTC))
+        click.echo(f"{len(records)} scheduled run{'s' if len(records) != 1 else ''}")
+        return
+    run_forever(scheduler, lambda: datetime.now(UTC), time.sleep)

@@ -1,0 +1,126 @@
+"""`runyard schedule`: run the jobs whose `triggers.schedule` is due.
+
+The jobs come from the newest revision of a branch. Each job's schedule state
+(when it was last checked, what ran) lives on the results branch, so a
+restarted scheduler neither repeats nor loses a run. After downtime a missed
+cron run runs once (its record says how late), or once per missed time with
+`catchup: true`. The clock is passed in, so tests never sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.loader import load_project
+from runner.model import Job, Project
+from runner.record.results import ResultsBranch, dump
+from runner.run.execute import OnLine
+from runner.schedule import due_times, next_time, parse_at
+from runner.source import GitSource
+
+LATE_AFTER = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Due:
+    job: str
+    at: datetime
+    late: timedelta
+
+
+def due_runs(job: Job, state: dict[str, Any], now: datetime) -> list[Due]:
+    """The runs of `job` due at `now`, given its schedule state."""
+    when = job.triggers.schedule if job.triggers else None
+    if when is None:
+        return []
+    if when.at is not None:
+        at = parse_at(when.at)
+        return [] if state.get("done") or at > now else [Due(job.name, at, now - at)]
+    assert when.cron is not None
+    last = state.get("checked")
+    times = due_times(when.cron, when.timezone, datetime.fromisoformat(last) if last else None, now)
+    if not when.catchup:
+        times = times[-1:]
+    return [Due(job.name, t, now - t) for t in times]
+
+
+class Scheduler:
+    """One branch of one repository; `tick(now)` runs what is due."""
+
+    def __init__(self, git_dir: Path, branch: str, prefix: str = "",
+                 backend: str | None = None, on_line: OnLine = lambda name, line: None) -> None:
+        self.git_dir, self.branch, self.prefix = git_dir, branch, prefix
+        self.backend, self.on_line = backend, on_line
+
+    def project(self) -> tuple[Project, GitSource]:
+        import git
+
+        source = GitSource(git.Repo(self.git_dir), f"refs/heads/{self.branch}", self.prefix)
+        return load_project(source), source
+
+    def tick(self, now: datetime) -> list[dict[str, Any]]:
+        project, source = self.project()
+        results = ResultsBranch(self.git_dir, project.results_branch)
+        records = []
+        for job in sorted(project.jobs.values(), key=lambda j: j.name):
+            if job.triggers is None or job.triggers.schedule is None:
+                continue
+            state = _state(results, job.name)
+            due = due_runs(job, state, now)
+            # Claim before running: a restart must not run the same time again.
+            _save(results, job.name, {**state, "checked": now.isoformat(),
+                                      "done": bool(due) or state.get("done", False)})
+            for item in due:
+                records.append(self._run(project, source, item))
+        return records
+
+    def next_wake(self, now: datetime) -> datetime:
+        project, _ = self.project()
+        times = [now + timedelta(minutes=1)]
+        for job in project.jobs.values():
+            when = job.triggers.schedule if job.triggers else None
+            if when is not None and when.cron is not None:
+                times.append(next_time(when.cron, when.timezone, now))
+        return min(times)
+
+    def _run(self, project: Project, source: GitSource, due: Due) -> dict[str, Any]:
+        from runner.run.launch import run_target
+        from runner.run.session import open_session
+
+        late = due.late > LATE_AFTER
+        detail = f"due {due.at.isoformat()}" + (f", late by {_minutes(due.late)}" if late else "")
+        self.on_line("schedule", f"job {due.job}: {detail}")
+        trigger = {"kind": "schedule", "ref": f"refs/heads/{self.branch}", "detail": detail}
+        with open_session(source, self.git_dir, project, backend=self.backend, trigger=trigger,
+                          on_line=self.on_line) as session:
+            record = run_target(session, due.job)
+        self.on_line("schedule", f"job {due.job}: {record['status']['state']}")
+        return record
+
+
+def run_forever(scheduler: Scheduler, clock: Callable[[], datetime],
+                sleep: Callable[[float], None]) -> None:
+    while True:
+        scheduler.tick(clock())
+        wake = scheduler.next_wake(clock())
+        sleep(max(1.0, (wake - clock()).total_seconds()))
+
+
+def _state(results: ResultsBranch, job: str) -> dict[str, Any]:
+    raw = results.store.read(f"index/schedule/{job}.yaml")
+    data = yaml.safe_load(raw) if raw else None
+    return data if isinstance(data, dict) else {}
+
+
+def _save(results: ResultsBranch, job: str, state: dict[str, Any]) -> None:
+    results.store.commit({f"index/schedule/{job}.yaml": dump(state)}, f"schedule {job}")
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds() // 60)} min"
