@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from runner.errors import RunyardError
 from runner.loader import PROJECT_FILE
 from runner.model import Function, Job, Project, is_repo_path
-from runner.source import GitSource
+from runner.source import GitSource, ProjectSource
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -80,19 +80,25 @@ def changed_files(source: GitSource, old: str | None) -> list[str]:
 
 def make_plan(project: Project, source: GitSource, old: str | None,
               old_source: GitSource | None = None) -> Plan:
-    changed = changed_files(source, old)
+    """The plan of a push from `old` to the source's revision."""
+    return plan_changes(project, source, changed_files(source, old), _load_quietly(old_source),
+                        old_source, old, _old_names(old_source, "jobs"))
+
+
+def plan_changes(project: Project, source: ProjectSource, changed: Sequence[str],
+                 old_project: Project | None, old_source: ProjectSource | None,
+                 old: str | None, old_jobs: set[str]) -> Plan:
+    """The plan for a set of changed files (from a diff, or from a file watcher)."""
     changed_set = set(changed)
-    old_project = _load_quietly(old_source)
     functions = tuple(_function_change(f, project, source, old_project, old_source, changed_set)
                       for f in sorted(project.functions.values(), key=lambda f: f.name))
     affected = {f.name: f.reasons for f in functions if f.reasons}
-    old_jobs = _old_names(old_source, "jobs")
     jobs = tuple(_job_decision(job, project, changed, affected, old_jobs)
                  for job in sorted(project.jobs.values(), key=lambda j: j.name))
-    return Plan(old, source.revision or "", tuple(changed), functions, jobs)
+    return Plan(old, source.revision or "working tree", tuple(sorted(changed)), functions, jobs)
 
 
-def function_files(function: Function, source: GitSource | None = None) -> list[str]:
+def function_files(function: Function, source: ProjectSource | None = None) -> list[str]:
     """The files a function depends on: its YAML, code, environment and command's files."""
     files = [function.file]
     for path in (function.code, function.environment.requirements_file):
@@ -104,8 +110,8 @@ def function_files(function: Function, source: GitSource | None = None) -> list[
     return list(dict.fromkeys(files))
 
 
-def _function_change(function: Function, project: Project, source: GitSource,
-                     old_project: Project | None, old_source: GitSource | None,
+def _function_change(function: Function, project: Project, source: ProjectSource,
+                     old_project: Project | None, old_source: ProjectSource | None,
                      changed: set[str]) -> FunctionChange:
     reasons = []
     if PROJECT_FILE in changed:
@@ -135,7 +141,7 @@ def _load_quietly(source: GitSource | None) -> Project | None:
 
 
 def _environment_changed(new_hash: str, function: Function, old_project: Project | None,
-                         old_source: GitSource | None) -> bool:
+                         old_source: ProjectSource | None) -> bool:
     from runner.build.environment import image_spec
 
     if old_project is None or old_source is None:

@@ -30,6 +30,7 @@ COMMANDS = {
     "hook": "runner.cli.gitops:hook",
     "status": "runner.cli.gitops:status",
     "schedule": "runner.cli.gitops:schedule",
+    "watch": "runner.cli.gitops:watch",
 }
 
 EXIT_USER_ERROR = 1

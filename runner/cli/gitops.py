@@ -199,3 +199,16 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
         click.echo(f"{len(records)} scheduled run{'s' if len(records) != 1 else ''}")
         return
     run_forever(scheduler, lambda: datetime.now(UTC), time.sleep)
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("."))
+@click.option("--run", "rerun", is_flag=True,
+              help="Rerun the affected jobs on the working tree with the local backend.")
+def watch(path: Path, rerun: bool) -> None:
+    """On every change to the project's YAML or code: check it again, and print
+    the errors or what a push would run."""
+    from runner.loader import find_project_root
+    from runner.watch import watch as watch_project
+
+    watch_project(find_project_root(path), lambda line: click.echo(line), rerun)
