@@ -93,8 +93,9 @@ def _process(repo: Any, update: RefUpdate, prefix: str, main: str, force: bool,
     if earlier is not None and earlier.get("status") != "running" and not force:
         on_line("push", f"{update.new[:12]} was processed already ({earlier['status']})")
         return earlier
-    old_source = GitSource(repo, update.old, prefix) if update.old else None
-    plan = make_plan(project, source, update.old, old_source)
+    base = _plan_base(results, update.old)
+    old_source = GitSource(repo, base, prefix) if base else None
+    plan = make_plan(project, source, base, old_source)
     push["plan"] = plan.to_dict()
     push["runs"] = _run_jobs(project, source, git_dir, plan.to_run, update, force, backend, on_line)
     failed = [run for run in push["runs"] if run["state"] not in ("completed", "skipped")]
@@ -146,6 +147,19 @@ def _functions_of(project: Project, jobs: Sequence[str]) -> list[str]:
         if job.run.pipeline:
             names += [s.function for s in project.pipelines[job.run.pipeline].steps]
     return sorted(set(names))
+
+
+def _plan_base(results: ResultsBranch, old: str | None) -> str | None:
+    """The revision a push is planned from: its old revision, unless that was pushed
+    invalid (so nothing of it ran): then the base that push had, and so on back."""
+    seen: set[str] = set()
+    while old is not None and old not in seen:
+        seen.add(old)
+        earlier = results.push(old)
+        if earlier is None or earlier.get("status") != "invalid":
+            return old
+        old = earlier.get("old")
+    return old
 
 
 def _push_record(update: RefUpdate) -> dict[str, Any]:

@@ -41,7 +41,9 @@ def due_runs(job: Job, state: dict[str, Any], now: datetime) -> list[Due]:
         return []
     if when.at is not None:
         at = parse_at(when.at)
-        return [] if state.get("done") or at > now else [Due(job.name, at, now - at)]
+        # done for this time only: a job moved to another `at` runs again
+        done = state.get("done") and state.get("at", when.at) == when.at
+        return [] if done or at > now else [Due(job.name, at, now - at)]
     assert when.cron is not None
     last = state.get("checked")
     times = due_times(when.cron, when.timezone, datetime.fromisoformat(last) if last else None, now)

@@ -11,10 +11,11 @@ from runner.yamlread import read_document
 from tests.helpers import SAMPLE_PROJECT, RunCli, bare_clone, commit_all, git, make_repo
 
 TEMPLATE_FILES = {
-    "basic": ["functions/hello.yaml", "jobs/hello.yaml", "project.yaml", "src/hello.py"],
+    "basic": [".gitignore", "functions/hello.yaml", "jobs/hello.yaml", "project.yaml",
+              "src/hello.py"],
     "pipeline": [
-        "functions/steps.yaml", "jobs/tune.yaml", "pipelines/fit.yaml", "project.yaml",
-        "src/steps.py",
+        ".gitignore", "functions/steps.yaml", "jobs/tune.yaml", "pipelines/fit.yaml",
+        "project.yaml", "src/steps.py",
     ],
 }
 TEMPLATE_COUNTS = {

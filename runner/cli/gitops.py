@@ -137,7 +137,8 @@ def status(project_dir: Path, as_json: bool) -> None:
         old = GitSource(repo, newest["revision"], prefix)
         decision = next(j for j in make_plan(project, source, old.revision, old).jobs
                         if j.name == name)
-        changed = decision.runs or newest["state"] != "completed"
+        # a top-level `skipped` run was memoized: an earlier run had the same key
+        changed = decision.runs or newest["state"] not in ("completed", "skipped")
         why = list(decision.reasons) if decision.runs else (
             [f"newest run {newest['state']}"] if changed else [])
         rows.append({"job": name, "stale": changed, "why": why, "newest": newest})

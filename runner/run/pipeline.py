@@ -8,6 +8,7 @@ while independent branches finish.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -97,7 +98,7 @@ class PipelineRun:
         for name, uri in task.inputs.items():
             ref = step_ref(uri)
             inputs[name] = uri if ref is None else self._artifact_of(ref[0], ref[1] or "")
-        return Task(**{**task.__dict__, "inputs": inputs})
+        return dataclasses.replace(task, inputs=inputs)
 
     def _artifact_of(self, step: str, output: str) -> str:
         for artifact in self.done[step]["status"].get("artifacts", []):
