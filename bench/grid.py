@@ -15,13 +15,21 @@ removed at the end.
 
 A benchmark, not a test: it prints figures and exits 0 whatever they are. It
 exits non-zero only when it cannot measure (the project does not build or a
-run fails). `make_grid_project` is shared with the other grid benches.
+run fails). A runyard run that outlives `--timeout` is killed and reported as
+hung; its round has no figure. `--lock-git` also times (a') the same command
+with one lock around the reads of the git revision (GitSource), a workaround
+for GitPython's shared `git cat-file` process being used by several trial
+threads at once, which can hang a run. `make_grid_project` and `runyard_command`
+are shared with the other grid benches.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +45,22 @@ JOB = "grid"
 PARALLEL = 4
 RUNYARD = "(a) runyard run grid"
 DOCKER = "(b) xargs -P 4 docker run --rm"
+LOCKED = "(a') runyard run grid, git reads locked"
+# Runs `python -m runner ARGS...` with every GitSource read under one lock.
+LOCKED_MAIN = """\
+import runpy, sys, threading
+import runner.source as source
+lock = threading.RLock()
+def locked(method):
+    def call(self, *args, **kwargs):
+        with lock:
+            return method(self, *args, **kwargs)
+    return call
+for name in ("object_id", "read", "is_file", "is_dir", "files"):
+    setattr(source.GitSource, name, locked(getattr(source.GitSource, name)))
+sys.argv = ["runner", *sys.argv[1:]]
+runpy.run_module("runner", run_name="__main__", alter_sys=True)
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,9 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"interpreter: {sys.executable}")
             print(f"40 trials, parallel {PARALLEL}; {args.repeat} interleaved rounds after a warm-up\n")
             jobs: dict[str, Callable[[], float]] = {
-                RUNYARD: lambda: timed(runyard_run(root)),
-                DOCKER: lambda: timed(xargs_docker(image, 40)),
+                RUNYARD: lambda: timed(runyard_command(["run", JOB, "-C", str(root)]), args.timeout),
+                DOCKER: lambda: timed(xargs_docker(image, 40), args.timeout),
             }
+            if args.lock_git:
+                jobs[LOCKED] = lambda: timed(runyard_command(["run", JOB, "-C", str(root)],
+                                                             locked=True), args.timeout)
             report(interleave(jobs, args.repeat))
         finally:
             if image:
@@ -68,6 +95,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (>= 3)")
     parser.add_argument("--keep", metavar="DIR", help="make the project in DIR and keep it")
+    parser.add_argument("--timeout", type=float, default=150.0,
+                        help="seconds after which a run counts as hung and is killed")
+    parser.add_argument("--lock-git", action="store_true",
+                        help="also time runyard with its git reads under one lock (a workaround)")
     args = parser.parse_args(argv)
     if args.repeat < 3:
         parser.error("--repeat must be at least 3")
@@ -111,8 +142,11 @@ def build_image(root: Path) -> str:
     return images[0]
 
 
-def runyard_run(root: Path) -> list[str]:
-    return [sys.executable, "-m", "runner", "run", JOB, "-C", str(root)]
+def runyard_command(args: Sequence[str], *, locked: bool = False) -> list[str]:
+    """`python -m runner ARGS`, or the same under the git-read lock of LOCKED_MAIN."""
+    if locked:
+        return [sys.executable, "-c", LOCKED_MAIN, *args]
+    return [sys.executable, "-m", "runner", *args]
 
 
 def xargs_docker(image: str, count: int) -> list[str]:
@@ -122,9 +156,22 @@ def xargs_docker(image: str, count: int) -> list[str]:
     return ["sh", "-c", script]
 
 
-def timed(command: Sequence[str]) -> float:
+def timed(command: Sequence[str], timeout: float) -> float:
+    """Wall seconds of `command`; NaN when it outlived `timeout` and was killed."""
     start = time.perf_counter()
-    run(command)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        print(f"  HUNG: {' '.join(command[:5])} ... still running after {timeout:.0f} s; killed",
+              flush=True)
+        return math.nan
+    if process.returncode != 0:
+        sys.exit(f"bench setup error: {' '.join(command[:6])} ... exited {process.returncode}\n"
+                 f"{out[-2000:]}{err[-2000:]}")
     return time.perf_counter() - start
 
 
@@ -151,17 +198,33 @@ def interleave(jobs: dict[str, Callable[[], float]], repeat: int) -> dict[str, l
     return timings
 
 
+def median(values: Sequence[float]) -> float:
+    """The median of the runs that finished; NaN when none did."""
+    done = [v for v in values if not math.isnan(v)]
+    return statistics.median(done) if done else math.nan
+
+
 def report(timings: dict[str, list[float]]) -> None:
     print()
     for label, values in timings.items():
-        print(f"{label:<34} median {statistics.median(values):.3f} s "
-              f"(min {min(values):.3f}, max {max(values):.3f})")
-    ours, bare = statistics.median(timings[RUNYARD]), statistics.median(timings[DOCKER])
-    ratio = ours / bare
-    verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
-    print(f"\nratio a/b: {ratio:.2f}x (goal <= {GOAL_RATIO}x: {verdict}); "
-          f"runyard's own cost over the bare containers: {ours - bare:.3f} s "
-          f"({(ours - bare) / 40 * 1000:.0f} ms a trial)")
+        done = [v for v in values if not math.isnan(v)]
+        hung = len(values) - len(done)
+        spread = f"min {min(done):.3f}, max {max(done):.3f}" if done else "no run finished"
+        print(f"{label:<40} median {median(values):.3f} s ({spread})"
+              + (f"; {hung} of {len(values)} HUNG" if hung else ""))
+    bare = median(timings[DOCKER])
+    for label, short in ((RUNYARD, "a"), (LOCKED, "a'")):
+        if label not in timings:
+            continue
+        if math.isnan(median(timings[label])):
+            print(f"\nratio {short}/b: no figure, no run finished")
+            continue
+        ours = median(timings[label])
+        ratio = ours / bare
+        verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
+        print(f"\nratio {short}/b: {ratio:.2f}x (goal <= {GOAL_RATIO}x: {verdict}); "
+              f"runyard's own cost over the bare containers: {ours - bare:.3f} s "
+              f"({(ours - bare) / 40 * 1000:.0f} ms a trial)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -137,14 +138,14 @@ def on_push(repos: Repos, line: str) -> float:
     return time.perf_counter() - start
 
 
-def push_record(repos: Repos, revision: str) -> dict[str, object]:
+def push_record(repos: Repos, revision: str) -> dict[str, Any]:
     done = run(["git", "--git-dir", str(repos.bare), "cat-file", "blob",
                 f"{RESULTS_BRANCH}:pushes/{revision}.yaml"])
-    record: dict[str, object] = yaml.safe_load(done.stdout)
+    record: dict[str, Any] = yaml.safe_load(done.stdout)
     return record
 
 
-def first_push(repos: Repos) -> dict[str, object]:
+def first_push(repos: Repos) -> dict[str, Any]:
     """Push and process the project once, so that its jobs run; stop if they did not."""
     line = push(repos)
     on_push(repos, line)

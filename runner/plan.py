@@ -58,10 +58,13 @@ class Plan:
         return built
 
     def to_dict(self) -> dict[str, Any]:
+        # fresh lists: a shared reasons tuple would come out of YAML as an &id001 alias
         return {"old": self.old, "new": self.new, "changed": list(self.changed),
-                "functions": [f._asdict() for f in self.functions],
+                "functions": [{**f._asdict(), "reasons": list(f.reasons)}
+                              for f in self.functions],
                 "images": self.images(),
-                "jobs": [j._asdict() for j in self.jobs], "to_run": self.to_run}
+                "jobs": [{**j._asdict(), "reasons": list(j.reasons)} for j in self.jobs],
+                "to_run": self.to_run}
 
 
 def changed_files(source: GitSource, old: str | None) -> list[str]:

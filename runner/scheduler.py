@@ -76,8 +76,7 @@ class Scheduler:
             state = _state(results, job.name)
             due = due_runs(job, state, now)
             # Claim before running: a restart must not run the same time again.
-            _save(results, job.name, {**state, "checked": now.isoformat(),
-                                      "done": bool(due) or state.get("done", False)})
+            _save(results, job.name, _claimed(job, state, bool(due), now))
             for item in due:
                 records.append(self._run(project, source, item))
         return records
@@ -118,6 +117,15 @@ def _state(results: ResultsBranch, job: str) -> dict[str, Any]:
     raw = results.store.read(f"index/schedule/{job}.yaml")
     data = yaml.safe_load(raw) if raw else None
     return data if isinstance(data, dict) else {}
+
+
+def _claimed(job: Job, state: dict[str, Any], due: bool, now: datetime) -> dict[str, Any]:
+    """The state saved before the due runs start; a one-off remembers which `at` it ran."""
+    at = job.triggers.schedule.at if job.triggers and job.triggers.schedule else None
+    if at is None:
+        return {**state, "checked": now.isoformat(), "done": due or state.get("done", False)}
+    done = due or bool(state.get("done") and state.get("at", at) == at)
+    return {**state, "checked": now.isoformat(), "done": done, "at": at}
 
 
 def _save(results: ResultsBranch, job: str, state: dict[str, Any]) -> None:

@@ -101,7 +101,10 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
     record["spec"]["run_key"] = run_key(session, task, inputs)
     earlier_run = session.memoize and session.results.completed_with_key(record["spec"]["run_key"])
     if earlier_run:
-        record["status"]["skipped_for"] = earlier_run
+        # What the earlier run made stands for this one: later steps use its outputs.
+        earlier = session.results.read(earlier_run)["status"]
+        record["status"].update(skipped_for=earlier_run, results=earlier.get("results", {}),
+                                artifacts=earlier.get("artifacts", []))
         end(record, "skipped", "memoized", None)
         return record, b""
     launch = _launch(session, task, uid, run_dir)
@@ -113,6 +116,13 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
     final = _finish(record, log, exit_, error=outputs.error, aborted=session.abort.is_set())
     shutil.rmtree(run_dir, ignore_errors=True)
     return final, log.text(session.project.log_limit, final)
+
+
+def succeeded(record: Mapping[str, Any]) -> bool:
+    """Completed, or skipped because an identical run completed before (memoized)."""
+    status = record["status"]
+    return bool(status["state"] == "completed"
+                or (status["state"] == "skipped" and status.get("reason") == "memoized"))
 
 
 def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from runner.condition import parse_condition
 from runner.model import Hyper
 from runner.record.results import new_uid
-from runner.run.execute import Session, end, new_record, skip
+from runner.run.execute import Session, end, new_record, skip, succeeded
 from runner.run.task import ParamLevels
 from runner.trials import expand_trials
 
@@ -47,7 +47,7 @@ class Selector(NamedTuple):
 
     def pick(self, records: list[Record]) -> Record | None:
         scored = [(v, r) for r in records
-                  if r["status"]["state"] == "completed" and (v := self.value(r)) is not None]
+                  if succeeded(r) and (v := self.value(r)) is not None]
         if not scored:
             return None
         choose = min if self.best == "min" else max
@@ -98,7 +98,7 @@ def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
 
 def _stop_reason(trial: Record, done: Mapping[int, Record], hyper: Hyper,
                  condition: Any) -> str | None:
-    if condition is not None and trial["status"]["state"] == "completed" \
+    if condition is not None and succeeded(trial) \
             and condition.evaluate(trial["status"]["results"]):
         return "stop_condition"
     failures = sum(r["status"]["state"] == "failed" for r in done.values())
@@ -122,7 +122,7 @@ def _conclude(record: Record, hyper: Hyper, trials: list[dict[str, Any]],
                          "results": done[i]["status"].get("results", {}),
                          "reason": done[i]["status"].get("reason")} for i in sorted(done)]
     selector = Selector.parse(hyper.selector)
-    completed = [r for r in records if r["status"]["state"] == "completed"]
+    completed = [r for r in records if succeeded(r)]
     best = selector.pick(records) if selector else (completed[-1] if completed else None)
     if best is not None:
         status["best_iteration"] = best["metadata"]["iteration"]

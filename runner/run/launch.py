@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.errors import RunyardError
-from runner.model import Hyper, Job, Project
+from runner.model import Function, Hyper, Job, Project
 from runner.run.execute import Session, execute, new_record, task_record
 from runner.run.hyper import run_trials
 from runner.run.pipeline import PipelineRun
@@ -30,6 +30,7 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
                selector: str | None = None) -> Record:
     """Run TARGET (a job, else a function) and return its record (the parent's, for trials)."""
     project = session.project
+    pass
     job = project.jobs.get(target)
     if job is None and target not in project.functions:
         jobs = ", ".join(sorted(project.jobs)) or "none"
@@ -52,21 +53,49 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
         uid=uid)
 
 
+def _one_at_a_time(code_hash: Callable[[Function], str | None]
+                   ) -> Callable[[Function], str | None]:
+    """`code_hash` called by one thread at a time, once per function.
+
+    Parallel trials and steps each hash their function's code for the run key, and
+    GitPython's object reader (one `git cat-file --batch` per repository) is not
+    thread-safe: used at once it hangs or reads another thread's answer.
+    """
+    if getattr(code_hash, "one_at_a_time", False):
+        return code_hash
+    lock = threading.Lock()
+    known: dict[str, str | None] = {}
+
+    def hashed(function: Function) -> str | None:
+        with lock:
+            if function.name not in known:
+                known[function.name] = code_hash(function)
+            return known[function.name]
+
+    hashed.one_at_a_time = True  # type: ignore[attr-defined]
+    return hashed
+
+
 def run_interruptibly(session: Session, work: Callable[[], Record]) -> Record:
     """Run `work` in a worker thread; an interruption here aborts the session's runs."""
     box: dict[str, Any] = {}
+    finished = threading.Event()
 
     def worker() -> None:
         try:
             box["record"] = work()
         except BaseException as error:  # handed to the waiting thread below
             box["error"] = error
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=worker, name="runyard-run")
-    thread.start()
-    while thread.is_alive():
+    threading.Thread(target=worker, name="runyard-run").start()
+    # Wait on an event, not with Thread.join: on Python 3.11 a KeyboardInterrupt that
+    # lands inside join() marks the still running thread as stopped (is_alive() turns
+    # False), and the records the worker has yet to write would be lost at exit.
+    while not finished.is_set():
         try:
-            thread.join(0.2)
+            finished.wait(0.2)
         except KeyboardInterrupt:
             session.abort.set()
             session.backend.stop_all()

@@ -16,7 +16,15 @@ from typing import Any
 from runner.errors import RunyardError
 from runner.model import Pipeline, Step, step_ref
 from runner.record.results import new_uid
-from runner.run.execute import Session, end, execute, new_record, skip, task_record
+from runner.run.execute import (
+    Session,
+    end,
+    execute,
+    new_record,
+    skip,
+    succeeded,
+    task_record,
+)
 from runner.run.inputs import STORE_SCHEME
 from runner.run.task import ParamLevels, Task
 
@@ -63,7 +71,7 @@ class PipelineRun:
                 upstream = [u for u in step.upstream() if self.pipeline.step(u)]
                 if any(u not in self.done for u in upstream):
                     continue
-                blocked = [u for u in upstream if self.done[u]["status"]["state"] != "completed"]
+                blocked = [u for u in upstream if not succeeded(self.done[u])]
                 if blocked or self.session.abort.is_set():
                     self.done[step.name] = self._never_started(step, blocked)
                     progressed = True
@@ -120,7 +128,7 @@ class PipelineRun:
                             "state": r["status"]["state"], "reason": r["status"]["reason"]}
                            for r in steps]
         for step_record in steps:  # later steps win: "the last step that produced it"
-            if step_record["status"]["state"] == "completed":
+            if succeeded(step_record):
                 status["results"].update(step_record["status"]["results"])
                 status["artifacts"] += step_record["status"]["artifacts"]
         states = [r["status"]["state"] for r in steps]

@@ -1,0 +1,591 @@
+"""The GitOps loop end to end: `plan`, `on-push`, `hook install` and `status`.
+
+Real git, no mocks: a bare repository with runyard's post-receive hook, and a clone
+that pushes to it with `git push`. The project under tests/projects/gitops uses the
+local backend and stdlib-only handlers, so the hook's runs take a fraction of a
+second. The hook works in the background: tests poll the results branch of the
+bare repository for the push record.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import CHECKOUT, commit_all, copy_project, git, make_repo
+
+PROJECT = CHECKOUT / "tests" / "projects" / "gitops"
+BRANCH = "runyard/results"
+ZERO = "0" * 40
+WAIT = 60.0
+PUSH_JOBS = ["alpha-job", "beta-job", "both-job", "notes-job"]
+SCHEDULED = ["nightly", "once", "six-hourly"]
+SCHEDULE_ONLY = "schedule only: never runs on push"
+SLOW_JOB = """apiVersion: runyard/v1
+kind: job
+name: slow
+run: {function: alpha, handler: nap}
+params: {seconds: 3}
+triggers:
+  push: {paths: ["slow/**"]}
+"""
+BROKEN_JOB = """apiVersion: runyard/v1
+kind: job
+name: broken
+run: {function: gamma}
+"""
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def runyard(*args: str | Path, cwd: Path | None = None, stdin: str | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+    """`python -m runner ARGS`, with `stdin` as its standard input."""
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd,
+                          input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
+    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def read(git_dir: Path, path: str, rev: str = BRANCH) -> str | None:
+    """A file of `rev` in the repository `git_dir` (None when it is not there)."""
+    done = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "-p", f"{rev}:{path}"],
+                          capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+def push_record(git_dir: Path, sha: str) -> dict[str, Any] | None:
+    raw = read(git_dir, f"pushes/{sha}.yaml")
+    return yaml.safe_load(raw) if raw else None
+
+
+def tip(git_dir: Path, ref: str = BRANCH) -> str | None:
+    done = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet",
+                           ref], capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
+def run_records(git_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every run record of the results branch, by uid (read with plain git)."""
+    listing = subprocess.run(["git", "--git-dir", str(git_dir), "ls-tree", "-r", "--name-only",
+                              BRANCH, "runs/"], capture_output=True, text=True)
+    paths = [p for p in listing.stdout.split() if p.endswith("/run.yaml")]
+    if listing.returncode != 0 or not paths:
+        return {}
+    batch = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
+                           input="".join(f"{BRANCH}:{p}\n" for p in paths).encode(),
+                           capture_output=True, check=True).stdout
+    records: dict[str, dict[str, Any]] = {}
+    while batch:
+        header, _, batch = batch.partition(b"\n")
+        size = int(header.split()[2])
+        record = yaml.safe_load(batch[:size])
+        records[record["metadata"]["uid"]] = record
+        batch = batch[size + 1:]
+    return records
+
+
+def children(records: Mapping[str, dict[str, Any]], parent: str) -> dict[str, dict[str, Any]]:
+    """The child runs of `parent`, by name."""
+    return {r["metadata"]["name"]: r for r in records.values()
+            if r["metadata"]["parent"] == parent}
+
+
+def decisions(push: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {job["name"]: job for job in push["plan"]["jobs"]}
+
+
+def ran(push: Mapping[str, Any]) -> dict[str, str]:
+    """Job -> state of the runs a push record lists."""
+    return {run["job"]: run["state"] for run in push["runs"]}
+
+
+def fsck_clean(git_dir: Path) -> None:
+    done = subprocess.run(["git", "--git-dir", str(git_dir), "fsck", "--strict", "--no-dangling"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "error" not in done.stderr and "missing" not in done.stdout + done.stderr
+
+
+def wait_for(check: Any, what: str, log: Path, timeout: float = WAIT) -> Any:
+    """Poll `check()` every 0.2 s until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            text = log.read_text(errors="replace") if log.exists() else "(no log)"
+            pytest.fail(f"{what} did not come within {timeout:.0f} s; on-push log:\n{text}")
+        time.sleep(0.2)
+
+
+@dataclass
+class Remote:
+    """A bare repository with runyard's hook, and a clone of it that pushes."""
+
+    bare: Path
+    work: Path
+    first: dict[str, Any] = field(default_factory=dict)  # the first push's record, once made
+
+    @property
+    def log(self) -> Path:
+        return self.bare / "runyard" / "on-push.log"
+
+    def head(self, clone: Path | None = None) -> str:
+        return git(clone or self.work, "rev-parse", "HEAD").strip()
+
+    def change(self, files: Mapping[str, str | None], message: str,
+               clone: Path | None = None) -> str:
+        """Write (or with None delete) files of a clone, commit, return the commit."""
+        root = clone or self.work
+        for path, text in files.items():
+            target = root / path
+            if text is None:
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, "utf-8")
+        return commit_all(root, message)
+
+    def append(self, path: str, text: str, message: str, clone: Path | None = None) -> str:
+        root = clone or self.work
+        return self.change({path: (root / path).read_text("utf-8") + text}, message, clone)
+
+    def push(self, *refspecs: str, clone: Path | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["git", "push", "origin", *(refspecs or ("main",))],
+                              cwd=clone or self.work, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def wait(self, sha: str) -> dict[str, Any]:
+        record: dict[str, Any] = wait_for(lambda: push_record(self.bare, sha),
+                                          f"the push record of {sha[:12]}", self.log)
+        return record
+
+    def push_and_wait(self, *refspecs: str) -> dict[str, Any]:
+        self.push(*refspecs)
+        return self.wait(self.head())
+
+    def fetch_results(self, clone: Path | None = None) -> None:
+        git(clone or self.work, "fetch", "--quiet", "origin", f"+{BRANCH}:{BRANCH}")
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    """The test project committed in a clone of a bare repository with the hook installed."""
+    work = copy_project(PROJECT, tmp_path / "work")
+    make_repo(work)
+    commit_all(work, "the gitops test project")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "--quiet", "--bare", "-b", "main", str(bare))
+    assert f"installed {bare / 'hooks' / 'post-receive'}" in ok(runyard("hook", "install", bare))
+    git(work, "remote", "add", "origin", str(bare))
+    return Remote(bare, work)
+
+
+@pytest.fixture
+def pushed(remote: Remote) -> Remote:
+    """The remote after its first push was processed."""
+    remote.first = remote.push_and_wait("main")
+    assert remote.first["status"] == "completed", remote.first
+    return remote
+
+
+# --- the first push, and the hook ----------------------------------------------------------
+
+
+def test_first_push_runs_every_push_triggered_job(pushed: Remote) -> None:
+    push, sha = pushed.first, pushed.head()
+    assert push["kind"] == "push"
+    assert push["revision"] == sha
+    assert push["old"] is None
+    assert push["ref"] == "refs/heads/main"
+    assert push["problems"] == []
+    assert push["plan"]["to_run"] == PUSH_JOBS
+    assert ran(push) == dict.fromkeys(PUSH_JOBS, "completed")
+    jobs = decisions(push)
+    for name in SCHEDULED:  # scheduled jobs never run on push
+        assert jobs[name]["runs"] is False
+        assert jobs[name]["reasons"] == [SCHEDULE_ONLY]
+    for name in PUSH_JOBS:
+        assert jobs[name]["reasons"][0] == "new job"
+    records = run_records(pushed.bare)
+    for run in push["runs"]:
+        record = records[run["uid"]]
+        assert record["metadata"]["job"] == run["job"]
+        assert record["status"]["state"] == "completed"
+        assert record["spec"]["revision"] == sha
+        assert record["spec"]["backend"] == "local"
+        assert record["spec"]["trigger"] == {"kind": "push", "ref": "refs/heads/main",
+                                             "detail": f"..{sha[:12]}"}
+    by_job = {run["job"]: run["uid"] for run in push["runs"]}
+    assert records[by_job["alpha-job"]]["status"]["results"] == {"doubled": 20}
+    assert records[by_job["beta-job"]]["status"]["results"] == {"incremented": 21}
+    assert records[by_job["notes-job"]]["status"]["results"] == {"lines": 2}
+    steps = children(records, by_job["both-job"])
+    assert {name: r["status"]["state"] for name, r in steps.items()} == {
+        "first": "completed", "second": "completed"}
+    assert len(records) == len(PUSH_JOBS) + 2  # four jobs, two pipeline steps
+    assert yaml.safe_load(read(pushed.bare, "index/last-push.yaml") or "") == {
+        "revision": sha, "ref": "refs/heads/main"}
+    raw = read(pushed.bare, f"pushes/{sha}.yaml") or ""
+    assert "&id0" not in raw and "*id0" not in raw  # plain YAML for `git show`, no aliases
+    fsck_clean(pushed.bare)
+
+
+def test_hook_returns_at_once(pushed: Remote) -> None:
+    sha = pushed.change({"jobs/slow.yaml": SLOW_JOB}, "a job that sleeps 3 s")
+    started = time.monotonic()
+    done = pushed.push("main")
+    took = time.monotonic() - started
+    assert took < 1.5, f"git push took {took:.2f} s: the hook must not wait for the runs"
+    assert "runyard: processing the push in the background" in done.stderr
+    assert push_record(pushed.bare, sha) is None  # the job is still asleep
+    push = pushed.wait(sha)
+    assert ran(push) == {"slow": "completed"}
+    assert decisions(push)["slow"]["reasons"] == ["new job"]
+    record = run_records(pushed.bare)[push["runs"][0]["uid"]]
+    assert record["status"]["duration"] >= 3
+    assert record["status"]["results"] == {"slept": 3}
+    took_there = datetime.fromisoformat(push["finished"]) - datetime.fromisoformat(push["received"])
+    assert took_there.total_seconds() >= 2  # the record's times are to the second
+
+
+# --- what a push runs ----------------------------------------------------------------------
+
+
+def test_code_change_runs_only_the_jobs_that_use_it(pushed: Remote) -> None:
+    sha = pushed.append("src/alpha.py", "\n# a change to alpha only\n", "change alpha")
+    pushed.push("main")
+    push = pushed.wait(sha)
+    assert push["status"] == "completed"
+    assert push["old"] == pushed.first["revision"]
+    assert push["plan"]["changed"] == ["src/alpha.py"]
+    functions = {f["name"]: f for f in push["plan"]["functions"]}
+    assert functions["alpha"]["reasons"] == ["code changed (src/alpha.py)"]
+    assert functions["alpha"]["environment_changed"] is False
+    assert functions["beta"]["reasons"] == []
+    assert push["plan"]["images"] == {}
+    jobs = decisions(push)
+    assert jobs["alpha-job"] == {"name": "alpha-job", "runs": True,
+                                 "reasons": ["function alpha changed"]}
+    assert jobs["both-job"] == {"name": "both-job", "runs": True,
+                                "reasons": ["function alpha changed"]}
+    assert jobs["beta-job"]["runs"] is False
+    assert jobs["beta-job"]["reasons"] == ["nothing it uses changed"]
+    # notes-job uses alpha too, but runs on push only when its paths (data/**) match
+    assert jobs["notes-job"]["runs"] is False
+    assert ran(push) == {"alpha-job": "completed", "both-job": "completed"}
+    records = run_records(pushed.bare)
+    both = next(r["uid"] for r in push["runs"] if r["job"] == "both-job")
+    steps = children(records, both)
+    assert steps["first"]["status"]["state"] == "completed"  # alpha changed: it ran
+    # beta did not change: the step is memoized, pointing at the first push's run
+    first_both = next(r["uid"] for r in pushed.first["runs"] if r["job"] == "both-job")
+    earlier_second = children(records, first_both)["second"]["metadata"]["uid"]
+    assert steps["second"]["status"]["state"] == "skipped"
+    assert steps["second"]["status"]["reason"] == "memoized"
+    assert steps["second"]["status"]["skipped_for"] == earlier_second
+
+
+def test_step_after_a_memoized_step_runs(pushed: Remote) -> None:
+    sha = pushed.append("src/beta.py", "\n# a change to beta only\n", "change beta")
+    pushed.push("main")
+    push = pushed.wait(sha)
+    assert ran(push) == {"beta-job": "completed", "both-job": "completed"}
+    both = next(r["uid"] for r in push["runs"] if r["job"] == "both-job")
+    steps = children(run_records(pushed.bare), both)
+    assert steps["first"]["status"]["reason"] == "memoized"  # alpha unchanged
+    # beta changed, so the second step must run; it is never started instead
+    assert (steps["second"]["status"]["state"], steps["second"]["status"]["reason"]) == (
+        "completed", None)
+
+
+def test_readme_only_push_runs_nothing(pushed: Remote) -> None:
+    before = run_records(pushed.bare)
+    sha = pushed.append("README.md", "\nMore words.\n", "docs only")
+    pushed.push("main")
+    push = pushed.wait(sha)
+    assert push["status"] == "nothing-to-run"
+    assert push["runs"] == []
+    assert push["plan"]["changed"] == ["README.md"]
+    assert push["plan"]["to_run"] == []
+    assert all(not job["runs"] for job in push["plan"]["jobs"])
+    assert run_records(pushed.bare).keys() == before.keys()
+    assert yaml.safe_load(read(pushed.bare, "index/last-push.yaml") or "")["revision"] == sha
+
+
+def test_invalid_push_runs_nothing_and_its_fix_runs_what_it_held(pushed: Remote) -> None:
+    before = run_records(pushed.bare)
+    # beta's code changes in the same push that breaks a reference
+    pushed.append("src/beta.py", "\n# beta changes\n", "change beta")
+    bad = pushed.change({"jobs/broken.yaml": BROKEN_JOB}, "a job naming a missing function")
+    pushed.push("main")
+    push = pushed.wait(bad)
+    assert push["status"] == "invalid"
+    assert push["runs"] == []
+    assert push["plan"] is None
+    assert len(push["problems"]) == 1
+    assert push["problems"][0].startswith(
+        "jobs/broken.yaml:4:17: no function named 'gamma' (known: alpha, beta)")
+    assert run_records(pushed.bare).keys() == before.keys()
+    # the fix touches only the broken job: what the invalid push changed must still run
+    fixed = pushed.change({"jobs/broken.yaml": None}, "remove the broken job")
+    pushed.push("main")
+    push = pushed.wait(fixed)
+    assert push["old"] == bad
+    assert push["plan"]["old"] == pushed.first["revision"]  # planned from the last valid push
+    assert "src/beta.py" in push["plan"]["changed"]
+    assert ran(push) == {"beta-job": "completed", "both-job": "completed"}
+    assert decisions(push)["beta-job"]["reasons"] == ["function beta changed"]
+
+
+def test_only_an_unrelated_path_changes_so_the_run_is_memoized(pushed: Remote) -> None:
+    first_notes = next(r["uid"] for r in pushed.first["runs"] if r["job"] == "notes-job")
+    # data/other.txt matches notes-job's paths (data/**), but the job reads only data/notes.txt
+    sha = pushed.append("data/other.txt", "one more line\n", "an unrelated data file")
+    pushed.push("main")
+    push = pushed.wait(sha)
+    assert push["status"] == "completed"
+    assert decisions(push)["notes-job"]["reasons"] == ["paths matched (data/other.txt)"]
+    assert ran(push) == {"notes-job": "skipped"}
+    record = run_records(pushed.bare)[push["runs"][0]["uid"]]
+    assert record["status"]["reason"] == "memoized"
+    assert record["status"]["skipped_for"] == first_notes
+    assert record["spec"]["run_key"] == run_records(pushed.bare)[first_notes]["spec"]["run_key"]
+    # a change to the file it reads runs it again
+    sha = pushed.append("data/notes.txt", "third note\n", "a new note")
+    pushed.push("main")
+    push = pushed.wait(sha)
+    assert ran(push) == {"notes-job": "completed"}
+    assert run_records(pushed.bare)[push["runs"][0]["uid"]]["status"]["results"] == {"lines": 3}
+
+
+def test_replay_processes_nothing_twice_and_force_runs_again(pushed: Remote) -> None:
+    sha, line = pushed.head(), f"{ZERO} {pushed.head()} refs/heads/main\n"
+    results_tip = tip(pushed.bare)
+    done = runyard("on-push", "-C", pushed.bare, "--json", stdin=line)
+    assert json.loads(ok(done)) == [pushed.first]
+    assert f"{sha[:12]} was processed already (completed)" in done.stderr
+    assert tip(pushed.bare) == results_tip  # nothing written, nothing run
+    done = runyard("on-push", "-C", pushed.bare, "--force", "--json", stdin=line)
+    (push,) = json.loads(ok(done))
+    assert push["status"] == "completed"
+    assert ran(push) == dict.fromkeys(PUSH_JOBS, "completed")  # run again, not memoized
+    earlier = {run["uid"] for run in pushed.first["runs"]}
+    assert not earlier & {run["uid"] for run in push["runs"]}
+    records = run_records(pushed.bare)
+    for run in push["runs"]:
+        assert records[run["uid"]]["status"]["state"] == "completed"
+    assert push_record(pushed.bare, sha) == push
+    fsck_clean(pushed.bare)
+
+
+# --- what a push ignores -------------------------------------------------------------------
+
+
+def test_push_to_a_branch_not_configured_is_ignored(pushed: Remote) -> None:
+    before, results_tip = run_records(pushed.bare), tip(pushed.bare)
+    git(pushed.work, "checkout", "--quiet", "-b", "feature")
+    sha = pushed.append("src/alpha.py", "\n# on a feature branch\n", "feature work")
+    pushed.push("feature")
+    wait_for(lambda: pushed.log.exists() and "refs/heads/feature: not a branch that triggers "
+             "runs; ignored" in pushed.log.read_text(), "the ignored line", pushed.log)
+    assert push_record(pushed.bare, sha) is None
+    assert run_records(pushed.bare).keys() == before.keys()
+    assert tip(pushed.bare) == results_tip
+
+
+def test_deleted_ref_and_tags_are_ignored(pushed: Remote) -> None:
+    git(pushed.work, "checkout", "--quiet", "-b", "release")
+    on_release = pushed.append("README.md", "\nrelease notes\n", "release docs")
+    git(pushed.work, "tag", "v1")
+    pushed.push("release", "v1")
+    release = pushed.wait(on_release)  # release is configured in project.yaml
+    assert release["ref"] == "refs/heads/release"
+    git(pushed.work, "checkout", "--quiet", "main")
+    # one push: delete release, push a new commit of main
+    sha = pushed.append("README.md", "\nwords\n", "docs")
+    pushed.push(":release", "main")
+    assert pushed.wait(sha)["status"] == "nothing-to-run"
+    listing = git(pushed.bare, "ls-tree", "--name-only", f"{BRANCH}:pushes").split()
+    assert sorted(listing) == sorted(f"{s}.yaml" for s in (pushed.first["revision"],
+                                                            on_release, sha))
+    # the same by hand: a deletion and a tag give no record and write nothing
+    results_tip = tip(pushed.bare)
+    lines = f"{sha} {ZERO} refs/heads/release\n{ZERO} {sha} refs/tags/v2\n"
+    assert json.loads(ok(runyard("on-push", "-C", pushed.bare, "--json", stdin=lines))) == []
+    assert tip(pushed.bare) == results_tip
+
+
+# --- CI systems, concurrency ---------------------------------------------------------------
+
+
+def test_before_after_ref_in_a_non_bare_clone(tmp_path: Path) -> None:
+    work = copy_project(PROJECT, tmp_path / "ci")
+    make_repo(work)
+    old = commit_all(work, "the gitops test project")
+    (work / "src" / "beta.py").write_text((work / "src" / "beta.py").read_text() + "\n# ci\n")
+    new = commit_all(work, "change beta")
+    done = runyard("on-push", "-C", work, "--before", old, "--after", new, "--ref",
+                   "refs/heads/main", "--json")
+    (push,) = json.loads(ok(done))
+    assert (push["old"], push["revision"], push["ref"]) == (old, new, "refs/heads/main")
+    assert push["status"] == "completed"
+    assert ran(push) == {"beta-job": "completed", "both-job": "completed"}
+    assert push_record(work / ".git", new) == push
+    records = run_records(work / ".git")
+    assert {r["spec"]["trigger"]["kind"] for r in records.values()} == {"push"}
+    # as a CI system gives it for a new branch: all-zero before, the ref from the checkout
+    done = runyard("on-push", "-C", work, "--before", ZERO, "--after", "HEAD", "--force",
+                   "--json")
+    (again,) = json.loads(ok(done))
+    assert (again["old"], again["ref"]) == (None, "refs/heads/main")
+    assert ran(again) == dict.fromkeys(PUSH_JOBS, "completed")
+    assert git(work, "status", "--porcelain") == ""  # the checkout is untouched
+    fsck_clean(work / ".git")
+
+
+def test_pushes_at_once_all_get_every_record(pushed: Remote, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "--quiet", str(pushed.bare), str(other))
+    git(other, "checkout", "--quiet", "-b", "release")
+    on_release = pushed.append("src/beta.py", "\n# release work\n", "beta", clone=other)
+    on_main = pushed.append("src/alpha.py", "\n# main work\n", "alpha")
+    later_main = pushed.append("data/notes.txt", "a note\n", "notes")
+    # two clones push to two configured branches at once; main gets a second push before
+    # the first push's hook is done
+    pushes = [subprocess.Popen(["git", "push", "--quiet", "origin", f"{ref}:refs/heads/{branch}"],
+                               cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for cwd, ref, branch in ((pushed.work, on_main, "main"),
+                                       (other, "release", "release"))]
+    for process in pushes:
+        assert process.wait(60) == 0
+    pushed.push("main")
+    records_of = {sha: pushed.wait(sha) for sha in (on_release, on_main, later_main)}
+    assert ran(records_of[on_release]) == dict.fromkeys(PUSH_JOBS, "completed") | {
+        "alpha-job": "skipped", "notes-job": "skipped"}  # unchanged there: memoized
+    assert ran(records_of[on_main]) == {"alpha-job": "completed", "both-job": "completed"}
+    assert ran(records_of[later_main]) == {"notes-job": "completed"}
+    records = run_records(pushed.bare)
+    for sha, push in records_of.items():
+        assert push["status"] == "completed"
+        for run in push["runs"]:
+            record = records[run["uid"]]
+            assert record["spec"]["revision"] == sha
+            assert record["status"]["state"] == run["state"]
+    every_top = [r["uid"] for p in [pushed.first, *records_of.values()] for r in p["runs"]]
+    tops = [uid for uid, r in records.items() if r["metadata"]["parent"] is None]
+    assert sorted(tops) == sorted(every_top)
+    for record in records.values():  # each pipeline run has both its steps
+        if record["spec"]["pipeline"] and record["metadata"]["parent"] is None:
+            assert set(children(records, record["metadata"]["uid"])) == {"first", "second"}
+    listing = git(pushed.bare, "ls-tree", "--name-only", f"{BRANCH}:pushes").split()
+    assert len(listing) == 4
+    fsck_clean(pushed.bare)
+
+
+# --- plan and status -----------------------------------------------------------------------
+
+
+def test_plan_names_the_reasons(remote: Remote) -> None:
+    base = remote.head()
+    remote.append("src/alpha.py", "\n# alpha\n", "alpha")
+    remote.append("data/other.txt", "more\n", "data")
+    text = ok(runyard("plan", f"{base}..HEAD", "-C", remote.work))
+    lines = text.splitlines()
+    assert lines[0] == f"runyard plan {base[:12]}..{remote.head()[:12]}: 2 files changed"
+    assert "  ~ alpha                code changed (src/alpha.py)" in lines
+    assert "    beta                 unchanged" in lines
+    assert "  + alpha-job            will run: function alpha changed" in lines
+    assert "  + both-job             will run: function alpha changed" in lines
+    assert "  + notes-job            will run: paths matched (data/other.txt)" in lines
+    assert "    beta-job             will not run: nothing it uses changed" in lines
+    for name in SCHEDULED:
+        assert f"    {name:<20} will not run: {SCHEDULE_ONLY}" in lines
+    assert "images to build:" not in text
+    assert lines[-1] == "Plan: 3 jobs to run, 4 not."
+    plan = json.loads(ok(runyard("plan", f"{base}..HEAD", "-C", remote.work, "--json")))
+    assert set(plan) == {"old", "new", "changed", "functions", "images", "jobs", "to_run"}
+    assert (plan["old"], plan["new"]) == (base, remote.head())
+    assert plan["changed"] == ["data/other.txt", "src/alpha.py"]
+    assert plan["images"] == {}
+    assert plan["to_run"] == ["alpha-job", "both-job", "notes-job"]
+    assert set(plan["functions"][0]) == {"name", "reasons", "environment_changed", "env_hash"}
+    assert [j["name"] for j in plan["jobs"]] == sorted(PUSH_JOBS + SCHEDULED)
+    assert all(set(j) == {"name", "runs", "reasons"} for j in plan["jobs"])
+    # without records, the default OLD is nothing: every job is new, images to build
+    first = json.loads(ok(runyard("plan", "-C", remote.work, "--json")))
+    assert first["old"] is None
+    assert first["to_run"] == PUSH_JOBS
+    assert list(first["images"].values()) == [["alpha", "beta"]]
+    assert "images to build:" in ok(runyard("plan", "-C", remote.work))
+
+
+def test_plan_starts_from_the_last_processed_push(pushed: Remote) -> None:
+    pushed.fetch_results()
+    sha = pushed.append("src/beta.py", "\n# beta\n", "beta")
+    plan = json.loads(ok(runyard("plan", "-C", pushed.work, "--json")))
+    assert (plan["old"], plan["new"]) == (pushed.first["revision"], sha)
+    assert plan["to_run"] == ["beta-job", "both-job"]
+
+
+def status_of(work: Path) -> dict[str, dict[str, Any]]:
+    rows = json.loads(ok(runyard("status", "-C", work, "--json")))
+    return {row["job"]: row for row in rows}
+
+
+def pushed_jobs_stale(work: Path) -> dict[str, bool]:
+    return {job: row["stale"] for job, row in status_of(work).items() if job in PUSH_JOBS}
+
+
+def test_status_stale_after_a_change_and_up_to_date_once_pushed(pushed: Remote) -> None:
+    pushed.fetch_results()
+    rows = status_of(pushed.work)
+    assert pushed_jobs_stale(pushed.work) == dict.fromkeys(PUSH_JOBS, False)
+    for name in SCHEDULED:
+        assert (rows[name]["stale"], rows[name]["why"]) == (True, ["never run"])
+    # an unrelated data change: notes-job's newest run becomes a memoized skip, up to date
+    sha = pushed.append("data/other.txt", "more\n", "data")
+    assert status_of(pushed.work)["notes-job"]["why"] == ["paths matched (data/other.txt)"]
+    pushed.push("main")
+    assert ran(pushed.wait(sha)) == {"notes-job": "skipped"}
+    pushed.fetch_results()
+    rows = status_of(pushed.work)
+    assert rows["notes-job"]["newest"]["state"] == "skipped"
+    assert (rows["notes-job"]["stale"], rows["notes-job"]["why"]) == (False, [])
+    # a code change: stale until its push is processed
+    pushed.append("src/alpha.py", "\n# alpha\n", "alpha")
+    rows = status_of(pushed.work)
+    assert (rows["alpha-job"]["stale"], rows["alpha-job"]["why"]) == (
+        True, ["function alpha changed"])
+    assert rows["both-job"]["stale"] is True
+    assert rows["beta-job"]["stale"] is False
+    text = ok(runyard("status", "-C", pushed.work))
+    alpha_line = next(line for line in text.splitlines() if line.startswith("alpha-job"))
+    assert "stale" in alpha_line and "function alpha changed" in alpha_line
+    pushed.push("main")
+    assert ran(pushed.wait(pushed.head())) == {"alpha-job": "completed", "both-job": "completed"}
+    pushed.fetch_results()
+    assert pushed_jobs_stale(pushed.work) == dict.fromkeys(PUSH_JOBS, False)
+    text = ok(runyard("status", "-C", pushed.work))
+    alpha_line = next(line for line in text.splitlines() if line.startswith("alpha-job"))
+    assert "up to date" in alpha_line
