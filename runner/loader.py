@@ -55,8 +55,12 @@ def project_files(source: ProjectSource) -> list[tuple[str, str]]:
     return found
 
 
-def load_project(source: ProjectSource) -> Project:
-    """The checked project, or ProjectInvalid with every problem found."""
+def load_project(source: ProjectSource, *, check: bool = True) -> Project:
+    """The checked project, or ProjectInvalid with every problem found.
+
+    `check=False` skips the checks across files: for an old revision that is
+    only compared against, never run.
+    """
     from runner.checks import check_project
 
     if not source.is_file(PROJECT_FILE):
@@ -81,7 +85,9 @@ def load_project(source: ProjectSource) -> Project:
     if builder.project is None:
         raise ProjectInvalid(builder.problems)
     project = builder.finish(source.revision)
-    problems = builder.problems + check_project(project, source, frozenset(unchecked))
+    problems = builder.problems
+    if check:
+        problems = problems + check_project(project, source, frozenset(unchecked))
     if problems:
         raise ProjectInvalid(problems)
     return project

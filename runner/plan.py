@@ -138,7 +138,7 @@ def _load_quietly(source: GitSource | None) -> Project | None:
     from runner.loader import load_project
 
     try:
-        return load_project(source) if source is not None else None
+        return load_project(source, check=False) if source is not None else None
     except RunyardError:
         return None
 

@@ -8,6 +8,8 @@ uncommitted changes.
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -79,72 +81,108 @@ class DirectorySource:
 
 
 class GitSource:
-    """A project at one revision of a git repository, possibly under a sub-folder."""
+    """A project at one revision of a git repository, possibly under a sub-folder.
+
+    The revision's tree is listed once (`git ls-tree`), and files are read through
+    one `git cat-file --batch` process guarded by a lock, so lookups are cheap
+    and threads may read at once.
+    """
 
     def __init__(self, repo: git.Repo, revision: str, prefix: str = "") -> None:
-        import git
-
-        try:
-            self.commit = repo.commit(revision)
-        except (git.BadName, ValueError) as error:
-            raise RunyardError(f"no revision {revision!r} in {repo.git_dir}") from error
         self.repo = repo
+        self.git_dir = str(repo.git_dir)
         self.prefix = prefix.strip("/")
-        self.revision: str | None = self.commit.hexsha
-        try:
-            self.tree = self.commit.tree / self.prefix if self.prefix else self.commit.tree
-        except KeyError as error:
-            raise RunyardError(f"no folder {self.prefix!r} at revision {revision}") from error
+        found = _git(self.git_dir, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+        if not found:
+            raise RunyardError(f"no revision {revision!r} in {self.git_dir}")
+        self.revision: str | None = found.decode().strip()
+        self.entries = self._list_tree(revision)
+        self.reader = _BlobReader(self.git_dir)
+
+    def _list_tree(self, revision: str) -> dict[str, tuple[str, str]]:
+        """path -> (type, object id) for every file and folder below the prefix."""
+        tree = f"{self.revision}:{self.prefix}" if self.prefix else str(self.revision)
+        listing = _git(self.git_dir, "ls-tree", "-r", "-t", "-z", "--full-name", tree)
+        if listing is None:
+            raise RunyardError(f"no folder {self.prefix!r} at revision {revision}")
+        entries = {"": ("tree", "")}
+        for item in listing.decode("utf-8", "surrogateescape").split("\0"):
+            if item:
+                meta, _, path = item.partition("\t")
+                _, kind, object_id = meta.split()
+                entries[path] = (kind, object_id)
+        return entries
 
     @property
     def state_dir(self) -> Path:
         """Beside the project in a working tree; in a bare repository, inside it."""
         top = self.repo.working_tree_dir
-        base = Path(top) / self.prefix if top is not None else Path(self.repo.git_dir)
+        base = Path(top) / self.prefix if top is not None else Path(self.git_dir)
         return base / ".runyard"
 
     @property
     def label(self) -> str:
         where = f":{self.prefix}" if self.prefix else ""
-        return f"{self.commit.hexsha[:12]}{where}"
-
-    def _object(self, path: str) -> git.Blob | git.Tree | None:
-        try:
-            return self.tree / path if path else self.tree
-        except KeyError:
-            return None
+        return f"{(self.revision or '')[:12]}{where}"
 
     def object_id(self, path: str) -> str | None:
         """The git object id of a file or folder at this revision (None when absent)."""
-        found = self._object(path)
-        return None if found is None else str(found.hexsha)
+        found = self.entries.get(path)
+        return found[1] if found else None
 
     def read(self, path: str) -> bytes:
-        blob = self._object(path)
-        if blob is None or blob.type != "blob":
+        found = self.entries.get(path)
+        if found is None or found[0] != "blob":
             raise FileNotFoundError(path)
-        data: bytes = blob.data_stream.read()
-        return data
+        return self.reader.read(found[1])
 
     def is_file(self, path: str) -> bool:
-        found = self._object(path)
-        return found is not None and found.type == "blob"
+        return self.entries.get(path, ("",))[0] == "blob"
 
     def is_dir(self, path: str) -> bool:
-        found = self._object(path)
-        return found is not None and found.type == "tree"
+        return self.entries.get(path, ("",))[0] == "tree"
 
     def files(self, path: str = "") -> list[str]:
-        found = self._object(path)
-        if found is None:
-            return []
-        if found.type == "blob":
+        if self.is_file(path):
             return [path]
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        import git
+        folder = f"{path.rstrip('/')}/" if path else ""
+        return sorted(p for p, (kind, _) in self.entries.items()
+                      if kind == "blob" and p.startswith(folder))
 
-        blobs = [item for item in found.traverse() if isinstance(item, git.Blob)]
-        return sorted(str(blob.path)[strip:] for blob in blobs)
+
+class _BlobReader:
+    """One `git cat-file --batch` process, started on first use, one request at a time."""
+
+    def __init__(self, git_dir: str) -> None:
+        self.git_dir = git_dir
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def read(self, object_id: str) -> bytes:
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                self.process = subprocess.Popen(
+                    ["git", "--git-dir", self.git_dir, "cat-file", "--batch"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert self.process.stdin is not None and self.process.stdout is not None
+            self.process.stdin.write(object_id.encode() + b"\n")
+            self.process.stdin.flush()
+            header = self.process.stdout.readline().split()
+            if len(header) != 3:
+                raise FileNotFoundError(object_id)
+            data = self.process.stdout.read(int(header[2]) + 1)
+            return data[:-1]
+
+    def __del__(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _git(git_dir: str, *args: str) -> bytes | None:
+    """git's output, or None when it fails."""
+    done = subprocess.run(["git", "--git-dir", git_dir, *args], capture_output=True)
+    return done.stdout if done.returncode == 0 else None
 
 
 def prepare_state_dir(path: Path) -> Path:

@@ -30,7 +30,7 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
                selector: str | None = None) -> Record:
     """Run TARGET (a job, else a function) and return its record (the parent's, for trials)."""
     project = session.project
-    pass
+    session.code_hash = _one_at_a_time(session.code_hash)
     job = project.jobs.get(target)
     if job is None and target not in project.functions:
         jobs = ", ".join(sorted(project.jobs)) or "none"
