@@ -7,13 +7,16 @@ runs against that repository, and the one image is built once and then reused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import os
 import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,6 +255,27 @@ def test_inputs_of_every_kind(repo: Path, calc_run: dict[str, Any], tmp_path: Pa
     assert inputs["external"]["size"] == outside.stat().st_size
 
 
+def test_http_input_is_fetched(repo: Path, tmp_path: Path) -> None:
+    """An http:// input is fetched by the runner (here from a server on loopback)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "table.csv").write_bytes(b"a,b\n1,2\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/table.csv"
+        record = run_json(repo, "calc", "--handler", "digests", "-i", f"web={url}",
+                          "--backend", "local")
+    finally:
+        server.shutdown()
+    assert record["status"]["state"] == "completed"
+    assert record["status"]["results"] == {"web": sha256(b"a,b\n1,2\n")}
+    assert record["spec"]["inputs"]["web"] == {"uri": url, "hash": sha256(b"a,b\n1,2\n"),
+                                               "size": 8}
+
+
 def test_missing_input_fails_the_run(repo: Path) -> None:
     record = run_json(repo, "calc", "--handler", "digests", "-i", "gone=artifact://no-such-key",
                       "--backend", "local", expect=1)
@@ -430,3 +454,17 @@ def test_python_api_new_task(repo: Path) -> None:
     failed = project.run_function("calc", task=runner.new_task(handler="fail"), local=True)
     assert failed.state() == "failed"
     assert "boom on purpose" in failed.to_dict()["status"]["error"]
+
+
+def test_detached_run_logs_can_be_followed(repo: Path) -> None:
+    """`run --detach` returns a uid at once; `runs logs --follow` prints the log as it
+    grows and returns when the run is recorded."""
+    started = runyard("run", "sleepy", "--backend", "local", "--detach", cwd=repo)
+    assert started.returncode == 0, started.stderr
+    uid = started.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{17}", uid)
+    followed = runyard("runs", "logs", uid, "--follow", cwd=repo)
+    assert followed.returncode == 0, followed.stderr
+    assert "going to sleep" in followed.stdout
+    record = yaml.safe_load(show(repo, record_path(uid)))
+    assert record["status"]["reason"] == "timeout"

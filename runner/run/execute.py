@@ -49,6 +49,7 @@ class Session:
     on_record: Callable[[Mapping[str, Any]], None] = lambda record: None
     abort: threading.Event = field(default_factory=threading.Event)
     memoize: bool = False  # for runs started by a push: skip what already completed
+    live_dir: Path | None = None  # where running runs' logs grow, for `runs logs --follow`
     code_hash: Callable[[Function], str | None] = lambda function: None
 
     def write(self, record: dict[str, Any], log: bytes | None = None,
@@ -76,7 +77,10 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
         last = record["status"]["state"] in ("completed", "aborted", "skipped") \
             or attempt == task.retries + 1
         if last:
-            return session.write(record, log, earlier)
+            session.write(record, log, earlier)
+            if session.live_dir is not None:
+                (session.live_dir / f"{uid}.log").unlink(missing_ok=True)
+            return record
         folder = f"runs/{uid[-2:]}/{uid}"
         earlier[f"{folder}/attempt-{attempt}.yaml"] = dump(record)
         earlier[f"{folder}/attempt-{attempt}.log"] = log
@@ -90,7 +94,8 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
         (run_dir / folder).mkdir(parents=True)
         (run_dir / folder).chmod(0o777)  # the container runs as nobody
     record = task_record(session, task, uid, attempt)
-    log = _Log(session.secrets(), lambda line: session.on_line(task.name, line))
+    live = session.live_dir / f"{uid}.log" if session.live_dir else None
+    log = _Log(session.secrets(), lambda line: session.on_line(task.name, line), live)
     try:
         inputs = [resolve_input(name, uri, session.code, run_dir / "fetched", session.store,
                                 session.results) for name, uri in task.inputs.items()]
@@ -274,9 +279,11 @@ def _finish(record: dict[str, Any], log: _Log, exit_: Exit, *, error: str | None
 class _Log:
     """A run's output: secrets masked, kept in full for the record, passed on by line."""
 
-    def __init__(self, secrets: Mapping[str, str], emit: Callable[[str], None]) -> None:
+    def __init__(self, secrets: Mapping[str, str], emit: Callable[[str], None],
+                 live: Path | None = None) -> None:
         self.masks = [value.encode() for value in secrets.values() if value]
         self.emit = emit
+        self.live = live  # a file another process may follow (`runs logs --follow`)
         self.data = bytearray()
         self.pending = b""
         self.lock = threading.Lock()
@@ -292,6 +299,9 @@ class _Log:
         for mask in self.masks:
             raw = raw.replace(mask, b"***")
         self.data += raw + b"\n"
+        if self.live is not None:
+            with self.live.open("ab") as live:
+                live.write(raw + b"\n")
         self.emit(raw.decode("utf-8", "replace"))
 
     def text(self, limit: int | None = None, record: dict[str, Any] | None = None) -> bytes:

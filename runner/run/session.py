@@ -64,7 +64,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, *,
                  trigger: Mapping[str, Any] | None = None, memoize: bool = False,
                  on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
     """Snapshot, backend (images built for `functions`, or all) and stores for runs."""
-    prepare_state_dir(source.state_dir)
+    live_dir = prepare_state_dir(source.state_dir) / "live"
+    live_dir.mkdir(exist_ok=True)
     chosen = backend or project.backend
     runner: Backend = LocalBackend()
     images: dict[str, ImageRef] = {}
@@ -79,7 +80,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, *,
             results=ResultsBranch(git_dir, project.results_branch),
             revision=source.revision or _head(git_dir), trigger=dict(trigger or {"kind": "manual"}),
             on_line=on_line, images=images, dirty=isinstance(source, DirectorySource),
-            memoize=memoize, code_hash=_code_hasher(source))
+            memoize=memoize, code_hash=_code_hasher(source), live_dir=live_dir)
     finally:
         remove_tree(workdir)
 
