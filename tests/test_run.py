@@ -362,7 +362,7 @@ from runner.record.results import ResultsBranch, new_uid
 results = ResultsBranch(Path(sys.argv[1]), sys.argv[2])
 for i in range(int(sys.argv[3])):
     uid = new_uid() + sys.argv[4]
-    record = {"metadata": {"uid": uid, "name": f"w{i}"},
+    record = {"metadata": {"uid": uid, "name": f"w{i}"}, "spec": {"run_key": None},
               "status": {"state": "completed",
                          "artifacts": [{"key": "shared", "hash": uid}]}}
     results.write(record, f"log of {uid}\\n".encode())

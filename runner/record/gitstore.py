@@ -41,8 +41,24 @@ class GitStore:
         return self.head() or self._resolve(self.ref.replace("refs/heads/", "refs/remotes/origin/"))
 
     def _resolve(self, ref: str) -> str | None:
-        done = self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
-        return done.stdout.strip() or None
+        """The commit a ref names, read from the ref files (no process per record)."""
+        loose = self.git_dir / ref
+        try:
+            value = loose.read_text().strip()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return self._packed(ref)
+        return value if len(value) == 40 else None
+
+    def _packed(self, ref: str) -> str | None:
+        try:
+            lines = (self.git_dir / "packed-refs").read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in lines:
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+        return None
 
     def read(self, path: str, commit: str | None = None) -> bytes | None:
         commit = commit or self.tip()
