@@ -114,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 jobs[MLRUN] = mlrun_job
         if problem:
             print(f"\nMLRun is NOT measured: {problem}\n")
-        print(f"{A_VALUES * B_VALUES} trials; {args.repeat} interleaved rounds after a warm-up\n")
+        print(f"{A_VALUES * B_VALUES} trials; {args.repeat} interleaved rounds after a warm-up"
+              + ("; runyard's git reads locked (workaround)" if args.lock_git else "") + "\n")
         report(interleave(jobs, args.repeat))
         if problem:
             print(f"\nMLRun is NOT measured: {problem.splitlines()[0]}")
@@ -211,7 +212,7 @@ def measure(command: Sequence[str], env: Mapping[str, str], timeout: float,
 
 
 @contextmanager
-def tree_sampler(root: int, interval: float = 0.02) -> Iterator[list[int]]:
+def tree_sampler(root: int, interval: float = 0.1) -> Iterator[list[int]]:
     """Yield a one-item list holding the peak summed RSS (KiB) of `root` and its descendants."""
     peak = [0]
     stop = threading.Event()

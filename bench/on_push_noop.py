@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+TIMEOUT_SECONDS = 120
 GOAL_SECONDS = 1.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_BRANCH = "runyard/results"
@@ -184,8 +185,12 @@ def timed(command: Sequence[str]) -> float:
 def run(command: Sequence[str], stdin: str | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `command`; a failure means the setup is wrong, so it stops the bench."""
-    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False,
-                          cwd=PACKAGE_ROOT)
+    try:
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False,
+                              cwd=PACKAGE_ROOT, timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"bench error: {' '.join(command[:6])} ... still running after "
+                 f"{TIMEOUT_SECONDS} s (hung?)")
     if check and done.returncode != 0:
         sys.exit(f"bench setup error: {' '.join(command[:6])} ... exited {done.returncode}\n"
                  f"{done.stdout[-2000:]}{done.stderr[-2000:]}")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TIMEOUT_SECONDS = 120
 GOAL_SECONDS = 0.5
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 RUNYARD = "(a) runyard plan HEAD~1..HEAD"
@@ -237,8 +238,12 @@ def timed(command: Sequence[str]) -> float:
 
 def run(command: Sequence[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run `command`; a failure means the setup is wrong, so it stops the bench."""
-    done = subprocess.run(command, input=stdin, capture_output=True, check=False,
-                          cwd=PACKAGE_ROOT)
+    try:
+        done = subprocess.run(command, input=stdin, capture_output=True, check=False,
+                              cwd=PACKAGE_ROOT, timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"bench error: {' '.join(command[:6])} ... still running after "
+                 f"{TIMEOUT_SECONDS} s (hung?)")
     if done.returncode != 0:
         sys.exit(f"bench setup error: {' '.join(command[:6])} ... exited {done.returncode}\n"
                  f"{done.stdout[-2000:].decode(errors='replace')}"

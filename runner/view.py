@@ -95,7 +95,8 @@ def trial_lines(record: Mapping[str, Any]) -> list[str]:
              *[t.get("params", {}).get(k, "") for k in param_keys],
              *[t.get("results", {}).get(k, "") for k in result_keys]]
             for t in sorted(trials, key=order)]
-    return table(["", "#", "STATE", *param_keys, *result_keys], rows)
+    result_headers = [f"{k} (result)" if k in param_keys else k for k in result_keys]
+    return table(["", "#", "STATE", *param_keys, *result_headers], rows)
 
 
 def step_lines(record: Mapping[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ middle of a grid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -57,7 +58,8 @@ def run_json(repo: Path, *args: str | Path, expect: int = 0, timeout: float = 12
 
 
 def run_local(repo: Path, job: str, *args: str | Path, expect: int = 0) -> Record:
-    return run_json(repo, job, "--backend", "local", *args, expect=expect)
+    """A run on the local backend: seconds, so a minute means it hangs."""
+    return run_json(repo, job, "--backend", "local", *args, expect=expect, timeout=60)
 
 
 def read_record(repo: Path, uid: str) -> Record:
@@ -352,6 +354,11 @@ def _containers(*flags: str) -> list[str]:
     return done.stdout.split()
 
 
+def _pass_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
 @pytest.mark.docker
 def test_sigterm_in_the_middle_of_a_grid(repo: Path, tmp_path: Path) -> None:
     # slow-grid: 6 trials, 2 at a time; trials 1 and 2 end at once, from a=3 on they sleep
@@ -362,18 +369,15 @@ def test_sigterm_in_the_middle_of_a_grid(repo: Path, tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
-    stdout = process.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    threading.Thread(target=_pass_lines, args=(process.stdout, lines), daemon=True).start()
     seen: list[str] = []
     deadline = time.monotonic() + 240  # the image may need building first
     try:
         while sum("going to sleep" in line for line in seen) < 2:
             assert time.monotonic() < deadline, "".join(seen)
             assert process.poll() is None, "".join(seen)
-            try:
+            with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                pass
         assert len(_containers()) == 2  # trials 3 and 4 are running
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()

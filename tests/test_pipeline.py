@@ -33,9 +33,9 @@ Record = dict[str, Any]
 
 
 def runyard(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m runner ARGS` in `cwd`."""
+    """`python -m runner ARGS` in `cwd`; a local pipeline takes seconds, so a minute is a hang."""
     return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=60)
 
 
 def run_local(repo: Path, job: str, *args: str | Path, expect: int = 0) -> Record:
@@ -260,3 +260,12 @@ def test_hyper_runs_one_pipeline_per_trial(repo: Path) -> None:
         assert trial["results"]["last_size"] == len(written)
     assert status["best_iteration"] == 2
     assert status["results"]["last_size"] == len(payload(20))
+
+
+def test_job_inputs_reach_the_pipeline_steps(repo: Path) -> None:
+    done = runyard("run", "takes", "--backend", "local", "--json", cwd=repo)
+    eat = steps_of(repo, json.loads(done.stdout))["eat"]
+    expected = sha256((repo / "src" / "handlers.py").read_bytes())
+    assert eat["status"]["state"] == "completed", eat["status"]["error"]
+    assert eat["spec"]["inputs"]["data"]["hash"] == expected
+    assert eat["status"]["results"]["last_sha"] == expected

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.errors import RunyardError
-from runner.model import Function, Hyper, Job, Project
+from runner.model import Hyper, Job, Project
 from runner.run.execute import Session, execute, new_record, task_record
 from runner.run.hyper import run_trials
 from runner.run.pipeline import PipelineRun
@@ -30,7 +30,6 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
                selector: str | None = None) -> Record:
     """Run TARGET (a job, else a function) and return its record (the parent's, for trials)."""
     project = session.project
-    session.code_hash = _one_at_a_time(session.code_hash)
     job = project.jobs.get(target)
     if job is None and target not in project.functions:
         jobs = ", ".join(sorted(project.jobs)) or "none"
@@ -39,7 +38,10 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
                            f"(jobs: {jobs}; functions: {functions})")
     chosen = with_overrides(job.hyper if job else None, hyper, selector)
     if job is not None and job.run.pipeline is not None:
-        return _pipeline_job(session, job, chosen, dict(params or {}), uid)
+        if handler:
+            raise RunyardError(f"job {job.name!r} runs a pipeline: each step names its handler")
+        return _pipeline_job(session, job, chosen, dict(params or {}),
+                             {**job.inputs, **(inputs or {})}, uid)
     base = (job_task(project, job, handler=handler, params=params, inputs=inputs) if job
             else function_task(project, target, handler=handler, params=params, inputs=inputs))
     if chosen is None:
@@ -51,29 +53,6 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
         never_started=lambda i, values, parent, trial_uid: task_record(
             session, _trial(base, i, values, parent), trial_uid),
         uid=uid)
-
-
-def _one_at_a_time(code_hash: Callable[[Function], str | None]
-                   ) -> Callable[[Function], str | None]:
-    """`code_hash` called by one thread at a time, once per function.
-
-    Parallel trials and steps each hash their function's code for the run key, and
-    GitPython's object reader (one `git cat-file --batch` per repository) is not
-    thread-safe: used at once it hangs or reads another thread's answer.
-    """
-    if getattr(code_hash, "one_at_a_time", False):
-        return code_hash
-    lock = threading.Lock()
-    known: dict[str, str | None] = {}
-
-    def hashed(function: Function) -> str | None:
-        with lock:
-            if function.name not in known:
-                known[function.name] = code_hash(function)
-            return known[function.name]
-
-    hashed.one_at_a_time = True  # type: ignore[attr-defined]
-    return hashed
 
 
 def run_interruptibly(session: Session, work: Callable[[], Record]) -> Record:
@@ -123,7 +102,8 @@ def _trial(base: Task, iteration: int, values: Mapping[str, Any], parent: str) -
 
 
 def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
-                  override: dict[str, Any], uid: str | None) -> Record:
+                  override: dict[str, Any], inputs: Mapping[str, str],
+                  uid: str | None) -> Record:
     project: Project = session.project
     pipeline = project.pipelines[job.run.pipeline or ""]
     levels = ParamLevels(project=project.params, pipeline=pipeline.params, job=job.params,
@@ -134,7 +114,8 @@ def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
         params = dataclasses.replace(levels, override={**override, **values})
         return PipelineRun(session, pipeline, params, name=job.name, job=job.name,
                            labels=job.labels, parent=parent, iteration=iteration,
-                           parallel=job.parallel, retries=job.retries, uid=run_uid)
+                           parallel=job.parallel, retries=job.retries, inputs=inputs,
+                           uid=run_uid)
 
     if hyper is None:
         return one(0, {}, None, uid).run()

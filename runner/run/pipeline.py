@@ -37,10 +37,12 @@ class PipelineRun:
     def __init__(self, session: Session, pipeline: Pipeline, params: ParamLevels, *,
                  name: str, job: str | None = None, labels: Mapping[str, str] | None = None,
                  parent: str | None = None, iteration: int = 0, parallel: int = 4,
-                 retries: int = 0, uid: str | None = None) -> None:
+                 retries: int = 0, inputs: Mapping[str, str] | None = None,
+                 uid: str | None = None) -> None:
         self.session, self.pipeline, self.params = session, pipeline, params
         self.name, self.job, self.labels = name, job, dict(labels or {})
         self.parent, self.iteration, self.parallel, self.retries = parent, iteration, parallel, retries
+        self.inputs = dict(inputs or {})  # the job's: every step may take them
         self.uid = uid or new_uid()
         self.step_uids = {step.name: new_uid() for step in pipeline.steps}
         self.done: dict[str, Record] = {}
@@ -96,7 +98,8 @@ class PipelineRun:
                              job=self.params.job, override=self.params.override, step=step.params)
         return Task(name=step.name, function=function,
                     handler=None if function.command else (step.handler or function.handler),
-                    params=params, inputs=dict(step.inputs), job=self.job, labels=self.labels,
+                    params=params, inputs={**self.inputs, **step.inputs}, job=self.job,
+                    labels=self.labels,
                     retries=step.retries if step.retries is not None else self.retries,
                     resources=step.resources.over(function.resources.over(project.resources)),
                     iteration=self.iteration, parent=self.uid)
