@@ -31,8 +31,11 @@ def run_folder(uid: str) -> str:
     return f"runs/{uid[-2:]}/{uid}"
 
 
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def dump(data: Mapping[str, Any]) -> bytes:
-    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True).encode()
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
 
 
 def cap_log(log: bytes, limit: int) -> tuple[bytes, bool]:

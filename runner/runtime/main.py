@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
 
-from .command import run_command
 from .context import make_logger
 from .invoke import run_python
 from .outputs import OutputStore
@@ -71,6 +70,8 @@ def main(argv: list[str]) -> int:
 def _run(spec: Spec, store: OutputStore, logger: logging.Logger) -> Failure | None:
     try:
         if spec.command is not None:
+            from .command import run_command  # only command functions need subprocess
+
             run_command(spec, store, logger)
         else:
             run_python(spec, store, logger)
