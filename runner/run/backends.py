@@ -7,10 +7,13 @@ runtime sees differ (`Layout`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -62,6 +65,8 @@ class Backend(Protocol):
 
     def stop_all(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 def host_layout(launch: Launch) -> Layout:
     run_dir = launch.run_dir
@@ -74,15 +79,17 @@ CONTAINER_LAYOUT = Layout("/runyard/runtime", "/runyard/code", "/runyard/inputs"
 
 
 class LocalBackend:
-    """A subprocess of this machine's Python: quick to start, for debugging (MLRun's local=True).
-
-    cpu and memory limits are not enforced here; the timeout is.
+    """This machine's Python, for quick debugging (MLRun's local=True): each run is a
+    child of a fork server that has the interpreter and the runtime loaded, so a
+    trial costs a fork, not a Python start-up. cpu and memory are not limited here;
+    the timeout is.
     """
 
     name = "local"
 
     def __init__(self) -> None:
-        self.running: set[subprocess.Popen[bytes]] = set()
+        self.server = _ForkServer()
+        self.running: set[int] = set()
         self.lock = threading.Lock()
 
     def layout(self, launch: Launch) -> Layout:
@@ -90,33 +97,120 @@ class LocalBackend:
 
     def run(self, launch: Launch, on_output: OnOutput) -> Exit:
         layout = self.layout(launch)
+        output = launch.run_dir / "output.log"
+        output.touch()
         env = {**os.environ, **launch.env, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        process = subprocess.Popen(
-            [sys.executable, "-u", f"{layout.runtime}/entry.py", layout.spec], cwd=layout.work,
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        pid = self.server.start(launch.runtime, layout.spec, layout.work, env, output)
         with self.lock:
-            self.running.add(process)
-        assert process.stdout is not None
-        stdout = process.stdout.fileno()
-        reader = threading.Thread(target=_pump, args=(lambda n: os.read(stdout, n), on_output),
-                                  daemon=True)
+            self.running.add(pid)
+        ended = threading.Event()
+        reader = threading.Thread(target=_tail, args=(output, on_output, ended), daemon=True)
         reader.start()
         try:
-            code = process.wait(timeout=launch.resources.timeout)
-            reason = None
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code, reason = process.wait(), "timeout"
+            code, reason = self.server.wait(pid, launch.resources.timeout), None
+            if code is None:
+                _kill_group(pid)
+                code, reason = self.server.wait(pid, None), "timeout"
         finally:
             with self.lock:
-                self.running.discard(process)
-        reader.join()
-        return Exit(code, reason if reason else ("interrupted" if code < 0 else None))
+                self.running.discard(pid)
+            ended.set()
+            reader.join()
+        interrupted = code is not None and code < 0 and reason is None
+        return Exit(code, reason or ("interrupted" if interrupted else None))
 
     def stop_all(self) -> None:
         with self.lock:
-            for process in self.running:
-                process.kill()
+            for pid in self.running:
+                _kill_group(pid)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+class _ForkServer:
+    """The host's end of runtime/forkserver.py: start a run, wait for its end."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.changed = threading.Condition()
+        self.pids: dict[int, int] = {}  # request id -> pid
+        self.codes: dict[int, int] = {}  # pid -> exit code
+        self.next_id = 0
+
+    def start(self, runtime: Path, spec: str, cwd: str, env: Mapping[str, str],
+              log: Path) -> int:
+        with self.changed:
+            process = self._running(runtime)
+            self.next_id += 1
+            request = self.next_id
+            assert process.stdin is not None
+            process.stdin.write(json.dumps({"id": request, "spec": spec, "cwd": cwd,
+                                            "env": dict(env), "log": str(log)}).encode() + b"\n")
+            process.stdin.flush()
+            while request not in self.pids:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the local backend's fork server died ({process.returncode})")
+                self.changed.wait(1)
+            return self.pids.pop(request)
+
+    def wait(self, pid: int, timeout: float | None) -> int | None:
+        """The run's exit code, or None when `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.changed:
+            while pid not in self.codes:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self.changed.wait(left if left is not None else 1)
+            return self.codes.pop(pid)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()  # the server ends when its input does
+            self.process.wait(timeout=10)
+
+    def _running(self, runtime: Path) -> subprocess.Popen[bytes]:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-u", str(runtime / "entry.py"), "--serve"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+            threading.Thread(target=self._listen, args=(self.process,), daemon=True).start()
+        return self.process
+
+    def _listen(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            message = json.loads(line)
+            with self.changed:
+                if "code" in message:
+                    self.codes[message["pid"]] = message["code"]
+                else:
+                    self.pids[message["id"]] = message["pid"]
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+
+def _tail(path: Path, on_output: OnOutput, ended: threading.Event) -> None:
+    """Pass on what a run writes to its output file, until it has ended."""
+    with path.open("rb") as handle:
+        while True:
+            finished = ended.is_set()
+            chunk = handle.read()
+            if chunk:
+                on_output(chunk)
+            elif finished:
+                return
+            else:
+                ended.wait(0.05)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 class DockerBackend:
@@ -177,17 +271,15 @@ class DockerBackend:
             container.remove(force=True)
         return Exit(code, reason)
 
+    def close(self) -> None:
+        """Nothing to release: containers are removed as each run ends."""
+
     def stop_all(self) -> None:
         with self.lock:
             ids = list(self.running)
         for container_id in ids:
             with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
                 self.client.containers.get(container_id).kill()
-
-
-def _pump(read: Callable[[int], bytes], on_output: OnOutput) -> None:
-    while chunk := read(65536):
-        on_output(chunk)
 
 
 def _drain(stream: object, on_output: OnOutput) -> None:

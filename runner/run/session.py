@@ -82,6 +82,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, *,
             on_line=on_line, images=images, dirty=isinstance(source, DirectorySource),
             memoize=memoize, code_hash=_code_hasher(source), live_dir=live_dir)
     finally:
+        runner.close()
         remove_tree(workdir)
 
 

@@ -1,4 +1,5 @@
-"""runyard's in-container runtime: `python3 entry.py SPEC_PATH`.
+"""runyard's in-container runtime: `python3 entry.py SPEC_PATH` (or `--serve`, a fork
+server for the local backend: see forkserver.py).
 
 Runs one run described by the JSON spec the host wrote: calls a Python handler
 (or a command) and leaves results.json, artifacts.json and, on failure,
@@ -40,4 +41,7 @@ def load_main() -> Callable[[list[str]], int]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve"]:  # the local backend's fork server
+        main = load_main()
+        raise SystemExit(importlib.import_module(f"{PACKAGE}.forkserver").serve(main))
     raise SystemExit(load_main()(sys.argv))
