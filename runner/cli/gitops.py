@@ -196,7 +196,11 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
     if now_text and not once:
         raise click.UsageError("--now goes with --once")
     if once:
-        records = scheduler.tick(parse_at(now_text) if now_text else datetime.now(UTC))
+        try:
+            now = parse_at(now_text) if now_text else datetime.now(UTC)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--now") from error
+        records = scheduler.tick(now)
         click.echo(f"{len(records)} scheduled run{'s' if len(records) != 1 else ''}")
         return
     run_forever(scheduler, lambda: datetime.now(UTC), time.sleep)
