@@ -39,7 +39,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from common import PACKAGE_ROOT, new_parser, verdict, work_folder
 
 from runner.build.builder import HOST_CA_BUNDLE, LocalImages, image_needs, render_dockerfile
 from runner.build.environment import LABEL_ENV_HASH, LABEL_FUNCTIONS, LABEL_PROJECT
@@ -56,8 +56,7 @@ from runner.source import open_source
 
 RATIO_GOAL = 1.1
 FUNCTION = "trainer"
-CHECKOUT = Path(__file__).resolve().parent.parent
-SAMPLE = CHECKOUT / "sample-project"
+SAMPLE = PACKAGE_ROOT / "sample-project"
 USING_CACHE = "Using cache"
 
 
@@ -78,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"interpreter: {sys.executable}; {args.rounds} interleaved rounds; builder cache "
           f"{'off on both sides (--force / --no-cache)' if no_cache else 'on, emptied of ours'}")
     rounds: list[Round] = []
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-cold-") as temp:
-        work = Path(temp)
+    with work_folder("runyard-bench-cold-") as work:
         try:
             for index in range(args.rounds):
                 rounds.append(one_round(client, work, index, no_cache))
@@ -91,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--cache", choices=("auto", "cold", "no-cache"), default="auto",
                         help="how to make each build cold (see above)")
@@ -214,7 +212,7 @@ def report(rounds: list[Round]) -> None:
     print(f"\n(a) runyard build {FUNCTION} (cold, whole process): median {ours:6.1f} s")
     print(f"(b) docker build, same Dockerfile and context:  median {theirs:6.1f} s")
     print(f"    ratio runyard / docker build: {ratio:.3f} "
-          f"(goal <= {RATIO_GOAL}: {'met' if ratio <= RATIO_GOAL else 'NOT met'})")
+          f"(goal <= {RATIO_GOAL}: {verdict(ratio <= RATIO_GOAL)})")
     if any(r.cached for r in rounds):
         print("    WARNING: some builds used the cache; those rounds were not cold")
 

@@ -38,10 +38,8 @@ import argparse
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -50,7 +48,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from grid import JOB, make_grid_project, median, runyard_command
+from common import (
+    add_repeat,
+    fail,
+    interleave,
+    median,
+    new_parser,
+    ratio_goal,
+    spread,
+    wait_or_kill,
+    work_folder,
+)
+from grid import JOB, make_grid_project, runyard_command
 
 GOAL_RATIO = 0.5
 A_VALUES, B_VALUES = 8, 5
@@ -97,8 +106,8 @@ class Sample:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     name = f"bench-gridlocal-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-gridlocal-") as temp:
-        root = Path(temp) / "project"
+    with work_folder("runyard-bench-gridlocal-") as temp:
+        root = temp / "project"
         root.mkdir()
         make_grid_project(root, name, a_values=A_VALUES, b_values=B_VALUES)
         print(f"project: {root} ({name}); interpreter: {sys.executable}")
@@ -109,32 +118,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         python, problem = mlrun_python(Path(args.venv))
         if python is not None:
-            mlrun_job, problem = mlrun_command(python, Path(temp), args.timeout)
+            mlrun_job, problem = mlrun_command(python, temp, args.timeout)
             if mlrun_job is not None:
                 jobs[MLRUN] = mlrun_job
         if problem:
             print(f"\nMLRun is NOT measured: {problem}\n")
         print(f"{A_VALUES * B_VALUES} trials; {args.repeat} interleaved rounds after a warm-up"
               + ("; runyard's git reads locked (workaround)" if args.lock_git else "") + "\n")
-        report(interleave(jobs, args.repeat))
+        report(interleave(jobs, args.repeat, progress=True))
         if problem:
             print(f"\nMLRun is NOT measured: {problem.splitlines()[0]}")
     return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (>= 3)")
+    parser = new_parser(__doc__)
+    add_repeat(parser, default=3, minimum=3)
     parser.add_argument("--venv", default="/tmp/mlrun-venv",
                         help="the virtual environment holding MLRun (made when missing)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds after which a run counts as hung and is killed")
     parser.add_argument("--lock-git", action="store_true",
                         help="run the runner with its git reads under one lock (a workaround)")
-    args = parser.parse_args(argv)
-    if args.repeat < 3:
-        parser.error("--repeat must be at least 3")
-    return args
+    return parser.parse_args(argv)
 
 
 def mlrun_python(venv: Path) -> tuple[Path | None, str]:
@@ -194,18 +200,13 @@ def measure(command: Sequence[str], env: Mapping[str, str], timeout: float,
                                stderr=subprocess.PIPE, text=True, env=dict(env), cwd=cwd,
                                start_new_session=True)
     with tree_sampler(process.pid) as peak:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            print(f"  HUNG: {' '.join(command[:5])} ... still running after {timeout:.0f} s; killed",
-                  flush=True)
-            return Sample(math.nan, math.nan, peak[0] / 1024)
+        output = wait_or_kill(process, command, timeout)
+    if output is None:
+        return Sample(math.nan, math.nan, peak[0] / 1024)
     wall = time.perf_counter() - start
+    out, err = output
     if process.returncode != 0:
-        sys.exit(f"bench setup error: {' '.join(command[:6])} ... exited {process.returncode}\n"
-                 f"{out[-2000:]}{err[-2000:]}")
+        fail(command, process.returncode, out, err)
     found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     max_rss = int(found.group(1)) / 1024 if found else float("nan")
     return Sample(wall, max_rss, peak[0] / 1024)
@@ -254,19 +255,6 @@ def tree_rss_kib(root: int) -> int:
     return total
 
 
-def interleave(jobs: dict[str, Callable[[], Sample]], repeat: int) -> dict[str, list[Sample]]:
-    """Run each job once to warm caches, then `repeat` rounds of all jobs in turn."""
-    for job in jobs.values():
-        job()
-    samples: dict[str, list[Sample]] = {label: [] for label in jobs}
-    for round_number in range(1, repeat + 1):
-        for label, job in jobs.items():
-            samples[label].append(job())
-        print(f"round {round_number}/{repeat}: " + ", ".join(
-            f"{label} {values[-1].wall:.2f} s" for label, values in samples.items()), flush=True)
-    return samples
-
-
 def peak(values: Sequence[float]) -> float:
     """The largest of the measured values; NaN when none was measured."""
     measured = [v for v in values if not math.isnan(v)]
@@ -278,18 +266,15 @@ def report(samples: dict[str, list[Sample]]) -> None:
     for label, values in samples.items():
         walls = [s.wall for s in values if not math.isnan(s.wall)]
         hung = len(values) - len(walls)
-        spread = f"min {min(walls):.3f}, max {max(walls):.3f}" if walls else "no run finished"
-        print(f"{label:<34} median {median([s.wall for s in values]):.3f} s ({spread})"
+        print(f"{label:<34} median {median(walls):.3f} s ({spread(walls)})"
               + (f", {hung} of {len(values)} HUNG" if hung else "") + "; peak RSS: largest process "
               f"{peak([s.max_rss_mib for s in values]):.0f} MiB, whole tree "
               f"{peak([s.tree_rss_mib for s in values]):.0f} MiB")
     if MLRUN not in samples:
         return
-    ours = median([s.wall for s in samples[RUNYARD]])
-    theirs = median([s.wall for s in samples[MLRUN]])
-    ratio = ours / theirs
-    verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
-    print(f"\nratio a/b (wall): {ratio:.2f}x (goal <= {GOAL_RATIO}x: {verdict})")
+    ours = median(s.wall for s in samples[RUNYARD])
+    theirs = median(s.wall for s in samples[MLRUN])
+    print(f"\nratio a/b (wall): {ratio_goal(ours / theirs, GOAL_RATIO)}")
     print(f"peak RSS a vs b: largest process {peak([s.max_rss_mib for s in samples[RUNYARD]]):.0f} "
           f"vs {peak([s.max_rss_mib for s in samples[MLRUN]]):.0f} MiB; whole tree "
           f"{peak([s.tree_rss_mib for s in samples[RUNYARD]]):.0f} vs "

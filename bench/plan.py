@@ -27,21 +27,36 @@ import io
 import json
 import os
 import pstats
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from common import (
+    PACKAGE_ROOT,
+    Sample,
+    Timings,
+    add_keep,
+    add_repeat,
+    function_yaml,
+    interleave,
+    job_yaml,
+    new_parser,
+    pipeline_yaml,
+    print_medians,
+    project_yaml,
+    run,
+    runyard,
+    timed,
+    verdict,
+    work_folder,
+)
 
 TIMEOUT_SECONDS = 120
 GOAL_SECONDS = 0.5
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 RUNYARD = "(a) runyard plan HEAD~1..HEAD"
 GIT_DIFF = "(b) git diff --name-only"
-HEADER = "apiVersion: runyard/v1\n"
 STEPS = 3
 
 
@@ -63,24 +78,10 @@ class Shape:
         return 7 % self.functions
 
 
-@dataclass
-class Timings:
-    """Wall times in seconds of each measured command, by label."""
-
-    runs: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, label: str, seconds: float) -> None:
-        self.runs.setdefault(label, []).append(seconds)
-
-    def median(self, label: str) -> float:
-        return statistics.median(self.runs[label])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     shape = Shape(args.commits, args.functions, args.jobs)
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-plan-") as temp:
-        root = Path(args.keep) if args.keep else Path(temp) / "repo"
+    with work_folder("runyard-bench-plan-", args.keep) as root:
         start = time.perf_counter()
         make_repository(root, shape)
         print(f"repository: {root}: {shape.commits} commits, {shape.functions} functions, "
@@ -89,28 +90,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interpreter: {sys.executable}")
         check_plan(root, shape)
         print(f"{args.repeat} interleaved rounds after a warm-up\n")
-        jobs: dict[str, Callable[[], float]] = {
-            RUNYARD: lambda: timed(plan_command(root)),
-            GIT_DIFF: lambda: timed(["git", "-C", str(root), "diff", "--name-only",
-                                     "HEAD~1", "HEAD"]),
+        jobs: dict[str, Callable[[], Sample]] = {
+            RUNYARD: lambda: timed(plan_command(root), cwd=PACKAGE_ROOT, timeout=TIMEOUT_SECONDS),
+            GIT_DIFF: lambda: timed(["git", "-C", str(root), "diff", "--name-only", "HEAD~1", "HEAD"],
+                                    timeout=TIMEOUT_SECONDS),
         }
-        timings = interleave(jobs, args.repeat)
+        timings = Timings(interleave(jobs, args.repeat))
         report(timings)
-        if timings.median(RUNYARD) > GOAL_SECONDS:
+        if timings.median(RUNYARD).wall > GOAL_SECONDS:
             profile(root)
     return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=15, help="interleaved rounds (>= 10)")
+    parser = new_parser(__doc__)
+    add_repeat(parser, default=15, minimum=10)
     parser.add_argument("--commits", type=int, default=1000)
     parser.add_argument("--functions", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--keep", metavar="DIR", help="make the repository in DIR and keep it")
+    add_keep(parser, "the repository")
     args = parser.parse_args(argv)
-    if args.repeat < 10:
-        parser.error("--repeat must be at least 10")
     if args.commits < 2 or args.functions < STEPS or args.jobs < 1:
         parser.error("need at least 2 commits, 3 functions and 1 job")
     return args
@@ -144,23 +143,17 @@ def job_target(j: int, shape: Shape) -> tuple[str, int]:
 
 
 def project_files(shape: Shape) -> dict[str, str]:
-    files = {"project.yaml": f"{HEADER}kind: project\nname: bench-plan\n"
-                             "defaults: {backend: local}\n"}
+    files = {"project.yaml": project_yaml("bench-plan", "defaults: {backend: local}\n")}
     for i in range(shape.functions):
-        files[f"functions/{function_name(i)}.yaml"] = (
-            f"{HEADER}kind: function\nname: {function_name(i)}\ncode: {code_path(i)}\n"
-            "handler: main\n")
+        files[f"functions/{function_name(i)}.yaml"] = function_yaml(function_name(i), code_path(i), "main")
         files[code_path(i)] = code_text(i)
     for p in range(shape.pipelines):
-        steps = "".join(f"  - name: step-{s}\n    function: {function_name(f)}\n"
-                        for s, f in enumerate(pipeline_functions(p, shape)))
-        files[f"pipelines/pipe-{p:03d}.yaml"] = \
-            f"{HEADER}kind: pipeline\nname: pipe-{p:03d}\nsteps:\n{steps}"
+        steps = [(f"step-{s}", function_name(f)) for s, f in enumerate(pipeline_functions(p, shape))]
+        files[f"pipelines/pipe-{p:03d}.yaml"] = pipeline_yaml(f"pipe-{p:03d}", steps)
     for j in range(shape.jobs):
         kind, index = job_target(j, shape)
         target = f"pipe-{index:03d}" if kind == "pipeline" else function_name(index)
-        files[f"jobs/job-{j:03d}.yaml"] = \
-            f"{HEADER}kind: job\nname: job-{j:03d}\nrun: {{{kind}: {target}}}\n"
+        files[f"jobs/job-{j:03d}.yaml"] = job_yaml(f"job-{j:03d}", kind, target)
     return files
 
 
@@ -181,10 +174,10 @@ def expected_jobs(shape: Shape) -> list[str]:
 def make_repository(root: Path, shape: Shape) -> None:
     """A repository of `shape.commits` commits on main, its working tree checked out."""
     root.mkdir(parents=True, exist_ok=True)
-    run(["git", "init", "-q", "-b", "main", str(root)])
-    stream = fast_import_stream(shape)
-    run(["git", "-C", str(root), "fast-import", "--quiet"], stdin=stream)
-    run(["git", "-C", str(root), "reset", "-q", "--hard", "main"])
+    run(["git", "init", "-q", "-b", "main", str(root)], timeout=TIMEOUT_SECONDS)
+    stream = fast_import_stream(shape).decode()  # sent back as UTF-8: byte counts hold
+    run(["git", "-C", str(root), "fast-import", "--quiet"], stdin=stream, timeout=TIMEOUT_SECONDS)
+    run(["git", "-C", str(root), "reset", "-q", "--hard", "main"], timeout=TIMEOUT_SECONDS)
 
 
 def fast_import_stream(shape: Shape) -> bytes:
@@ -217,59 +210,25 @@ def commit(out: io.BytesIO, mark: int, files: dict[str, str], message: str,
 
 
 def plan_command(root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "runner", "plan", "HEAD~1..HEAD", "-C", str(root), *extra]
+    return runyard("plan", "HEAD~1..HEAD", "-C", str(root), *extra)
 
 
 def check_plan(root: Path, shape: Shape) -> None:
     """Print whether the plan runs exactly the jobs that use the changed function."""
-    plan = json.loads(run(plan_command(root, "--json")).stdout)
+    done = run(plan_command(root, "--json"), cwd=PACKAGE_ROOT, timeout=TIMEOUT_SECONDS)
+    plan = json.loads(done.stdout)
     got, want = sorted(plan["to_run"]), expected_jobs(shape)
     changed = [f["name"] for f in plan["functions"] if f["reasons"]]
-    verdict = "OK" if got == want and changed == [function_name(shape.target)] else "WRONG"
-    print(f"plan check: {verdict}: changed files {plan['changed']}, functions affected "
+    check = "OK" if got == want and changed == [function_name(shape.target)] else "WRONG"
+    print(f"plan check: {check}: changed files {plan['changed']}, functions affected "
           f"{changed}; {len(got)} jobs to run {got} (expected {len(want)}: {want})")
 
 
-def timed(command: Sequence[str]) -> float:
-    start = time.perf_counter()
-    run(command)
-    return time.perf_counter() - start
-
-
-def run(command: Sequence[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run `command`; a failure means the setup is wrong, so it stops the bench."""
-    try:
-        done = subprocess.run(command, input=stdin, capture_output=True, check=False,
-                              cwd=PACKAGE_ROOT, timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        sys.exit(f"bench error: {' '.join(command[:6])} ... still running after "
-                 f"{TIMEOUT_SECONDS} s (hung?)")
-    if done.returncode != 0:
-        sys.exit(f"bench setup error: {' '.join(command[:6])} ... exited {done.returncode}\n"
-                 f"{done.stdout[-2000:].decode(errors='replace')}"
-                 f"{done.stderr[-2000:].decode(errors='replace')}")
-    return done
-
-
-def interleave(jobs: dict[str, Callable[[], float]], repeat: int) -> Timings:
-    """Run each job once to warm caches, then `repeat` rounds of all jobs in turn."""
-    for job in jobs.values():
-        job()
-    timings = Timings()
-    for _ in range(repeat):
-        for label, job in jobs.items():
-            timings.add(label, job())
-    return timings
-
-
 def report(timings: Timings) -> None:
-    for label, values in timings.runs.items():
-        print(f"{label:<32} median {statistics.median(values):.3f} s "
-              f"(min {min(values):.3f}, max {max(values):.3f})")
-    ours, bare = timings.median(RUNYARD), timings.median(GIT_DIFF)
-    verdict = "met" if ours <= GOAL_SECONDS else "NOT met"
+    print_medians(timings, 32)
+    ours, bare = timings.median(RUNYARD).wall, timings.median(GIT_DIFF).wall
     print(f"\nratio a/b: {ours / bare:.1f}x; runyard's own cost over git diff: "
-          f"{ours - bare:.3f} s; goal a <= {GOAL_SECONDS} s: {verdict}")
+          f"{ours - bare:.3f} s; goal a <= {GOAL_SECONDS} s: {verdict(ours <= GOAL_SECONDS)}")
 
 
 def profile(root: Path) -> None:

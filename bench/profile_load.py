@@ -26,12 +26,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from common import PACKAGE_ROOT, new_parser
 from genproject import generate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    runner = import_runner(Path(__file__).resolve().parent.parent)
+    runner = import_runner(PACKAGE_ROOT)
     with tempfile.TemporaryDirectory(prefix="runyard-profile-") as temp:
         root = Path(args.path) if args.path else Path(temp)
         if not args.path:
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--files", type=int, default=1000, help="YAML files to generate")
     parser.add_argument("--repeat", type=int, default=5, help="rounds of the phase timings")
     parser.add_argument("--top", type=int, default=25, help="rows of each profile table")

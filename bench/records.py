@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from common import new_parser, run, verdict, work_folder
 
 from runner.record.results import ResultsBranch, dump, new_uid, run_folder
 
@@ -37,8 +37,7 @@ LOG_LINES = 60
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-records-") as temp:
-        root = Path(args.keep) if args.keep else Path(temp)
+    with work_folder("runyard-bench-records-", args.keep) as root:
         empty, full = (ResultsBranch(bare_repo(root / name), BRANCH) for name in ("empty", "full"))
         print(f"repositories: {root}/empty and {root}/full (branch {BRANCH})")
         print(f"record: {len(dump(make_record(0)))} bytes of run.yaml, "
@@ -55,12 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def bare_repo(path: Path) -> Path:
-    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    run(["git", "init", "-q", "--bare", str(path)])
     return path
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--records", type=int, default=1000, help="records timed each time")
     parser.add_argument("--existing", type=int, default=10000,
                         help="records on the branch before the second timing")
@@ -153,9 +152,8 @@ def fill(results: ResultsBranch, want: int, how: str) -> None:
 
 
 def count_records(results: ResultsBranch) -> int:
-    done = subprocess.run(["git", "--git-dir", str(results.store.git_dir), "ls-tree", "-r", "--name-only",
-                           f"refs/heads/{BRANCH}", "runs"],
-                          capture_output=True, text=True, check=True)
+    done = run(["git", "--git-dir", str(results.store.git_dir), "ls-tree", "-r", "--name-only",
+                f"refs/heads/{BRANCH}", "runs"])
     return sum(1 for path in done.stdout.split() if path.endswith("/run.yaml"))
 
 
@@ -169,9 +167,8 @@ def report(empty: list[float], full: list[float], existing: int) -> None:
               f"(total {sum(seconds):.1f} s)")
     median_ratio = statistics.median(full) / statistics.median(empty)
     mean_ratio = statistics.mean(full) / statistics.mean(empty)
-    verdict = "met" if median_ratio <= GOAL_RATIO else "NOT met"
     print(f"\nratio full/empty: median {median_ratio:.2f}x, mean {mean_ratio:.2f}x "
-          f"(goal within {GOAL_RATIO}x: {verdict})")
+          f"(goal within {GOAL_RATIO}x: {verdict(median_ratio <= GOAL_RATIO)})")
 
 
 def percentile(values: list[float], fraction: float) -> float:

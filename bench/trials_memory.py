@@ -25,7 +25,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import new_parser, verdict, work_folder
 from grid import JOB, make_grid_project, runyard_command
 
 GOAL_MB = 150.0
@@ -66,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     total = args.a * args.b
     name = f"bench-trialsmem-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-trialsmem-") as temp:
-        root = Path(temp)
+    with work_folder("runyard-bench-trialsmem-") as root:
         make_grid_project(root, name, a_values=args.a, b_values=args.b)
         command = wrapped(runyard_command(["run", JOB, "-C", str(root), "--backend", "local"],
                                           locked=args.lock_git))
@@ -78,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--a", type=int, default=40, help="values of a (default 40)")
     parser.add_argument("--b", type=int, default=25, help="values of b (default 25)")
     parser.add_argument("--stall", type=float, default=120.0,
@@ -155,9 +154,8 @@ def report(outcome: Outcome, total: int) -> None:
         print("peak RSS of the runner: not measured")
         return
     mb = outcome.max_rss_kib * 1024 / 1e6
-    verdict = "met" if mb <= GOAL_MB else "NOT met"
     print(f"peak RSS of the runner process (not its children): {mb:.1f} MB "
-          f"({outcome.max_rss_kib / 1024:.1f} MiB); goal <= {GOAL_MB:.0f} MB: {verdict}"
+          f"({outcome.max_rss_kib / 1024:.1f} MiB); goal <= {GOAL_MB:.0f} MB: {verdict(mb <= GOAL_MB)}"
           + (" (at the moment it hung)" if outcome.hung else ""))
 
 

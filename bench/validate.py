@@ -21,16 +21,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from common import (
+    PACKAGE_ROOT,
+    Sample,
+    Timings,
+    add_keep,
+    add_repeat,
+    interleave,
+    new_parser,
+    runyard,
+    timed,
+    verdict,
+    work_folder,
+)
 from genproject import generate
 
 RATIO_GOAL = 0.5
@@ -39,39 +48,11 @@ FORBIDDEN = ("docker", "git", "runner.build")
 KIND_FOLDERS = {"project": None, "function": "functions", "pipeline": "pipelines", "job": "jobs"}
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One measurement: wall time and the child processes' CPU time, in seconds."""
-
-    wall: float
-    cpu: float
-
-    def __add__(self, other: Sample) -> Sample:
-        return Sample(self.wall + other.wall, self.cpu + other.cpu)
-
-
-@dataclass
-class Timings:
-    """The samples of each measured command, by label."""
-
-    runs: dict[str, list[Sample]] = field(default_factory=dict)
-
-    def add(self, label: str, sample: Sample) -> None:
-        self.runs.setdefault(label, []).append(sample)
-
-    def median(self, label: str) -> Sample:
-        samples = self.runs[label]
-        return Sample(statistics.median(s.wall for s in samples),
-                      statistics.median(s.cpu for s in samples))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    repo = Path(__file__).resolve().parent.parent
+    repo = PACKAGE_ROOT
     sample = repo / "sample-project"
-    with tempfile.TemporaryDirectory(prefix="runyard-bench-") as temp:
-        root = Path(args.keep) if args.keep else Path(temp)
-        root.mkdir(parents=True, exist_ok=True)
+    with work_folder("runyard-bench-", args.keep) as root:
         counts = generate(root, args.files)
         print(f"project: {root} ({counts.total} YAML files: {counts.functions} functions, "
               f"{counts.pipelines} pipelines, {counts.jobs} jobs)")
@@ -79,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs; {args.repeat} interleaved rounds after a warm-up\n")
         jobs = commands(root, sample, repo, args.against)
-        timings = interleave(jobs, args.repeat)
+        timings = Timings(interleave(jobs, args.repeat))
     report_versus(timings, counts.total)
     if args.against:
         report_against(timings, args.against)
@@ -89,10 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--files", type=int, default=1000, help="YAML files to generate")
-    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    add_repeat(parser, default=5)
+    add_keep(parser)
     parser.add_argument("--against", metavar="DIR",
                         help="also time the `runner` package in DIR (a baseline checkout)")
     return parser.parse_args(argv)
@@ -122,39 +103,10 @@ def runner_env(folder: Path) -> dict[str, str]:
         [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
-def interleave(jobs: Mapping[str, Callable[[], Sample]], repeat: int) -> Timings:
-    """Run each job once to warm caches, then `repeat` rounds of all jobs in turn."""
-    for job in jobs.values():
-        job()
-    timings = Timings()
-    for _ in range(repeat):
-        for label, job in jobs.items():
-            timings.add(label, job())
-    return timings
-
-
-def timed(command: Sequence[str], cwd: Path | None = None,
-          env: Mapping[str, str] | None = None) -> Sample:
-    """Times `command`; a failure means the setup is wrong, so it stops the bench."""
-    before = children_cpu()
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"bench setup error: {' '.join(command[:4])} ... exited {done.returncode}\n"
-                 f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return Sample(wall, children_cpu() - before)
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def runyard_validate(project: Path, env: Mapping[str, str]) -> Sample:
     # Run in the project: `-m` puts the working folder first on sys.path, and a
     # checkout's `runner/` there would shadow the one asked for.
-    return timed([sys.executable, "-m", "runner", "validate", str(project)], project, env)
+    return timed(runyard("validate", str(project)), cwd=project, env=env)
 
 
 def python_start() -> Sample:
@@ -175,10 +127,6 @@ def check_jsonschema(root: Path, schemas: Path) -> Sample:
 
 def show(sample: Sample) -> str:
     return f"{sample.wall:7.3f} s wall ({sample.cpu:6.3f} s CPU)"
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def report_versus(timings: Timings, files: int) -> None:
