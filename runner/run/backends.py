@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -222,6 +223,8 @@ class DockerBackend:
         self.client = client
         self.running: set[str] = set()
         self.lock = threading.Lock()
+        # Removing a finished container takes a while; the next run need not wait for it.
+        self.removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runyard-rm")
 
     def layout(self, launch: Launch) -> Layout:
         return CONTAINER_LAYOUT
@@ -241,7 +244,7 @@ class DockerBackend:
         limits = launch.resources
         container = self.client.containers.run(
             launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            detach=True, name=f"runyard-{launch.uid}", user=NON_ROOT, working_dir=inside.work,
+            detach=True, name=f"runyard-{launch.run_dir.name}",  # one per attempt user=NON_ROOT, working_dir=inside.work,
             environment={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
                          "PYTHONDONTWRITEBYTECODE": "1"},
             volumes=mounts, security_opt=["no-new-privileges"], cap_drop=["ALL"],
@@ -268,11 +271,12 @@ class DockerBackend:
                 reason = "oom"
             with self.lock:
                 self.running.discard(container.id)
-            container.remove(force=True)
+            self.removals.submit(container.remove, force=True)
         return Exit(code, reason)
 
     def close(self) -> None:
-        """Nothing to release: containers are removed as each run ends."""
+        """Wait for the removal of the finished containers."""
+        self.removals.shutdown(wait=True)
 
     def stop_all(self) -> None:
         with self.lock:
