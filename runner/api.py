@@ -16,7 +16,7 @@ from runner.errors import RunyardError
 from runner.model import Project
 from runner.record.artifacts import ArtifactStore
 from runner.record.results import ResultsBranch
-from runner.view import summary_lines
+from runner.view import step_lines, summary_lines, trial_lines
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,10 @@ class RunObject:
         return text
 
     def show(self) -> None:
-        print("\n".join(summary_lines(self.to_dict(), self._results.branch)))
+        """What `runyard runs show` prints: steps or trials, then the summary."""
+        record = self.to_dict()
+        print("\n".join([*step_lines(record), *trial_lines(record),
+                         *summary_lines(record, self._results.branch)]))
 
     def to_dict(self) -> dict[str, Any]:
         if not self._known():

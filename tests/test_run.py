@@ -468,3 +468,12 @@ def test_detached_run_logs_can_be_followed(repo: Path) -> None:
     assert "going to sleep" in followed.stdout
     record = yaml.safe_load(show(repo, record_path(uid)))
     assert record["status"]["reason"] == "timeout"
+
+
+def test_containers_are_hardened(repo: Path) -> None:
+    """Not root, no capabilities, no new privileges, read-only code, no Docker socket."""
+    record = run_json(repo, "calc", "--handler", "whoami")
+    assert record["status"]["results"] == {
+        "uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1",
+        "code_writable": False, "work_writable": True, "docker_socket": False,
+    }

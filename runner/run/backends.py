@@ -244,7 +244,8 @@ class DockerBackend:
         limits = launch.resources
         container = self.client.containers.run(
             launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            detach=True, name=f"runyard-{launch.run_dir.name}",  # one per attempt user=NON_ROOT, working_dir=inside.work,
+            detach=True, name=f"runyard-{launch.run_dir.name}",  # one name per attempt
+            user=NON_ROOT, working_dir=inside.work,
             environment={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
                          "PYTHONDONTWRITEBYTECODE": "1"},
             volumes=mounts, security_opt=["no-new-privileges"], cap_drop=["ALL"],

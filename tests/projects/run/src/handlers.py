@@ -44,3 +44,18 @@ def secret(context):
     print(f"the secret is {value}", flush=True)
     print(f"via context: {context.get_secret('RY_TEST_SECRET')}", flush=True)
     context.log_result("length", len(value or ""))
+
+
+def whoami(context):
+    """What the run may do: who it is, its capabilities, what it can write."""
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+                  if ":\t" in line)
+    code = os.path.dirname(os.path.abspath(__file__))
+    return {
+        "uid": os.getuid(),
+        "cap_eff": status["CapEff"].strip(),
+        "no_new_privs": status["NoNewPrivs"].strip(),
+        "code_writable": os.access(code, os.W_OK),
+        "work_writable": os.access(os.getcwd(), os.W_OK),
+        "docker_socket": os.path.exists("/var/run/docker.sock"),
+    }
