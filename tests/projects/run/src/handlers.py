@@ -48,8 +48,8 @@ def secret(context):
 
 def whoami(context):
     """What the run may do: who it is, its capabilities, what it can write."""
-    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
-                  if ":\t" in line)
+    with open("/proc/self/status") as handle:
+        status = dict(line.split(":\t", 1) for line in handle.read().splitlines() if ":\t" in line)
     code = os.path.dirname(os.path.abspath(__file__))
     return {
         "uid": os.getuid(),
