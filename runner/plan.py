@@ -84,8 +84,11 @@ def changed_files(source: GitSource, old: str | None) -> list[str]:
 def make_plan(project: Project, source: GitSource, old: str | None,
               old_source: GitSource | None = None) -> Plan:
     """The plan of a push from `old` to the source's revision."""
-    return plan_changes(project, source, changed_files(source, old), _load_quietly(old_source),
-                        old_source, old, _old_names(old_source, "jobs"))
+    old_project = _load_quietly(old_source)
+    # An invalid old revision has no project; its job files still say which jobs existed.
+    old_jobs = set(old_project.jobs) if old_project else _old_names(old_source, "jobs")
+    return plan_changes(project, source, changed_files(source, old), old_project,
+                        old_source, old, old_jobs)
 
 
 def plan_changes(project: Project, source: ProjectSource, changed: Sequence[str],
@@ -157,12 +160,12 @@ def _environment_changed(new_hash: str, function: Function, old_project: Project
 
 def _job_decision(job: Job, project: Project, changed: Sequence[str],
                   affected: dict[str, tuple[str, ...]], old_jobs: set[str]) -> JobDecision:
-    triggers = job.triggers
-    if triggers is not None and not triggers.push:
+    if not job.runs_on_push:
         return JobDecision(job.name, False, ("schedule only: never runs on push",))
     reasons = _job_reasons(job, project, changed, affected, old_jobs)
-    if triggers is not None and triggers.paths is not None:
-        matched = [p for p in changed if any(_glob(p, g) for g in triggers.paths)]
+    paths = job.triggers.paths if job.triggers else None
+    if paths is not None:
+        matched = [p for p in changed if any(_glob(p, g) for g in paths)]
         own = [r for r in reasons if r.startswith(("new job", "job changed"))]
         reasons = own + ([f"paths matched ({', '.join(matched[:3])})"] if matched else [])
     if not reasons:

@@ -17,7 +17,14 @@ from typing import Any, NamedTuple
 
 from runner.model import Function, Project
 from runner.record.artifacts import ArtifactStore
-from runner.record.results import RECORD_VERSION, ResultsBranch, cap_log, dump, new_uid
+from runner.record.results import (
+    RECORD_VERSION,
+    ResultsBranch,
+    cap_log,
+    dump,
+    new_uid,
+    run_folder,
+)
 from runner.run.backends import Backend, Exit, Launch
 from runner.run.inputs import Input, resolve_input
 from runner.run.task import ParamLevels, Task
@@ -81,7 +88,7 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
             if session.live_dir is not None:
                 (session.live_dir / f"{uid}.log").unlink(missing_ok=True)
             return record
-        folder = f"runs/{uid[-2:]}/{uid}"
+        folder = run_folder(uid)
         earlier[f"{folder}/attempt-{attempt}.yaml"] = dump(record)
         earlier[f"{folder}/attempt-{attempt}.log"] = log
         session.on_line(task.name, f"attempt {attempt} {record['status']['state']}; retrying")
