@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runner.record.results import run_folder
+from runner.selector import Selector
 
 
 def summary_lines(record: Mapping[str, Any], branch: str) -> list[str]:
@@ -79,16 +80,13 @@ def trial_lines(record: Mapping[str, Any]) -> list[str]:
     trials = record["status"].get("trials") or []
     if not trials:
         return []
-    selector = (record["spec"].get("hyper") or {}).get("selector") or ""
-    best, _, key = selector.partition(".")
+    selector = Selector.parse((record["spec"].get("hyper") or {}).get("selector"))
     param_keys = sorted({k for t in trials for k in t.get("params", {})})
     result_keys = sorted({k for t in trials for k in t.get("results", {})})
 
     def order(trial: Mapping[str, Any]) -> tuple[int, float, int]:
-        value = trial.get("results", {}).get(key)
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return (1, 0.0, trial["iteration"])
-        return (0, float(value) if best == "min" else -float(value), trial["iteration"])
+        rank = selector.sort_key(trial.get("results", {})) if selector else (1, 0.0)
+        return (*rank, trial["iteration"])
 
     chosen = record["status"].get("best_iteration")
     rows = [["*" if t["iteration"] == chosen else "", t["iteration"], t["state"],

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
-from typing import Any, NamedTuple
+from typing import Any
 
 from runner.condition import parse_condition
 from runner.model import Hyper
 from runner.record.results import new_uid
 from runner.run.execute import Session, end, new_record, skip, succeeded
 from runner.run.task import ParamLevels
+from runner.selector import Selector
 from runner.trials import expand_trials
 
 Record = dict[str, Any]
@@ -27,37 +28,11 @@ TrialRunner = Callable[[int, Mapping[str, Any], str, str], Record]
 TrialRecord = Callable[[int, Mapping[str, Any], str, str], Record]
 
 
-class Selector(NamedTuple):
-    """`min.loss` or `max.accuracy`: which result, and which way is better."""
-
-    best: str  # "min" or "max"
-    key: str
-
-    @classmethod
-    def parse(cls, text: str | None) -> Selector | None:
-        if not text:
-            return None
-        best, _, key = text.partition(".")
-        return cls(best, key)
-
-    def value(self, record: Mapping[str, Any]) -> float | None:
-        value = record["status"].get("results", {}).get(self.key)
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if is_number else None
-
-    def pick(self, records: list[Record]) -> Record | None:
-        scored = [(v, r) for r in records
-                  if succeeded(r) and (v := self.value(r)) is not None]
-        if not scored:
-            return None
-        choose = min if self.best == "min" else max
-        return choose(scored, key=lambda pair: pair[0])[1]
-
-    def sort_key(self, record: Mapping[str, Any]) -> tuple[int, float]:
-        value = self.value(record)
-        if value is None:
-            return (1, 0.0)
-        return (0, value if self.best == "min" else -value)
+def _best(selector: Selector, records: list[Record]) -> Record | None:
+    """The succeeded trial whose selected result is best."""
+    scored = [r for r in records
+              if succeeded(r) and selector.value(r["status"]["results"]) is not None]
+    return min(scored, key=lambda r: selector.sort_key(r["status"]["results"]), default=None)
 
 
 def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
@@ -123,7 +98,7 @@ def _conclude(record: Record, hyper: Hyper, trials: list[dict[str, Any]],
                          "reason": done[i]["status"].get("reason")} for i in sorted(done)]
     selector = Selector.parse(hyper.selector)
     completed = [r for r in records if succeeded(r)]
-    best = selector.pick(records) if selector else (completed[-1] if completed else None)
+    best = _best(selector, records) if selector else (completed[-1] if completed else None)
     if best is not None:
         status["best_iteration"] = best["metadata"]["iteration"]
         status["results"] = dict(best["status"]["results"])
