@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import ProjectInvalid, RunyardError
-from runner.loader import load_project
-from runner.model import DEFAULT_RESULTS_BRANCH, Project
+from runner.loader import load_project, read_settings
+from runner.model import Project
 from runner.plan import make_plan
 from runner.record.results import RECORD_VERSION, ResultsBranch
 from runner.run.execute import OnLine
 from runner.source import GitSource
-from runner.yamlread import read_document
 
 ZERO = "0" * 40
 
@@ -80,8 +79,8 @@ def _process(repo: Any, update: RefUpdate, prefix: str, main: str, force: bool,
     try:
         project = load_project(source)
     except ProjectInvalid as error:
-        results = ResultsBranch(git_dir, _results_branch(source))
-        if _in_scope(update, _branches(source), main):
+        results = ResultsBranch(git_dir, read_settings(source).results_branch)
+        if _in_scope(update, read_settings(source).branches, main):
             push.update(status="invalid", problems=[str(p) for p in error.problems])
             return _finish(results, push, on_line)
         return None
@@ -177,25 +176,6 @@ def _finish(results: ResultsBranch, push: dict[str, Any], on_line: OnLine) -> di
 
 def _in_scope(update: RefUpdate, branches: Sequence[str], main: str) -> bool:
     return update.ref.removeprefix("refs/heads/") in (branches or (main,))
-
-
-def _raw_project(source: GitSource) -> dict[str, Any]:
-    try:
-        data = read_document("project.yaml", source.read("project.yaml")).data
-    except (RunyardError, FileNotFoundError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _results_branch(source: GitSource) -> str:
-    results = _raw_project(source).get("results")
-    branch = results.get("branch") if isinstance(results, dict) else None
-    return branch if isinstance(branch, str) else DEFAULT_RESULTS_BRANCH
-
-
-def _branches(source: GitSource) -> list[str]:
-    branches = _raw_project(source).get("branches")
-    return [b for b in branches if isinstance(b, str)] if isinstance(branches, list) else []
 
 
 def _now() -> str:

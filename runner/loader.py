@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from runner import units
 from runner.errors import Problem, ProjectInvalid, RunyardError
 from runner.model import (
+    DEFAULT_ARTIFACT_STORE,
+    DEFAULT_RESULTS_BRANCH,
     Environment,
     Function,
     Hyper,
@@ -53,6 +55,33 @@ def project_files(source: ProjectSource) -> list[tuple[str, str]]:
     for kind, folder in KIND_FOLDERS.items():
         found += [(kind, p) for p in source.files(folder) if p.endswith(YAML_SUFFIXES)]
     return found
+
+
+class Settings(NamedTuple):
+    """What commands that only read records need of project.yaml."""
+
+    results_branch: str = DEFAULT_RESULTS_BRANCH
+    artifact_store: str = DEFAULT_ARTIFACT_STORE
+    branches: tuple[str, ...] = ()
+
+
+def read_settings(source: ProjectSource) -> Settings:
+    """project.yaml's settings, read leniently: defaults for what is missing or broken,
+    so an invalid revision still gets its records where the project says."""
+    try:
+        data = read_document(PROJECT_FILE, source.read(PROJECT_FILE)).data
+    except (RunyardError, OSError):
+        return Settings()
+    data = data if isinstance(data, dict) else {}
+    results, artifacts, branches = (data.get(key) for key in ("results", "artifacts", "branches"))
+    branch = results.get("branch") if isinstance(results, dict) else None
+    store = artifacts.get("store") if isinstance(artifacts, dict) else None
+    return Settings(
+        results_branch=branch if isinstance(branch, str) else DEFAULT_RESULTS_BRANCH,
+        artifact_store=store if isinstance(store, str) else DEFAULT_ARTIFACT_STORE,
+        branches=tuple(b for b in branches if isinstance(b, str))
+        if isinstance(branches, list) else (),
+    )
 
 
 def load_project(source: ProjectSource, *, check: bool = True) -> Project:

@@ -28,16 +28,13 @@ def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
 
 
 def _branch_of(project_dir: Path) -> str:
-    from runner.loader import find_project_root
-    from runner.model import DEFAULT_RESULTS_BRANCH
-    from runner.yamlread import read_document
+    from runner.loader import Settings, find_project_root, read_settings
+    from runner.source import DirectorySource
 
     try:
-        root = find_project_root(project_dir)
-        doc = read_document("project.yaml", (root / "project.yaml").read_bytes())
-        return str(doc.data.get("results", {}).get("branch", DEFAULT_RESULTS_BRANCH))
-    except (RunyardError, AttributeError, OSError):
-        return DEFAULT_RESULTS_BRANCH
+        return read_settings(DirectorySource(find_project_root(project_dir))).results_branch
+    except RunyardError:  # a clone holding only the results branch
+        return Settings().results_branch
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,10 +180,8 @@ def compare(project_dir: Path, branch: str | None, uids: tuple[str, ...]) -> Non
 
 
 def _store(project_dir: Path) -> tuple[str, Path]:
-    from runner.loader import find_project_root
-    from runner.model import DEFAULT_ARTIFACT_STORE
-    from runner.yamlread import read_document
+    from runner.loader import find_project_root, read_settings
+    from runner.source import DirectorySource
 
     root = find_project_root(project_dir)
-    doc = read_document("project.yaml", (root / "project.yaml").read_bytes())
-    return str(doc.data.get("artifacts", {}).get("store", DEFAULT_ARTIFACT_STORE)), root
+    return read_settings(DirectorySource(root)).artifact_store, root
