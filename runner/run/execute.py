@@ -299,22 +299,24 @@ class _Log:
         with self.lock:
             self.pending += chunk
             *lines, self.pending = self.pending.split(b"\n")
-            for line in lines:
-                self._line(line)
+            self._lines(lines)
 
-    def _line(self, raw: bytes) -> None:
-        for mask in self.masks:
-            raw = raw.replace(mask, b"***")
-        self.data += raw + b"\n"
-        if self.live is not None:
+    def _lines(self, lines: list[bytes]) -> None:
+        masked = []
+        for raw in lines:
+            for mask in self.masks:
+                raw = raw.replace(mask, b"***")
+            masked.append(raw + b"\n")
+            self.emit(raw.decode("utf-8", "replace"))
+        self.data += b"".join(masked)
+        if self.live is not None and masked:  # one write per chunk, not per line
             with self.live.open("ab") as live:
-                live.write(raw + b"\n")
-        self.emit(raw.decode("utf-8", "replace"))
+                live.write(b"".join(masked))
 
     def text(self, limit: int | None = None, record: dict[str, Any] | None = None) -> bytes:
         with self.lock:
             if self.pending:
-                self._line(self.pending)
+                self._lines([self.pending])
                 self.pending = b""
         data = bytes(self.data)
         if limit is None:
