@@ -11,7 +11,6 @@ middle of a grid.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import queue
@@ -29,7 +28,15 @@ from typing import IO, Any
 import pytest
 import yaml
 
-from tests.helpers import CHECKOUT, commit_all, copy_project, edit_file, git, make_repo
+from tests.helpers import (
+    CHECKOUT,
+    commit_all,
+    committed_copy,
+    edit_file,
+    git,
+    most_at_once,
+    sha256,
+)
 
 PROJECT = CHECKOUT / "tests" / "projects" / "hyper"
 BRANCH = "runyard/results"
@@ -91,18 +98,6 @@ def started(journal: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in journal.read_text("utf-8").splitlines()]
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    """How many of the (start, end) intervals were open at the same moment, at most."""
-    events = sorted([(end, -1) for _, end in intervals] + [(start, 1) for start, _ in intervals])
-    open_now = peak = 0
-    for _, change in events:  # at equal times an end sorts before a start
-        open_now += change
-        peak = max(peak, open_now)
-    return peak
 
 
 def intervals_of(repo: Path, parent: Record) -> list[tuple[float, float]]:
@@ -112,11 +107,7 @@ def intervals_of(repo: Path, parent: Record) -> list[tuple[float, float]]:
 
 def new_project(dest: Path) -> Path:
     """A copy of the test project, named for this session, committed on branch main."""
-    copy_project(PROJECT, dest)
-    edit_file(dest / "project.yaml", "name: ryhyper\n", f"name: {NAME}\n")
-    make_repo(dest)
-    commit_all(dest, "the hyper test project")
-    return dest
+    return committed_copy(PROJECT, dest, ("ryhyper", NAME), "the hyper test project")
 
 
 # --- fixtures ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import CHECKOUT, commit_all, copy_project, edit_file, git, make_repo
+from tests.helpers import CHECKOUT, committed_copy, git, most_at_once, sha256
 
 PROJECT = CHECKOUT / "tests" / "projects" / "hyper"
 BRANCH = "runyard/results"
@@ -69,18 +69,6 @@ def interval(record: Record) -> tuple[float, float]:
     return results["start"], results["end"]
 
 
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    """How many of the (start, end) intervals were open at the same moment, at most."""
-    events = sorted([(end, -1) for _, end in intervals] + [(start, 1) for start, _ in intervals])
-    open_now = peak = 0
-    for _, change in events:  # at equal times an end sorts before a start
-        open_now += change
-        peak = max(peak, open_now)
-    return peak
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def payload(size: int) -> bytes:
@@ -95,10 +83,7 @@ def payload(size: int) -> bytes:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The test project as a git repository, shared by this module's tests."""
     path = tmp_path_factory.mktemp("pipeline") / "project"
-    copy_project(PROJECT, path)
-    edit_file(path / "project.yaml", "name: ryhyper\n", f"name: {NAME}\n")
-    make_repo(path)
-    commit_all(path, "the pipeline test project")
+    committed_copy(PROJECT, path, ("ryhyper", NAME), "the pipeline test project")
     yield path
 
 

@@ -8,7 +8,6 @@ runs against that repository, and the one image is built once and then reused.
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import json
 import os
@@ -26,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.helpers import CHECKOUT, RunCli, commit_all, copy_project, edit_file, git, make_repo
+from tests.helpers import CHECKOUT, RunCli, committed_copy, edit_file, git, make_repo, sha256
 
 PROJECT = CHECKOUT / "tests" / "projects" / "run"
 RUN_SCHEMA = CHECKOUT / "schemas" / "run.schema.json"
@@ -64,9 +63,6 @@ def show(repo: Path, path: str) -> str:
     return git(repo, "show", f"{BRANCH}:{path}")
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
 
 def artifact_hashes(record: dict[str, Any]) -> dict[str, str]:
     return {a["key"]: a["hash"] for a in record["status"]["artifacts"]}
@@ -74,11 +70,7 @@ def artifact_hashes(record: dict[str, Any]) -> dict[str, str]:
 
 def new_project(dest: Path) -> Path:
     """A copy of the test project, named for this session, committed on branch main."""
-    copy_project(PROJECT, dest)
-    edit_file(dest / "project.yaml", "name: rytest\n", f"name: {NAME}\n")
-    make_repo(dest)
-    commit_all(dest, "the run test project")
-    return dest
+    return committed_copy(PROJECT, dest, ("rytest", NAME), "the run test project")
 
 
 def tree_state(repo: Path) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ from tests.helpers.git import bare_clone, commit_all, copy_project, git, make_re
 
 __all__ = [
     "CHECKOUT", "SAMPLE_PROJECT", "RunCli",
-    "bare_clone", "commit_all", "copy_project", "edit_file", "git", "make_repo",
+    "bare_clone", "commit_all", "committed_copy", "copy_project", "edit_file", "git",
+    "make_repo", "most_at_once", "sha256",
 ]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -25,3 +27,27 @@ def edit_file(path: Path, old: str, new: str) -> None:
     text = path.read_text("utf-8")
     assert text.count(old) == 1, f"{old!r} is not in {path} exactly once"
     path.write_text(text.replace(old, new), "utf-8")
+
+
+def committed_copy(project: Path, dest: Path, name: tuple[str, str], message: str) -> Path:
+    """A copy of a test project, renamed from name[0] to name[1], committed on branch main."""
+    copy_project(project, dest)
+    edit_file(dest / "project.yaml", f"name: {name[0]}\n", f"name: {name[1]}\n")
+    make_repo(dest)
+    commit_all(dest, message)
+    return dest
+
+
+def sha256(data: bytes) -> str:
+    """A content hash as runyard records it."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """How many of the (start, end) intervals were open at the same moment, at most."""
+    events = sorted([(end, -1) for _, end in intervals] + [(start, 1) for start, _ in intervals])
+    open_now = peak = 0
+    for _, change in events:  # at equal times an end sorts before a start
+        open_now += change
+        peak = max(peak, open_now)
+    return peak
