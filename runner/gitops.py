@@ -20,6 +20,7 @@ from runner.errors import ProjectInvalid, RunyardError
 from runner.loader import load_project, read_settings
 from runner.model import Project
 from runner.plan import make_plan
+from runner.policy import read_policy
 from runner.record.results import RECORD_VERSION, ResultsBranch
 from runner.run.execute import OnLine
 from runner.source import GitSource
@@ -113,7 +114,8 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
     trigger = {"kind": "push", "ref": update.ref,
                "detail": f"{(update.old or '')[:12]}..{update.new[:12]}"}
     runs = []
-    with open_session(source, git_dir, project, backend=backend, functions=_functions_of(
+    policy = read_policy(git_dir)
+    with open_session(source, git_dir, project, policy, backend=backend, functions=_functions_of(
             project, jobs), trigger=trigger, memoize=not force, on_line=on_line) as session:
         for job in jobs:
             with job_lock(git_dir, job, update.new):

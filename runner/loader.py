@@ -25,6 +25,7 @@ from runner.model import (
     Step,
     Triggers,
 )
+from runner.policy import Limits
 from runner.schema import SchemaSet
 from runner.source import ProjectSource
 from runner.yamlread import Document, read_document
@@ -182,6 +183,11 @@ class _Builder:
             gpus=data.get("gpus", 0),
         )
 
+    def limits(self, doc: Document, data: Mapping[str, Any] | None) -> Limits:
+        given = {key: self.parsed(doc, ("limits", key), value, units.parse_memory)
+                 for key, value in (data or {}).items()}
+        return Limits(**{key: value for key, value in given.items() if value is not None})
+
     def project_of(self, doc: Document) -> Project:
         data = doc.data
         defaults = data.get("defaults", {})
@@ -205,6 +211,7 @@ class _Builder:
             env=_env(defaults.get("env")),
             secrets=tuple(data.get("secrets", ())),
             branches=tuple(data.get("branches", ())),
+            limits=self.limits(doc, data.get("limits")),
             doc=doc,
             **extra,
         )
@@ -231,6 +238,7 @@ class _Builder:
             resources=self.resources(doc, ("resources",), data.get("resources")),
             network=data.get("network", "bridge"),
             labels=data.get("labels", {}),
+            secrets=tuple(data.get("secrets", ())),
             doc=doc,
         )
 

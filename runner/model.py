@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.policy import Limits
 from runner.yamlread import Document
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -61,6 +62,7 @@ class Function:
     command: tuple[str, ...] | None = None
     network: str = "bridge"
     labels: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
     doc: Document | None = field(default=None, compare=False, repr=False)
 
 
@@ -171,6 +173,7 @@ class Project:
     artifact_store: str = DEFAULT_ARTIFACT_STORE
     secrets: tuple[str, ...] = ()
     branches: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
     functions: Mapping[str, Function] = field(default_factory=dict)
     pipelines: Mapping[str, Pipeline] = field(default_factory=dict)
     jobs: Mapping[str, Job] = field(default_factory=dict)

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import time
 import re
 import shutil
 import signal
@@ -424,7 +425,8 @@ def test_get_params_reads_each_level_on_its_own(layout: Layout) -> None:
     assert "unknown parameter level 'galaxy'" in results["unknown"]
 
 
-def test_only_the_listed_secrets_can_be_read(layout: Layout) -> None:
+def test_only_the_given_secrets_can_be_read(layout: Layout) -> None:
+    """Secrets come as files, only those the spec names; the environment is never read."""
     layout.write_code(
         "src/train.py",
         """
@@ -436,12 +438,35 @@ def test_only_the_listed_secrets_can_be_read(layout: Layout) -> None:
             }
         """,
     )
-    env = {**os.environ, "WAREHOUSE_TOKEN": "s3cret", "OTHER_TOKEN": "nope"}
-    env.pop("UNSET_TOKEN", None)
+    secrets = layout.root / "secrets"
+    secrets.mkdir()
+    (secrets / "WAREHOUSE_TOKEN").write_text("s3cret")
+    (secrets / "OTHER_TOKEN").write_text("nope")
+    env = {**os.environ, "OTHER_TOKEN": "from-env", "UNSET_TOKEN": "from-env"}
     spec = layout.spec(secrets=["WAREHOUSE_TOKEN", "UNSET_TOKEN"])
+    spec["paths"]["secrets"] = str(secrets)
     outcome = succeeded(run(layout, spec, env=env))
-    assert outcome.results == {"listed": "s3cret", "unlisted": None, "listed_unset": "default"}
-    assert "'OTHER_TOKEN' is not one of the project's secrets" in outcome.stderr
+    assert outcome.results == {"listed": "s3cret", "unlisted": "default", "listed_unset": "default"}
+
+
+def test_a_run_ends_itself_at_its_deadline(layout: Layout) -> None:
+    """With no runner left to enforce the timeout, the runtime ends the run (and what it
+    started) at the spec's deadline."""
+    layout.write_code(
+        "src/train.py",
+        """
+        import subprocess, time
+        def train(context):
+            subprocess.Popen(["sleep", "60"])
+            print("started", flush=True)
+            time.sleep(60)
+        """,
+    )
+    started = time.monotonic()
+    outcome = run(layout, layout.spec(deadline=1.5))
+    assert time.monotonic() - started < 20
+    assert outcome.exit_code == 137
+    assert "passed its deadline" in outcome.stderr
 
 
 def test_output_and_log_lines_reach_the_host(layout: Layout) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import docker
+import requests
 
 from runner.build.environment import (
     LABEL_ENV_HASH,
@@ -24,6 +26,7 @@ from runner.build.environment import (
 )
 from runner.errors import RunyardError
 from runner.model import Project
+from runner.policy import Policy
 from runner.source import ProjectSource
 from runner.yamlread import Path as DocPath
 
@@ -83,15 +86,37 @@ def image_needs(project: Project, source: ProjectSource, local: LocalImages,
 
 def build_images(client: docker.DockerClient, project: Project, needs: Iterable[ImageNeed],
                  local: LocalImages, log_dir: Path, on_line: OnLine,
-                 force: bool = False) -> list[BuildOutcome]:
-    """Build what is missing (everything with `force`); a failure does not stop the others."""
+                 force: bool = False, policy: Policy | None = None) -> list[BuildOutcome]:
+    """Build what is missing (everything with `force`); a failure does not stop the others.
+
+    `policy` is the operator's: which base images are allowed, and the build's limits.
+    """
+    policy = policy or Policy()
     outcomes = []
     for need in needs:
-        if need.spec.tag in local.ids and not force:
+        refusal = _base_refusal(client, project, need, policy)
+        if refusal is not None:
+            outcomes.append(BuildOutcome(need, "failed", error=refusal))
+        elif need.spec.tag in local.ids and not force:
             outcomes.append(BuildOutcome(need, "reused"))
-            continue
-        outcomes.append(_build(client, project, need, log_dir, on_line, force))
+        else:
+            outcomes.append(_build(client, project, need, log_dir, on_line, force, policy))
     return outcomes
+
+
+def _base_refusal(client: docker.DockerClient, project: Project, need: ImageNeed,
+                  policy: Policy) -> str | None:
+    """Why the need's base image may not be built on here, at the file and line that names it."""
+    base = need.spec.environment.base_image
+    why = policy.base_image_refusal(base, project.name)
+    if why is None and need.spec.base_image_id is not None:
+        labels = client.api.inspect_image(need.spec.base_image_id)["Config"].get("Labels") or {}
+        owner = labels.get(LABEL_PROJECT)
+        if owner is not None and owner != project.name:
+            why = f"an image of runyard project {owner!r}, not of this one"
+    if why is None:
+        return None
+    return f"{_where(project, need, ('environment', 'base_image'))}: base image {base!r} is refused: {why}"
 
 
 def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = False) -> str:
@@ -113,27 +138,41 @@ def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = Fals
 
 
 def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_dir: Path,
-           on_line: OnLine, force: bool) -> BuildOutcome:
+           on_line: OnLine, force: bool, policy: Policy) -> BuildOutcome:
     spec = need.spec
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{spec.env_hash[:12]}.log"
     ca_bundle = HOST_CA_BUNDLE.is_file()
     dockerfile = render_dockerfile(spec, ca_bundle=ca_bundle)
     started = time.monotonic()
+    deadline = started + policy.build_timeout
     step, error = "", None
-    with log_path.open("w", encoding="utf-8") as log:
+    # A client of its own: closing it at the deadline drops the connection, and the
+    # engine cancels a build whose client is gone.
+    builder = docker.APIClient(**{**docker.utils.kwargs_from_env(), "timeout": policy.build_timeout,
+                                  "version": client.api.api_version})
+    with log_path.open("w", encoding="utf-8") as log, contextlib.closing(builder):
         log.write(dockerfile + "\n")
         try:
-            stream = client.api.build(
+            stream = builder.build(
                 fileobj=_context(dockerfile, spec, ca_bundle), custom_context=True,
                 tag=spec.tag, rm=True, forcerm=True, decode=True, nocache=force,
+                container_limits={"memory": policy.build_memory, "memswap": policy.build_memory},
                 labels={LABEL_PROJECT: project.name, LABEL_ENV_HASH: spec.env_hash,
                         LABEL_FUNCTIONS: ",".join(need.functions)},
             )
             for chunk in stream:
                 step, error = _consume(chunk, step, error, log, lambda line: on_line(spec.tag, line))
+                if time.monotonic() > deadline:
+                    break
         except docker.errors.APIError as api_error:
             error = str(api_error.explanation or api_error)
+            log.write(error + "\n")
+        except requests.exceptions.RequestException as lost:
+            if time.monotonic() <= deadline:  # else: silent until the read timed out
+                error = f"the connection to the engine failed during the build: {lost}"
+        if time.monotonic() > deadline and error is None:
+            error = f"the build took longer than its limit of {policy.build_timeout:.0f} s"
             log.write(error + "\n")
     seconds = time.monotonic() - started
     if error is None:
@@ -173,12 +212,8 @@ def _context(dockerfile: str, spec: ImageSpec, ca_bundle: bool) -> io.BytesIO:
 
 
 def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path: Path) -> str:
-    function = project.functions[need.functions[0]]
+    where = _where(project, need, _step_origin(step, need.spec))
     path = _step_origin(step, need.spec)
-    where = "environment"
-    if function.doc is not None:
-        position = function.doc.where(path)
-        where = f"{function.file}:{position[0]}:{position[1]}"
     match = _STEP.match(step)
     failing = f"at step {match[1]}/{match[2]} ({match[3]})" if match else "before the first step"
     lines = log_path.read_text("utf-8", "replace").splitlines()[-LOG_TAIL_LINES:]
@@ -190,6 +225,14 @@ def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path:
                  f"bring it with `docker load`, or run `runyard setup`")
     return (f"{where}: the image of function {names} failed to build {failing}: {error}\n"
             f"  last lines of {log_path}:\n{tail}")
+
+
+def _where(project: Project, need: ImageNeed, path: DocPath) -> str:
+    function = project.functions[need.functions[0]]
+    if function.doc is None:
+        return "environment"
+    line, col = function.doc.where(path)
+    return f"{function.file}:{line}:{col}"
 
 
 def _setup_script(instruction: str) -> str | None:

@@ -67,7 +67,7 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
 
     uid = uid or new_uid()
     if detach:
-        _detach(uid)
+        _detach(uid, project_dir)
         return
     if selector and not (selector.startswith(("min.", "max.")) and len(selector) > 4):
         raise click.BadParameter(f"{selector!r} is not min.KEY or max.KEY", param_hint="--selector")
@@ -103,7 +103,8 @@ class _Progress:
 
     def record(self, record: Mapping[str, Any]) -> None:
         meta, status = record["metadata"], record["status"]
-        if self.quiet or meta.get("parent") != self.parent or not meta.get("iteration"):
+        if self.quiet or meta.get("parent") != self.parent or not meta.get("iteration") \
+                or status["state"] == "running":
             return
         self.many = True
         self.trials.append(record)
@@ -118,9 +119,18 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _detach(uid: str) -> None:
+def _detach(uid: str, project_dir: Path) -> None:
+    """Start the run in a process of its own; `runs logs --follow` finds it by its files
+    in the live folder: what it prints, and which process it is."""
+    from runner.cli.follow import live_dir
+    from runner.record.owner import Owner
+
+    live = live_dir(project_dir)
+    live.mkdir(parents=True, exist_ok=True)
     argv = [a for a in sys.argv[1:] if a != "--detach"]
-    subprocess.Popen([sys.executable, "-m", "runner", *argv, "--uid", uid],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     stdin=subprocess.DEVNULL, start_new_session=True)
+    with (live / f"{uid}.detached").open("wb") as output:
+        child = subprocess.Popen([sys.executable, "-m", "runner", *argv, "--uid", uid],
+                                 stdout=output, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    (live / f"{uid}.runner").write_text(str(Owner.of_process(child.pid)))
     click.echo(uid)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,49 +97,13 @@ def show(project_dir: Path, branch: str | None, uid: str, as_json: bool) -> None
 @click.option("--follow", "-f", is_flag=True, help="Wait for the run to end, printing as it goes.")
 def logs(project_dir: Path, branch: str | None, uid: str, follow: bool) -> None:
     """The log of a run."""
+    from runner.cli.follow import follow_log, live_dir
+
     results = _results(project_dir, branch)
-    if follow and _follow(results, uid, _live_dir(project_dir)):
+    if follow:
+        follow_log(results, uid, live_dir(project_dir), sys.stdout.buffer)
         return
     sys.stdout.buffer.write(results.log(results.find(uid)))
-
-
-def _follow(results: ResultsBranch, uid: str, live_dir: Path) -> bool:
-    """Print a running run's log as it grows, until its record lands; False when
-    nothing was live (the run had ended, or not started)."""
-    offset, seen, live = 0, False, None
-    while True:
-        recorded = _recorded(results, uid)
-        live = live or next(iter(sorted(live_dir.glob(f"{uid}*.log"))), None)
-        if live is not None and live.exists():
-            with live.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-            offset += len(chunk)
-            seen = seen or bool(chunk)
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-        if recorded:
-            if seen:  # what was written after the last read, before the live file went
-                sys.stdout.buffer.write(results.log(results.find(uid))[offset:])
-            return seen
-        time.sleep(0.3)
-
-
-def _recorded(results: ResultsBranch, uid: str) -> bool:
-    try:
-        results.find(uid)
-    except RunyardError:
-        return False
-    return True
-
-
-def _live_dir(project_dir: Path) -> Path:
-    from runner.loader import find_project_root
-
-    try:
-        return find_project_root(project_dir) / ".runyard" / "live"
-    except RunyardError:
-        return project_dir / ".runyard" / "live"
 
 
 @runs.command()

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from runner.errors import RunyardError
 
 CHUNK = 1 << 20
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Stored(NamedTuple):
@@ -48,17 +53,36 @@ class ArtifactStore:
         self.root = (base / location) if not os.path.isabs(location) else Path(location)
 
     def put(self, source: Path) -> Stored:
-        digest = file_hash(source)
-        target = self.local_path(digest)
-        if not target.exists():
-            _copy_in(source, target)
+        with source.open("rb") as handle:
+            return self.put_stream(handle)
+
+    def put_stream(self, handle: Readable, limit: int | None = None) -> Stored:
+        """Store what `handle` reads; OverflowError past `limit` bytes (nothing is kept)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = _copy_hashing(handle, out, limit)
+            target = self.local_path(digest)
+            if target.exists():
+                os.unlink(temporary)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(temporary, 0o444)  # runs read it as another user; nobody writes it
+                os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        self._upload(digest, target)
+        return Stored(digest, size, f"store://{digest}")
+
+    def _upload(self, digest: str, target: Path) -> None:
         if self.remote is not None:
             fs, root = self.remote
             remote = f"{root}/{self.key(digest)}"
             if not fs.exists(remote):
                 fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
                 fs.put_file(str(target), remote)
-        return Stored(digest, source.stat().st_size, f"store://{digest}")
 
     def path_of(self, digest: str) -> Path:
         """A local file with the artifact's bytes (fetched into the cache if remote)."""
@@ -77,6 +101,8 @@ class ArtifactStore:
 
     @staticmethod
     def key(digest: str) -> str:
+        if not DIGEST.match(digest):
+            raise RunyardError(f"{digest[:80]!r} is not a content hash (sha256: and 64 hex digits)")
         algorithm, _, hexdigest = digest.partition(":")
         return f"{algorithm}/{hexdigest[:2]}/{hexdigest}"
 
@@ -84,13 +110,15 @@ class ArtifactStore:
         return self.path_of(digest).is_file()
 
 
-def _copy_in(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    os.close(handle)
-    shutil.copyfile(source, temporary)
-    os.chmod(temporary, 0o644)  # runs read it as another user
-    os.replace(temporary, target)
+def _copy_hashing(source: Readable, target: BinaryIO, limit: int | None) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := source.read(CHUNK):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise OverflowError(f"over the limit of {limit} bytes")
+        digest.update(chunk)
+        target.write(chunk)
+    return f"sha256:{digest.hexdigest()}", size
 
 
 def _remote(url: str) -> tuple[Any, str]:

@@ -78,13 +78,16 @@ class GitStore:
 
     # writing
 
-    def commit(self, files: Mapping[str, bytes], message: str, attempts: int = 50) -> str:
-        """Add or replace `files` (path -> content) in one commit on the branch."""
-        blobs = {path: self._write_object(b"blob", data) for path, data in files.items()}
+    def commit(self, files: Mapping[str, bytes | None], message: str, attempts: int = 50) -> str:
+        """Add or replace `files` (path -> content; None removes it) in one commit on the branch."""
+        for path in files:
+            _check_path(path)
+        blobs = {path: None if data is None else self._write_object(b"blob", data)
+                 for path, data in files.items()}
         for attempt in range(attempts):
             parent = self.head()
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
-            tree = self._with_files(root, blobs)
+            tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
             moved = self.git("update-ref", self.ref, commit, parent or ZERO, check=False)
             if moved.returncode == 0:
@@ -92,7 +95,7 @@ class GitStore:
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
 
-    def _with_files(self, root: Entries, blobs: Mapping[str, bytes]) -> bytes:
+    def _with_files(self, root: Entries, blobs: Mapping[str, bytes | None]) -> bytes | None:
         nested: dict[str, object] = {}
         for path, sha in blobs.items():
             *folders, name = path.split("/")
@@ -102,18 +105,25 @@ class GitStore:
             node[name] = sha
         return self._merge(root, nested)
 
-    def _merge(self, entries: Entries, changes: Mapping[str, object]) -> bytes:
+    def _merge(self, entries: Entries, changes: Mapping[str, object]) -> bytes | None:
+        """The tree of `entries` with `changes` made; None when nothing is left in it."""
         entries = dict(entries)
         for name, change in changes.items():
             key = name.encode()
-            if isinstance(change, bytes):
+            if change is None:
+                entries.pop(key, None)
+            elif isinstance(change, bytes):
                 entries[key] = (_BLOB, change)
-                continue
-            assert isinstance(change, dict)
-            existing = entries.get(key)
-            below = self._tree_entries(existing[1]) if existing and existing[0] == _TREE else {}
-            entries[key] = (_TREE, self._merge(below, change))
-        return self._write_tree(entries)
+            else:
+                assert isinstance(change, dict)
+                existing = entries.get(key)
+                below = self._tree_entries(existing[1]) if existing and existing[0] == _TREE else {}
+                merged = self._merge(below, change)
+                if merged is None:
+                    entries.pop(key, None)
+                else:
+                    entries[key] = (_TREE, merged)
+        return self._write_tree(entries) if entries else None
 
     # objects
 
@@ -170,3 +180,10 @@ class GitStore:
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", "--git-dir", str(self.git_dir), *args],
                               capture_output=True, text=True, check=check)
+
+
+def _check_path(path: str) -> None:
+    """A path git accepts in a tree (`git fsck --strict`); anything else is a bug here."""
+    parts = path.split("/")
+    if any(part in ("", ".", "..") or part.lower() == ".git" or "\0" in part for part in parts):
+        raise ValueError(f"not a path for a git tree: {path!r}")

@@ -4,6 +4,7 @@
     runs/<last two of uid>/<uid>/log.txt      its log, capped (the tail kept)
     runs/.../<uid>/attempt-<n>.yaml           earlier attempts, when retried
     artifacts/<key>.yaml                      the newest artifact of each key
+    index/running/<uid>                       a run recorded `running`, and its runner
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from runner.errors import RunyardError
 from runner.record.gitstore import GitStore
 
 RECORD_VERSION = "runyard/v1"
+RUNNING = "index/running"  # one file per running run, naming its runner
 
 
 def new_uid() -> str:
@@ -69,9 +71,12 @@ class ResultsBranch:
         run_key = record["spec"].get("run_key")
         if run_key and record["status"]["state"] == "completed":
             files[_key_path(run_key)] = uid.encode()
-        files.update(extra or {})
         state = record["status"]["state"]
-        return self.store.commit(files, f"run {uid} {record['metadata']['name']}: {state}")
+        running: dict[str, bytes | None] = {
+            f"{RUNNING}/{uid}": str(record["status"].get("runner")).encode()
+            if state == "running" else None}
+        return self.store.commit({**files, **(extra or {}), **running},
+                                 f"run {uid} {record['metadata']['name']}: {state}")
 
     def read(self, uid: str) -> dict[str, Any]:
         raw = self.store.read(f"{run_folder(uid)}/run.yaml")
@@ -105,6 +110,11 @@ class ResultsBranch:
             if limit is not None and count >= limit:
                 return
             yield self.read(uid)
+
+    def running(self) -> dict[str, str]:
+        """The runs recorded `running`: uid -> the runner that started them."""
+        return {uid: (self.store.read(f"{RUNNING}/{uid}") or b"").decode()
+                for uid in self.store.list(RUNNING)}
 
     def newest_of_job(self, job: str) -> dict[str, Any] | None:
         """The newest top-level run of a job: uid, revision, state, end."""

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import docker
 
 OnOutput = Callable[[bytes], None]
-NON_ROOT = "65534:65534"
+NON_ROOT_ID = 65534  # nobody
+NON_ROOT = f"{NON_ROOT_ID}:{NON_ROOT_ID}"
+LOG_FILE_LIMIT = "16m"  # the engine's own copy of a run's output, on the host's disk
 
 
 class Layout(NamedTuple):
@@ -38,6 +40,8 @@ class Layout(NamedTuple):
     work: str
     outputs: str
     spec: str
+    secrets: str
+    tmp: str
 
 
 class Launch(NamedTuple):
@@ -45,11 +49,16 @@ class Launch(NamedTuple):
     image: str | None
     runtime: Path
     code: Path
-    run_dir: Path  # holds spec.json, inputs/, work/, outputs/
+    run_dir: Path  # holds spec.json, inputs/, secrets/ and scratch/{work,outputs,tmp}
     env: dict[str, str]
     resources: Resources
     network: str = "bridge"
     labels: Mapping[str, str] = MappingProxyType({})
+
+    @property
+    def name(self) -> str:
+        """The container's name: one per attempt."""
+        return f"runyard-{self.run_dir.name}"
 
 
 class Exit(NamedTuple):
@@ -70,13 +79,15 @@ class Backend(Protocol):
 
 
 def host_layout(launch: Launch) -> Layout:
-    run_dir = launch.run_dir
+    run_dir, scratch = launch.run_dir, launch.run_dir / "scratch"
     return Layout(str(launch.runtime), str(launch.code), str(run_dir / "inputs"),
-                  str(run_dir / "work"), str(run_dir / "outputs"), str(run_dir / "spec.json"))
+                  str(scratch / "work"), str(scratch / "outputs"), str(run_dir / "spec.json"),
+                  str(run_dir / "secrets"), str(scratch / "tmp"))
 
 
 CONTAINER_LAYOUT = Layout("/runyard/runtime", "/runyard/code", "/runyard/inputs",
-                          "/runyard/work", "/runyard/outputs", "/runyard/spec.json")
+                          "/runyard/work", "/runyard/outputs", "/runyard/spec.json",
+                          "/runyard/secrets", "/tmp")
 
 
 class LocalBackend:
@@ -100,7 +111,8 @@ class LocalBackend:
         layout = self.layout(launch)
         output = launch.run_dir / "output.log"
         output.touch()
-        env = {**os.environ, **launch.env, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {**os.environ, **launch.env, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "TMPDIR": layout.tmp}
         pid = self.server.start(launch.runtime, layout.spec, layout.work, env, output)
         with self.lock:
             self.running.add(pid)
@@ -232,24 +244,25 @@ class DockerBackend:
     def run(self, launch: Launch, on_output: OnOutput) -> Exit:
         import requests
 
-        inside, run_dir = CONTAINER_LAYOUT, launch.run_dir
-        mounts = {
-            str(launch.runtime): {"bind": inside.runtime, "mode": "ro"},
-            str(launch.code): {"bind": inside.code, "mode": "ro"},
-            str(run_dir / "inputs"): {"bind": inside.inputs, "mode": "ro"},
-            str(run_dir / "spec.json"): {"bind": inside.spec, "mode": "ro"},
-            str(run_dir / "work"): {"bind": inside.work, "mode": "rw"},
-            str(run_dir / "outputs"): {"bind": inside.outputs, "mode": "rw"},
-        }
+        inside, host = CONTAINER_LAYOUT, host_layout(launch)
+        mounts = {host.runtime: {"bind": inside.runtime, "mode": "ro"},
+                  host.code: {"bind": inside.code, "mode": "ro"},
+                  host.inputs: {"bind": inside.inputs, "mode": "ro"},
+                  host.spec: {"bind": inside.spec, "mode": "ro"},
+                  host.secrets: {"bind": inside.secrets, "mode": "ro"},
+                  host.work: {"bind": inside.work, "mode": "rw"},
+                  host.outputs: {"bind": inside.outputs, "mode": "rw"},
+                  host.tmp: {"bind": inside.tmp, "mode": "rw"}}
         limits = launch.resources
         container = self.client.containers.run(
             launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            detach=True, name=f"runyard-{launch.run_dir.name}",  # one name per attempt
-            user=NON_ROOT, working_dir=inside.work,
+            detach=True, name=launch.name, user=NON_ROOT, working_dir=inside.work,
             environment={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
-                         "PYTHONDONTWRITEBYTECODE": "1"},
-            volumes=mounts, security_opt=["no-new-privileges"], cap_drop=["ALL"],
+                         "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp},
+            volumes=mounts, read_only=True, security_opt=["no-new-privileges"], cap_drop=["ALL"],
             network_mode=launch.network, pids_limit=4096, labels=dict(launch.labels),
+            log_config={"type": "json-file",
+                        "config": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}},
             mem_limit=limits.memory, memswap_limit=limits.memory,
             nano_cpus=int(limits.cpu * 1e9) if limits.cpu else None,
         )

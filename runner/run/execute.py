@@ -3,30 +3,37 @@ and record it (every attempt) on the results branch."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from runner.errors import RunyardError
 from runner.model import Function, Project
+from runner.policy import Limits, Policy
 from runner.record.artifacts import ArtifactStore
+from runner.record.owner import Owner
 from runner.record.results import (
     RECORD_VERSION,
     ResultsBranch,
-    cap_log,
     dump,
     new_uid,
     run_folder,
 )
-from runner.run.backends import Backend, Exit, Launch
+from runner.run import scratch
+from runner.run.backends import NON_ROOT_ID, Backend, Exit, Launch
 from runner.run.inputs import Input, resolve_input
+from runner.run.outputs import read_outputs
+from runner.run.secrets import Secrets
 from runner.run.task import ParamLevels, Task
 
 OnLine = Callable[[str, str], None]  # (run name, line of its log)
@@ -58,15 +65,22 @@ class Session:
     memoize: bool = False  # for runs started by a push: skip what already completed
     live_dir: Path | None = None  # where running runs' logs grow, for `runs logs --follow`
     code_hash: Callable[[Function], str | None] = lambda function: None
+    policy: Policy = field(default_factory=Policy)
+    secrets: Secrets = field(default_factory=Secrets)
+    owner: Owner = field(default_factory=Owner.current)
+
+    @property
+    def limits(self) -> Limits:
+        return self.project.limits.within(self.policy.limits)
 
     def write(self, record: dict[str, Any], log: bytes | None = None,
               extra: Mapping[str, bytes] | None = None) -> dict[str, Any]:
-        self.results.write(record, log, extra)
+        """Record `record` (secrets masked everywhere) and return what was recorded."""
+        record = self.secrets.mask(record)
+        self.results.write(record, None if log is None else self.secrets.mask_bytes(log),
+                           {path: self.secrets.mask_bytes(data) for path, data in (extra or {}).items()})
         self.on_record(record)
         return record
-
-    def secrets(self) -> dict[str, str]:
-        return {name: os.environ[name] for name in self.project.secrets if os.environ.get(name)}
 
 
 def runtime_dir() -> Path:
@@ -84,10 +98,11 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
         last = record["status"]["state"] in ("completed", "aborted", "skipped") \
             or attempt == task.retries + 1
         if last:
-            session.write(record, log, earlier)
+            recorded = session.write(record, log, earlier)
             if session.live_dir is not None:
-                (session.live_dir / f"{uid}.log").unlink(missing_ok=True)
-            return record
+                for suffix in (".log", ".runner", ".detached"):  # see cli/follow.py
+                    (session.live_dir / f"{uid}{suffix}").unlink(missing_ok=True)
+            return recorded
         folder = run_folder(uid)
         earlier[f"{folder}/attempt-{attempt}.yaml"] = dump(record)
         earlier[f"{folder}/attempt-{attempt}.log"] = log
@@ -96,38 +111,61 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
 
 
 def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict[str, Any], bytes]:
-    run_dir = session.workdir / f"{uid}-{attempt}"
-    for folder in ("inputs", "work", "outputs"):
-        (run_dir / folder).mkdir(parents=True)
-        (run_dir / folder).chmod(0o777)  # the container runs as nobody
     record = task_record(session, task, uid, attempt)
     live = session.live_dir / f"{uid}.log" if session.live_dir else None
-    log = _Log(session.secrets(), lambda line: session.on_line(task.name, line), live)
-    try:
-        inputs = [resolve_input(name, uri, session.code, run_dir / "fetched", session.store,
-                                session.results) for name, uri in task.inputs.items()]
-    except Exception as error:
-        return _finish(record, log, Exit(None), error=str(error), reason="input"), log.text()
-    record["spec"]["inputs"] = {i.name: {"uri": i.uri, "hash": i.hash, "size": i.size}
-                                for i in inputs}
-    record["spec"]["run_key"] = run_key(session, task, inputs)
-    earlier_run = session.memoize and session.results.completed_with_key(record["spec"]["run_key"])
-    if earlier_run:
-        # What the earlier run made stands for this one: later steps use its outputs.
-        earlier = session.results.read(earlier_run)["status"]
-        record["status"].update(skipped_for=earlier_run, results=earlier.get("results", {}),
-                                artifacts=earlier.get("artifacts", []))
-        end(record, "skipped", "memoized", None)
-        return record, b""
-    launch = _launch(session, task, uid, run_dir)
-    _write_spec(session, task, uid, launch, inputs)
-    exit_ = session.backend.run(launch, log.feed)
-    outputs = _collect(session, run_dir / "outputs")
+    log = _Log(session.secrets, lambda line: session.on_line(task.name, line), live,
+               session.project.log_limit)
+    with _run_dir(session, uid, attempt) as run_dir:
+        try:
+            inputs = [resolve_input(name, uri, session.code, session.store, session.results,
+                                    session.policy) for name, uri in task.inputs.items()]
+        except RunyardError as error:
+            return _finish(record, log, Exit(None), error=error.message, reason="input"), log.text()
+        record["spec"]["inputs"] = {i.name: {"uri": i.uri, "hash": i.hash, "size": i.size}
+                                    for i in inputs}
+        record["spec"]["run_key"] = run_key(session, task, inputs)
+        earlier_run = session.memoize and session.results.completed_with_key(record["spec"]["run_key"])
+        if earlier_run:
+            # What the earlier run made stands for this one: later steps use its outputs.
+            earlier = session.results.read(earlier_run)["status"]
+            record["status"].update(skipped_for=earlier_run, results=earlier.get("results", {}),
+                                    artifacts=earlier.get("artifacts", []))
+            end(record, "skipped", "memoized", None)
+            return record, b""
+        try:
+            launch = _launch(session, task, uid, run_dir)
+        except RunyardError as error:
+            return _finish(record, log, Exit(None), error=error.message, reason="refused"), log.text()
+        _write_spec(session, task, uid, launch, inputs)
+        record["status"]["containers"] = [launch.name] if session.backend.name == "docker" else []
+        session.write(record)  # `running`, with its runner: a lost runner is found by the next
+        exit_ = session.backend.run(launch, log.feed)
+        outputs = read_outputs(run_dir / "scratch" / "outputs", session.store, session.limits)
+        full = scratch.is_full(run_dir / "scratch")
     record["status"]["results"] = outputs.results
     record["status"]["artifacts"] = outputs.artifacts
-    final = _finish(record, log, exit_, error=outputs.error, aborted=session.abort.is_set())
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return final, log.text(session.project.log_limit, final)
+    reason = "outputs" if outputs.refusal else ("disk" if full and exit_.code != 0 else None)
+    message = outputs.refusal or (f"the run filled its scratch disk (limit {session.limits.disk} "
+                                  "bytes)" if reason == "disk" else outputs.error)
+    final = _finish(record, log, exit_, error=message, reason=reason, aborted=session.abort.is_set())
+    return final, log.text(final)
+
+
+@contextlib.contextmanager
+def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[Path]:
+    """The attempt's folder: spec, inputs, secrets and a size-bound scratch; removed after."""
+    run_dir = session.workdir / f"{uid}-{attempt}"
+    run_dir.mkdir(parents=True)
+    try:
+        for folder in ("inputs", "secrets"):
+            (run_dir / folder).mkdir(mode=0o755)
+        bounded = scratch.make(run_dir / "scratch", session.limits.disk)
+        if not bounded:
+            session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
+        yield run_dir
+    finally:
+        scratch.remove(run_dir / "scratch")
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def succeeded(record: Mapping[str, Any]) -> bool:
@@ -143,7 +181,7 @@ def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:
     if code is None:
         return None
     image = session.images.get(task.function.name)
-    content = {"function": task.function.name, "handler": task.handler,
+    content = {"job": task.job, "function": task.function.name, "handler": task.handler,
                "command": task.function.command, "params": task.params.resolved(),
                "inputs": {i.name: i.hash for i in inputs}, "code": code,
                "image": image.image_id if image else f"local:{session.backend.name}",
@@ -171,7 +209,8 @@ def new_record(session: Session, *, uid: str, name: str, job: str | None, iterat
         "status": {"state": "running", "reason": None, "start": _iso(datetime.now(UTC)),
                    "end": None, "duration": None, "exit_code": None, "results": {},
                    "artifacts": [], "error": None, "best_iteration": None, "trials": [],
-                   "logs": "log.txt", "log_truncated": False, "skipped_for": None},
+                   "logs": "log.txt", "log_truncated": False, "skipped_for": None,
+                   "runner": str(session.owner), "host": session.owner.host, "containers": []},
     }
 
 
@@ -209,12 +248,16 @@ def end(record: dict[str, Any], state: str, reason: str | None = None,
 
 def _launch(session: Session, task: Task, uid: str, run_dir: Path) -> Launch:
     function = task.function
-    env = {**session.project.env, **function.environment.env, **session.secrets()}
+    if function.network == "host" and not session.policy.host_network:
+        raise RunyardError(f"function {function.name} asks for the host's network, which this "
+                           "runner's operator does not allow")
     image = session.images.get(function.name)
     return Launch(uid=uid, image=image.tag if image else None, runtime=runtime_dir(),
-                  code=session.code, run_dir=run_dir, env=env, resources=task.resources,
-                  network=function.network,
-                  labels={"dev.runyard.project": session.project.name, "dev.runyard.run": uid})
+                  code=session.code, run_dir=run_dir,
+                  env={**session.project.env, **function.environment.env},
+                  resources=task.resources, network=function.network,
+                  labels={"dev.runyard.project": session.project.name, "dev.runyard.run": uid,
+                          "dev.runyard.runner": str(session.owner)})
 
 
 def _write_spec(session: Session, task: Task, uid: str, launch: Launch,
@@ -222,41 +265,49 @@ def _write_spec(session: Session, task: Task, uid: str, launch: Launch,
     layout = session.backend.layout(launch)
     placed = {}
     for item in inputs:
-        target = launch.run_dir / "inputs" / item.name / item.path.name
+        target = launch.run_dir / "inputs" / item.name / item.filename
         target.parent.mkdir(parents=True)
-        _link_or_copy(item.path, target)
+        _place(session.store.local_path(item.hash), target, link=session.backend.name != "local")
         placed[item.name] = {"url": item.uri, "hash": item.hash,
-                             "path": f"{layout.inputs}/{item.name}/{item.path.name}"}
+                             "path": f"{layout.inputs}/{item.name}/{item.filename}"}
+    secrets = session.secrets.for_function(task.function)
+    for name, value in secrets.items():
+        _write_secret(launch.run_dir / "secrets" / name, value, session.backend.name != "local")
     function = task.function
+    deadline = task.resources.timeout
     spec = {"uid": uid, "name": task.name, "project": session.project.name,
             "function": function.name, "code": function.code, "handler": task.handler,
             "command": list(function.command) if function.command else None,
             "params": task.params.to_dict(), "resolved": task.params.resolved(),
-            "inputs": placed, "secrets": list(session.project.secrets),
-            "paths": {"code": layout.code, "work": layout.work, "outputs": layout.outputs}}
+            "inputs": placed, "secrets": sorted(secrets),
+            # the run ends itself a little after the runner's own timeout: with no runner left
+            "deadline": deadline + DEADLINE_GRACE if deadline else None,
+            "paths": {"code": layout.code, "work": layout.work, "outputs": layout.outputs,
+                      "secrets": layout.secrets}}
     (launch.run_dir / "spec.json").write_text(json.dumps(spec, default=str))
 
 
-class _Outputs(NamedTuple):
-    results: dict[str, Any]
-    artifacts: list[dict[str, Any]]
-    error: str | None
+DEADLINE_GRACE = 10.0
 
 
-def _collect(session: Session, outputs: Path) -> _Outputs:
-    results = _read_json(outputs / "results.json", {})
-    listed = _read_json(outputs / "artifacts.json", [])
-    error = _read_json(outputs / "error.json", None)
-    artifacts = []
-    for item in listed if isinstance(listed, list) else []:
-        path = outputs / "artifacts" / str(item.get("path", ""))
-        if not path.is_file():
-            continue
-        stored = session.store.put(path)
-        artifacts.append({"key": item["key"], "kind": item.get("kind") or "file",
-                          "hash": stored.hash, "size": stored.size, "uri": stored.uri})
-    message = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None
-    return _Outputs(results if isinstance(results, dict) else {}, artifacts, message)
+def _place(stored: Path, target: Path, *, link: bool) -> None:
+    """An input where the run reads it: the store's own file where the run cannot write it
+    (a read-only mount), else a copy, so no run ever changes a stored object."""
+    if link:
+        with contextlib.suppress(OSError):
+            os.link(stored, target)
+            return
+    shutil.copyfile(stored, target)
+
+
+def _write_secret(path: Path, value: str, for_container: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    if for_container:  # the container runs as nobody: its own file, and nobody else's
+        os.chown(path, NON_ROOT_ID, NON_ROOT_ID)
+        os.chown(path.parent, NON_ROOT_ID, NON_ROOT_ID)
+        path.parent.chmod(0o500)
 
 
 def _finish(record: dict[str, Any], log: _Log, exit_: Exit, *, error: str | None = None,
@@ -284,14 +335,17 @@ def _finish(record: dict[str, Any], log: _Log, exit_: Exit, *, error: str | None
 
 
 class _Log:
-    """A run's output: secrets masked, kept in full for the record, passed on by line."""
+    """A run's output: secrets masked, passed on by line, and its tail kept for the record
+    (never more than the log limit in memory, however much the run prints)."""
 
-    def __init__(self, secrets: Mapping[str, str], emit: Callable[[str], None],
-                 live: Path | None = None) -> None:
-        self.masks = [value.encode() for value in secrets.values() if value]
+    def __init__(self, secrets: Secrets, emit: Callable[[str], None], live: Path | None,
+                 limit: int) -> None:
+        self.secrets = secrets
         self.emit = emit
         self.live = live  # a file another process may follow (`runs logs --follow`)
-        self.data = bytearray()
+        self.limit = limit
+        self.kept: deque[bytes] = deque()
+        self.kept_size = self.total = 0
         self.pending = b""
         self.lock = threading.Lock()
 
@@ -299,49 +353,44 @@ class _Log:
         with self.lock:
             self.pending += chunk
             *lines, self.pending = self.pending.split(b"\n")
+            if len(self.pending) > self.limit:  # one endless line: cut it into pieces
+                lines.append(self.pending)
+                self.pending = b""
             self._lines(lines)
 
     def _lines(self, lines: list[bytes]) -> None:
-        masked = []
-        for raw in lines:
-            for mask in self.masks:
-                raw = raw.replace(mask, b"***")
-            masked.append(raw + b"\n")
-            self.emit(raw.decode("utf-8", "replace"))
-        self.data += b"".join(masked)
+        masked = [self.secrets.mask_bytes(raw) + b"\n" for raw in lines]
+        for line in masked:
+            self.emit(line[:-1].decode("utf-8", "replace"))
+            self._keep(line)
         if self.live is not None and masked:  # one write per chunk, not per line
             with self.live.open("ab") as live:
                 live.write(b"".join(masked))
 
-    def text(self, limit: int | None = None, record: dict[str, Any] | None = None) -> bytes:
+    def _keep(self, line: bytes) -> None:
+        self.kept.append(line)
+        self.kept_size += len(line)
+        self.total += len(line)
+        while self.kept_size > self.limit and len(self.kept) > 1:
+            self.kept_size -= len(self.kept.popleft())
+
+    def text(self, record: dict[str, Any] | None = None) -> bytes:
         with self.lock:
             if self.pending:
                 self._lines([self.pending])
                 self.pending = b""
-        data = bytes(self.data)
-        if limit is None:
-            return data
-        capped, cut = cap_log(data, limit)
+            data = b"".join(self.kept)[-self.limit:]
+            cut = self.total > len(data)
         if record is not None:
             record["status"]["log_truncated"] = cut
-        return capped
+        if not cut:
+            return data
+        return f"[runyard: log cut to its last {len(data)} bytes of {self.total}]\n".encode() + data
 
     def tail(self, lines: int = 5) -> str:
-        return "\n".join(bytes(self.data).decode("utf-8", "replace").splitlines()[-lines:])
-
-
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return default
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+        with self.lock:
+            recent = b"".join(list(self.kept)[-lines:])
+        return recent.decode("utf-8", "replace").rstrip("\n")
 
 
 def _iso(moment: datetime) -> str:

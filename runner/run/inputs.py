@@ -1,48 +1,87 @@
-"""Inputs of a run: repo paths from the snapshot, fetched URLs, stored artifacts."""
+"""Inputs of a run: files of the revision, stored artifacts, host files and URLs.
+
+Every input ends in the artifact store, addressed by its content hash, so a run
+reads exactly the bytes its record names (and a rerun can read them again). What
+reaches beyond the snapshot and the store (host files, private addresses) is the
+operator's to allow (runner.policy), and nothing is followed that could lead
+elsewhere: no link in the snapshot, no proxy, no redirect to another scheme.
+"""
 
 from __future__ import annotations
 
-import shutil
+import os
+import socket
+import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
+from http.client import HTTPConnection, HTTPSConnection
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from runner.errors import RunyardError
-from runner.record.artifacts import ArtifactStore, file_hash
+from runner.policy import Policy
+from runner.record.artifacts import ArtifactStore, Stored
 from runner.record.results import ResultsBranch
+from runner.run.safefs import Refused, open_beneath
 
 ARTIFACT_SCHEME = "artifact://"
 STORE_SCHEME = "store://"
+FETCH_SECONDS = 600.0
 
 
 class Input(NamedTuple):
     name: str
     uri: str
-    path: Path  # on the host
     hash: str
     size: int
+    filename: str  # what the run sees it as
 
 
-def resolve_input(name: str, uri: str, code: Path, folder: Path, store: ArtifactStore,
-                  results: ResultsBranch | None) -> Input:
-    """Make input `name` a local file (under `folder` unless it is in the snapshot)."""
-    if uri.startswith(ARTIFACT_SCHEME):
-        path = store.path_of(_artifact_hash(uri, results))
-    elif uri.startswith(STORE_SCHEME):
-        path = store.path_of(uri.removeprefix(STORE_SCHEME))
-    elif uri.startswith("file://"):
-        path = _copy(Path(uri.removeprefix("file://")), folder / name, uri)
-    elif uri.startswith(("http://", "https://")):
-        path = _fetch(uri, folder / name)
-    elif "://" in uri:
-        raise RunyardError(f"input {name}: {uri!r} uses a scheme runyard cannot fetch")
-    else:
-        path = code / uri
-        if not path.is_file():
-            raise RunyardError(f"input {name}: {uri!r} is not a file of the project")
+def resolve_input(name: str, uri: str, code: Path, store: ArtifactStore,
+                  results: ResultsBranch | None, policy: Policy) -> Input:
+    """Put input `name` in the store (if it is not there yet) and say which it is."""
+    filename = _filename(uri)
+    try:
+        if uri.startswith(ARTIFACT_SCHEME):
+            stored = _stored(store, _artifact_hash(uri, results), uri)
+        elif uri.startswith(STORE_SCHEME):
+            stored = _stored(store, uri.removeprefix(STORE_SCHEME), uri)
+        elif uri.startswith("file://"):
+            stored = _host_file(uri, store, policy)
+        elif uri.startswith(("http://", "https://")):
+            stored = _fetch(uri, store, policy)
+        elif "://" in uri:
+            raise RunyardError(f"{uri!r} uses a scheme runyard cannot fetch")
+        else:
+            with os.fdopen(open_beneath(code, uri), "rb") as handle:
+                stored = store.put_stream(handle)
+    except (Refused, FileNotFoundError, NotADirectoryError) as error:
+        raise RunyardError(f"input {name}: {uri!r} is not a file of the project "
+                           f"({_reason(error)})") from error
+    except OverflowError as error:
+        raise RunyardError(f"input {name}: {uri!r} is over the limit of "
+                           f"{policy.limits.artifact} bytes") from error
+    except RunyardError as error:
+        raise RunyardError(f"input {name}: {error.message}") from error
+    return Input(name, uri, stored.hash, stored.size, filename)
+
+
+def _filename(uri: str) -> str:
+    last = uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in last).lstrip(".")
+    return safe[:100] or "input"
+
+
+def _reason(error: Exception) -> str:
+    return str(error) if isinstance(error, Refused) else "no such file"
+
+
+def _stored(store: ArtifactStore, digest: str, uri: str) -> Stored:
+    path = store.path_of(digest)
     if not path.is_file():
-        raise RunyardError(f"input {name}: {uri!r} is missing from the artifact store ({path})")
-    return Input(name, uri, path, file_hash(path), path.stat().st_size)
+        raise RunyardError(f"{uri!r} is missing from the artifact store")
+    return Stored(digest, path.stat().st_size, f"{STORE_SCHEME}{digest}")
 
 
 def _artifact_hash(uri: str, results: ResultsBranch | None) -> str:
@@ -61,19 +100,90 @@ def _artifact_hash(uri: str, results: ResultsBranch | None) -> str:
     return str(newest["hash"])
 
 
-def _copy(source: Path, target: Path, uri: str) -> Path:
-    if not source.is_file():
-        raise RunyardError(f"input {uri!r}: no such file")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
+def _host_file(uri: str, store: ArtifactStore, policy: Policy) -> Stored:
+    path = Path(uri.removeprefix("file://"))
+    if not path.is_absolute():
+        raise RunyardError(f"{uri!r}: a file:// URI needs an absolute path")
+    real = path.resolve()
+    if not policy.allows_file(real):
+        allowed = ", ".join(policy.file_inputs) or "none"
+        raise RunyardError(f"{uri!r}: this runner does not read host files there "
+                           f"(folders allowed by its operator: {allowed})")
+    with os.fdopen(open_beneath(Path(real.anchor), str(real.relative_to(real.anchor))), "rb") as handle:
+        return store.put_stream(handle, policy.limits.artifact)
 
 
-def _fetch(url: str, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _fetch(url: str, store: ArtifactStore, policy: Policy) -> Stored:
+    deadline = time.monotonic() + FETCH_SECONDS
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as error:
-        raise RunyardError(f"input {url!r} could not be fetched: {error}") from error
-    return target
+        with _opener(policy).open(url, timeout=60) as response:
+            return store.put_stream(_Deadline(response, deadline), policy.limits.artifact)
+    except (OSError, urllib.error.URLError, ValueError) as error:
+        raise RunyardError(f"{url!r} could not be fetched: {error}") from error
+
+
+class _Deadline:
+    """A response read only until a deadline: a slow server cannot hold the runner."""
+
+    def __init__(self, response: BinaryIO, deadline: float) -> None:
+        self.response, self.deadline = response, deadline
+
+    def read(self, size: int = -1) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"took longer than {FETCH_SECONDS:.0f} s")
+        return self.response.read(size)
+
+
+def _opener(policy: Policy) -> urllib.request.OpenerDirector:
+    """HTTP(S) only, no proxy, and every connection (redirects too) to allowed addresses."""
+    connect = _guarded_connect(policy)
+
+    class Http(HTTPConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = connect
+
+    class Https(HTTPSConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = connect
+
+    class HttpHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(Http, req)
+
+    class HttpsHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(Https, req)
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (HttpHandler(), HttpsHandler(), urllib.request.HTTPRedirectHandler(),
+                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def _guarded_connect(policy: Policy) -> Callable[..., socket.socket]:
+    def connect(address: tuple[str, int], timeout: Any = None,
+                source_address: Any = None) -> socket.socket:
+        host, port = address
+        refused = []
+        for family, kind, proto, _, peer in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            if not policy.allows_address(str(peer[0])):
+                refused.append(str(peer[0]))
+                continue
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(timeout if isinstance(timeout, (int, float)) else None)
+                sock.connect(peer)
+            except OSError:
+                sock.close()
+                continue
+            return sock
+        if refused:
+            raise ConnectionRefusedError(
+                f"{host} is at {', '.join(refused)}: a loopback, link-local or private "
+                "address, which this runner does not fetch from (its operator may allow it)")
+        raise ConnectionError(f"cannot connect to {host}:{port}")
+
+    return connect

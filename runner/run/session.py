@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,10 +11,14 @@ from typing import Any
 from runner.errors import RunyardError
 from runner.loader import find_project_root, load_project
 from runner.model import Function, Project
+from runner.policy import Policy
 from runner.record.artifacts import ArtifactStore
+from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
 from runner.run.execute import ImageRef, OnLine, Session
+from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
+from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
 from runner.source import DirectorySource, GitSource, ProjectSource, open_source, prepare_state_dir
 
@@ -51,51 +55,71 @@ def workspace_of(source: ProjectSource) -> Path:
 def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
                 backend: str | None = None, on_line: OnLine = lambda name, line: None
                 ) -> Iterator[Session]:
-    """A session for runs asked for by hand: they always run."""
+    """A session for runs asked for by hand: they always run, and the person who asks
+    is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
-    with open_session(source, git_dir, load_project(source), backend=backend,
+    with open_session(source, git_dir, load_project(source), Policy.personal(), backend=backend,
                       on_line=on_line) as session:
         yield session
 
 
 @contextmanager
-def open_session(source: ProjectSource, git_dir: Path, project: Project, *,
+def open_session(source: ProjectSource, git_dir: Path, project: Project, policy: Policy, *,
                  backend: str | None = None, functions: Sequence[str] = (),
                  trigger: Mapping[str, Any] | None = None, memoize: bool = False,
                  on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
-    """Snapshot, backend (images built for `functions`, or all) and stores for runs."""
+    """Snapshot, backend (images built for `functions`, or all) and stores for runs.
+
+    First it puts right what lost runners left (records, containers, scratch).
+    """
+    chosen = backend or project.backend
+    if chosen == "local" and not policy.local_backend:
+        raise RunyardError("the local backend runs code on this host, outside any container: "
+                           "this runner's operator does not allow it for runs it starts")
+    results = ResultsBranch(git_dir, project.results_branch)
     live_dir = prepare_state_dir(source.state_dir) / "live"
     live_dir.mkdir(exist_ok=True)
-    chosen = backend or project.backend
+    scratch_root = git_dir / "runyard" / "scratch"
+
+    def note(line: str) -> None:
+        on_line("setup", line)
+
+    reconcile_scratch(scratch_root, note)
+    for uid in reconcile_records(results, note):
+        (live_dir / f"{uid}.log").unlink(missing_ok=True)
     runner: Backend = LocalBackend()
     images: dict[str, ImageRef] = {}
     if chosen == "docker":
-        runner, images = _docker(project, source, functions, on_line)
-    workdir = Path(tempfile.mkdtemp(prefix="runyard-"))
+        runner, images = _docker(project, source, functions, policy, on_line)
+    owner = Owner.current()
+    workdir = scratch_root / owner.folder_name
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         code = make_snapshot(source, workdir / "code")
         yield Session(
             project=project, code=code, workdir=workdir, backend=runner,
             store=ArtifactStore(project.artifact_store, workspace_of(source)),
-            results=ResultsBranch(git_dir, project.results_branch),
-            revision=source.revision or _head(git_dir), trigger=dict(trigger or {"kind": "manual"}),
-            on_line=on_line, images=images, dirty=isinstance(source, DirectorySource),
-            memoize=memoize, code_hash=_code_hasher(source), live_dir=live_dir)
+            results=results, revision=source.revision or _head(git_dir),
+            trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
+            dirty=isinstance(source, DirectorySource), memoize=memoize,
+            code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
+            secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
     finally:
         runner.close()
         remove_tree(workdir)
 
 
-def _docker(project: Project, source: ProjectSource, functions: Sequence[str],
+def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
     from runner.build.builder import LocalImages, build_images, image_needs
     from runner.build.engine import connect
 
     client = connect(lambda line: on_line("setup", line))
+    reconcile_containers(client, lambda line: on_line("setup", line))
     local = LocalImages.read(client)
     needs = image_needs(project, source, local, functions)
     outcomes = build_images(client, project, needs, local, source.state_dir / "builds",
-                            lambda tag, line: on_line("build", line))
+                            lambda tag, line: on_line("build", line), policy=policy)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))

@@ -123,11 +123,17 @@ class RunContext:
         raise ValueError(f"log_artifact({key!r}): give exactly one of local_path and body")
 
     def get_secret(self, name: str, default: str | None = None) -> str | None:
-        """A secret named in the project; None for any other name, set or not."""
-        if name not in self._spec.secrets:
-            self.logger.warning(f"secret {name!r} is not one of the project's secrets")
-            return None
-        return os.environ.get(name, default)
+        """A secret this function was given (its `secrets:`), read from its file; else `default`."""
+        if name not in self._spec.secrets or self._spec.paths.secrets is None:
+            self.logger.warning(f"secret {name!r} was not given to this run: name it in the "
+                                "function's `secrets:` (the runner's operator must allow it too)")
+            return default
+        try:
+            with open(os.path.join(self._spec.paths.secrets, name), encoding="utf-8") as handle:
+                return handle.read()
+        except OSError as exc:
+            self.logger.warning(f"secret {name!r} cannot be read: {exc.strerror or exc}")
+            return default
 
     def __repr__(self) -> str:
         return f"RunContext(uid={self.uid!r}, name={self.name!r}, project={self.project!r})"

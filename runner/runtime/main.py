@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
@@ -49,6 +51,12 @@ def main(argv: list[str]) -> int:
     except RunError as exc:
         print(f"runyard runtime: {exc}", file=sys.stderr)
         return 2
+    if spec.deadline is not None:
+        return _supervise(lambda: _execute(spec), spec.deadline)
+    return _execute(spec)
+
+
+def _execute(spec: Spec) -> int:
     logger = make_logger(spec.uid, sys.stderr)
     store = OutputStore(spec.paths.outputs, logger.warning)
     store.prepare()
@@ -65,6 +73,39 @@ def main(argv: list[str]) -> int:
         print(failure.report, file=sys.stderr, end="" if failure.report.endswith("\n") else "\n")
     store.write_error(failure.type_name, failure.message)
     return failure.exit_code
+
+
+def _supervise(work: Callable[[], int], deadline: float) -> int:
+    """Run `work` in a child, and end its process group at the deadline.
+
+    The runner has its own timeout; this one holds when no runner is left. In a
+    container this process is PID 1, which the run cannot signal away, and when
+    it exits the kernel ends every process the run left behind.
+    """
+    leader = os.getpgid(0) == os.getpid()  # as in a container, or under the fork server
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            if not leader:  # a group of its own, so that ending it ends no one else
+                os.setpgid(0, 0)
+            code = work()
+        finally:
+            os._exit(code)
+    group = os.getpid() if leader else child
+    signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(child, signal.SIGTERM))
+    ends = time.monotonic() + deadline
+    while True:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return code if code >= 0 else 128 - code
+        if time.monotonic() > ends:
+            print(f"runyard: the run passed its deadline ({deadline:.0f} s) and was killed",
+                  file=sys.stderr)
+            os.killpg(group, signal.SIGKILL)  # in a container, PID 1 survives this
+            return 128 + signal.SIGKILL
+        time.sleep(0.05)
 
 
 def _run(spec: Spec, store: OutputStore, logger: logging.Logger) -> Failure | None:

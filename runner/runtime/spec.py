@@ -34,6 +34,7 @@ class Paths:
     work: str
     outputs: str
     params: str | None
+    secrets: str | None = None
 
     @property
     def artifacts(self) -> str:
@@ -54,6 +55,7 @@ class Spec:
     inputs: dict[str, InputRef]
     secrets: tuple[str, ...]
     paths: Paths
+    deadline: float | None = None  # seconds: the run ends itself then, runner or not
 
 
 def load_spec(path: str) -> Spec:
@@ -87,7 +89,16 @@ def parse_spec(data: dict[str, Any]) -> Spec:
         inputs=_inputs(data.get("inputs")),
         secrets=tuple(_strings(data.get("secrets", []), "secrets")),
         paths=_paths(_mapping(data.get("paths"), "paths"), needs_code=command is None),
+        deadline=_deadline(data.get("deadline")),
     )
+
+
+def _deadline(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SpecError(f"deadline must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _mapping(value: object, what: str) -> dict[str, Any]:
@@ -147,9 +158,11 @@ def _input(name: str, ref: dict[str, Any]) -> InputRef:
 def _paths(data: dict[str, Any], needs_code: bool) -> Paths:
     code = _text(data, "code") if needs_code else _maybe_text(data, "code")
     params = _maybe_text(data, "params")
+    secrets = _maybe_text(data, "secrets")
     return Paths(
         code=os.path.abspath(code) if code else None,
         work=os.path.abspath(_text(data, "work")),
         outputs=os.path.abspath(_text(data, "outputs")),
         params=os.path.abspath(params) if params else None,
+        secrets=os.path.abspath(secrets) if secrets else None,
     )

@@ -1,0 +1,80 @@
+"""Put right what a lost runner left: records still `running`, containers, scratch.
+
+Every command that starts runs does this first. A runner is lost when it ran on
+this host and its process is gone (runner.record.owner); runs of runners on
+other hosts are left to those hosts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.errors import RunyardError
+from runner.record.owner import Owner
+from runner.record.results import ResultsBranch
+from runner.run import scratch
+
+if TYPE_CHECKING:
+    import docker
+
+OnNote = Callable[[str], None]
+LOST = "runner lost"
+RUNNER_LABEL = "dev.runyard.runner"
+
+
+def reconcile_records(results: ResultsBranch, on_note: OnNote) -> list[str]:
+    """Record `aborted` every run whose runner is lost; their uids."""
+    aborted = []
+    for uid, runner in results.running().items():
+        owner = Owner.parse(runner)
+        if owner is None or not owner.is_lost():
+            continue
+        try:
+            record = results.read(uid)
+        except RunyardError:
+            continue
+        if record["status"]["state"] == "running":
+            status = record["status"]
+            ended = datetime.now(UTC)
+            status.update(state="aborted", reason=LOST, end=ended.isoformat(timespec="milliseconds"),
+                          error=f"its runner ({runner}) ended before the run did")
+            status["duration"] = round((ended - datetime.fromisoformat(status["start"]))
+                                       .total_seconds(), 3)
+            results.write(record)
+            aborted.append(uid)
+    if aborted:
+        on_note(f"recorded {len(aborted)} run(s) of a lost runner as aborted")
+    return aborted
+
+
+def reconcile_scratch(root: Path, on_note: OnNote) -> None:
+    """Remove the scratch folders (and their mounts) of lost runners under `root`."""
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        owner = Owner.from_folder_name(folder.name)
+        if owner is None or not owner.is_lost():
+            continue
+        for mount in sorted(scratch.mounted_under(folder), reverse=True):
+            scratch.remove(mount)
+        shutil.rmtree(folder, ignore_errors=True)
+        on_note(f"removed the scratch of lost runner {owner}")
+
+
+def reconcile_containers(client: docker.DockerClient, on_note: OnNote) -> None:
+    """Remove the containers of lost runners (they carry their runner in a label)."""
+    import docker
+
+    for container in client.containers.list(all=True, filters={"label": RUNNER_LABEL}):
+        owner = Owner.parse(container.labels.get(RUNNER_LABEL, ""))
+        if owner is None or not owner.is_lost():
+            continue
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            continue  # removed meanwhile
+        on_note(f"removed container {container.name} of lost runner {owner}")
