@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.errors import RunyardError
+from runner.policy import GIT_KEYS, Policy, policy_from, read_policy
 
 MARKER = "# installed by runyard"
 
@@ -14,9 +17,8 @@ MARKER = "# installed by runyard"
 def install_hook(repo: Path, prefix: str = "") -> Path:
     """Write `hooks/post-receive`: it hands the push to `runyard on-push` in the
     background, so the push returns at once; output goes to runyard/on-push.log."""
+    check_bare(repo)
     hooks = repo / "hooks"
-    if not (repo / "objects").is_dir() or not hooks.parent.joinpath("HEAD").is_file():
-        raise RunyardError(f"{repo} is not a bare git repository (no objects/ and HEAD)")
     hook = hooks / "post-receive"
     if hook.exists() and MARKER not in hook.read_text(errors="replace"):
         raise RunyardError(f"{hook} exists and is not runyard's: merge it by hand, running\n"
@@ -34,8 +36,32 @@ echo "runyard: processing the push in the background (log: $log)"
     return hook
 
 
+def check_bare(repo: Path) -> None:
+    if not (repo / "objects").is_dir() or not (repo / "HEAD").is_file():
+        raise RunyardError(f"{repo} is not a bare git repository (no objects/ and HEAD)")
+
+
 def _command(prefix: str) -> str:
     args = [sys.executable, "-m", "runner", "on-push"]
     if prefix:
         args += ["--path", prefix]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def configure(repo: Path, settings: Mapping[str, Sequence[str]]) -> Policy:
+    """Write the operator's settings (`allowSecret` -> values, ...) into the repository's git
+    config, replacing earlier values of the same keys; return the policy now in force."""
+    check_bare(repo)
+    given = {key: list(values) for key, values in settings.items() if values}
+    policy_from({key.lower(): values for key, values in given.items()}, "the options")  # check first
+    for key, values in given.items():
+        assert key.lower() in GIT_KEYS, key
+        _git_config(repo, "--unset-all", f"runyard.{key}", check=False)
+        for value in values:
+            _git_config(repo, "--add", f"runyard.{key}", value)
+    return read_policy(repo)
+
+
+def _git_config(repo: Path, *args: str, check: bool = True) -> None:
+    subprocess.run(["git", "--git-dir", str(repo), "config", *args], capture_output=True,
+                   check=check)

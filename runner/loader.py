@@ -17,6 +17,7 @@ from runner.model import (
     Function,
     Hyper,
     Job,
+    Limits,
     Pipeline,
     Project,
     Resources,
@@ -25,7 +26,6 @@ from runner.model import (
     Step,
     Triggers,
 )
-from runner.policy import Limits
 from runner.schema import SchemaSet
 from runner.source import ProjectSource
 from runner.yamlread import Document, read_document

@@ -6,11 +6,11 @@ the file, line and column of any of its values.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.policy import Limits
 from runner.yamlread import Document
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -19,6 +19,22 @@ DEFAULT_ARTIFACT_STORE = ".runyard/artifacts"
 DEFAULT_LOG_LIMIT = 1024 * 1024
 
 Params = Mapping[str, Any]
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a run may leave behind; a project may set lower ones (`limits:`)."""
+
+    results: int = MiB  # results.json, artifacts.json and error.json, each
+    artifact: int = GiB  # one artifact, or one input fetched or copied in
+    disk: int = 2 * GiB  # a run's scratch: its working folder, outputs and temporary files
+    log: int = 16 * MiB  # the log kept of a run (the project's `results.log_limit`, at most)
+
+    def within(self, maximum: Limits) -> Limits:
+        return Limits(*(min(mine, most) for mine, most in
+                        zip(dataclasses.astuple(self), dataclasses.astuple(maximum), strict=True)))
 
 
 @dataclass(frozen=True)

@@ -11,36 +11,24 @@ strict defaults below, widened only by that configuration; a person running
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import ipaddress
+import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner import units
-from runner.errors import RunyardError
+from runner.errors import Problem, RunyardError
+from runner.model import Function, GiB, Job, Limits, Project
+from runner.yamlread import Document
 
-MiB = 1 << 20
-GiB = 1 << 30
 RUNYARD_IMAGES = "runyard/*"
 _HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much a run may leave behind; a project may set lower ones (`limits:`)."""
-
-    results: int = MiB  # results.json, artifacts.json and error.json, each
-    artifact: int = GiB  # one artifact, or one input fetched or copied in
-    disk: int = 2 * GiB  # a run's scratch: its working folder, outputs and temporary files
-
-    def within(self, maximum: Limits) -> Limits:
-        return Limits(*(min(mine, most) for mine, most in
-                        zip(dataclasses.astuple(self), dataclasses.astuple(maximum), strict=True)))
 
 
 @dataclass(frozen=True)
@@ -51,15 +39,43 @@ class Policy:
     private_urls: bool = False  # URL inputs may reach loopback, link-local, private addresses
     base_images: tuple[str, ...] = ()  # patterns of allowed base images; none: any but runyard's
     local_backend: bool = False  # runs on the host itself, outside any container
+    artifact_store: str | None = None  # the operator's store; else the project's, if inside it
+    any_store: bool = False  # the project's store may be anywhere (a person's own runs)
     build_timeout: float = 1800.0
     build_memory: int = 4 * GiB
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def personal(cls) -> Policy:
         """A person's own run in their own checkout: they are the operator."""
         return cls(secrets=None, host_network=True, file_inputs=("/",), private_urls=True,
-                   local_backend=True, build_timeout=3600.0)
+                   local_backend=True, any_store=True, build_timeout=3600.0)
+
+    def store_for(self, project: Project) -> str:
+        """Where the project's artifacts go: the operator's store, or the project's own if it
+        is a folder inside the project (an outside path or a URL is the operator's to give)."""
+        if self.artifact_store is not None:
+            return self.artifact_store
+        if self.any_store or _inside(project.artifact_store):
+            return project.artifact_store
+        raise RunyardError(f"{project.file}: artifact store {project.artifact_store!r} is outside "
+                           "the project; runs started by a push use it only where the runner's "
+                           "operator names a store (--artifact-store)")
+
+    def describe(self) -> str:
+        """One line for a person: what this policy lets runs have."""
+        secrets = "any the project names" if self.secrets is None else \
+            (", ".join(sorted(self.secrets)) or "none")
+        files = ", ".join(self.file_inputs) or "none"
+        images = ", ".join(self.base_images) or "any but another project's runyard images"
+        return (f"secrets: {secrets}; host network: {_yes(self.host_network)}; host files from: "
+                f"{files}; private URLs: {_yes(self.private_urls)}; base images: {images}; "
+                f"local backend: {_yes(self.local_backend)}; builds: "
+                f"{units.format_duration(self.build_timeout)}, "
+                f"{units.format_bytes(self.build_memory)}; per run: results "
+                f"{units.format_bytes(self.limits.results)}, artifact "
+                f"{units.format_bytes(self.limits.artifact)}, disk "
+                f"{units.format_bytes(self.limits.disk)}")
 
     def allows_secret(self, name: str) -> bool:
         return self.secrets is None or name in self.secrets
@@ -92,7 +108,7 @@ GIT_KEYS = {
     "allowprivateurls": "private_urls", "allowimage": "base_images",
     "allowlocalbackend": "local_backend", "buildtimeout": "build_timeout",
     "buildmemory": "build_memory", "maxresults": "results", "maxartifact": "artifact",
-    "maxdisk": "disk",
+    "maxdisk": "disk", "maxlog": "log", "artifactstore": "artifact_store",
 }
 
 
@@ -118,7 +134,7 @@ def policy_from(values: Mapping[str, list[str]], where: str) -> Policy:
     for key, found in values.items():
         name = GIT_KEYS[key]
         try:
-            if name in ("results", "artifact", "disk"):
+            if name in ("results", "artifact", "disk", "log"):
                 limits[name] = units.parse_memory(found[-1])
             else:
                 fields[name] = _PARSERS[name](found)
@@ -130,6 +146,7 @@ def policy_from(values: Mapping[str, list[str]], where: str) -> Policy:
 _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "secrets": frozenset,
     "file_inputs": tuple,
+    "artifact_store": lambda found: found[-1],
     "base_images": tuple,
     "build_timeout": lambda found: units.parse_duration(found[-1]),
     "build_memory": lambda found: units.parse_memory(found[-1]),
@@ -139,6 +156,10 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
 }
 
 
+def _yes(value: bool) -> str:
+    return "allowed" if value else "refused"
+
+
 def _boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "yes", "on", "1"):
@@ -146,3 +167,109 @@ def _boolean(text: str) -> bool:
     if lowered in ("false", "no", "off", "0"):
         return False
     raise ValueError(f"{text!r} is not true or false")
+
+
+def refusals(project: Project, policy: Policy, jobs: Iterable[str] | None = None) -> list[Problem]:
+    """What of the project (or of the named jobs) this policy refuses, at file:line.
+
+    `runyard validate` shows these against the strict defaults as warnings, so a
+    pusher learns before pushing; the runner on push refuses to run them.
+    """
+    chosen = [project.jobs[name] for name in jobs] if jobs is not None else list(project.jobs.values())
+    functions = {name for job in chosen for name in _functions_of(project, job)} \
+        if jobs is not None else set(project.functions)
+    found = [*_secret_refusals(project, policy), *_backend_refusals(project, policy, chosen)]
+    try:
+        policy.store_for(project)
+    except RunyardError as error:
+        found += _problem(project.doc, ("artifacts", "store"), error.message.partition(": ")[2])
+    for name in sorted(functions):
+        found += _function_refusals(project, project.functions[name], policy)
+    for job in chosen:
+        found += _input_refusals(job.doc, ("inputs",), job.inputs, policy)
+        pipeline = project.pipelines.get(job.run.pipeline or "")
+        for step in pipeline.steps if pipeline else ():
+            found += _input_refusals(pipeline.doc if pipeline else None,
+                                     ("steps", step.index, "inputs"), step.inputs, policy)
+    return sorted(set(found))
+
+
+def _inside(location: str) -> bool:
+    return "://" not in location and not os.path.isabs(location) \
+        and ".." not in Path(location).parts
+
+
+def _functions_of(project: Project, job: Job) -> list[str]:
+    if job.run.function:
+        return [job.run.function]
+    pipeline = project.pipelines.get(job.run.pipeline or "")
+    return [step.function for step in pipeline.steps] if pipeline else []
+
+
+def _problem(doc: Document | None, path: tuple[str | int, ...], message: str) -> list[Problem]:
+    return [doc.problem(path, message)] if doc is not None else []
+
+
+def _secret_refusals(project: Project, policy: Policy) -> list[Problem]:
+    return [problem for index, name in enumerate(project.secrets) if not policy.allows_secret(name)
+            for problem in _problem(project.doc, ("secrets", index),
+                                    f"secret {name} reaches runs started by a push only where the "
+                                    f"runner's operator allows it (--allow-secret {name})")]
+
+
+def _backend_refusals(project: Project, policy: Policy, jobs: list[Job]) -> list[Problem]:
+    if policy.local_backend:
+        return []
+    found = _problem(project.doc, ("execution", "backend"), _LOCAL) if project.backend == "local" else []
+    for job in jobs:
+        if job.backend == "local":
+            found += _problem(job.doc, ("backend",), _LOCAL)
+    return found
+
+
+_LOCAL = ("the local backend runs code on the runner's host, outside any container: runs started "
+          "by a push use it only where the runner's operator allows it")
+
+
+def _function_refusals(project: Project, function: Function, policy: Policy) -> list[Problem]:
+    found = []
+    if function.network == "host" and not policy.host_network:
+        found += _problem(function.doc, ("network",), "the host's network reaches the runner's own "
+                          "services: runs started by a push get it only where the operator allows it")
+    base = function.environment.base_image or project.base_image
+    why = policy.base_image_refusal(base, project.name)
+    if why is not None:
+        if function.environment.base_image:
+            found += _problem(function.doc, ("environment", "base_image"), f"base image {base}: {why}")
+        else:
+            found += _problem(project.doc, ("defaults", "base_image"), f"base image {base}: {why}")
+    return found
+
+
+def _input_refusals(doc: Document | None, path: tuple[str | int, ...], inputs: Mapping[str, str],
+                    policy: Policy) -> list[Problem]:
+    found = []
+    for name, uri in inputs.items():
+        why = input_refusal(uri, policy)
+        if why is not None:
+            found += _problem(doc, (*path, name), f"input {name}: {why}")
+    return found
+
+
+def input_refusal(uri: str, policy: Policy) -> str | None:
+    """Why `uri` will be refused, where that can be told without fetching it."""
+    if uri.startswith("file://"):
+        path = Path(uri.removeprefix("file://"))
+        if path.is_absolute() and not policy.allows_file(Path(os.path.normpath(path))):
+            return ("a file of the runner's host: read only from folders the runner's operator "
+                    "allows (--allow-files DIR)")
+        return None
+    host = urllib.parse.urlsplit(uri).hostname if uri.startswith(("http://", "https://")) else None
+    if host is None or policy.private_urls:
+        return None
+    try:
+        literal = host == "localhost" or host.endswith(".localhost") or not policy.allows_address(host)
+    except ValueError:  # a name: it is checked when it is resolved, at fetch time
+        return None
+    return ("a loopback, link-local or private address: fetched only where the runner's operator "
+            "allows it (--allow-private-urls)") if literal else None

@@ -105,11 +105,56 @@ def hook() -> None:
 @hook.command("install")
 @click.argument("repo", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
-def hook_install(repo: Path, prefix: str) -> None:
-    """Install a post-receive hook into the bare repository REPO."""
-    from runner.hooks import install_hook
+@click.option("--allow-secret", multiple=True, metavar="NAME",
+              help="An environment variable of the runner that runs may get as a secret.")
+@click.option("--allow-host-network", is_flag=True, default=None,
+              help="Functions may ask for the host's network.")
+@click.option("--allow-files", multiple=True, metavar="DIR",
+              help="A host folder that file:// inputs may come from.")
+@click.option("--allow-private-urls", is_flag=True, default=None,
+              help="URL inputs may reach loopback, link-local and private addresses.")
+@click.option("--allow-image", multiple=True, metavar="PATTERN",
+              help="Allowed base images (shell patterns); by default any but runyard's own.")
+@click.option("--allow-local-backend", is_flag=True, default=None,
+              help="Runs may use the local backend: on this host, outside any container.")
+@click.option("--artifact-store", metavar="LOCATION", help="The artifact store runs use.")
+@click.option("--build-timeout", metavar="DURATION", help="The longest an image build may take.")
+@click.option("--build-memory", metavar="SIZE", help="The memory an image build may use.")
+@click.option("--max-results", metavar="SIZE", help="The most a run's results may weigh.")
+@click.option("--max-artifact", metavar="SIZE", help="The most one artifact or input may weigh.")
+@click.option("--max-disk", metavar="SIZE", help="The scratch disk of a run, at most.")
+@click.option("--max-log", metavar="SIZE", help="The log kept of a run, at most.")
+def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
+                 allow_host_network: bool | None, allow_files: tuple[str, ...],
+                 allow_private_urls: bool | None, allow_image: tuple[str, ...],
+                 allow_local_backend: bool | None, artifact_store: str | None,
+                 build_timeout: str | None, build_memory: str | None, max_results: str | None,
+                 max_artifact: str | None, max_disk: str | None, max_log: str | None) -> None:
+    """Install a post-receive hook into the bare repository REPO.
 
+    What runs started by a push may touch beyond their containers is the
+    operator's to say, with the options below; they go to REPO's git config
+    (`runyard.*`), where a push cannot change them. Given again, an option
+    replaces its earlier values.
+    """
+    from runner.hooks import configure, install_hook
+
+    def flag(value: bool | None) -> list[str]:
+        return [] if value is None else [str(value).lower()]
+
+    def one(value: str | None) -> list[str]:
+        return [] if value is None else [value]
+
+    policy = configure(repo, {
+        "allowSecret": allow_secret, "allowHostNetwork": flag(allow_host_network),
+        "allowFiles": [str(Path(folder).resolve()) for folder in allow_files],
+        "allowPrivateUrls": flag(allow_private_urls), "allowImage": allow_image,
+        "allowLocalBackend": flag(allow_local_backend), "artifactStore": one(artifact_store),
+        "buildTimeout": one(build_timeout), "buildMemory": one(build_memory),
+        "maxResults": one(max_results), "maxArtifact": one(max_artifact),
+        "maxDisk": one(max_disk), "maxLog": one(max_log)})
     click.echo(f"installed {install_hook(repo, prefix)}")
+    click.echo(f"runs started by a push get: {policy.describe()}")
 
 
 @click.command()

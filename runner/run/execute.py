@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
-from runner.model import Function, Project
-from runner.policy import Limits, Policy
+from runner.model import Function, Limits, Project
+from runner.policy import Policy
 from runner.record.artifacts import ArtifactStore
 from runner.record.owner import Owner
 from runner.record.results import (
@@ -114,7 +114,7 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
     record = task_record(session, task, uid, attempt)
     live = session.live_dir / f"{uid}.log" if session.live_dir else None
     log = _Log(session.secrets, lambda line: session.on_line(task.name, line), live,
-               session.project.log_limit)
+               min(session.project.log_limit, session.limits.log))
     with _run_dir(session, uid, attempt) as run_dir:
         try:
             inputs = [resolve_input(name, uri, session.code, session.store, session.results,

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from runner.policy import Limits
+from runner.model import Limits
 from runner.record.artifacts import ArtifactStore
 from runner.run.safefs import (
     Refused,

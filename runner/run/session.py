@@ -98,7 +98,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         code = make_snapshot(source, workdir / "code")
         yield Session(
             project=project, code=code, workdir=workdir, backend=runner,
-            store=ArtifactStore(project.artifact_store, workspace_of(source)),
+            store=ArtifactStore(policy.store_for(project), workspace_of(source)),
             results=results, revision=source.revision or _head(git_dir),
             trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
             dirty=isinstance(source, DirectorySource), memoize=memoize,
