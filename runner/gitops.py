@@ -20,7 +20,7 @@ from runner.errors import ProjectInvalid, RunyardError
 from runner.loader import load_project, read_settings
 from runner.model import Project
 from runner.plan import make_plan
-from runner.policy import read_policy
+from runner.policy import Policy, operator_policy, refusals
 from runner.record.results import RECORD_VERSION, ResultsBranch
 from runner.run.execute import OnLine
 from runner.source import GitSource
@@ -97,14 +97,20 @@ def _process(repo: Any, update: RefUpdate, prefix: str, main: str, force: bool,
     old_source = GitSource(repo, base, prefix) if base else None
     plan = make_plan(project, source, base, old_source)
     push["plan"] = plan.to_dict()
-    push["runs"] = _run_jobs(project, source, git_dir, plan.to_run, update, force, backend, on_line)
+    policy = operator_policy(git_dir, backend)
+    refused = refusals(project, policy, plan.to_run)
+    if refused:  # the project asks for more than the operator allows: nothing runs
+        push.update(status="refused", problems=[str(p) for p in refused])
+        return _finish(results, push, on_line)
+    push["runs"] = _run_jobs(project, source, git_dir, plan.to_run, update, force, backend,
+                             policy, on_line)
     failed = [run for run in push["runs"] if run["state"] not in ("completed", "skipped")]
     push["status"] = "failed" if failed else ("completed" if plan.to_run else "nothing-to-run")
     return _finish(results, push, on_line)
 
 
 def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence[str],
-              update: RefUpdate, force: bool, backend: str | None,
+              update: RefUpdate, force: bool, backend: str | None, policy: Policy,
               on_line: OnLine) -> list[dict[str, Any]]:
     if not jobs:
         return []
@@ -114,7 +120,6 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
     trigger = {"kind": "push", "ref": update.ref,
                "detail": f"{(update.old or '')[:12]}..{update.new[:12]}"}
     runs = []
-    policy = read_policy(git_dir)
     with open_session(source, git_dir, project, policy, backend=backend, functions=_functions_of(
             project, jobs), trigger=trigger, memoize=not force, on_line=on_line) as session:
         for job in jobs:

@@ -11,6 +11,7 @@ strict defaults below, widened only by that configuration; a person running
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import ipaddress
 import os
@@ -121,6 +122,13 @@ def read_policy(git_dir: Path) -> Policy:
         key, _, value = line.partition(" ")
         values.setdefault(key.removeprefix("runyard.").lower(), []).append(value)
     return policy_from(values, f"the git config of {git_dir}")
+
+
+def operator_policy(git_dir: Path, backend: str | None) -> Policy:
+    """The policy of runs the runner starts: the git config's, and `--backend local` given by
+    the operator on the command line allows the local backend."""
+    policy = read_policy(git_dir)
+    return dataclasses.replace(policy, local_backend=True) if backend == "local" else policy
 
 
 def policy_from(values: Mapping[str, list[str]], where: str) -> Policy:

@@ -19,7 +19,7 @@ import yaml
 
 from runner.loader import load_project
 from runner.model import Job, Project
-from runner.policy import read_policy
+from runner.policy import operator_policy
 from runner.record.results import ResultsBranch, dump
 from runner.run.execute import OnLine
 from runner.schedule import due_times, next_time, parse_at
@@ -99,7 +99,7 @@ class Scheduler:
         detail = f"due {due.at.isoformat()}" + (f", late by {_minutes(due.late)}" if late else "")
         self.on_line("schedule", f"job {due.job}: {detail}")
         trigger = {"kind": "schedule", "ref": f"refs/heads/{self.branch}", "detail": detail}
-        with open_session(source, self.git_dir, project, read_policy(self.git_dir),
+        with open_session(source, self.git_dir, project, operator_policy(self.git_dir, self.backend),
                           backend=self.backend, trigger=trigger,
                           on_line=self.on_line) as session:
             record = run_target(session, due.job)

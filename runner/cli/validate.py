@@ -29,23 +29,31 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
     names that folder of the revision's tree). Problems name files relative
     to the current folder (or to the repository, for a bare one).
     """
+    from runner.policy import Policy, refusals
+
     checked: list[Project] = []
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     for source, shown in _sources(paths, revision):
         try:
             checked.append(load_project(source))
         except ProjectInvalid as error:
             problems += [_relocate(problem, shown) for problem in error.problems]
+        else:  # what the runner on push refuses by default: the pusher learns it now
+            warnings += [_relocate(problem, shown) for problem in refusals(checked[-1], Policy())]
     if as_json:
         report = {
             "valid": not problems,
             "projects": [project.name for project in checked],
             "problems": [problem.to_dict() for problem in problems],
+            "warnings": [warning.to_dict() for warning in warnings],
         }
         click.echo(json.dumps(report, indent=2))
         if problems:
             raise SystemExit(1)
         return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if problems:
         raise ProjectInvalid(problems)
     for project in checked:

@@ -45,6 +45,7 @@ def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
     record = new_record(session, uid=parent, name=name, job=job, iteration=0, parent=None,
                         labels=labels, params=params)
     record["spec"]["hyper"] = {k: v for k, v in asdict(hyper).items() if v is not None}
+    session.write(record)  # `running`, before any trial: a child never lacks its parent
     condition = parse_condition(hyper.stop_condition) if hyper.stop_condition else None
     done: dict[int, Record] = {}
     stop: str | None = None

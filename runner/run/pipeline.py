@@ -52,6 +52,7 @@ class PipelineRun:
                             iteration=self.iteration, parent=self.parent, labels=self.labels,
                             params=self.params)
         record["spec"]["pipeline"] = self.pipeline.name
+        self.session.write(record)  # `running`, before any step: a child never lacks its parent
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             running: dict[Future[Record], Step] = {}
             while len(self.done) < len(self.pipeline.steps):
