@@ -177,16 +177,20 @@ def _boolean(text: str) -> bool:
     raise ValueError(f"{text!r} is not true or false")
 
 
-def refusals(project: Project, policy: Policy, jobs: Iterable[str] | None = None) -> list[Problem]:
-    """What of the project (or of the named jobs) this policy refuses, at file:line.
+def push_warnings(project: Project, policy: Policy) -> list[Problem]:
+    """What the runner on push would refuse or withhold under `policy`, at file:line:
+    `runyard validate` shows these against the strict defaults, so a pusher learns
+    before pushing."""
+    return sorted({*_secret_refusals(project, policy), *refusals(project, policy)})
 
-    `runyard validate` shows these against the strict defaults as warnings, so a
-    pusher learns before pushing; the runner on push refuses to run them.
-    """
+
+def refusals(project: Project, policy: Policy, jobs: Iterable[str] | None = None) -> list[Problem]:
+    """What of the project (or of the named jobs) this policy refuses to run, at file:line.
+    (A secret it does not allow is not refused: it is withheld.)"""
     chosen = [project.jobs[name] for name in jobs] if jobs is not None else list(project.jobs.values())
     functions = {name for job in chosen for name in _functions_of(project, job)} \
         if jobs is not None else set(project.functions)
-    found = [*_secret_refusals(project, policy), *_backend_refusals(project, policy, chosen)]
+    found = _backend_refusals(project, policy, chosen)
     try:
         policy.store_for(project)
     except RunyardError as error:
@@ -221,8 +225,8 @@ def _problem(doc: Document | None, path: tuple[str | int, ...], message: str) ->
 def _secret_refusals(project: Project, policy: Policy) -> list[Problem]:
     return [problem for index, name in enumerate(project.secrets) if not policy.allows_secret(name)
             for problem in _problem(project.doc, ("secrets", index),
-                                    f"secret {name} reaches runs started by a push only where the "
-                                    f"runner's operator allows it (--allow-secret {name})")]
+                                    f"secret {name} is withheld from runs started by a push unless "
+                                    f"the runner's operator allows it (--allow-secret {name})")]
 
 
 def _backend_refusals(project: Project, policy: Policy, jobs: list[Job]) -> list[Problem]:

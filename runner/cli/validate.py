@@ -29,7 +29,7 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
     names that folder of the revision's tree). Problems name files relative
     to the current folder (or to the repository, for a bare one).
     """
-    from runner.policy import Policy, refusals
+    from runner.policy import Policy, push_warnings
 
     checked: list[Project] = []
     problems: list[Problem] = []
@@ -40,7 +40,7 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
         except ProjectInvalid as error:
             problems += [_relocate(problem, shown) for problem in error.problems]
         else:  # what the runner on push refuses by default: the pusher learns it now
-            warnings += [_relocate(problem, shown) for problem in refusals(checked[-1], Policy())]
+            warnings += [_relocate(problem, shown) for problem in push_warnings(checked[-1], Policy())]
     if as_json:
         report = {
             "valid": not problems,

@@ -16,9 +16,10 @@ import os
 import re
 import stat
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from runner.model import Limits
 from runner.record.artifacts import ArtifactStore
@@ -117,9 +118,8 @@ def _store_one(folder: int, path: str, store: ArtifactStore,
         except FileNotFoundError:
             return None
         if stat.S_ISDIR(mode):
-            with opened_dir(open_dir_at(fd, parts[-1])) as tree:
-                tar = _tar(tree, path, limit)
-            kept = store.put_stream(tar, limit)
+            with opened_dir(open_dir_at(fd, parts[-1])) as tree, _tar(tree, path, limit) as tar:
+                kept = store.put_stream(tar)  # the tar's files are within the limit
             return kept.hash, kept.size, True
         with os.fdopen(open_regular_at(fd, parts[-1], path), "rb") as handle:
             kept = store.put_stream(handle, limit)
@@ -131,9 +131,12 @@ def _store_one(folder: int, path: str, store: ArtifactStore,
             os.close(each)
 
 
-def _tar(tree: int, path: str, limit: int) -> BinaryIO:
+SPOOL = 8 << 20  # a folder's tar is kept in memory up to this size, then in a file
+
+
+def _tar(tree: int, path: str, limit: int) -> IO[bytes]:
     """A folder's regular files as a tar with fixed times and owners (same tree, same hash)."""
-    buffer = io.BytesIO()
+    buffer = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - the caller reads it
     total = 0
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for relative, entry, mode, fd in _walk(tree, path):

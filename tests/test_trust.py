@@ -1,0 +1,298 @@
+"""The trust boundary's parts, one by one: the operator's policy, reading outputs,
+resolving inputs, secrets, the bounded scratch and the runner's identity.
+
+The hostile pushes that go through all of them at once are in test_hostile_push.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from runner.errors import RunyardError
+from runner.model import Limits
+from runner.policy import Policy, policy_from
+from runner.record.artifacts import ArtifactStore
+from runner.record.gitstore import GitStore
+from runner.record.owner import Owner
+from runner.run import scratch
+from runner.run.inputs import resolve_input
+from runner.run.outputs import read_outputs
+from runner.run.secrets import Secrets
+from tests.helpers import git, sha256
+
+SMALL = Limits(results=1000, artifact=5000, disk=64 << 20)
+
+# --- the operator's policy ------------------------------------------------------------------
+
+
+def test_strict_policy_refuses_what_widens_a_run() -> None:
+    policy = Policy()
+    assert not policy.allows_secret("HOME")
+    assert not policy.allows_file(Path("/etc/shadow"))
+    for address in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "::ffff:127.0.0.1", "fd00::1"):
+        assert not policy.allows_address(address), address
+    assert policy.allows_address("93.184.216.34")
+    assert policy.base_image_refusal("runyard/other:abc", "mine") is not None
+    assert policy.base_image_refusal("runyard/mine:abc", "mine") is None
+    assert policy.base_image_refusal("a" * 64, "mine") is not None
+    assert policy.base_image_refusal("python:3.11-slim", "mine") is None
+
+
+def test_policy_from_settings_and_its_errors() -> None:
+    policy = policy_from({"allowsecret": ["A", "B"], "allowfiles": ["/data"], "maxdisk": ["1Gi"],
+                          "allowhostnetwork": ["true"], "buildtimeout": ["10m"]}, "here")
+    assert policy.secrets == frozenset({"A", "B"})
+    assert policy.allows_file(Path("/data/x.csv")) and not policy.allows_file(Path("/datax"))
+    assert policy.limits.disk == 1 << 30 and policy.host_network and policy.build_timeout == 600
+    with pytest.raises(RunyardError, match=r"unknown setting runyard\.alloweverything"):
+        policy_from({"alloweverything": ["true"]}, "here")
+    with pytest.raises(RunyardError, match="maxdisk"):
+        policy_from({"maxdisk": ["lots"]}, "here")
+    with pytest.raises(RunyardError, match="not true or false"):
+        policy_from({"allowhostnetwork": ["maybe"]}, "here")
+
+
+def test_project_limits_stay_within_the_operators() -> None:
+    assert Limits(results=10, artifact=1 << 40).within(SMALL) == Limits(
+        results=10, artifact=5000, disk=SMALL.disk, log=SMALL.log)
+
+
+# --- what a run leaves ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "outputs"
+    (folder / "artifacts").mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore("store", tmp_path)
+
+
+def _leave(outputs: Path, results: object = None, artifacts: object = None) -> None:
+    if results is not None:
+        (outputs / "results.json").write_text(json.dumps(results))
+    if artifacts is not None:
+        (outputs / "artifacts.json").write_text(json.dumps(artifacts))
+
+
+def test_regular_outputs_are_stored(outputs: Path, store: ArtifactStore) -> None:
+    (outputs / "artifacts" / "model").mkdir()
+    (outputs / "artifacts" / "model" / "model.bin").write_bytes(b"weights")
+    (outputs / "artifacts" / "tree" / "sub").mkdir(parents=True)
+    (outputs / "artifacts" / "tree" / "sub" / "a.txt").write_bytes(b"a")
+    _leave(outputs, {"accuracy": 0.9}, [
+        {"key": "model", "kind": "model", "path": "model/model.bin", "format": "bin"},
+        {"key": "tree", "kind": "file", "path": "tree", "format": None}])
+    read = read_outputs(outputs, store, SMALL)
+    assert read.refusal is None and read.results == {"accuracy": 0.9}
+    model, tree = read.artifacts
+    assert model["hash"] == sha256(b"weights") and model["size"] == 7
+    assert tree["format"] == "tar" and store.has(tree["hash"])
+    assert not os.access(store.local_path(model["hash"]), os.W_OK) or os.geteuid() == 0
+    assert store.local_path(model["hash"]).stat().st_mode & 0o222 == 0  # nobody writes it
+
+
+@pytest.mark.parametrize("make", ["results-link", "artifact-link", "folder-link", "fifo", "nested-link"])
+def test_links_and_pipes_are_refused_not_followed(outputs: Path, store: ArtifactStore,
+                                                  tmp_path: Path, make: str) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("marker-of-the-host")
+    if make == "results-link":
+        (outputs / "results.json").symlink_to(secret)
+    elif make == "fifo":
+        os.mkfifo(outputs / "results.json")
+    elif make == "artifact-link":
+        (outputs / "artifacts" / "a").mkdir()
+        (outputs / "artifacts" / "a" / "x").symlink_to(secret)
+        _leave(outputs, {}, [{"key": "a", "kind": "file", "path": "a/x"}])
+    elif make == "folder-link":
+        (outputs / "artifacts" / "a").symlink_to(tmp_path)
+        _leave(outputs, {}, [{"key": "a", "kind": "file", "path": "a/secret"}])
+    else:
+        (outputs / "artifacts" / "tree").mkdir()
+        (outputs / "artifacts" / "tree" / "x").symlink_to(secret)
+        _leave(outputs, {}, [{"key": "tree", "kind": "file", "path": "tree"}])
+    read = read_outputs(outputs, store, SMALL)  # a pipe must not hang this
+    assert read.refusal is not None and read.artifacts == []
+    assert not list((tmp_path / "store").rglob("*")) or all(
+        b"marker-of-the-host" not in p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("entry", [
+    {"key": "../../x", "path": "x"}, {"key": "a//b", "path": "x"}, {"key": ".git", "path": "x"},
+    {"key": "a/b", "path": "x"}, {"key": "k" * 300, "path": "x"}, {"key": 7, "path": "x"},
+    {"key": "ok", "path": "../x"}, {"key": "ok", "path": "/etc/passwd"}, {"key": "ok", "path": "a//x"},
+    {"key": "ok", "path": "x", "kind": "a\nb"}, {"key": "ok", "path": "x", "format": "../p"},
+    "not an object",
+])
+def test_bad_artifact_entries_are_refused(outputs: Path, store: ArtifactStore, entry: object) -> None:
+    (outputs / "artifacts" / "x").write_bytes(b"x")
+    _leave(outputs, {}, [entry])
+    read = read_outputs(outputs, store, SMALL)
+    assert read.refusal is not None and read.artifacts == []
+
+
+def test_oversize_outputs_are_refused(outputs: Path, store: ArtifactStore) -> None:
+    _leave(outputs, {"big": "x" * 2000})
+    assert "results.json is over the limit" in str(read_outputs(outputs, store, SMALL).refusal)
+    _leave(outputs, {}, [{"key": "big", "kind": "file", "path": "big"}])
+    (outputs / "artifacts" / "big").write_bytes(b"x" * 6000)
+    assert "over the limit of 5000 bytes" in str(read_outputs(outputs, store, SMALL).refusal)
+    assert not list(store.root.rglob("sha256/*/*"))  # nothing of it was kept
+
+
+def test_a_handler_that_removed_a_listed_artifact_just_loses_it(outputs: Path,
+                                                                 store: ArtifactStore) -> None:
+    _leave(outputs, {"a": 1}, [{"key": "gone", "kind": "file", "path": "gone/x"}])
+    (outputs / "artifacts" / "gone").mkdir()
+    read = read_outputs(outputs, store, SMALL)
+    assert read.refusal is None and read.results == {"a": 1} and read.artifacts == []
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+class _Server:
+    def __init__(self, body: bytes) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def loopback() -> Iterator[_Server]:
+    server = _Server(b"a token of the host's localhost")
+    yield server
+    server.server.shutdown()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "0x7f000001",
+                                  "2130706433", "127.1"])
+def test_urls_reaching_loopback_are_refused(loopback: _Server, store: ArtifactStore,
+                                            tmp_path: Path, host: str) -> None:
+    with pytest.raises(RunyardError, match=r"private address|could not be fetched"):
+        resolve_input("x", f"http://{host}:{loopback.port}/t", tmp_path, store, None, Policy())
+    assert not store.root.exists() or not list(store.root.rglob("sha256/*/*"))
+
+
+def test_urls_reaching_loopback_are_fetched_where_the_operator_allows(
+        loopback: _Server, store: ArtifactStore, tmp_path: Path) -> None:
+    allowed = Policy(private_urls=True)
+    got = resolve_input("x", f"http://127.0.0.1:{loopback.port}/t.csv", tmp_path, store, None, allowed)
+    assert got.hash == sha256(b"a token of the host's localhost") and got.filename == "t.csv"
+
+
+def test_host_files_only_under_allowed_folders_and_never_through_links(
+        store: ArtifactStore, tmp_path: Path) -> None:
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    (allowed / "ok.csv").write_text("a\n1\n")
+    private = tmp_path / "private"
+    private.write_text("marker")
+    (allowed / "link.csv").symlink_to(private)
+    policy = Policy(file_inputs=(str(allowed),))
+    assert resolve_input("x", f"file://{allowed}/ok.csv", tmp_path, store, None, policy).size == 4
+    for uri in (f"file://{private}", f"file://{allowed}/link.csv", f"file://{allowed}/../private",
+                "file://relative/path"):
+        with pytest.raises(RunyardError):
+            resolve_input("x", uri, tmp_path, store, None, policy)
+    with pytest.raises(RunyardError, match="does not read host files"):
+        resolve_input("x", f"file://{allowed}/ok.csv", tmp_path, store, None, Policy())
+
+
+@pytest.mark.parametrize("uri", ["store://sha256:../../../etc/passwd", "store://sha256:" + "A" * 64,
+                                 "store://sha256:abc", "store://md5:" + "a" * 64, "ftp://example.com/x",
+                                 "src/../../outside", "link.csv"])
+def test_inputs_never_leave_the_store_or_the_snapshot(store: ArtifactStore, tmp_path: Path,
+                                                      uri: str) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "link.csv").symlink_to("/etc/passwd")
+    with pytest.raises(RunyardError):
+        resolve_input("x", uri, code, store, None, Policy.personal())
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def test_only_allowed_secrets_are_available_and_every_form_is_masked() -> None:
+    environ = {"TOKEN": "s3cr3t/v+lue", "OTHER": "nope"}
+    secrets = Secrets.available(["TOKEN", "OTHER", "UNSET"], Policy(secrets=frozenset({"TOKEN"})),
+                                environ)
+    assert dict(secrets.values) == {"TOKEN": "s3cr3t/v+lue"}
+    value = "s3cr3t/v+lue"
+    shown = {"plain": value, "in text": f"error: {value}!",
+             "base64": base64.b64encode(value.encode()).decode(), "hex": value.encode().hex(),
+             "url": "s3cr3t%2Fv%2Blue", value: [value, 1]}
+    masked = json.dumps(secrets.mask(shown))
+    assert "s3cr3t" not in masked and value.encode().hex() not in masked
+    assert b"s3cr3t" not in secrets.mask_bytes(f"log: {value}\n".encode())
+    assert Secrets.available(["TOKEN"], Policy(), environ).values == {}
+
+
+# --- the records' tree, the scratch, the runner ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["a//b", "../x", "runs/./x", "x/.git/y", "x/.GIT", "", "a/"])
+def test_the_results_branch_never_gets_a_path_git_fsck_rejects(tmp_path: Path, path: str) -> None:
+    git(tmp_path, "init", "-q", "--bare")
+    with pytest.raises(ValueError, match="not a path for a git tree"):
+        GitStore(tmp_path, "results").commit({path: b"x"}, "bad")
+
+
+def test_removing_files_from_the_results_branch(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "--bare")
+    store = GitStore(tmp_path, "results")
+    store.commit({"index/running/a": b"1", "keep": b"k"}, "add")
+    store.commit({"index/running/a": None}, "remove")
+    assert store.list("") == ["keep"]
+    git(tmp_path, "fsck", "--strict")
+
+
+def test_a_scratch_holds_no_more_than_its_size(tmp_path: Path) -> None:
+    folder = tmp_path / "scratch"
+    assert scratch.make(folder, 32 << 20)
+    try:
+        done = subprocess.run(["dd", "if=/dev/zero", f"of={folder / 'work' / 'big'}", "bs=1M",
+                               "count=100"], capture_output=True)
+        assert done.returncode != 0 and b"No space left" in done.stderr
+        assert scratch.is_full(folder)
+        assert (tmp_path / "scratch.img").stat().st_blocks * 512 < 40 << 20
+    finally:
+        scratch.remove(folder)
+    assert not folder.exists() and not (tmp_path / "scratch.img").exists()
+    assert scratch.mounted_under(tmp_path) == []
+
+
+def test_a_runner_is_lost_once_its_process_is_gone() -> None:
+    me = Owner.current()
+    assert Owner.parse(str(me)) == me and not me.is_lost()
+    assert Owner.from_folder_name(me.folder_name) == me
+    child = subprocess.Popen(["true"])
+    child.wait()
+    gone = Owner(me.host, child.pid, me.started)
+    assert gone.is_lost()
+    assert not Owner("another-host", child.pid, 1).is_lost()  # other hosts see to their own
+    assert Owner.parse("garbage") is None
