@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import time
 import re
 import shutil
 import signal
@@ -20,6 +19,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import docker
-import requests
 
 from runner.build.environment import (
     LABEL_ENV_HASH,
@@ -145,16 +145,12 @@ def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_d
     ca_bundle = HOST_CA_BUNDLE.is_file()
     dockerfile = render_dockerfile(spec, ca_bundle=ca_bundle)
     started = time.monotonic()
-    deadline = started + policy.build_timeout
     step, error = "", None
-    # A client of its own: closing it at the deadline drops the connection, and the
-    # engine cancels a build whose client is gone.
-    builder = docker.APIClient(**{**docker.utils.kwargs_from_env(), "timeout": policy.build_timeout,
-                                  "version": client.api.api_version})
-    with log_path.open("w", encoding="utf-8") as log, contextlib.closing(builder):
+    watch = _Deadline(client, policy.build_timeout)
+    with log_path.open("w", encoding="utf-8") as log, watch:
         log.write(dockerfile + "\n")
         try:
-            stream = builder.build(
+            stream = client.api.build(
                 fileobj=_context(dockerfile, spec, ca_bundle), custom_context=True,
                 tag=spec.tag, rm=True, forcerm=True, decode=True, nocache=force,
                 container_limits={"memory": policy.build_memory, "memswap": policy.build_memory},
@@ -163,22 +159,60 @@ def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_d
             )
             for chunk in stream:
                 step, error = _consume(chunk, step, error, log, lambda line: on_line(spec.tag, line))
-                if time.monotonic() > deadline:
-                    break
+                watch.follow(chunk)
         except docker.errors.APIError as api_error:
             error = str(api_error.explanation or api_error)
             log.write(error + "\n")
-        except requests.exceptions.RequestException as lost:
-            if time.monotonic() <= deadline:  # else: silent until the read timed out
-                error = f"the connection to the engine failed during the build: {lost}"
-        if time.monotonic() > deadline and error is None:
-            error = f"the build took longer than its limit of {policy.build_timeout:.0f} s"
+    if watch.expired.is_set():
+        error = f"the build took longer than its limit of {policy.build_timeout:.0f} s"
+        with log_path.open("a", encoding="utf-8") as log:
             log.write(error + "\n")
     seconds = time.monotonic() - started
     if error is None:
         return BuildOutcome(need, "built", seconds, log=log_path)
     message = _failure(project, need, step, error, log_path)
     return BuildOutcome(need, "failed", seconds, message, log_path)
+
+
+class _Deadline:
+    """Ends a build at its time limit: the step's container is killed, so the step fails
+    and the engine ends the build (and removes the container)."""
+
+    _RUNNING = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$")
+
+    def __init__(self, client: docker.DockerClient, seconds: float) -> None:
+        self.client = client
+        self.expired = threading.Event()
+        self.container: str | None = None
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+
+    def follow(self, chunk: dict[str, Any]) -> None:
+        match = self._RUNNING.match(str(chunk.get("stream") or "").rstrip("\n"))
+        if match:
+            with self.lock:
+                self.container = match[1]
+            if self.expired.is_set():
+                self._kill()
+
+    def _expire(self) -> None:
+        self.expired.set()
+        self._kill()
+
+    def _kill(self) -> None:
+        with self.lock:
+            container = self.container
+        if container is not None:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.client.api.kill(container)
 
 
 def _consume(chunk: dict[str, Any], step: str, error: str | None, log: io.TextIOBase,
