@@ -111,7 +111,7 @@ def test_first_push_runs_every_push_triggered_job(pushed: Remote) -> None:
     assert len(records) == len(PUSH_JOBS) + 2  # four jobs, two pipeline steps
     assert yaml.safe_load(read(pushed.bare, "index/last-push.yaml") or "") == {
         "revision": sha, "ref": "refs/heads/main"}
-    raw = read(pushed.bare, f"pushes/{sha}.yaml") or ""
+    raw = read(pushed.bare, f"pushes/{sha}/main.yaml") or ""
     assert "&id0" not in raw and "*id0" not in raw  # plain YAML for `git show`, no aliases
     fsck_clean(pushed.bare)
 
@@ -284,7 +284,7 @@ def test_deleted_ref_and_tags_are_ignored(pushed: Remote) -> None:
     on_release = pushed.append("README.md", "\nrelease notes\n", "release docs")
     git(pushed.work, "tag", "v1")
     pushed.push("release", "v1")
-    release = pushed.wait(on_release)  # release is configured in project.yaml
+    release = pushed.wait(on_release, "release")  # release is configured in project.yaml
     assert release["ref"] == "refs/heads/release"
     git(pushed.work, "checkout", "--quiet", "main")
     # one push: delete release, push a new commit of main
@@ -292,8 +292,7 @@ def test_deleted_ref_and_tags_are_ignored(pushed: Remote) -> None:
     pushed.push(":release", "main")
     assert pushed.wait(sha)["status"] == "nothing-to-run"
     listing = git(pushed.bare, "ls-tree", "--name-only", f"{BRANCH}:pushes").split()
-    assert sorted(listing) == sorted(f"{s}.yaml" for s in (pushed.first["revision"],
-                                                            on_release, sha))
+    assert sorted(listing) == sorted((pushed.first["revision"], on_release, sha))
     # the same by hand: a deletion and a tag give no record and write nothing
     results_tip = tip(pushed.bare)
     lines = f"{sha} {ZERO} refs/heads/release\n{ZERO} {sha} refs/tags/v2\n"
@@ -345,7 +344,8 @@ def test_pushes_at_once_all_get_every_record(pushed: Remote, tmp_path: Path) -> 
     for process in pushes:
         assert process.wait(60) == 0
     pushed.push("main")
-    records_of = {sha: pushed.wait(sha) for sha in (on_release, on_main, later_main)}
+    records_of = {sha: pushed.wait(sha, branch) for sha, branch in (
+        (on_release, "release"), (on_main, "main"), (later_main, "main"))}
     assert ran(records_of[on_release]) == dict.fromkeys(PUSH_JOBS, "completed") | {
         "alpha-job": "skipped", "notes-job": "skipped"}  # unchanged there: memoized
     assert ran(records_of[on_main]) == {"alpha-job": "completed", "both-job": "completed"}

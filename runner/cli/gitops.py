@@ -78,7 +78,7 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     Reads `OLD NEW REF` lines on standard input, as git's post-receive hook
     gives them, or takes --before/--after/--ref as CI systems give them.
     """
-    from runner.gitops import RefUpdate, default_branch, parse_updates, process_pushes
+    from runner.gitops import PushOptions, RefUpdate, default_branch, parse_updates, process_pushes
 
     repo = _repo(repo_dir)
     git_dir = Path(repo.git_dir)
@@ -88,10 +88,24 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
                              ref or f"refs/heads/{_current_branch(repo) or default_branch(git_dir)}")]
     else:
         updates = parse_updates(sys.stdin.read())
-    pushes = process_pushes(git_dir, updates, prefix=prefix, force=force, backend=backend,
-                            on_line=lambda name, line: click.echo(f"{name} | {line}", err=as_json))
+    options = PushOptions(prefix, force, backend,
+                          on_line=lambda name, line: click.echo(f"{name} | {line}", err=as_json),
+                          on_error=lambda text: click.echo(text, err=True))
+    pushes = process_pushes(git_dir, updates, options)
     if as_json:
         echo_json(pushes)
+    _exit_for(pushes)
+
+
+def _exit_for(pushes: list[dict[str, Any]]) -> None:
+    """Exit 3 when runyard broke on a push, 1 when a push failed or was invalid."""
+    from runner.cli import EXIT_INTERNAL_ERROR
+
+    broken = [p for p in pushes if p["status"] == "error"]
+    if broken:
+        click.echo(f"runyard: internal error (a bug, please report it) in {len(broken)} of "
+                   f"{len(pushes)} pushes; the traceback is above", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)
     bad = [p for p in pushes if p["status"] in ("failed", "invalid")]
     if bad:
         raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0]['status']}")
@@ -160,12 +174,15 @@ def _current_branch(repo: object) -> str | None:
 
 
 def _last_processed(git_dir: Path, branch: str) -> str | None:
+    """What the next push would be planned from: the last push that ran its plan (or
+    the newest run's revision when there are no push records)."""
+    from runner.gitops import plan_base
     from runner.record.results import ResultsBranch
 
     results = ResultsBranch(git_dir, branch)
-    last = results.last_push_revision()
+    last = results.last_push()
     if last:
-        return last
+        return plan_base(results, last.revision, last.ref)
     newest = next(results.records(limit=1), None)
     return str(newest["spec"]["revision"]) if newest else None
 

@@ -45,8 +45,9 @@ def read(git_dir: Path, path: str, rev: str = BRANCH) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def push_record(git_dir: Path, sha: str) -> dict[str, Any] | None:
-    raw = read(git_dir, f"pushes/{sha}.yaml")
+def push_record(git_dir: Path, sha: str, branch: str = "main") -> dict[str, Any] | None:
+    """The record of `sha` pushed to `branch` (pushes/<revision>/<branch>.yaml)."""
+    raw = read(git_dir, f"pushes/{sha}/{branch}.yaml")
     return yaml.safe_load(raw) if raw else None
 
 
@@ -149,9 +150,9 @@ class Remote:
         assert done.returncode == 0, done.stderr
         return done
 
-    def wait(self, sha: str) -> dict[str, Any]:
-        record: dict[str, Any] = wait_for(lambda: push_record(self.bare, sha),
-                                          f"the push record of {sha[:12]}", self.log)
+    def wait(self, sha: str, branch: str = "main") -> dict[str, Any]:
+        record: dict[str, Any] = wait_for(lambda: push_record(self.bare, sha, branch),
+                                          f"the push record of {sha[:12]} on {branch}", self.log)
         return record
 
     def push_and_wait(self, *refspecs: str) -> dict[str, Any]:
