@@ -129,9 +129,7 @@ def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsB
               push: dict[str, Any], options: PushOptions) -> None:
     """Load, plan and run; `push` is filled in as it goes, so a failure keeps what was done."""
     project = load_project(source)
-    base = plan_base(results, update.old, update.ref)
-    old_source = GitSource(repo, base, options.prefix) if base else None
-    plan = make_plan(project, source, base, old_source)
+    plan = make_plan(project, source, plan_base(results, update.old, update.ref))
     push["plan"] = plan.to_dict()
     _run_jobs(project, source, Path(repo.git_dir), plan.to_run, update, options, push["runs"])
     failed = [f"{run['job']} {run['state']}" for run in push["runs"]

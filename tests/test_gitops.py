@@ -389,7 +389,9 @@ def test_plan_names_the_reasons(remote: Remote) -> None:
     assert "images to build:" not in text
     assert lines[-1] == "Plan: 3 jobs to run, 4 not."
     plan = json.loads(ok(runyard("plan", f"{base}..HEAD", "-C", remote.work, "--json")))
-    assert set(plan) == {"old", "new", "changed", "functions", "images", "jobs", "to_run"}
+    assert set(plan) == {"old", "new", "changed", "functions", "images", "jobs", "to_run",
+                         "notes"}
+    assert plan["notes"] == []
     assert (plan["old"], plan["new"]) == (base, remote.head())
     assert plan["changed"] == ["data/other.txt", "src/alpha.py"]
     assert plan["images"] == {}

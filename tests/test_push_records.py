@@ -24,9 +24,10 @@ from docker.errors import APIError, ImageNotFound
 
 from runner.record.gitstore import GitStore
 from runner.record.results import push_path
-from tests.helpers import commit_all, git
+from tests.helpers import commit_all, copy_project, git, make_repo
 from tests.helpers.gitops import (
     BRANCH,
+    PROJECT,
     PUSH_JOBS,
     ZERO,
     Remote,
@@ -223,3 +224,61 @@ def test_a_failing_build_and_a_missing_base_image_fail_their_pushes(images: Remo
     for push in pushes:
         assert push["runs"] == []
         assert push_record(images.bare, push["revision"], push["ref"][11:]) == push
+
+
+# --- a broken or missing old revision ------------------------------------------------------
+
+
+def test_an_old_environment_that_cannot_be_read_counts_as_changed(remote: Remote) -> None:
+    alpha = (remote.work / "functions" / "alpha.yaml").read_text()
+    old = remote.change({"functions/alpha.yaml": alpha + "environment: {requirements_file: "
+                         "reqs.txt}\n"}, "alpha names a file that is not there")
+    new = remote.change({"reqs.txt": "# nothing yet\n"}, "the file")
+    plan = json.loads(ok(runyard("plan", f"{old}..{new}", "-C", remote.work, "--json")))
+    assert plan["notes"] == [
+        "function alpha: the old environment cannot be read (functions/alpha.yaml: "
+        f"requirements_file 'reqs.txt' cannot be read at {old[:12]} (FileNotFoundError)): "
+        "counted as changed"]
+    alpha_change = next(f for f in plan["functions"] if f["name"] == "alpha")
+    assert alpha_change["environment_changed"] is True
+    assert plan["to_run"] == ["alpha-job", "both-job"]
+    text = ok(runyard("plan", f"{old}..{new}", "-C", remote.work))
+    assert text.splitlines()[1].startswith("note: function alpha: the old environment cannot")
+    (push,) = json.loads(ok(runyard("on-push", "-C", remote.work, "--before", old, "--after",
+                                    new, "--json")))
+    assert push["status"] == "completed"
+    assert push["plan"]["notes"] == plan["notes"]
+
+
+def test_an_old_revision_without_the_project_folder_counts_every_job_new(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "mono")
+    (repo / "README.md").write_text("a monorepo\n")
+    old = commit_all(repo, "before the project")
+    copy_project(PROJECT, repo / "proj")
+    new = commit_all(repo, "the project, in a folder")
+    plan = json.loads(ok(runyard("plan", f"{old}..{new}", "-C", repo / "proj", "--json")))
+    assert plan["notes"] == [f"old revision {old[:12]} cannot be read (no folder 'proj' at "
+                             f"revision {old}): every job counts as new"]
+    assert plan["to_run"] == PUSH_JOBS
+    done = runyard("on-push", "-C", repo, "--path", "proj", "--before", old, "--after", new,
+                   "--json")
+    (push,) = json.loads(ok(done))
+    assert push["status"] == "completed"
+    assert ran(push) == dict.fromkeys(PUSH_JOBS, "completed")
+
+
+def test_an_old_revision_not_in_the_repository(tmp_path: Path) -> None:
+    work = copy_project(PROJECT, tmp_path / "ci")
+    make_repo(work)
+    new = commit_all(work, "the project")
+    gone = "1234567" * 5 + "12345"  # a shallow clone of CI lacks the revision before
+    done = runyard("on-push", "-C", work, "--before", gone, "--after", new, "--json")
+    (push,) = json.loads(ok(done))
+    assert push["status"] == "completed"
+    assert push["plan"]["notes"] == [f"old revision {gone[:12]} is not in this repository: "
+                                     "every file counts as changed, every job as new"]
+    assert ran(push) == dict.fromkeys(PUSH_JOBS, "completed")
+    # named by hand, a revision that is not there is the user's mistake
+    typo = runyard("plan", "nosuchrev..HEAD", "-C", work)
+    assert typo.returncode == 1
+    assert "no revision 'nosuchrev'" in typo.stderr

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
+from runner.errors import RunyardError
 from runner.model import Environment, Function, Project
 from runner.source import ProjectSource
 
@@ -42,9 +43,7 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
     base = env.base_image or project.base_image
     requirements = list(env.requirements)
     if env.requirements_file:
-        text = source.read(env.requirements_file).decode("utf-8", "replace")
-        requirements += [line.strip() for line in text.splitlines()
-                         if line.strip() and not line.lstrip().startswith("#")]
+        requirements += _requirements_file(function, source)
     content = {
         "base_image": base,
         "base_image_id": base_image_ids.get(base),
@@ -58,3 +57,14 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
     resolved = Environment(base, tuple(requirements), env.requirements_file,
                            env.system_packages, env.setup, env.env)
     return ImageSpec(project.name, resolved, tuple(requirements), base_image_ids.get(base), digest)
+
+
+def _requirements_file(function: Function, source: ProjectSource) -> list[str]:
+    path = function.environment.requirements_file or ""
+    try:
+        text = source.read(path).decode("utf-8", "replace")
+    except OSError as error:
+        raise RunyardError(f"{function.file}: requirements_file {path!r} cannot be read at "
+                           f"{source.label} ({type(error).__name__})") from error
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]

@@ -50,15 +50,26 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     old, _, new = (revisions or "").rpartition("..") if revisions else ("", "", "HEAD")
     source = GitSource(repo, new or "HEAD", prefix)
     project = load_project(source)
-    if not revisions:
-        old = _last_processed(Path(repo.git_dir), project.results_branch) or ""
-    old_source = GitSource(repo, old, prefix) if old else None
-    made = make_plan(project, source, old_source.revision if old_source else None, old_source)
+    base = _revision(repo, old) if revisions else _last_processed(Path(repo.git_dir),
+                                                                  project.results_branch)
+    made = make_plan(project, source, base)
     if as_json:
         echo_json(made.to_dict())
         return
     for line in plan_lines(made):
         click.echo(line)
+
+
+def _revision(repo: Any, revision: str) -> str | None:
+    """The commit a revision the user named is (None for none); a typo is their error."""
+    from runner.source import commit_of
+
+    if not revision:
+        return None
+    found = commit_of(str(repo.git_dir), revision)
+    if found is None:
+        raise RunyardError(f"no revision {revision!r} in {repo.git_dir}")
+    return found
 
 
 @click.command("on-push")
@@ -148,8 +159,7 @@ def status(project_dir: Path, as_json: bool) -> None:
         if newest is None:
             rows.append({"job": name, "stale": True, "why": ["never run"], "newest": None})
             continue
-        old = GitSource(repo, newest["revision"], prefix)
-        decision = next(j for j in make_plan(project, source, old.revision, old).jobs
+        decision = next(j for j in make_plan(project, source, newest["revision"]).jobs
                         if j.name == name)
         # a top-level `skipped` run was memoized: an earlier run had the same key
         changed = decision.runs or newest["state"] not in ("completed", "skipped")
