@@ -129,7 +129,9 @@ def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsB
               push: dict[str, Any], options: PushOptions) -> None:
     """Load, plan and run; `push` is filled in as it goes, so a failure keeps what was done."""
     project = load_project(source)
-    plan = make_plan(project, source, plan_base(results, update.old, update.ref))
+    backend = options.backend or project.backend
+    plan = make_plan(project, source, plan_base(results, update.old, update.ref),
+                     _base_image_ids(backend))
     push["plan"] = plan.to_dict()
     _run_jobs(project, source, Path(repo.git_dir), plan.to_run, update, options, push["runs"])
     failed = [f"{run['job']} {run['state']}" for run in push["runs"]
@@ -137,6 +139,15 @@ def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsB
     push["status"] = "failed" if failed else ("completed" if plan.to_run else "nothing-to-run")
     push["reason"] = f"{len(failed)} of {len(push['runs'])} jobs did not complete: " \
                      f"{', '.join(failed)}" if failed else None
+
+
+def _base_image_ids(backend: str) -> dict[str, str] | None:
+    """For images: the engine's image ids, so the plan's hashes are those built."""
+    if backend != "docker":
+        return None
+    from runner.build.builder import reachable_image_ids
+
+    return reachable_image_ids()
 
 
 def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence[str],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -97,13 +97,15 @@ class OldSide:
     notes: list[str] = field(default_factory=list)
 
 
-def make_plan(project: Project, source: GitSource, old: str | None) -> Plan:
-    """The plan of a push from `old` to the source's revision."""
+def make_plan(project: Project, source: GitSource, old: str | None,
+              base_image_ids: Mapping[str, str] | None = None) -> Plan:
+    """The plan of a push from `old` to the source's revision. `base_image_ids` (image
+    name -> id, from the engine) makes the environment hashes those `build` tags."""
     side = read_old_side(source, old)
     # An invalid old revision has no project; its job files still say which jobs existed.
     old_jobs = set(side.project.jobs) if side.project else _old_names(side.source, "jobs")
     return plan_changes(project, source, changed_files(source, side.revision), side.project,
-                        side.source, old, old_jobs, side.notes)
+                        side.source, old, old_jobs, base_image_ids, side.notes)
 
 
 def read_old_side(source: GitSource, old: str | None) -> OldSide:
@@ -130,12 +132,14 @@ def read_old_side(source: GitSource, old: str | None) -> OldSide:
 
 def plan_changes(project: Project, source: ProjectSource, changed: Sequence[str],
                  old_project: Project | None, old_source: ProjectSource | None,
-                 old: str | None, old_jobs: set[str], notes: list[str] | None = None) -> Plan:
+                 old: str | None, old_jobs: set[str],
+                 base_image_ids: Mapping[str, str] | None = None,
+                 notes: list[str] | None = None) -> Plan:
     """The plan for a set of changed files (from a diff, or from a file watcher); what
     cannot be read of the old side is added to `notes`."""
-    changed_set = set(changed)
-    old_side = _OldEnvironments(old_project, old_source, notes if notes is not None else [])
-    functions = tuple(_function_change(f, project, source, old_side, changed_set)
+    changed_set, ids = set(changed), base_image_ids or {}
+    old_side = _OldEnvironments(old_project, old_source, ids, notes if notes is not None else [])
+    functions = tuple(_function_change(f, project, source, old_side, changed_set, ids)
                       for f in sorted(project.functions.values(), key=lambda f: f.name))
     affected = {f.name: f.reasons for f in functions if f.reasons}
     jobs = tuple(_job_decision(job, project, changed, affected, old_jobs)
@@ -162,6 +166,7 @@ class _OldEnvironments:
 
     project: Project | None
     source: ProjectSource | None
+    base_image_ids: Mapping[str, str]
     notes: list[str]
 
     def changed(self, function: Function, new_hash: str) -> bool:
@@ -173,7 +178,7 @@ class _OldEnvironments:
         from runner.build.environment import image_spec
 
         try:
-            spec = image_spec(self.project, old_function, self.source, {})
+            spec = image_spec(self.project, old_function, self.source, self.base_image_ids)
         except RunyardError as error:
             self.notes.append(f"function {function.name}: the old environment cannot be read "
                               f"({error}): counted as changed")
@@ -182,7 +187,8 @@ class _OldEnvironments:
 
 
 def _function_change(function: Function, project: Project, source: ProjectSource,
-                     old: _OldEnvironments, changed: set[str]) -> FunctionChange:
+                     old: _OldEnvironments, changed: set[str],
+                     base_image_ids: Mapping[str, str]) -> FunctionChange:
     reasons = []
     if PROJECT_FILE in changed:
         reasons.append("project.yaml changed")
@@ -194,7 +200,7 @@ def _function_change(function: Function, project: Project, source: ProjectSource
             reasons.append(f"{what} changed ({', '.join(hits[:3])}{', ...' if len(hits) > 3 else ''})")
     from runner.build.environment import image_spec
 
-    env_hash = image_spec(project, function, source, {}).env_hash
+    env_hash = image_spec(project, function, source, base_image_ids).env_hash
     env_changed = bool(reasons) and old.changed(function, env_hash)
     return FunctionChange(function.name, tuple(reasons), env_changed, env_hash)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ import click
 
 from runner.cli.common import echo_json
 from runner.errors import RunyardError
+
+NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
+             "so they may differ from the images `build` makes")
 
 
 def _repo(path: Path):  # type: ignore[no-untyped-def]
@@ -41,6 +45,7 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     By default from the newest revision the results branch has records for,
     to HEAD.
     """
+    from runner.build.builder import reachable_image_ids
     from runner.loader import load_project
     from runner.plan import make_plan, plan_lines
     from runner.source import GitSource
@@ -52,7 +57,10 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     project = load_project(source)
     base = _revision(repo, old) if revisions else _last_processed(Path(repo.git_dir),
                                                                   project.results_branch)
-    made = make_plan(project, source, base)
+    ids = reachable_image_ids()
+    made = make_plan(project, source, base, ids)
+    if ids is None:
+        made = dataclasses.replace(made, notes=(*made.notes, NO_ENGINE))
     if as_json:
         echo_json(made.to_dict())
         return
