@@ -1,4 +1,4 @@
-"""Every ref update of a push gets its push record, whatever fails.
+"""Every ref update of a push gets its push record, whatever fails; the hook's log stays bounded.
 
 Real git, no mocks: the bare repository and clone of tests/helpers/gitops.py. Where a
 test calls `on-push` itself, it removes the hook first, so that only its own call
@@ -36,6 +36,7 @@ from tests.helpers.gitops import (
     push_record,
     ran,
     runyard,
+    wait_for,
 )
 
 UNREACHABLE = {"DOCKER_HOST": "tcp://127.0.0.1:9"}  # nothing listens there
@@ -282,3 +283,26 @@ def test_an_old_revision_not_in_the_repository(tmp_path: Path) -> None:
     typo = runyard("plan", "nosuchrev..HEAD", "-C", work)
     assert typo.returncode == 1
     assert "no revision 'nosuchrev'" in typo.stderr
+
+
+# --- the hook's log ------------------------------------------------------------------------
+
+
+def test_the_hook_rotates_its_log_past_a_mebibyte(pushed: Remote) -> None:
+    rotated = pushed.log.with_name("on-push.log.1")
+    old_text = "x" * (1024 * 1024) + "\nthe end of an old log\n"
+    pushed.log.write_text(old_text)
+    first = pushed.append("README.md", "\nmore\n", "docs")
+    pushed.push("main")
+    done_line = f"{first[:12]} on refs/heads/main: nothing-to-run"
+    wait_for(lambda: done_line in pushed.log.read_text(), "the push's last log line", pushed.log)
+    assert rotated.read_text() == old_text
+    assert pushed.log.stat().st_size < 4096
+    # under the limit nothing moves: the log grows, the old one stays as it was
+    second = pushed.append("README.md", "\neven more\n", "docs")
+    pushed.push("main")
+    done_line = f"{second[:12]} on refs/heads/main: nothing-to-run"
+    wait_for(lambda: done_line in pushed.log.read_text(), "the push's last log line", pushed.log)
+    assert f"{first[:12]} on refs/heads/main" in pushed.log.read_text()
+    assert rotated.read_text() == old_text
+
