@@ -11,11 +11,10 @@ from running twice at once.
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, NamedTuple
 
 from runner.errors import ProjectInvalid, RunyardError
 from runner.loader import Settings, load_project, read_settings
+from runner.locks import exclusive, lock_path
 from runner.model import Project
 from runner.plan import make_plan
 from runner.record.results import RECORD_VERSION, ResultsBranch
@@ -171,17 +171,9 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
             options.on_line("push", f"job {job}: {record['status']['state']}")
 
 
-@contextmanager
-def job_lock(git_dir: Path, job: str, revision: str) -> Iterator[None]:
+def job_lock(git_dir: Path, job: str, revision: str) -> AbstractContextManager[None]:
     """Held while a job of a revision runs, across processes; released if one dies."""
-    folder = git_dir / "runyard" / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{job}@{revision}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(lock_path(git_dir, f"{job}@{revision}"))
 
 
 def _functions_of(project: Project, jobs: Sequence[str]) -> list[str]:
