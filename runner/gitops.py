@@ -137,8 +137,8 @@ def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsB
     failed = [f"{run['job']} {run['state']}" for run in push["runs"]
               if run["state"] not in ("completed", "skipped")]
     push["status"] = "failed" if failed else ("completed" if plan.to_run else "nothing-to-run")
-    push["reason"] = f"{len(failed)} of {len(push['runs'])} jobs did not complete: " \
-                     f"{', '.join(failed)}" if failed else None
+    push["reason"] = (f"{len(failed)} of {len(push['runs'])} jobs did not complete: "
+                      f"{', '.join(failed)}") if failed else None
 
 
 def _base_image_ids(backend: str) -> dict[str, str] | None:

@@ -42,6 +42,12 @@ from tests.helpers.gitops import (
 UNREACHABLE = {"DOCKER_HOST": "tcp://127.0.0.1:9"}  # nothing listens there
 MISSING_BASE = "runyard-test/nope:1"
 LABEL_PROJECT = "dev.runyard.project"
+BAD_JOB = """apiVersion: runyard/v1
+kind: job
+name: bad-job
+run: {function: alpha, handler: double}
+params: {x: {a: 1}}
+"""  # a dict doubled: a TypeError in the handler
 
 
 @pytest.fixture
@@ -124,6 +130,15 @@ def test_push_records_of_the_older_layout_are_still_read(by_hand: Remote) -> Non
 
 
 # --- whatever fails, every update gets its record ------------------------------------------
+
+
+def test_a_failed_run_fails_its_push_and_says_which(pushed: Remote) -> None:
+    sha = pushed.change({"jobs/bad-job.yaml": BAD_JOB}, "a job whose run fails")
+    pushed.push("main")
+    push = pushed.wait(sha)
+    assert push["status"] == "failed"
+    assert ran(push) == {"bad-job": "failed"}
+    assert push["reason"] == "1 of 1 jobs did not complete: bad-job failed"
 
 
 def test_a_bug_is_recorded_as_error_for_every_update_and_exits_3(by_hand: Remote) -> None:
