@@ -128,7 +128,7 @@ def on_push(repos: Repos, line: str) -> Sample:
 
 def push_record(repos: Repos, revision: str) -> dict[str, Any]:
     done = run(["git", "--git-dir", str(repos.bare), "cat-file", "blob",
-                f"{RESULTS_BRANCH}:pushes/{revision}.yaml"], timeout=TIMEOUT_SECONDS)
+                f"{RESULTS_BRANCH}:pushes/{revision}/main.yaml"], timeout=TIMEOUT_SECONDS)
     record: dict[str, Any] = yaml.safe_load(done.stdout)
     return record
 

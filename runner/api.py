@@ -3,10 +3,12 @@ task, and get a `RunObject` back (seed 002)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import yaml
 from runner.errors import RunyardError
 from runner.model import Project
 from runner.record.artifacts import ArtifactStore
-from runner.record.results import ResultsBranch
+from runner.record.results import RECORD_VERSION, ResultsBranch
 from runner.view import step_lines, summary_lines, trial_lines
 
 
@@ -66,15 +68,43 @@ class DataItem:
         return self.url
 
 
+class Background:
+    """A run's work in a daemon thread; what it raised is kept for its RunObject."""
+
+    def __init__(self, work: Callable[[], None],
+                 failed: Callable[[RunyardError], dict[str, Any]]) -> None:
+        self.error: BaseException | None = None
+        self.failed = failed  # the record of the run when the work failed before recording it
+        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self.thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the RunObject: see failure()
+            self.error = error
+
+    def failure(self) -> dict[str, Any] | None:
+        """The failed record once the work ended in a user's error; a bug is raised again."""
+        if self.thread.is_alive() or self.error is None:
+            return None
+        if not isinstance(self.error, RunyardError):
+            raise self.error
+        return self.failed(self.error)
+
+
 class RunObject:
-    """A run: its record on the results branch, refreshed on demand."""
+    """A run: its record on the results branch, refreshed on demand. A run started in
+    the background that fails before it is recorded becomes `failed` with its error;
+    a bug there is raised again by the next call that looks."""
 
     def __init__(self, results: ResultsBranch, store: ArtifactStore, uid: str,
-                 record: dict[str, Any] | None = None,
-                 thread: threading.Thread | None = None) -> None:
+                 record: dict[str, Any] | None = None, background: Background | None = None,
+                 live_log: Path | None = None) -> None:
         self._results, self._store, self._uid = results, store, uid
         self._record = record
-        self._thread = thread
+        self._background = background
+        self._live_log = live_log  # where the log grows while the run runs
 
     def uid(self) -> str:
         return self._uid
@@ -86,12 +116,12 @@ class RunObject:
         try:
             self._record = self._results.read(self._uid)
         except RunyardError:
-            self._record = None
+            self._record = self._background.failure() if self._background else None
         return self
 
     def wait_for_completion(self, timeout: float | None = None) -> RunObject:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._background is not None:
+            self._background.thread.join(timeout)
         return self.refresh()
 
     @property
@@ -110,11 +140,18 @@ class RunObject:
         raise RunyardError(f"run {self._uid} has no artifact {key!r}")
 
     def logs(self, watch: bool = True) -> str:
+        """The run's log (printed too): once it ends with `watch`, else as far as it got."""
         if watch:
             self.wait_for_completion()
-        text = self._results.log(self._uid).decode("utf-8", "replace")
+        text = self._log().decode("utf-8", "replace")
         print(text, end="")
         return text
+
+    def _log(self) -> bytes:
+        if not self._known() and self._live_log is not None:
+            with contextlib.suppress(FileNotFoundError):  # not started, or just recorded
+                return self._live_log.read_bytes()
+        return self._results.log(self._uid)
 
     def show(self) -> None:
         """What `runyard runs show` prints: steps or trials, then the summary."""
@@ -181,13 +218,26 @@ class ProjectHandle:
         if watch:
             work()
             return RunObject(box["results"], box["store"], uid, box["record"])
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
         from runner.run.session import open_project
 
         source, git_dir = open_project(self.path, revision, local_changes)
         store = ArtifactStore(self.spec.artifact_store, workspace_of(source))
-        return RunObject(ResultsBranch(git_dir, self.spec.results_branch), store, uid, None, thread)
+        background = Background(work, lambda error: not_started(uid, name, self.name, error))
+        return RunObject(ResultsBranch(git_dir, self.spec.results_branch), store, uid, None,
+                         background, source.state_dir / "live" / f"{uid}.log")
+
+
+def not_started(uid: str, name: str, project: str, error: RunyardError) -> dict[str, Any]:
+    """The record of a background run that failed before it was recorded (not on the
+    results branch: it never started)."""
+    return {"apiVersion": RECORD_VERSION, "kind": "run",
+            "metadata": {"uid": uid, "name": name, "project": project, "job": None, "iteration": 0,
+                         "parent": None, "labels": {}, "attempt": 1},
+            "spec": {"params": {}},
+            "status": {"state": "failed", "reason": "not_started", "start": None,
+                       "end": datetime.now(UTC).isoformat(timespec="seconds"), "duration": None,
+                       "exit_code": None, "results": {}, "artifacts": [], "error": str(error),
+                       "best_iteration": None, "trials": [], "logs": None}}
 
 
 def load_project(path: str | Path = ".") -> ProjectHandle:

@@ -1,23 +1,28 @@
 """The runner started on push: validate, plan, build, run, and record the push.
 
-Every push gets a push record on the results branch, also when it is invalid
-or nothing needed to run, so no push is left without a status. Runs started by
-a push are memoized; a lock in the repository keeps the same job of the same
-revision from running twice at once.
+Every ref update of a push gets a push record on the results branch, one per
+branch and revision, whatever happens: also when the revision is invalid,
+nothing needed to run, the engine or a build failed (`failed`, with the reason),
+or runyard itself broke (`error`, its traceback in the runner's log); one update
+that fails never keeps the others from being processed. Runs started by a push
+are memoized; a lock in the repository keeps the same job of the same revision
+from running twice at once.
 """
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import ProjectInvalid, RunyardError
-from runner.loader import load_project, read_settings
+from runner.loader import Settings, load_project, read_settings
+from runner.locks import exclusive, lock_path
 from runner.model import Project
 from runner.plan import make_plan
 from runner.policy import Policy, operator_policy, refusals
@@ -32,6 +37,17 @@ class RefUpdate(NamedTuple):
     old: str | None
     new: str
     ref: str
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    """How to process pushes; `on_error` gets the traceback of a bug, for the runner's log."""
+
+    prefix: str = ""
+    force: bool = False
+    backend: str | None = None
+    on_line: OnLine = lambda name, line: None
+    on_error: Callable[[str], None] = lambda text: None
 
 
 def parse_updates(text: str) -> list[RefUpdate]:
@@ -54,9 +70,8 @@ def default_branch(git_dir: Path) -> str:
     return done.stdout.strip() or "main"
 
 
-def process_pushes(git_dir: Path, updates: Sequence[RefUpdate], *, prefix: str = "",
-                   force: bool = False, backend: str | None = None,
-                   on_line: OnLine = lambda name, line: None) -> list[dict[str, Any]]:
+def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
+                   options: PushOptions = PushOptions()) -> list[dict[str, Any]]:
     """Process each pushed branch; return the push records written (or found)."""
     import git
 
@@ -66,82 +81,108 @@ def process_pushes(git_dir: Path, updates: Sequence[RefUpdate], *, prefix: str =
     for update in updates:
         if update.new == ZERO or not update.ref.startswith("refs/heads/"):
             continue  # a deleted ref, or a tag
-        push = _process(repo, update, prefix, main, force, backend, on_line)
+        push = _process(repo, update, main, options)
         if push is not None:
             pushes.append(push)
     return pushes
 
 
-def _process(repo: Any, update: RefUpdate, prefix: str, main: str, force: bool,
-             backend: str | None, on_line: OnLine) -> dict[str, Any] | None:
-    git_dir = Path(repo.git_dir)
-    source = GitSource(repo, update.new, prefix)
+def _process(repo: Any, update: RefUpdate, main: str,
+             options: PushOptions) -> dict[str, Any] | None:
+    """One ref update: its push record, whatever fails (None when it is not in scope)."""
+    source = _source(repo, update.new, options.prefix)
+    settings = read_settings(source) if isinstance(source, GitSource) else Settings()
+    if not _in_scope(update, settings.branches, main):
+        options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
+        return None
+    results = ResultsBranch(Path(repo.git_dir), settings.results_branch)
+    earlier = results.push(update.new, update.ref)
+    if earlier is not None and _done(earlier) and not options.force:
+        options.on_line("push", f"{update.ref}: {update.new[:12]} was processed already "
+                                f"({earlier.get('status')})")
+        return earlier
     push = _push_record(update)
     try:
-        project = load_project(source)
+        if not isinstance(source, GitSource):
+            raise source
+        _run_push(repo, source, update, results, push, options)
     except ProjectInvalid as error:
-        results = ResultsBranch(git_dir, read_settings(source).results_branch)
-        if _in_scope(update, read_settings(source).branches, main):
-            push.update(status="invalid", problems=[str(p) for p in error.problems])
-            return _finish(results, push, on_line)
-        return None
-    if not _in_scope(update, project.branches, main):
-        on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
-        return None
-    results = ResultsBranch(git_dir, project.results_branch)
-    earlier = results.push(source.revision or update.new)
-    if earlier is not None and earlier.get("status") != "running" and not force:
-        on_line("push", f"{update.new[:12]} was processed already ({earlier['status']})")
-        return earlier
-    base = _plan_base(results, update.old)
-    old_source = GitSource(repo, base, prefix) if base else None
-    plan = make_plan(project, source, base, old_source)
+        push.update(status="invalid", reason=error.message,
+                    problems=[str(p) for p in error.problems])
+    except RunyardError as error:
+        push.update(status="failed", reason=str(error))
+    except Exception as error:  # the one place a bug is caught: recorded, its traceback logged
+        options.on_error(f"runyard on-push: internal error in {update.ref} "
+                         f"{update.new[:12]}:\n{traceback.format_exc()}")
+        push.update(status="error", reason=f"internal error: {type(error).__name__}: {error}")
+    return _finish(results, push, options.on_line)
+
+
+def _source(repo: Any, revision: str, prefix: str) -> GitSource | RunyardError:
+    """The pushed revision's project files, or why they cannot be read."""
+    try:
+        return GitSource(repo, revision, prefix)
+    except RunyardError as error:
+        return error
+
+
+def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsBranch,
+              push: dict[str, Any], options: PushOptions) -> None:
+    """Load, plan and run; `push` is filled in as it goes, so a failure keeps what was done."""
+    project = load_project(source)
+    backend = options.backend or project.backend
+    plan = make_plan(project, source, plan_base(results, update.old, update.ref),
+                     _base_image_ids(backend))
     push["plan"] = plan.to_dict()
-    policy = operator_policy(git_dir, backend)
+    policy = operator_policy(Path(repo.git_dir), options.backend)
     refused = refusals(project, policy, plan.to_run)
     if refused:  # the project asks for more than the operator allows: nothing runs
-        push.update(status="refused", problems=[str(p) for p in refused])
-        return _finish(results, push, on_line)
-    push["runs"] = _run_jobs(project, source, git_dir, plan.to_run, update, force, backend,
-                             policy, on_line)
-    failed = [run for run in push["runs"] if run["state"] not in ("completed", "skipped")]
+        push.update(status="refused", problems=[str(p) for p in refused],
+                    reason="the project asks for what this runner's operator does not allow")
+        return
+    _run_jobs(project, source, Path(repo.git_dir), plan.to_run, update, options, policy,
+              push["runs"])
+    failed = [f"{run['job']} {run['state']}" for run in push["runs"]
+              if run["state"] not in ("completed", "skipped")]
     push["status"] = "failed" if failed else ("completed" if plan.to_run else "nothing-to-run")
-    return _finish(results, push, on_line)
+    push["reason"] = (f"{len(failed)} of {len(push['runs'])} jobs did not complete: "
+                      f"{', '.join(failed)}") if failed else None
+
+
+def _base_image_ids(backend: str) -> dict[str, str] | None:
+    """For images: the engine's image ids, so the plan's hashes are those built."""
+    if backend != "docker":
+        return None
+    from runner.build.builder import reachable_image_ids
+
+    return reachable_image_ids()
 
 
 def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence[str],
-              update: RefUpdate, force: bool, backend: str | None, policy: Policy,
-              on_line: OnLine) -> list[dict[str, Any]]:
+              update: RefUpdate, options: PushOptions, policy: Policy,
+              runs: list[dict[str, Any]]) -> None:
+    """Run the jobs, adding each one's outcome to `runs` as it ends."""
     if not jobs:
-        return []
+        return
     from runner.run.launch import run_target
     from runner.run.session import open_session
 
     trigger = {"kind": "push", "ref": update.ref,
                "detail": f"{(update.old or '')[:12]}..{update.new[:12]}"}
-    runs = []
-    with open_session(source, git_dir, project, policy, backend=backend, functions=_functions_of(
-            project, jobs), trigger=trigger, memoize=not force, on_line=on_line) as session:
+    with open_session(source, git_dir, project, policy, backend=options.backend,
+                      functions=_functions_of(project, jobs), trigger=trigger,
+                      memoize=not options.force, on_line=options.on_line) as session:
         for job in jobs:
             with job_lock(git_dir, job, update.new):
                 record = run_target(session, job)
             runs.append({"job": job, "uid": record["metadata"]["uid"],
                          "state": record["status"]["state"]})
-            on_line("push", f"job {job}: {record['status']['state']}")
-    return runs
+            options.on_line("push", f"job {job}: {record['status']['state']}")
 
 
-@contextmanager
-def job_lock(git_dir: Path, job: str, revision: str) -> Iterator[None]:
+def job_lock(git_dir: Path, job: str, revision: str) -> AbstractContextManager[None]:
     """Held while a job of a revision runs, across processes; released if one dies."""
-    folder = git_dir / "runyard" / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{job}@{revision}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(lock_path(git_dir, f"{job}@{revision}"))
 
 
 def _functions_of(project: Project, jobs: Sequence[str]) -> list[str]:
@@ -155,29 +196,42 @@ def _functions_of(project: Project, jobs: Sequence[str]) -> list[str]:
     return sorted(set(names))
 
 
-def _plan_base(results: ResultsBranch, old: str | None) -> str | None:
-    """The revision a push is planned from: its old revision, unless that was pushed
-    invalid (so nothing of it ran): then the base that push had, and so on back."""
+def plan_base(results: ResultsBranch, old: str | None, ref: str) -> str | None:
+    """The revision a push is planned from: its old revision, unless that push did not run
+    its plan (invalid, or failed before its jobs ran): then the base that push had, and
+    so on back."""
     seen: set[str] = set()
     while old is not None and old not in seen:
         seen.add(old)
-        earlier = results.push(old)
-        if earlier is None or earlier.get("status") != "invalid":
+        earlier = results.push(old, ref) or next(iter(results.pushes_of(old)), None)
+        if earlier is None or _ran_its_plan(earlier):
             return old
         old = earlier.get("old")
     return old
 
 
+def _ran_its_plan(push: Mapping[str, Any]) -> bool:
+    """Every job its plan named was run (whatever came of the runs)."""
+    plan = push.get("plan")
+    return isinstance(plan, dict) and len(push.get("runs") or []) >= len(plan.get("to_run") or [])
+
+
+def _done(push: Mapping[str, Any]) -> bool:
+    """Processed for good: replaying it changes nothing (a failure before the runs is retried)."""
+    return push.get("status") == "invalid" or _ran_its_plan(push)
+
+
 def _push_record(update: RefUpdate) -> dict[str, Any]:
     return {"apiVersion": RECORD_VERSION, "kind": "push", "revision": update.new,
             "old": update.old, "ref": update.ref, "received": _now(), "finished": None,
-            "status": "running", "problems": [], "plan": None, "runs": []}
+            "status": "running", "reason": None, "problems": [], "plan": None, "runs": []}
 
 
 def _finish(results: ResultsBranch, push: dict[str, Any], on_line: OnLine) -> dict[str, Any]:
     push["finished"] = _now()
     results.write_push(push)
-    on_line("push", f"{push['revision'][:12]} on {push['ref']}: {push['status']}")
+    reason = f": {push['reason']}" if push.get("reason") else ""
+    on_line("push", f"{push['revision'][:12]} on {push['ref']}: {push['status']}{reason}")
     return push
 
 

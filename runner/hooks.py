@@ -12,11 +12,13 @@ from runner.errors import RunyardError
 from runner.policy import GIT_KEYS, Policy, policy_from, read_policy
 
 MARKER = "# installed by runyard"
+LOG_LIMIT = 1024 * 1024  # on-push.log is rotated to on-push.log.1 past this many bytes
 
 
 def install_hook(repo: Path, prefix: str = "") -> Path:
     """Write `hooks/post-receive`: it hands the push to `runyard on-push` in the
-    background, so the push returns at once; output goes to runyard/on-push.log."""
+    background, so the push returns at once; output goes to runyard/on-push.log, which
+    the hook rotates to on-push.log.1 (one old file kept) once it is past LOG_LIMIT."""
     check_bare(repo)
     hooks = repo / "hooks"
     hook = hooks / "post-receive"
@@ -28,6 +30,9 @@ def install_hook(repo: Path, prefix: str = "") -> Path:
 {MARKER}: hand the push to the runner, in the background.
 log="$(pwd)/runyard/on-push.log"
 mkdir -p "$(pwd)/runyard"
+if [ -f "$log" ] && [ "$(wc -c <"$log")" -gt {LOG_LIMIT} ]; then
+  mv -f "$log" "$log.1" 2>/dev/null
+fi
 input=$(cat)
 printf '%s\\n' "$input" | nohup {_command(prefix)} -C "$(pwd)" >>"$log" 2>&1 &
 echo "runyard: processing the push in the background (log: $log)"

@@ -5,6 +5,11 @@ its environment's files change; a job when it is new or changed, its pipeline
 changed, a function it uses is affected, or one of its input files changed. A
 job with `triggers` runs on push only if it has a push trigger, and with push
 `paths` only when a changed file matches them.
+
+What cannot be read of the old revision (it is not in the repository, has no
+project folder, does not load, or a function's environment files are gone)
+counts as changed, and the plan says so in its notes: a broken old revision
+never stops a plan.
 """
 
 from __future__ import annotations
@@ -12,14 +17,14 @@ from __future__ import annotations
 import fnmatch
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
 from runner.loader import PROJECT_FILE
 from runner.model import Function, Job, Project, is_repo_path
-from runner.source import GitSource, ProjectSource
+from runner.source import GitSource, ProjectSource, commit_of
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -44,6 +49,7 @@ class Plan:
     changed: tuple[str, ...]
     functions: tuple[FunctionChange, ...]
     jobs: tuple[JobDecision, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def to_run(self) -> list[str]:
@@ -64,7 +70,7 @@ class Plan:
                               for f in self.functions],
                 "images": self.images(),
                 "jobs": [{**j._asdict(), "reasons": list(j.reasons)} for j in self.jobs],
-                "to_run": self.to_run}
+                "to_run": self.to_run, "notes": list(self.notes)}
 
 
 def changed_files(source: GitSource, old: str | None) -> list[str]:
@@ -81,27 +87,65 @@ def changed_files(source: GitSource, old: str | None) -> list[str]:
     return sorted(p[strip:] for p in done.stdout.decode().split("\0") if p)
 
 
+@dataclass
+class OldSide:
+    """What could be read of the old revision, and notes on what could not."""
+
+    revision: str | None
+    source: GitSource | None = None
+    project: Project | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 def make_plan(project: Project, source: GitSource, old: str | None,
-              old_source: GitSource | None = None) -> Plan:
-    """The plan of a push from `old` to the source's revision."""
-    old_project = _load_quietly(old_source)
+              base_image_ids: Mapping[str, str] | None = None) -> Plan:
+    """The plan of a push from `old` to the source's revision. `base_image_ids` (image
+    name -> id, from the engine) makes the environment hashes those `build` tags."""
+    side = read_old_side(source, old)
     # An invalid old revision has no project; its job files still say which jobs existed.
-    old_jobs = set(old_project.jobs) if old_project else _old_names(old_source, "jobs")
-    return plan_changes(project, source, changed_files(source, old), old_project,
-                        old_source, old, old_jobs)
+    old_jobs = set(side.project.jobs) if side.project else _old_names(side.source, "jobs")
+    return plan_changes(project, source, changed_files(source, side.revision), side.project,
+                        side.source, old, old_jobs, base_image_ids, side.notes)
+
+
+def read_old_side(source: GitSource, old: str | None) -> OldSide:
+    """The old revision's source and project, as far as they can be read."""
+    if old is None:
+        return OldSide(None)
+    if commit_of(source.git_dir, old) is None:
+        return OldSide(None, notes=[f"old revision {old[:12]} is not in this repository: "
+                                    "every file counts as changed, every job as new"])
+    side = OldSide(old)
+    try:
+        side.source = GitSource(source.repo, old, source.prefix)
+    except RunyardError as error:
+        side.notes.append(f"old revision {old[:12]} cannot be read ({error}): "
+                          "every job counts as new")
+        return side
+    try:
+        side.project = _load(side.source)
+    except RunyardError as error:
+        side.notes.append(f"the project of old revision {old[:12]} does not load "
+                          f"({error.message}): environments count as changed")
+    return side
 
 
 def plan_changes(project: Project, source: ProjectSource, changed: Sequence[str],
                  old_project: Project | None, old_source: ProjectSource | None,
-                 old: str | None, old_jobs: set[str]) -> Plan:
-    """The plan for a set of changed files (from a diff, or from a file watcher)."""
-    changed_set = set(changed)
-    functions = tuple(_function_change(f, project, source, old_project, old_source, changed_set)
+                 old: str | None, old_jobs: set[str],
+                 base_image_ids: Mapping[str, str] | None = None,
+                 notes: list[str] | None = None) -> Plan:
+    """The plan for a set of changed files (from a diff, or from a file watcher); what
+    cannot be read of the old side is added to `notes`."""
+    changed_set, ids = set(changed), base_image_ids or {}
+    old_side = _OldEnvironments(old_project, old_source, ids, notes if notes is not None else [])
+    functions = tuple(_function_change(f, project, source, old_side, changed_set, ids)
                       for f in sorted(project.functions.values(), key=lambda f: f.name))
     affected = {f.name: f.reasons for f in functions if f.reasons}
     jobs = tuple(_job_decision(job, project, changed, affected, old_jobs)
                  for job in sorted(project.jobs.values(), key=lambda j: j.name))
-    return Plan(old, source.revision or "working tree", tuple(sorted(changed)), functions, jobs)
+    return Plan(old, source.revision or "working tree", tuple(sorted(changed)), functions, jobs,
+                tuple(old_side.notes))
 
 
 def function_files(function: Function, source: ProjectSource | None = None) -> list[str]:
@@ -116,9 +160,35 @@ def function_files(function: Function, source: ProjectSource | None = None) -> l
     return list(dict.fromkeys(files))
 
 
+@dataclass
+class _OldEnvironments:
+    """The old revision's environment hashes, function by function."""
+
+    project: Project | None
+    source: ProjectSource | None
+    base_image_ids: Mapping[str, str]
+    notes: list[str]
+
+    def changed(self, function: Function, new_hash: str) -> bool:
+        if self.project is None or self.source is None:
+            return True
+        old_function = self.project.functions.get(function.name)
+        if old_function is None:
+            return True
+        from runner.build.environment import image_spec
+
+        try:
+            spec = image_spec(self.project, old_function, self.source, self.base_image_ids)
+        except RunyardError as error:
+            self.notes.append(f"function {function.name}: the old environment cannot be read "
+                              f"({error}): counted as changed")
+            return True
+        return spec.env_hash != new_hash
+
+
 def _function_change(function: Function, project: Project, source: ProjectSource,
-                     old_project: Project | None, old_source: ProjectSource | None,
-                     changed: set[str]) -> FunctionChange:
+                     old: _OldEnvironments, changed: set[str],
+                     base_image_ids: Mapping[str, str]) -> FunctionChange:
     reasons = []
     if PROJECT_FILE in changed:
         reasons.append("project.yaml changed")
@@ -130,32 +200,16 @@ def _function_change(function: Function, project: Project, source: ProjectSource
             reasons.append(f"{what} changed ({', '.join(hits[:3])}{', ...' if len(hits) > 3 else ''})")
     from runner.build.environment import image_spec
 
-    env_hash = image_spec(project, function, source, {}).env_hash
-    env_changed = bool(reasons) and _environment_changed(env_hash, function, old_project,
-                                                         old_source)
+    env_hash = image_spec(project, function, source, base_image_ids).env_hash
+    env_changed = bool(reasons) and old.changed(function, env_hash)
     return FunctionChange(function.name, tuple(reasons), env_changed, env_hash)
 
 
-def _load_quietly(source: GitSource | None) -> Project | None:
-    """The old revision's project, if it loads: an invalid one counts as nothing."""
+def _load(source: GitSource) -> Project:
+    """The old revision's project, unchecked: it is only compared against, never run."""
     from runner.loader import load_project
 
-    try:
-        return load_project(source, check=False) if source is not None else None
-    except RunyardError:
-        return None
-
-
-def _environment_changed(new_hash: str, function: Function, old_project: Project | None,
-                         old_source: ProjectSource | None) -> bool:
-    from runner.build.environment import image_spec
-
-    if old_project is None or old_source is None:
-        return True
-    old_function = old_project.functions.get(function.name)
-    if old_function is None:
-        return True
-    return image_spec(old_project, old_function, old_source, {}).env_hash != new_hash
+    return load_project(source, check=False)
 
 
 def _job_decision(job: Job, project: Project, changed: Sequence[str],
@@ -229,7 +283,8 @@ def _glob(path: str, pattern: str) -> bool:
 def plan_lines(plan: Plan) -> list[str]:
     """The plan in the spirit of `terraform plan`."""
     old = plan.old[:12] if plan.old else "(nothing)"
-    lines = [f"runyard plan {old}..{plan.new[:12]}: {len(plan.changed)} files changed", ""]
+    lines = [f"runyard plan {old}..{plan.new[:12]}: {len(plan.changed)} files changed",
+             *(f"note: {note}" for note in plan.notes), ""]
     lines.append("functions:")
     for f in plan.functions:
         mark = "~" if f.reasons else " "

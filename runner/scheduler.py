@@ -4,7 +4,10 @@ The jobs come from the newest revision of a branch. Each job's schedule state
 (when it was last checked, what ran) lives on the results branch, so a
 restarted scheduler neither repeats nor loses a run. After downtime a missed
 cron run runs once (its record says how late), or once per missed time with
-`catchup: true`. The clock is passed in, so tests never sleep.
+`catchup: true`. A tick claims what is due under a lock of the repository, and
+the time a job was checked never moves backwards, so a due time runs once even
+with two schedulers or a clock that goes back. The clock is passed in, so tests
+never sleep.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import yaml
 
 from runner.loader import load_project
+from runner.locks import exclusive, lock_path
 from runner.model import Job, Project
 from runner.policy import operator_policy
 from runner.record.results import ResultsBranch, dump
@@ -70,17 +74,10 @@ class Scheduler:
     def tick(self, now: datetime) -> list[dict[str, Any]]:
         project, source = self.project()
         results = ResultsBranch(self.git_dir, project.results_branch)
-        records = []
-        for job in sorted(project.jobs.values(), key=lambda j: j.name):
-            if job.triggers is None or job.triggers.schedule is None:
-                continue
-            state = _state(results, job.name)
-            due = due_runs(job, state, now)
-            # Claim before running: a restart must not run the same time again.
-            _save(results, job.name, _claimed(job, state, bool(due), now))
-            for item in due:
-                records.append(self._run(project, source, item))
-        return records
+        # Claim before running, one scheduler at a time: no due time runs twice.
+        with exclusive(lock_path(self.git_dir, "schedule")):
+            due = _claim(project, results, now)
+        return [self._run(project, source, item) for item in due]
 
     def next_wake(self, now: datetime) -> datetime:
         project, _ = self.project()
@@ -115,8 +112,28 @@ def run_forever(scheduler: Scheduler, clock: Callable[[], datetime],
         sleep(max(1.0, (wake - clock()).total_seconds()))
 
 
+def _claim(project: Project, results: ResultsBranch, now: datetime) -> list[Due]:
+    """What is due at `now`, saved as claimed (in one commit) before any of it runs."""
+    due: list[Due] = []
+    claims: dict[str, bytes] = {}
+    for job in sorted(project.jobs.values(), key=lambda j: j.name):
+        if job.triggers is None or job.triggers.schedule is None:
+            continue
+        state = _state(results, job.name)
+        found = due_runs(job, state, now)
+        claims[_state_path(job.name)] = dump(_claimed(job, state, bool(found), now))
+        due += found
+    if claims:
+        results.store.commit(claims, f"schedule: {len(due)} due at {now.isoformat()}")
+    return due
+
+
+def _state_path(job: str) -> str:
+    return f"index/schedule/{job}.yaml"
+
+
 def _state(results: ResultsBranch, job: str) -> dict[str, Any]:
-    raw = results.store.read(f"index/schedule/{job}.yaml")
+    raw = results.store.read(_state_path(job))
     data = yaml.safe_load(raw) if raw else None
     return data if isinstance(data, dict) else {}
 
@@ -124,14 +141,17 @@ def _state(results: ResultsBranch, job: str) -> dict[str, Any]:
 def _claimed(job: Job, state: dict[str, Any], due: bool, now: datetime) -> dict[str, Any]:
     """The state saved before the due runs start; a one-off remembers which `at` it ran."""
     at = job.triggers.schedule.at if job.triggers and job.triggers.schedule else None
+    checked = _checked(state, now)
     if at is None:
-        return {**state, "checked": now.isoformat(), "done": due or state.get("done", False)}
+        return {**state, "checked": checked, "done": due or state.get("done", False)}
     done = due or bool(state.get("done") and state.get("at", at) == at)
-    return {**state, "checked": now.isoformat(), "done": done, "at": at}
+    return {**state, "checked": checked, "done": done, "at": at}
 
 
-def _save(results: ResultsBranch, job: str, state: dict[str, Any]) -> None:
-    results.store.commit({f"index/schedule/{job}.yaml": dump(state)}, f"schedule {job}")
+def _checked(state: dict[str, Any], now: datetime) -> str:
+    """When the job was last checked: never earlier than before (a clock may go back)."""
+    last = state.get("checked")
+    return last if last and datetime.fromisoformat(last) > now else now.isoformat()
 
 
 def _minutes(delta: timedelta) -> str:

@@ -92,10 +92,10 @@ class GitSource:
         self.repo = repo
         self.git_dir = str(repo.git_dir)
         self.prefix = prefix.strip("/")
-        found = _git(self.git_dir, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
-        if not found:
+        found = commit_of(self.git_dir, revision)
+        if found is None:
             raise RunyardError(f"no revision {revision!r} in {self.git_dir}")
-        self.revision: str | None = found.decode().strip()
+        self.revision: str | None = found
         self.entries = self._list_tree(revision)
         self.reader = _BlobReader(self.git_dir)
 
@@ -177,6 +177,12 @@ class _BlobReader:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def commit_of(git_dir: str, revision: str) -> str | None:
+    """The commit `revision` names in the repository, or None when it has none."""
+    found = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    return found.decode().strip() if found else None
 
 
 def _git(git_dir: str, *args: str) -> bytes | None:

@@ -484,6 +484,30 @@ def test_build_from_a_revision_of_a_bare_repository(
     assert "no-such-rev" in done.stderr
 
 
+def test_plan_reports_the_environment_hashes_that_build_makes(
+    new_project: Callable[..., Project]
+) -> None:
+    project = new_project()
+    project.function("alpha", env_only("alpha"))
+    make_repo(project.root)
+    commit_all(project.root, "the project")
+    plan = json.loads(cli("plan", "--json", "-C", project.root).stdout)
+    assert plan["notes"] == []
+    (planned,) = plan["functions"]
+    assert plan["images"] == {planned["env_hash"][:12]: ["alpha"]}
+    done, report = project.build()
+    assert done.returncode == 0, done.stderr
+    assert planned["env_hash"] == by_function(report)["alpha"]["env_hash"]
+    # without an engine the base image id is not known, and the plan says so
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "runner", "plan", "--json", "-C", str(project.root)],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT,
+        env={**_plain_env(), "DOCKER_HOST": "tcp://127.0.0.1:9"})
+    assert unreachable.returncode == 0, unreachable.stderr
+    notes = json.loads(unreachable.stdout)["notes"]
+    assert len(notes) == 1 and notes[0].startswith("no Docker engine answered")
+
+
 # -- runyard images ------------------------------------------------------------
 
 

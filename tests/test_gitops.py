@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +19,27 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import CHECKOUT, commit_all, copy_project, git, make_repo
+from tests.helpers import commit_all, copy_project, git, make_repo
+from tests.helpers.gitops import (
+    BRANCH,
+    PROJECT,
+    PUSH_JOBS,
+    ZERO,
+    Remote,
+    children,
+    decisions,
+    fsck_clean,
+    make_remote,
+    ok,
+    push_record,
+    ran,
+    read,
+    run_records,
+    runyard,
+    tip,
+    wait_for,
+)
 
-PROJECT = CHECKOUT / "tests" / "projects" / "gitops"
-BRANCH = "runyard/results"
-ZERO = "0" * 40
-WAIT = 60.0
-PUSH_JOBS = ["alpha-job", "beta-job", "both-job", "notes-job"]
 SCHEDULED = ["nightly", "once", "six-hourly"]
 SCHEDULE_ONLY = "schedule only: never runs on push"
 SLOW_JOB = """apiVersion: runyard/v1
@@ -46,161 +57,13 @@ run: {function: gamma}
 """
 
 
-# --- helpers -------------------------------------------------------------------------------
-
-
-def runyard(*args: str | Path, cwd: Path | None = None, stdin: str | None = None,
-            ) -> subprocess.CompletedProcess[str]:
-    """`python -m runner ARGS`, with `stdin` as its standard input."""
-    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd,
-                          input=stdin, capture_output=True, text=True, timeout=120)
-
-
-def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
-    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def read(git_dir: Path, path: str, rev: str = BRANCH) -> str | None:
-    """A file of `rev` in the repository `git_dir` (None when it is not there)."""
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "-p", f"{rev}:{path}"],
-                          capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else None
-
-
-def push_record(git_dir: Path, sha: str) -> dict[str, Any] | None:
-    raw = read(git_dir, f"pushes/{sha}.yaml")
-    return yaml.safe_load(raw) if raw else None
-
-
-def tip(git_dir: Path, ref: str = BRANCH) -> str | None:
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet",
-                           ref], capture_output=True, text=True)
-    return done.stdout.strip() or None
-
-
-def run_records(git_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every run record of the results branch, by uid (read with plain git)."""
-    listing = subprocess.run(["git", "--git-dir", str(git_dir), "ls-tree", "-r", "--name-only",
-                              BRANCH, "runs/"], capture_output=True, text=True)
-    paths = [p for p in listing.stdout.split() if p.endswith("/run.yaml")]
-    if listing.returncode != 0 or not paths:
-        return {}
-    batch = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
-                           input="".join(f"{BRANCH}:{p}\n" for p in paths).encode(),
-                           capture_output=True, check=True).stdout
-    records: dict[str, dict[str, Any]] = {}
-    while batch:
-        header, _, batch = batch.partition(b"\n")
-        size = int(header.split()[2])
-        record = yaml.safe_load(batch[:size])
-        records[record["metadata"]["uid"]] = record
-        batch = batch[size + 1:]
-    return records
-
-
-def children(records: Mapping[str, dict[str, Any]], parent: str) -> dict[str, dict[str, Any]]:
-    """The child runs of `parent`, by name."""
-    return {r["metadata"]["name"]: r for r in records.values()
-            if r["metadata"]["parent"] == parent}
-
-
-def decisions(push: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {job["name"]: job for job in push["plan"]["jobs"]}
-
-
-def ran(push: Mapping[str, Any]) -> dict[str, str]:
-    """Job -> state of the runs a push record lists."""
-    return {run["job"]: run["state"] for run in push["runs"]}
-
-
-def fsck_clean(git_dir: Path) -> None:
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "fsck", "--strict", "--no-dangling"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "error" not in done.stderr and "missing" not in done.stdout + done.stderr
-
-
-def wait_for(check: Any, what: str, log: Path, timeout: float = WAIT) -> Any:
-    """Poll `check()` every 0.2 s until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            text = log.read_text(errors="replace") if log.exists() else "(no log)"
-            pytest.fail(f"{what} did not come within {timeout:.0f} s; on-push log:\n{text}")
-        time.sleep(0.2)
-
-
-@dataclass
-class Remote:
-    """A bare repository with runyard's hook, and a clone of it that pushes."""
-
-    bare: Path
-    work: Path
-    first: dict[str, Any] = field(default_factory=dict)  # the first push's record, once made
-
-    @property
-    def log(self) -> Path:
-        return self.bare / "runyard" / "on-push.log"
-
-    def head(self, clone: Path | None = None) -> str:
-        return git(clone or self.work, "rev-parse", "HEAD").strip()
-
-    def change(self, files: Mapping[str, str | None], message: str,
-               clone: Path | None = None) -> str:
-        """Write (or with None delete) files of a clone, commit, return the commit."""
-        root = clone or self.work
-        for path, text in files.items():
-            target = root / path
-            if text is None:
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, "utf-8")
-        return commit_all(root, message)
-
-    def append(self, path: str, text: str, message: str, clone: Path | None = None) -> str:
-        root = clone or self.work
-        return self.change({path: (root / path).read_text("utf-8") + text}, message, clone)
-
-    def push(self, *refspecs: str, clone: Path | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["git", "push", "origin", *(refspecs or ("main",))],
-                              cwd=clone or self.work, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return done
-
-    def wait(self, sha: str) -> dict[str, Any]:
-        record: dict[str, Any] = wait_for(lambda: push_record(self.bare, sha),
-                                          f"the push record of {sha[:12]}", self.log)
-        return record
-
-    def push_and_wait(self, *refspecs: str) -> dict[str, Any]:
-        self.push(*refspecs)
-        return self.wait(self.head())
-
-    def fetch_results(self, clone: Path | None = None) -> None:
-        git(clone or self.work, "fetch", "--quiet", "origin", f"+{BRANCH}:{BRANCH}")
-
-
 # --- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Remote:
     """The test project committed in a clone of a bare repository with the hook installed."""
-    work = copy_project(PROJECT, tmp_path / "work")
-    make_repo(work)
-    commit_all(work, "the gitops test project")
-    bare = tmp_path / "bare.git"
-    git(tmp_path, "init", "--quiet", "--bare", "-b", "main", str(bare))
-    # the test project runs on the local backend, which the operator must allow for pushes
-    installed = ok(runyard("hook", "install", bare, "--allow-local-backend"))
-    assert f"installed {bare / 'hooks' / 'post-receive'}" in installed
-    git(work, "remote", "add", "origin", str(bare))
-    return Remote(bare, work)
+    return make_remote(tmp_path)
 
 
 @pytest.fixture
@@ -248,7 +111,7 @@ def test_first_push_runs_every_push_triggered_job(pushed: Remote) -> None:
     assert len(records) == len(PUSH_JOBS) + 2  # four jobs, two pipeline steps
     assert yaml.safe_load(read(pushed.bare, "index/last-push.yaml") or "") == {
         "revision": sha, "ref": "refs/heads/main"}
-    raw = read(pushed.bare, f"pushes/{sha}.yaml") or ""
+    raw = read(pushed.bare, f"pushes/{sha}/main.yaml") or ""
     assert "&id0" not in raw and "*id0" not in raw  # plain YAML for `git show`, no aliases
     fsck_clean(pushed.bare)
 
@@ -421,7 +284,7 @@ def test_deleted_ref_and_tags_are_ignored(pushed: Remote) -> None:
     on_release = pushed.append("README.md", "\nrelease notes\n", "release docs")
     git(pushed.work, "tag", "v1")
     pushed.push("release", "v1")
-    release = pushed.wait(on_release)  # release is configured in project.yaml
+    release = pushed.wait(on_release, "release")  # release is configured in project.yaml
     assert release["ref"] == "refs/heads/release"
     git(pushed.work, "checkout", "--quiet", "main")
     # one push: delete release, push a new commit of main
@@ -429,8 +292,7 @@ def test_deleted_ref_and_tags_are_ignored(pushed: Remote) -> None:
     pushed.push(":release", "main")
     assert pushed.wait(sha)["status"] == "nothing-to-run"
     listing = git(pushed.bare, "ls-tree", "--name-only", f"{BRANCH}:pushes").split()
-    assert sorted(listing) == sorted(f"{s}.yaml" for s in (pushed.first["revision"],
-                                                            on_release, sha))
+    assert sorted(listing) == sorted((pushed.first["revision"], on_release, sha))
     # the same by hand: a deletion and a tag give no record and write nothing
     results_tip = tip(pushed.bare)
     lines = f"{sha} {ZERO} refs/heads/release\n{ZERO} {sha} refs/tags/v2\n"
@@ -483,7 +345,8 @@ def test_pushes_at_once_all_get_every_record(pushed: Remote, tmp_path: Path) -> 
     for process in pushes:
         assert process.wait(60) == 0
     pushed.push("main")
-    records_of = {sha: pushed.wait(sha) for sha in (on_release, on_main, later_main)}
+    records_of = {sha: pushed.wait(sha, branch) for sha, branch in (
+        (on_release, "release"), (on_main, "main"), (later_main, "main"))}
     assert ran(records_of[on_release]) == dict.fromkeys(PUSH_JOBS, "completed") | {
         "alpha-job": "skipped", "notes-job": "skipped"}  # unchanged there: memoized
     assert ran(records_of[on_main]) == {"alpha-job": "completed", "both-job": "completed"}
@@ -527,7 +390,9 @@ def test_plan_names_the_reasons(remote: Remote) -> None:
     assert "images to build:" not in text
     assert lines[-1] == "Plan: 3 jobs to run, 4 not."
     plan = json.loads(ok(runyard("plan", f"{base}..HEAD", "-C", remote.work, "--json")))
-    assert set(plan) == {"old", "new", "changed", "functions", "images", "jobs", "to_run"}
+    assert set(plan) == {"old", "new", "changed", "functions", "images", "jobs", "to_run",
+                         "notes"}
+    assert plan["notes"] == []
     assert (plan["old"], plan["new"]) == (base, remote.head())
     assert plan["changed"] == ["data/other.txt", "src/alpha.py"]
     assert plan["images"] == {}

@@ -286,6 +286,33 @@ def test_selector_picks_the_best_trial(repo: Path, selector: str | None,
     assert [mark for mark, _, _ in rows] == ["*"] + [" "] * 7
 
 
+def test_without_a_selector_no_trial_is_the_best(repo: Path) -> None:
+    parent = run_local(repo, "score", "--hyper", "a=1,2,3")
+    status = parent["status"]
+    assert status["state"] == "completed"
+    assert [t["state"] for t in status["trials"]] == ["completed"] * 3
+    assert (status["best_iteration"], status["results"], status["artifacts"]) == (None, {}, [])
+
+
+def test_without_a_selector_the_trial_that_met_the_stop_condition_is_the_best(
+        repo: Path) -> None:
+    parent = run_local(repo, "stop-first")  # a = 3 meets it; a = 1 was started beside it
+    status = parent["status"]
+    assert [(t["params"]["a"], t["state"]) for t in status["trials"]] == [
+        (3, "completed"), (1, "completed")]
+    assert status["best_iteration"] == 1
+    assert status["results"]["a"] == 3
+
+
+def test_a_selector_no_trial_reports_fails_the_parent(repo: Path) -> None:
+    parent = run_local(repo, "pick", "--selector", "max.acuracy", expect=1)
+    status = parent["status"]
+    assert {t["state"] for t in status["trials"]} == {"completed"}
+    assert (status["state"], status["reason"]) == ("failed", "selector")
+    assert status["error"] == "selector max.acuracy: no trial reported acuracy as a number"
+    assert (status["best_iteration"], status["results"]) == (None, {})
+
+
 def test_hyper_and_selector_on_a_function(repo: Path) -> None:
     parent = run_local(repo, "score", "--hyper", "a=1,2,3", "--hyper", "b=0,5",
                        "--selector", "max.accuracy", "-p", "pause=0")
@@ -401,7 +428,8 @@ def test_sigterm_in_the_middle_of_a_grid(repo: Path, tmp_path: Path) -> None:
     for record in records[2:]:
         assert record["status"]["state"] == "aborted"
         assert record["metadata"]["parent"] == parent["metadata"]["uid"]
-    assert parent["status"]["results"] == records[1]["status"]["results"]
+    # no selector, no stop condition: no trial is the best
+    assert (parent["status"]["best_iteration"], parent["status"]["results"]) == (None, {})
 
 
 def _by_name(repo: Path, pipeline_run: Record) -> dict[str, Record]:

@@ -448,6 +448,34 @@ def test_python_api_new_task(repo: Path) -> None:
     assert "boom on purpose" in failed.to_dict()["status"]["error"]
 
 
+def test_python_api_background_run_that_cannot_start_fails(repo: Path) -> None:
+    import runner
+
+    project = runner.load_project(repo)
+    run = project.run_function("no-such-function", local=True, watch=False)
+    assert run.wait_for_completion(timeout=60).state() == "failed"
+    status = run.to_dict()["status"]
+    assert status["reason"] == "not_started"
+    assert status["error"].startswith("no job or function named 'no-such-function'")
+    assert run.to_dict()["metadata"]["name"] == "no-such-function"
+
+
+def test_python_api_background_logs_as_far_as_they_got(repo: Path) -> None:
+    import runner
+
+    project = runner.load_project(repo)
+    run = project.run_function("sleepy", local=True, watch=False)  # prints, then times out
+    deadline, text = time.monotonic() + 30, ""
+    while "going to sleep" not in text:
+        assert time.monotonic() < deadline, "the log never showed what the run printed"
+        time.sleep(0.1)
+        text = run.logs(watch=False)
+    assert run.state() == "running"
+    assert run.wait_for_completion(timeout=60).state() == "failed"
+    assert run.to_dict()["status"]["reason"] == "timeout"
+    assert "going to sleep" in run.logs(watch=False)
+
+
 def test_detached_run_logs_can_be_followed(repo: Path) -> None:
     """`run --detach` returns a uid at once; `runs logs --follow` prints the log as it
     grows and returns when the run is recorded."""

@@ -10,6 +10,7 @@ test keeps only the ones it is about.
 
 from __future__ import annotations
 
+import fcntl
 import queue
 import re
 import subprocess
@@ -28,6 +29,7 @@ from tests.helpers import CHECKOUT, commit_all, copy_project, edit_file, git, ma
 PROJECT = CHECKOUT / "tests" / "projects" / "gitops"
 BRANCH = "runyard/results"
 SCHEDULED = ("nightly", "once", "six-hourly")
+SCHEDULERS = 6  # started at once on the same repository
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -162,6 +164,49 @@ def test_a_restarted_scheduler_neither_repeats_nor_loses(tmp_path: Path) -> None
     assert details(other, "once") == ["due 2030-01-02T10:00:00+00:00, late by 60 min"]
     assert tick(other, "2030-01-02T11:00:00Z") == []
     assert len(scheduled_runs(other, "nightly")) == 2
+
+
+def test_a_clock_that_goes_back_does_not_run_a_time_twice(tmp_path: Path) -> None:
+    repo = scheduled_repo(tmp_path / "p", ["nightly"])
+    assert tick(repo, "2030-01-01T00:30:00Z") == []
+    assert tick(repo, "2030-01-01T03:00:20Z") == ["nightly"]
+    assert tick(repo, "2030-01-01T02:59:00Z") == []  # the clock went back 80 s
+    assert schedule_state(repo, "nightly")["checked"] == "2030-01-01T03:00:20+00:00"
+    assert tick(repo, "2030-01-01T03:00:40Z") == []  # 03:00 ran already
+    assert len(scheduled_runs(repo, "nightly")) == 1
+
+
+def test_schedulers_started_at_once_run_a_due_time_once(tmp_path: Path) -> None:
+    repo = scheduled_repo(tmp_path / "p", ["nightly"])
+    assert tick(repo, "2030-01-01T00:30:00Z") == []
+    command = [sys.executable, "-m", "runner", "schedule", "-C", str(repo), "--once", "--now",
+               "2030-01-01T03:00:20Z", "--backend", "local"]
+    schedulers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True) for _ in range(SCHEDULERS)]
+    outputs = [process.communicate(timeout=120) for process in schedulers]
+    assert all(process.returncode == 0 for process in schedulers), outputs
+    counts = sorted(out.splitlines()[-1] for out, _ in outputs)
+    assert counts == ["0 scheduled runs"] * (SCHEDULERS - 1) + ["1 scheduled run"]
+    assert len(scheduled_runs(repo, "nightly")) == 1
+
+
+def test_a_scheduler_waits_while_another_holds_the_lock(tmp_path: Path) -> None:
+    repo = scheduled_repo(tmp_path / "p", ["nightly"])
+    assert tick(repo, "2030-01-01T00:30:00Z") == []
+    before = git(repo, "rev-parse", BRANCH)
+    lock = repo / ".git" / "runyard" / "locks" / "schedule.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another scheduler's tick holds it
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "runner", "schedule", "-C", str(repo), "--once", "--now",
+             "2030-01-01T03:00:20Z", "--backend", "local"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiting.poll() is None, waiting.communicate()
+        assert git(repo, "rev-parse", BRANCH) == before  # nothing claimed meanwhile
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert out.splitlines()[-1] == "1 scheduled run"
 
 
 def test_schedule_needs_once_for_now(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -79,7 +79,7 @@ def image_needs(project: Project, source: ProjectSource, local: LocalImages,
     for name, function in sorted(project.functions.items()):
         if only and name not in only:
             continue
-        spec = image_spec(project, function, source, _with_short_names(local.ids))
+        spec = image_spec(project, function, source, ids_by_name(local.ids))
         by_hash.setdefault(spec.env_hash, (spec, []))[1].append(name)
     return [ImageNeed(spec, tuple(names)) for spec, names in by_hash.values()]
 
@@ -295,10 +295,25 @@ def _step_origin(step: str, spec: ImageSpec) -> DocPath:
     return ("environment",)
 
 
-def _with_short_names(ids: dict[str, str]) -> dict[str, str]:
+def ids_by_name(ids: Mapping[str, str]) -> dict[str, str]:
     """Image ids by name as users write them: `python:3.11-slim` for `docker.io/library/...`."""
     named = dict(ids)
     for tag, image_id in ids.items():
         short = tag.removeprefix("docker.io/").removeprefix("library/")
         named.setdefault(short, image_id)
     return named
+
+
+def reachable_image_ids() -> dict[str, str] | None:
+    """The engine's image ids by name, as `build` hashes environments with them; None
+    when no engine answers (nothing is started for it)."""
+    from runner.build.engine import connect
+
+    try:
+        client = connect(lambda line: None, start=False)
+    except RunyardError:
+        return None
+    try:
+        return ids_by_name(LocalImages.read(client).ids)
+    finally:
+        client.close()

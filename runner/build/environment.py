@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
+from runner.errors import RunyardError
 from runner.model import Environment, Function, Project
 from runner.source import ProjectSource
 
@@ -36,25 +38,41 @@ def dockerfile_template() -> str:
 
 
 def image_spec(project: Project, function: Function, source: ProjectSource,
-               base_image_ids: dict[str, str]) -> ImageSpec:
+               base_image_ids: Mapping[str, str]) -> ImageSpec:
     """The image a function runs in; `base_image_ids` maps local image names to ids."""
     env = function.environment
     base = env.base_image or project.base_image
     requirements = list(env.requirements)
     if env.requirements_file:
-        text = source.read(env.requirements_file).decode("utf-8", "replace")
-        requirements += [line.strip() for line in text.splitlines()
-                         if line.strip() and not line.lstrip().startswith("#")]
-    content = {
-        "base_image": base,
-        "base_image_id": base_image_ids.get(base),
-        "system_packages": sorted(env.system_packages),
-        "requirements": requirements,
-        "setup": list(env.setup),
-        "env": dict(sorted(env.env.items())),
-        "template": dockerfile_template(),
-    }
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        requirements += _requirements_file(function, source)
     resolved = Environment(base, tuple(requirements), env.requirements_file,
                            env.system_packages, env.setup, env.env)
-    return ImageSpec(project.name, resolved, tuple(requirements), base_image_ids.get(base), digest)
+    base_id = base_image_ids.get(base)
+    return ImageSpec(project.name, resolved, tuple(requirements), base_id,
+                     environment_hash(resolved, base_id))
+
+
+def environment_hash(environment: Environment, base_image_id: str | None) -> str:
+    """The content hash of a resolved environment (requirements files read in) on a base
+    image: what `plan` reports and `build` tags, so both must come from here."""
+    content = {
+        "base_image": environment.base_image,
+        "base_image_id": base_image_id,
+        "system_packages": sorted(environment.system_packages),
+        "requirements": list(environment.requirements),
+        "setup": list(environment.setup),
+        "env": dict(sorted(environment.env.items())),
+        "template": dockerfile_template(),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _requirements_file(function: Function, source: ProjectSource) -> list[str]:
+    path = function.environment.requirements_file or ""
+    try:
+        text = source.read(path).decode("utf-8", "replace")
+    except OSError as error:
+        raise RunyardError(f"{function.file}: requirements_file {path!r} cannot be read at "
+                           f"{source.label} ({type(error).__name__})") from error
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]

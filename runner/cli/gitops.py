@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ import click
 
 from runner.cli.common import echo_json
 from runner.errors import RunyardError
+
+NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
+             "so they may differ from the images `build` makes")
 
 
 def _repo(path: Path):  # type: ignore[no-untyped-def]
@@ -41,6 +45,7 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     By default from the newest revision the results branch has records for,
     to HEAD.
     """
+    from runner.build.builder import reachable_image_ids
     from runner.loader import load_project
     from runner.plan import make_plan, plan_lines
     from runner.source import GitSource
@@ -50,15 +55,29 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     old, _, new = (revisions or "").rpartition("..") if revisions else ("", "", "HEAD")
     source = GitSource(repo, new or "HEAD", prefix)
     project = load_project(source)
-    if not revisions:
-        old = _last_processed(Path(repo.git_dir), project.results_branch) or ""
-    old_source = GitSource(repo, old, prefix) if old else None
-    made = make_plan(project, source, old_source.revision if old_source else None, old_source)
+    base = _revision(repo, old) if revisions else _last_processed(Path(repo.git_dir),
+                                                                  project.results_branch)
+    ids = reachable_image_ids()
+    made = make_plan(project, source, base, ids)
+    if ids is None:
+        made = dataclasses.replace(made, notes=(*made.notes, NO_ENGINE))
     if as_json:
         echo_json(made.to_dict())
         return
     for line in plan_lines(made):
         click.echo(line)
+
+
+def _revision(repo: Any, revision: str) -> str | None:
+    """The commit a revision the user named is (None for none); a typo is their error."""
+    from runner.source import commit_of
+
+    if not revision:
+        return None
+    found = commit_of(str(repo.git_dir), revision)
+    if found is None:
+        raise RunyardError(f"no revision {revision!r} in {repo.git_dir}")
+    return found
 
 
 @click.command("on-push")
@@ -78,7 +97,7 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     Reads `OLD NEW REF` lines on standard input, as git's post-receive hook
     gives them, or takes --before/--after/--ref as CI systems give them.
     """
-    from runner.gitops import RefUpdate, default_branch, parse_updates, process_pushes
+    from runner.gitops import PushOptions, RefUpdate, default_branch, parse_updates, process_pushes
 
     repo = _repo(repo_dir)
     git_dir = Path(repo.git_dir)
@@ -88,11 +107,25 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
                              ref or f"refs/heads/{_current_branch(repo) or default_branch(git_dir)}")]
     else:
         updates = parse_updates(sys.stdin.read())
-    pushes = process_pushes(git_dir, updates, prefix=prefix, force=force, backend=backend,
-                            on_line=lambda name, line: click.echo(f"{name} | {line}", err=as_json))
+    options = PushOptions(prefix, force, backend,
+                          on_line=lambda name, line: click.echo(f"{name} | {line}", err=as_json),
+                          on_error=lambda text: click.echo(text, err=True))
+    pushes = process_pushes(git_dir, updates, options)
     if as_json:
         echo_json(pushes)
-    bad = [p for p in pushes if p["status"] in ("failed", "invalid")]
+    _exit_for(pushes)
+
+
+def _exit_for(pushes: list[dict[str, Any]]) -> None:
+    """Exit 3 when runyard broke on a push, 1 when a push failed or was invalid."""
+    from runner.cli import EXIT_INTERNAL_ERROR
+
+    broken = [p for p in pushes if p["status"] == "error"]
+    if broken:
+        click.echo(f"runyard: internal error (a bug, please report it) in {len(broken)} of "
+                   f"{len(pushes)} pushes; the traceback is above", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)
+    bad = [p for p in pushes if p["status"] in ("failed", "invalid", "refused")]
     if bad:
         raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0]['status']}")
 
@@ -179,8 +212,7 @@ def status(project_dir: Path, as_json: bool) -> None:
         if newest is None:
             rows.append({"job": name, "stale": True, "why": ["never run"], "newest": None})
             continue
-        old = GitSource(repo, newest["revision"], prefix)
-        decision = next(j for j in make_plan(project, source, old.revision, old).jobs
+        decision = next(j for j in make_plan(project, source, newest["revision"]).jobs
                         if j.name == name)
         # a top-level `skipped` run was memoized: an earlier run had the same key
         changed = decision.runs or newest["state"] not in ("completed", "skipped")
@@ -205,12 +237,15 @@ def _current_branch(repo: object) -> str | None:
 
 
 def _last_processed(git_dir: Path, branch: str) -> str | None:
+    """What the next push would be planned from: the last push that ran its plan (or
+    the newest run's revision when there are no push records)."""
+    from runner.gitops import plan_base
     from runner.record.results import ResultsBranch
 
     results = ResultsBranch(git_dir, branch)
-    last = results.last_push_revision()
+    last = results.last_push()
     if last:
-        return last
+        return plan_base(results, last.revision, last.ref)
     newest = next(results.records(limit=1), None)
     return str(newest["spec"]["revision"]) if newest else None
 

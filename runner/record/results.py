@@ -5,6 +5,9 @@
     runs/.../<uid>/attempt-<n>.yaml           earlier attempts, when retried
     artifacts/<key>.yaml                      the newest artifact of each key
     index/running/<uid>                       a run recorded `running`, and its runner
+    pushes/<revision>/<branch>.yaml           one record per pushed revision and branch
+                                              (`/` in a branch name written %2F)
+    pushes/<revision>.yaml                    the older layout: one record per revision
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import yaml
 
@@ -31,6 +35,16 @@ def new_uid() -> str:
 
 def run_folder(uid: str) -> str:
     return f"runs/{uid[-2:]}/{uid}"
+
+
+def push_path(revision: str, ref: str) -> str:
+    """Where the record of `revision` pushed to `ref` (a branch) lives."""
+    return f"pushes/{revision}/{quote(ref.removeprefix('refs/heads/'), safe='')}.yaml"
+
+
+class LastPush(NamedTuple):
+    revision: str
+    ref: str
 
 
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -123,17 +137,30 @@ class ResultsBranch:
 
     def write_push(self, push: Mapping[str, Any]) -> str:
         """The record of one processed push, and the newest revision processed."""
-        files = {f"pushes/{push['revision']}.yaml": dump(push),
+        files = {push_path(push["revision"], push["ref"]): dump(push),
                  "index/last-push.yaml": dump({"revision": push["revision"], "ref": push["ref"]})}
-        return self.store.commit(files, f"push {push['revision'][:12]}: {push['status']}")
+        branch = push["ref"].removeprefix("refs/heads/")
+        return self.store.commit(files, f"push {push['revision'][:12]} to {branch}: "
+                                        f"{push['status']}")
 
-    def push(self, revision: str) -> dict[str, Any] | None:
-        raw = self.store.read(f"pushes/{revision}.yaml")
-        return yaml.safe_load(raw) if raw else None
+    def push(self, revision: str, ref: str) -> dict[str, Any] | None:
+        """The record of `revision` pushed to `ref` (also from the older layout)."""
+        found = _mapping(self.store.read(push_path(revision, ref)))
+        if found is None:
+            older = _mapping(self.store.read(f"pushes/{revision}.yaml"))
+            found = older if older is not None and older.get("ref") == ref else None
+        return found
 
-    def last_push_revision(self) -> str | None:
-        raw = self.store.read("index/last-push.yaml")
-        return str(yaml.safe_load(raw)["revision"]) if raw else None
+    def pushes_of(self, revision: str) -> list[dict[str, Any]]:
+        """Every record of `revision`, whichever branch it was pushed to."""
+        names = self.store.list(f"pushes/{revision}")
+        found = [_mapping(self.store.read(f"pushes/{revision}/{name}")) for name in names]
+        found.append(_mapping(self.store.read(f"pushes/{revision}.yaml")))
+        return [push for push in found if push is not None]
+
+    def last_push(self) -> LastPush | None:
+        last = _mapping(self.store.read("index/last-push.yaml"))
+        return LastPush(str(last["revision"]), str(last.get("ref", ""))) if last else None
 
     def completed_with_key(self, run_key: str) -> str | None:
         """The uid of a completed run with this run key, if there is one."""
@@ -143,6 +170,11 @@ class ResultsBranch:
     def newest_artifact(self, key: str) -> dict[str, Any] | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
         return yaml.safe_load(raw) if raw else None
+
+
+def _mapping(raw: bytes | None) -> dict[str, Any] | None:
+    data = yaml.safe_load(raw) if raw else None
+    return data if isinstance(data, dict) else None
 
 
 def _key_path(run_key: str) -> str:

@@ -3,7 +3,9 @@
 Trials run in parallel up to `hyper.parallel`. After each trial, `stop_condition`
 and `max_errors` decide whether new trials may start; trials never started are
 recorded `skipped` with the reason. `selector` picks the best trial, whose
-results and artifacts the parent carries, with a table of every trial.
+results and artifacts the parent carries, with a table of every trial; without a
+selector the best is the first trial that met `stop_condition` (the answer that
+was asked for), or none. A selector no trial reported a number for fails the parent.
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ TrialRunner = Callable[[int, Mapping[str, Any], str, str], Record]
 TrialRecord = Callable[[int, Mapping[str, Any], str, str], Record]
 
 
-def _best(selector: Selector, records: list[Record]) -> Record | None:
-    """The succeeded trial whose selected result is best."""
+def _best(hyper: Hyper, records: list[Record]) -> Record | None:
+    """The succeeded trial whose selected result is best; without a selector, the first
+    that met the stop condition."""
+    selector = Selector.parse(hyper.selector)
+    if selector is None:
+        condition = parse_condition(hyper.stop_condition) if hyper.stop_condition else None
+        return next((r for r in records if succeeded(r) and condition is not None
+                     and condition.evaluate(r["status"]["results"])), None)
     scored = [r for r in records
               if succeeded(r) and selector.value(r["status"]["results"]) is not None]
     return min(scored, key=lambda r: selector.sort_key(r["status"]["results"]), default=None)
@@ -97,9 +105,8 @@ def _conclude(record: Record, hyper: Hyper, trials: list[dict[str, Any]],
                          "state": done[i]["status"]["state"], "params": trials[i - 1],
                          "results": done[i]["status"].get("results", {}),
                          "reason": done[i]["status"].get("reason")} for i in sorted(done)]
-    selector = Selector.parse(hyper.selector)
     completed = [r for r in records if succeeded(r)]
-    best = _best(selector, records) if selector else (completed[-1] if completed else None)
+    best = _best(hyper, records)
     if best is not None:
         status["best_iteration"] = best["metadata"]["iteration"]
         status["results"] = dict(best["status"]["results"])
@@ -112,4 +119,8 @@ def _conclude(record: Record, hyper: Hyper, trials: list[dict[str, Any]],
         return end(record, "failed", "max_errors", note)
     if not completed:
         return end(record, "failed", "no_trial_completed", note or "no trial completed")
+    selector = Selector.parse(hyper.selector)
+    if best is None and selector is not None:
+        return end(record, "failed", "selector",
+                   f"selector {hyper.selector}: no trial reported {selector.key} as a number")
     return end(record, "completed", None, note)

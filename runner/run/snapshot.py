@@ -24,7 +24,11 @@ def make_snapshot(source: ProjectSource, dest: Path) -> Path:
         if done.returncode != 0:
             raise RunyardError(f"git archive failed: {done.stderr.decode(errors='replace')}")
         with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
-            tar.extractall(dest, filter="data")
+            try:
+                tar.extractall(dest, filter="data")
+            except tarfile.FilterError as error:  # a link out of the project, say
+                raise RunyardError(f"{source.label}: {error}: links out of the project are "
+                                   "refused") from error
     elif isinstance(source, DirectorySource):
         shutil.copytree(source.root, dest, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(*_SKIP))
