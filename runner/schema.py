@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from runner import refs
 from runner.errors import Problem
 from runner.yamlread import Document, Path
 
 if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator, ValidationError
+    from jsonschema import ValidationError
+    from jsonschema.protocols import Validator
 
 Check = Callable[[Any], bool]
 
@@ -41,7 +42,7 @@ class SchemaSet:
     def __init__(self) -> None:
         self.schemas = {kind: json.loads(schema_text(kind)) for kind in KINDS}
         self.fast = {kind: fast_check(schema) for kind, schema in self.schemas.items()}
-        self.validators: dict[str, Draft202012Validator] = {}
+        self.validators: dict[str, Validator] = {}
 
     def problems(self, kind: str, doc: Document) -> list[Problem]:
         fast = self.fast[kind]
@@ -52,12 +53,26 @@ class SchemaSet:
             found.extend(_describe(doc, error))
         return found
 
-    def validator(self, kind: str) -> Draft202012Validator:
+    def validator(self, kind: str) -> Validator:
         if kind not in self.validators:
-            from jsonschema import Draft202012Validator
-
-            self.validators[kind] = Draft202012Validator(inline_refs(self.schemas[kind]))
+            self.validators[kind] = validator_class()(inline_refs(self.schemas[kind]))
         return self.validators[kind]
+
+
+def validator_class() -> type[Validator]:
+    """Draft 2020-12, with `pattern` read as JSON Schema means it (see `compile_pattern`)."""
+    from jsonschema import Draft202012Validator, validators
+
+    extended: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"pattern": _pattern})
+    return extended
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    from jsonschema import ValidationError
+
+    if validator.is_type(instance, "string") and not refs.compile_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +225,7 @@ class _FastCompiler:
         return lambda value: type(value) is str and value in allowed
 
     def k_pattern(self, pattern: str, schema: dict[str, Any]) -> Check:
-        search = re.compile(pattern).search
+        search = refs.compile_pattern(pattern).search
         return lambda value: type(value) is not str or search(value) is not None
 
     # The comparisons are written as jsonschema writes them, so that NaN passes alike.
@@ -362,7 +377,17 @@ def _pattern_message(value: Any, pattern: str) -> str:
                 "starting with a letter, at most 63 characters")
     if pattern == IDENTIFIER_PATTERN:
         return f"{value!r} is not a valid name: letters, digits and '_', not starting with a digit"
-    return f"{value!r} does not match the pattern {pattern}"
+    rule = _RULES.get(pattern)
+    return (rule(value) if rule else None) or f"{value!r} does not match the pattern {pattern}"
+
+
+# The rules of runner/refs.py that the schemas state as patterns say what is wrong in their words.
+_RULES: dict[str, Callable[[str], str | None]] = {
+    refs.IMAGE_PATTERN: refs.image_problem,
+    refs.PACKAGE_PATTERN: refs.package_problem,
+    refs.REQUIREMENT_PATTERN: refs.requirement_problem,
+    refs.ENV_VALUE_PATTERN: refs.env_value_problem,
+}
 
 
 def _type_name(name: str) -> str:

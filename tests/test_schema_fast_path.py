@@ -1,5 +1,6 @@
 """The validator's fast path must agree with jsonschema on every document we have:
-it may only pass documents jsonschema passes, and must pass the valid ones."""
+it may only pass documents jsonschema passes, and must pass the valid ones. Both
+read a `pattern` as JSON Schema (ECMA-262) means it: `$` only at the very end."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jsonschema import Draft202012Validator
 
-from runner.schema import KINDS, fast_check, schema_text
+from runner.schema import KINDS, fast_check, schema_text, validator_class
 
 ROOT = Path(__file__).parents[1]
 DOCUMENTS = sorted(
@@ -31,7 +31,7 @@ def test_fast_path_agrees_with_jsonschema(kind: str) -> None:
     schema = json.loads(schema_text(kind))
     fast = fast_check(schema)
     assert fast is not None, f"the {kind} schema has no fast path"
-    validator = Draft202012Validator(schema)
+    validator = validator_class()(schema)
     compared = 0
     for path in DOCUMENTS:
         data = _load(path)
@@ -40,3 +40,14 @@ def test_fast_path_agrees_with_jsonschema(kind: str) -> None:
         compared += 1
         assert fast(data) == validator.is_valid(data), path
     assert compared >= 5
+
+
+def test_a_pattern_ends_at_the_very_end_not_before_a_final_newline() -> None:
+    schema = json.loads(schema_text("project"))
+    fast = fast_check(schema)
+    assert fast is not None
+    valid = {"apiVersion": "runyard/v1", "kind": "project", "name": "churn"}
+    for data in (valid, {**valid, "name": "churn\n"}, {**valid, "defaults": {"env": {"A\n": 1}}}):
+        expected = data is valid
+        assert fast(data) is expected, data
+        assert validator_class()(schema).is_valid(data) is expected, data
