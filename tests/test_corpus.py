@@ -51,6 +51,8 @@ JSON_CASES = (
     "cron-out-of-range",
     "memory-function-gb",
     "code-handler-syntax-error-file",
+    "tag-int-on-a-word",
+    "yaml-terminal-colour-codes",
 )
 # Cases also checked from a bare clone of a git repository, with --revision HEAD.
 GIT_CASES = (
@@ -61,6 +63,8 @@ GIT_CASES = (
     "handler-module-missing",
     "code-handler-syntax-error-package",
     "duplicate-function-names",
+    "yaml-nul-byte",
+    "yaml-unclosed-double-quote",
 )
 
 
