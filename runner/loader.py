@@ -4,6 +4,7 @@ then check what crosses files. All problems are collected and raised at once."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -26,8 +27,8 @@ from runner.model import (
     Triggers,
 )
 from runner.schema import SchemaSet
-from runner.source import ProjectSource
-from runner.yamlread import Document, read_document
+from runner.source import ProjectSource, SourceError
+from runner.yamlread import MAX_BYTES, Document, read_document
 from runner.yamlread import Path as DocPath
 
 PROJECT_FILE = "project.yaml"
@@ -38,10 +39,10 @@ T = TypeVar("T")
 
 
 def find_project_root(path: Path) -> Path:
-    """The nearest folder at or above `path` that holds a project.yaml."""
+    """The nearest folder at or above `path` that holds a project.yaml (maybe a broken one)."""
     start = path.resolve()
     for folder in [start, *start.parents] if start.is_dir() else list(start.parents):
-        if (folder / PROJECT_FILE).is_file():
+        if os.path.lexists(folder / PROJECT_FILE):
             return folder
     raise RunyardError(
         f"no {PROJECT_FILE} in {path} or any folder above it: "
@@ -49,12 +50,16 @@ def find_project_root(path: Path) -> Path:
     )
 
 
-def project_files(source: ProjectSource) -> list[tuple[str, str]]:
-    """(kind, path) of every project file: project.yaml, then each kind's folder."""
-    found = [("project", PROJECT_FILE)]
+def project_files(source: ProjectSource) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """(kind, path) of every project file: project.yaml, then each kind's folder; and
+    the problems of folders that cannot be listed."""
+    found, problems = [("project", PROJECT_FILE)], []
     for kind, folder in KIND_FOLDERS.items():
-        found += [(kind, p) for p in source.files(folder) if p.endswith(YAML_SUFFIXES)]
-    return found
+        try:
+            found += [(kind, p) for p in source.files(folder) if p.endswith(YAML_SUFFIXES)]
+        except SourceError as error:
+            problems.append(Problem(folder, 1, 1, error.reason))
+    return found, problems
 
 
 class Settings(NamedTuple):
@@ -92,7 +97,7 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     """
     from runner.checks import check_project
 
-    if not source.is_file(PROJECT_FILE):
+    if not source.lexists(PROJECT_FILE):
         raise RunyardError(
             f"no {PROJECT_FILE} in {source.label}: is this a runyard project? "
             "(`runyard init DIR` makes one)"
@@ -100,7 +105,8 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     builder = _Builder()
     schemas = SchemaSet()
     unchecked: set[str] = set()
-    for kind, path in project_files(source):
+    files, builder.problems = project_files(source)
+    for kind, path in files:
         doc = builder.read(source, path)
         if doc is None:
             unchecked.add(_name_from_path(path))
@@ -139,10 +145,12 @@ class _Builder:
 
     def read(self, source: ProjectSource, path: str) -> Document | None:
         try:
-            return read_document(path, source.read(path))
+            return read_document(path, source.read(path, MAX_BYTES))
+        except SourceError as error:
+            self.problems.append(Problem(path, 1, 1, error.reason))
         except ProjectInvalid as error:
             self.problems += error.problems
-            return None
+        return None
 
     def add(self, kind: str, doc: Document) -> None:
         if kind == "project":
