@@ -53,6 +53,7 @@ JSON_CASES = (
     "code-handler-syntax-error-file",
     "tag-int-on-a-word",
     "yaml-terminal-colour-codes",
+    "link-requirements-file-to-etc",
 )
 # Cases also checked from a bare clone of a git repository, with --revision HEAD.
 GIT_CASES = (
@@ -65,6 +66,13 @@ GIT_CASES = (
     "duplicate-function-names",
     "yaml-nul-byte",
     "yaml-unclosed-double-quote",
+    "link-project-file-out-of-the-project",
+    "link-project-file-loop",
+    "link-code-file-absolute",
+    "link-code-package-out-of-the-project",
+    "link-code-module-out-of-the-project",
+    "link-input-out-of-the-project",
+    "code-too-deep-for-the-parser",
 )
 
 

@@ -288,6 +288,46 @@ def test_revision_outside_a_git_repository_is_a_clear_user_error(
     assert "is not in a git repository" in done.stderr
 
 
+# symbolic links: followed inside the project, refused out of it, alike at a revision
+
+
+def move_and_link(project: Path, path: str, to: str) -> None:
+    """Move the file or folder `path` of the project to `to`, and leave a relative link."""
+    (project / to).parent.mkdir(parents=True, exist_ok=True)
+    (project / path).rename(project / to)
+    (project / path).symlink_to(os.path.relpath(project / to, (project / path).parent))
+
+
+def test_links_inside_the_project_are_followed_in_the_tree_and_at_a_revision(
+    run_cli: RunCli, sample_repo: Path, tmp_path: Path
+) -> None:
+    move_and_link(sample_repo, "src/prep.py", "lib/prep.py")  # a code file
+    move_and_link(sample_repo, "src/churn", "lib/churn")  # a package
+    move_and_link(sample_repo, "functions/report.yaml", "shared/report.yaml")  # a project file
+    move_and_link(sample_repo, "requirements.txt", "lib/requirements.txt")
+    move_and_link(sample_repo, "lib", "vendor/lib")  # a link on the way to the others
+    commit_all(sample_repo, "links inside the project")
+    bare = bare_clone(sample_repo, tmp_path / "bare.git")
+
+    for done in (run_cli("validate", sample_repo), run_cli("validate", "-r", "HEAD", sample_repo),
+                 run_cli("validate", "-r", "HEAD", bare)):
+        expect(done, 0)
+        assert done.stdout.splitlines() == [OK_SAMPLE]
+
+
+def test_a_link_out_of_the_project_is_refused_in_the_tree_and_at_a_revision(
+    run_cli: RunCli, sample_repo: Path
+) -> None:
+    move_and_link(sample_repo, "src/churn", "../churn-outside")
+    commit_all(sample_repo, "a link out of the project")
+    wanted = "functions/trainer.yaml:6:7: code 'src/churn': it is a symbolic link to '../../churn-outside'"
+
+    for done in (run_cli("validate", sample_repo, cwd=sample_repo),
+                 run_cli("validate", "-r", "HEAD", sample_repo, cwd=sample_repo)):
+        expect(done, 1)
+        assert done.stderr.startswith(wanted), done.stderr
+
+
 # other commands and other failures
 
 
