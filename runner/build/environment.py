@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from runner.model import Environment, Function, Project
+from runner.refs import requirement_lines
 from runner.source import ProjectSource
 
 IMAGE_PREFIX = "runyard"
@@ -42,9 +43,8 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
     base = env.base_image or project.base_image
     requirements = list(env.requirements)
     if env.requirements_file:
-        text = source.read(env.requirements_file).decode("utf-8", "replace")
-        requirements += [line.strip() for line in text.splitlines()
-                         if line.strip() and not line.lstrip().startswith("#")]
+        text = source.read(env.requirements_file).decode("utf-8-sig", "replace")
+        requirements += [requirement for _, requirement in requirement_lines(text)]
     content = {
         "base_image": base,
         "base_image_id": base_image_ids.get(base),
