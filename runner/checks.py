@@ -54,6 +54,7 @@ class _Checker:
         self.texts: dict[str, str | None] = {}
 
     def run(self) -> list[Problem]:
+        self.settings()
         for function in self.project.functions.values():
             self.function(function)
         for pipeline in self.project.pipelines.values():
@@ -65,6 +66,15 @@ class _Checker:
     def add(self, doc: Document | None, path: Path, message: str) -> None:
         assert doc is not None
         self.problems.append(doc.problem(path, message))
+
+    # project.yaml
+
+    def settings(self) -> None:
+        project, doc = self.project, self.project.doc
+        self.rule(doc, ("results", "branch"), refs.branch_problem(project.results_branch))
+        for index, branch in enumerate(project.branches):
+            self.rule(doc, ("branches", index), refs.branch_problem(branch))
+        self.rule(doc, ("defaults", "base_image"), refs.image_problem(project.base_image))
 
     # functions
 
@@ -78,6 +88,11 @@ class _Checker:
         self.environment(function)
         if function.handler is not None and function.command is None and code_ok:
             self.handler(function, function.handler, doc, ("handler",))
+        for index, secret in enumerate(function.secrets):
+            if secret not in self.project.secrets:
+                known = ", ".join(self.project.secrets) or "none"
+                self.add(doc, ("secrets", index),
+                         f"{secret!r} is not one of the project's secrets (project.yaml `secrets:`: {known})")
 
     def environment(self, function: Function) -> None:
         doc, env = function.doc, function.environment
@@ -229,11 +244,15 @@ class _Checker:
         assert isinstance(inputs, dict)
         for key, uri in inputs.items():
             at = (*path, key)
-            ref = step_ref(uri)
-            if ref is not None:
-                self.step_input(doc, at, ref, pipeline, earlier, here)
-            elif is_repo_path(uri):
+            if is_repo_path(uri):
                 self.repo_path(doc, at, uri, "input")
+                continue
+            problem = refs.input_uri_problem(uri)
+            ref = step_ref(uri)
+            if problem is not None:
+                self.add(doc, at, problem)
+            elif ref is not None:
+                self.step_input(doc, at, ref, pipeline, earlier, here)
 
     def step_input(self, doc: Document | None, at: Path, ref: tuple[str, str | None],
                    pipeline: Pipeline | None, earlier: dict[str, int], here: str) -> None:

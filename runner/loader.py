@@ -239,6 +239,7 @@ class _Builder:
             resources=self.resources(doc, ("resources",), data.get("resources")),
             network=data.get("network", "bridge"),
             labels=data.get("labels", {}),
+            secrets=tuple(data.get("secrets", ())),
             doc=doc,
         )
 
