@@ -354,6 +354,25 @@ def test_no_project_around_says_so(run_cli: RunCli, tmp_path: Path) -> None:
     assert "runyard init" in done.stderr
 
 
+def test_a_path_that_is_not_there_is_an_error_not_a_pass(run_cli: RunCli, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    for done in (run_cli("validate", missing), run_cli("validate", SAMPLE_PROJECT, missing)):
+        expect(done, 1)
+        assert done.stderr.strip() == f"no such file or folder: {missing}"
+    as_json = run_cli("validate", "--json", missing)
+    expect(as_json, 1)
+    report = json.loads(as_json.stdout)
+    assert report["valid"] is False and report["projects"] == []
+    assert report["error"] == f"no such file or folder: {missing}"
+
+
+def test_json_report_when_there_is_no_project(run_cli: RunCli, tmp_path: Path) -> None:
+    done = run_cli("validate", "--json", cwd=tmp_path)
+    expect(done, 1)
+    report = json.loads(done.stdout)
+    assert report["valid"] is False and "no project.yaml" in report["error"]
+
+
 def test_an_internal_error_exits_3_without_a_traceback_unless_asked(tmp_path: Path) -> None:
     script = (
         "import runner.cli, runner.cli.validate as v\n"

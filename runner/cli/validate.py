@@ -29,22 +29,14 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
     names that folder of the revision's tree). Problems name files relative
     to the current folder (or to the repository, for a bare one).
     """
-    checked: list[Project] = []
-    problems: list[Problem] = []
-    for source, shown in _sources(paths, revision):
-        try:
-            checked.append(load_project(source))
-        except ProjectInvalid as error:
-            problems += [_relocate(problem, shown) for problem in error.problems]
+    try:
+        checked, problems = _check(paths, revision)
+    except RunyardError as error:
+        if as_json:  # a report all the same, for the machine that reads it
+            _echo_report([], [], error.message)
+        raise
     if as_json:
-        report = {
-            "valid": not problems,
-            "projects": [project.name for project in checked],
-            "problems": [problem.to_dict() for problem in problems],
-        }
-        click.echo(json.dumps(report, indent=2))
-        if problems:
-            raise SystemExit(1)
+        _echo_report(checked, problems)
         return
     if problems:
         raise ProjectInvalid(problems)
@@ -53,6 +45,35 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
             f"ok: project {project.name!r}: {_count(project.functions, 'function')}, "
             f"{_count(project.pipelines, 'pipeline')}, {_count(project.jobs, 'job')}"
         )
+
+
+def _check(paths: tuple[Path, ...], revision: str | None) -> tuple[list[Project], list[Problem]]:
+    """The projects that are valid, and the problems of the others."""
+    missing = [str(path) for path in paths if not os.path.lexists(path)]
+    if missing and revision is None:
+        raise RunyardError(f"no such file or folder: {', '.join(missing)}")
+    checked: list[Project] = []
+    problems: list[Problem] = []
+    for source, shown in _sources(paths, revision):
+        try:
+            checked.append(load_project(source))
+        except ProjectInvalid as error:
+            problems += [_relocate(problem, shown) for problem in error.problems]
+    return checked, problems
+
+
+def _echo_report(checked: list[Project], problems: list[Problem], error: str | None = None) -> None:
+    """The JSON report; exit 1 unless the projects are valid."""
+    report: dict[str, object] = {
+        "valid": not problems and error is None,
+        "projects": [project.name for project in checked],
+        "problems": [problem.to_dict() for problem in problems],
+    }
+    if error is not None:
+        report["error"] = error
+    click.echo(json.dumps(report, indent=2))
+    if not report["valid"]:
+        raise SystemExit(1)
 
 
 @click.command()
