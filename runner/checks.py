@@ -82,16 +82,22 @@ class _Checker:
         doc = function.doc
         if function.command is not None and function.handler is not None:
             self.add(doc, ("handler",), "give either `command` or `handler`, not both")
-        if function.command is None and function.code is None:
+        if function.command is None and function.code is None and not _lost(doc, ()):
             self.add(doc, (), "a function needs `code` (Python) or `command`")
         code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code")
         self.environment(function)
         if function.handler is not None and function.command is None and code_ok:
             self.handler(function, function.handler, doc, ("handler",))
+        self.secrets(function)
+
+    def secrets(self, function: Function) -> None:
+        project = self.project
+        if project.doc is None or _lost(project.doc, ()):
+            return  # its list of secrets may be what it lost
         for index, secret in enumerate(function.secrets):
-            if secret not in self.project.secrets:
-                known = ", ".join(self.project.secrets) or "none"
-                self.add(doc, ("secrets", index),
+            if secret not in project.secrets:
+                known = ", ".join(project.secrets) or "none"
+                self.add(function.doc, ("secrets", index),
                          f"{secret!r} is not one of the project's secrets (project.yaml `secrets:`: {known})")
 
     def environment(self, function: Function) -> None:
@@ -229,11 +235,11 @@ class _Checker:
                 self.add(doc, (*path, "function"), self.unknown("function", step.function))
             elif step.handler is not None:
                 self.handler(function, step.handler, doc, (*path, "handler"))
-            elif function.handler is None and function.command is None:
+            elif _lacks_handler(function) and not _lost(doc, path):
                 self.add(doc, (*path, "function"), f"function {function.name!r} has no handler: "
                          "name one in the step (`handler:`) or the function")
             for name in step.after:
-                if pipeline.step(name) is None:
+                if pipeline.step(name) is None and _all_steps(pipeline):
                     self.add(doc, (*path, "after"), f"`after` names no step {name!r} of this pipeline")
             self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
         if len(seen) == len(pipeline.steps):  # with a name used twice, "cycles" mislead
@@ -261,7 +267,9 @@ class _Checker:
             self.add(doc, at, "step:// inputs are only for pipeline steps")
             return
         source = pipeline.step(name)
-        if source is None:
+        if source is None and not _all_steps(pipeline):
+            pass  # it may be a step lost to a schema error
+        elif source is None:
             self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}")
         elif name == here or name not in earlier:
             self.add(doc, at, f"step://{name}: step {name!r} does not come before {here!r}")
@@ -299,7 +307,7 @@ class _Checker:
                 self.add(doc, ("run", "function"), self.unknown("function", run.function))
             elif run.handler is not None:
                 self.handler(function, run.handler, doc, ("run", "handler"))
-            elif function.handler is None and function.command is None:
+            elif _lacks_handler(function) and not _lost(doc, ("run",)):
                 self.add(doc, ("run", "function"), f"function {function.name!r} has no handler: "
                          "name one here (`handler:`) or in the function")
         self.inputs(doc, ("inputs",), dict(job.inputs), None, {}, job.name)
@@ -310,7 +318,9 @@ class _Checker:
         hyper = job.hyper
         if hyper is None:
             return
-        for message in trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude):
+        complete = not (_lost(job.doc, ("hyper",)) or _lost(job.doc, ("hyper", "params")))
+        messages = trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude) if complete else []
+        for message in messages:
             entry = re.search(r"exclude entry (\d+)", message)
             at: Path = ("hyper", "params")
             if entry:
@@ -349,6 +359,22 @@ class _Checker:
         known = {"function": self.project.functions, "pipeline": self.project.pipelines}[kind]
         names = ", ".join(sorted(known)) or "none"
         return f"no {kind} named {name!r} (known: {names})"
+
+
+def _lost(doc: Document | None, path: Path) -> bool:
+    """Whether the mapping at `path` lost keys to schema errors (see Document.lost)."""
+    return doc is not None and path in doc.lost
+
+
+def _lacks_handler(function: Function) -> bool:
+    """A function with neither handler nor command, for sure (not lost to a schema error)."""
+    return function.handler is None and function.command is None and not _lost(function.doc, ())
+
+
+def _all_steps(pipeline: Pipeline) -> bool:
+    """Whether every step of the file made it into the pipeline (none lost its name or function)."""
+    steps = pipeline.doc.data.get("steps", ()) if pipeline.doc is not None else ()
+    return len(pipeline.steps) == len(steps)
 
 
 def _module_files(code: str, module: str, is_package: bool) -> list[str]:

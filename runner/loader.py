@@ -108,17 +108,13 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     files, builder.problems = project_files(source)
     for kind, path in files:
         doc = builder.read(source, path)
-        if doc is None:
-            unchecked.add(_name_from_path(path))
-            continue
-        schema_problems = schemas.problems(kind, doc)
-        builder.problems += schema_problems
-        if not schema_problems:
-            builder.add(kind, doc)
-        elif isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
-            unchecked.add(doc.data["name"])
-    if builder.project is None:
-        raise ProjectInvalid(builder.problems)
+        checked = schemas.check(kind, doc) if doc is not None else None
+        if checked is not None:
+            builder.problems += checked.problems
+        if checked is None or checked.usable is None:
+            unchecked.add(_claimed_name(path, doc))
+        else:
+            builder.add(kind, checked.usable)
     project = builder.finish(source.revision)
     problems = builder.problems
     if check:
@@ -128,9 +124,10 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     return project
 
 
-def _name_from_path(path: str) -> str:
-    """The likely name of an unreadable file's object: its file name."""
-    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+def _claimed_name(path: str, doc: Document | None) -> str:
+    """The name an unusable file gives its object, else the likely one: its file name."""
+    name = doc.data.get("name") if doc is not None and isinstance(doc.data, dict) else None
+    return name if isinstance(name, str) else path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 class _Builder:
@@ -163,9 +160,11 @@ class _Builder:
             self.jobs.append(self.job_of(doc))
 
     def finish(self, revision: str | None) -> Project:
-        assert self.project is not None
+        # Without a usable project.yaml (a problem is reported), the other files are checked
+        # against a stand-in, and the project is never returned.
+        project = self.project or Project(name="", file=PROJECT_FILE)
         return dataclasses.replace(
-            self.project,
+            project,
             functions=_by_name("function", self.functions, self.problems),
             pipelines=_by_name("pipeline", self.pipelines, self.problems),
             jobs=_by_name("job", self.jobs, self.problems),
@@ -245,7 +244,8 @@ class _Builder:
 
     def pipeline_of(self, doc: Document) -> Pipeline:
         data = doc.data
-        steps = tuple(self.step_of(doc, i, step) for i, step in enumerate(data["steps"]))
+        steps = tuple(self.step_of(doc, i, step) for i, step in enumerate(data.get("steps", ()))
+                      if "name" in step and "function" in step)  # else lost to a schema error
         return Pipeline(
             name=data["name"],
             file=doc.file,
@@ -274,7 +274,7 @@ class _Builder:
 
     def job_of(self, doc: Document) -> Job:
         data = doc.data
-        run = data["run"]
+        run = data.get("run", {})
         hyper = data.get("hyper")
         triggers = data.get("triggers")
         timeout = self.parsed(doc, ("timeout",), data.get("timeout"), units.parse_duration)
@@ -298,7 +298,7 @@ class _Builder:
 
 def _hyper(data: Mapping[str, Any]) -> Hyper:
     return Hyper(
-        params={name: tuple(values) for name, values in data["params"].items()},
+        params={name: tuple(values) for name, values in data.get("params", {}).items()},
         strategy=data.get("strategy", "grid"),
         exclude=tuple(data.get("exclude", ())),
         max_trials=data.get("max_trials"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import json
 from collections.abc import Callable, Iterator
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import refs
 from runner.errors import Problem
@@ -21,6 +23,7 @@ Check = Callable[[Any], bool]
 KINDS = ("project", "function", "pipeline", "job")
 NAME_PATTERN = "^[a-z][a-z0-9-]{0,62}$"
 IDENTIFIER_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
+_IDENTITY = frozenset({"apiVersion", "kind", "name"})  # a file wrong in these is not used at all
 _DEFS = "#/$defs/"
 _ANNOTATIONS = frozenset({"title", "description", "examples", "default", "$comment"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties"})  # name -> sub-schema
@@ -44,19 +47,72 @@ class SchemaSet:
         self.fast = {kind: fast_check(schema) for kind, schema in self.schemas.items()}
         self.validators: dict[str, Validator] = {}
 
-    def problems(self, kind: str, doc: Document) -> list[Problem]:
+    def check(self, kind: str, doc: Document) -> Checked:
         fast = self.fast[kind]
         if fast is not None and fast(doc.data):
-            return []
-        found: list[Problem] = []
-        for error in self.validator(kind).iter_errors(doc.data):
-            found.extend(_describe(doc, error))
-        return found
+            return Checked([], doc)
+        errors = list(self.validator(kind).iter_errors(doc.data))
+        problems = [problem for error in errors for problem in _describe(doc, error)]
+        return Checked(problems, _usable(doc, errors))
 
     def validator(self, kind: str) -> Validator:
         if kind not in self.validators:
             self.validators[kind] = validator_class()(inline_refs(self.schemas[kind]))
         return self.validators[kind]
+
+
+class Checked(NamedTuple):
+    """A document's schema problems, and what of it the checks across files may use."""
+
+    problems: list[Problem]
+    usable: Document | None  # without its invalid parts; None when it is not of its kind at all
+
+
+def _usable(doc: Document, errors: list[ValidationError]) -> Document | None:
+    """`doc` without the values its schema errors are about (and with `lost` saying where
+    they were), or None when an error is about what the document is (kind, name, ...)."""
+    data = copy.deepcopy(doc.data)
+    lost: set[Path] = set()
+    for error in errors:
+        cut = _cut(error)
+        if cut is None:
+            return None
+        where, keys = cut
+        mapping = _at(data, where)
+        if isinstance(mapping, dict):  # else it is gone with an earlier cut
+            for key in keys:
+                mapping.pop(key, None)
+            lost.add(where)
+    return dataclasses.replace(doc, data=data, lost=frozenset(lost))
+
+
+def _cut(error: ValidationError) -> tuple[Path, list[str]] | None:
+    """The mapping to leave keys out of for `error`, and those keys; None to drop it all."""
+    path: Path = tuple(error.absolute_path)
+    instance: Any = error.instance
+    if "propertyNames" in error.schema_path:  # a bad key: jsonschema reports it at the mapping
+        return path, [instance]
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = error.schema.get("properties", {})  # type: ignore[union-attr]
+        return path, [key for key in instance if key not in known]
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = {key for key in error.validator_value if key not in instance}  # type: ignore[union-attr]
+        return None if not path and missing & _IDENTITY else (path, [])
+    keys = [i for i, part in enumerate(path) if isinstance(part, str)]
+    if not keys or (keys[-1] == 0 and path[0] in _IDENTITY):
+        return None
+    return path[:keys[-1]], [str(path[keys[-1]])]
+
+
+def _at(data: Any, path: Path) -> Any:
+    for part in path:
+        if isinstance(part, str) and isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def validator_class() -> type[Validator]:

@@ -70,12 +70,18 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 @dataclass(frozen=True)
 class Document:
-    """A file's data and where each value (and each mapping key) stands in it."""
+    """A file's data and where each value (and each mapping key) stands in it.
+
+    `lost` names the mappings that lack keys the file has or needs: a document
+    that failed its schema keeps only its valid parts, so that the checks across
+    files still run on them, and does not claim what it lost is absent.
+    """
 
     file: str
     data: Any
     positions: Mapping[Path, Position]
     key_positions: Mapping[Path, Position]
+    lost: frozenset[Path] = frozenset()
 
     def where(self, path: Path, *, key: bool = False) -> Position:
         """The position of `path`, or of its nearest ancestor that has one."""

@@ -54,6 +54,7 @@ JSON_CASES = (
     "tag-int-on-a-word",
     "yaml-terminal-colour-codes",
     "link-requirements-file-to-etc",
+    "schema-error-beside-an-unknown-pipeline",
 )
 # Cases also checked from a bare clone of a git repository, with --revision HEAD.
 GIT_CASES = (
@@ -73,6 +74,7 @@ GIT_CASES = (
     "link-code-module-out-of-the-project",
     "link-input-out-of-the-project",
     "code-too-deep-for-the-parser",
+    "broken-project-yaml-beside-an-unknown-function",
 )
 
 

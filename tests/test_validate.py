@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from runner.errors import ProjectInvalid
 from runner.loader import load_project
 from runner.model import Project
 from runner.source import DirectorySource, open_source
@@ -26,6 +28,7 @@ from tests.helpers import (
     make_repo,
 )
 
+CORPUS_BASE = Path(__file__).parent / "corpus" / "base"
 OK_SAMPLE = "ok: project 'churn': 3 functions, 1 pipeline, 3 jobs"
 PROBLEM_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
@@ -326,6 +329,93 @@ def test_a_link_out_of_the_project_is_refused_in_the_tree_and_at_a_revision(
                  run_cli("validate", "-r", "HEAD", sample_repo, cwd=sample_repo)):
         expect(done, 1)
         assert done.stderr.startswith(wanted), done.stderr
+
+
+# a file that fails its schema still has the rest of it checked
+
+
+def test_schema_errors_do_not_hide_the_other_errors_of_the_file(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    edit_file(sample_project / "jobs" / "train.yaml", "function: trainer,", "function: trainer-v2,")
+    edit_file(sample_project / "jobs" / "train.yaml", "description:", "parallel: many\ndescription:")
+    done = run_cli("validate", ".", cwd=sample_project)
+    expect(done, 1)
+    problems = [line for line in done.stderr.splitlines() if PROBLEM_LINE.match(line)]
+    assert len(problems) == 2, done.stderr
+    assert "parallel: must be an integer" in problems[0]
+    assert problems[1].startswith("jobs/train.yaml:8:17: no function named 'trainer-v2'")
+
+
+def test_a_broken_project_yaml_does_not_hide_the_other_files(run_cli: RunCli, sample_project: Path) -> None:
+    edit_file(sample_project / "project.yaml", "apiVersion: runyard/v1", "apiVersion: runyard/v2")
+    break_job_function(sample_project)
+    done = run_cli("validate", ".", cwd=sample_project)
+    expect(done, 1)
+    assert "project.yaml:2:13: apiVersion: must be 'runyard/v1'" in done.stderr
+    assert MISSING_FUNCTION in done.stderr
+
+
+def test_what_a_schema_error_removes_is_not_reported_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_project(CORPUS_BASE, tmp_path / "project")
+    edit_file(project / "functions" / "trainer.yaml", "handler: train", "handler: [train]")
+    edit_file(project / "functions" / "report.yaml", "command: [sh, scripts/report.sh]", "command: sh")
+    edit_file(project / "project.yaml", "secrets: [API_TOKEN]", "secrets: API_TOKEN")
+    done = run_cli("validate", ".", cwd=project)
+    expect(done, 1)
+    problems = [line for line in done.stderr.splitlines() if PROBLEM_LINE.match(line)]
+    assert [line.split(": ", 1)[1] for line in problems] == [
+        "command: must be a list, not a string",
+        "handler: must be a string, not a list",
+        "secrets: must be a list, not a string",
+    ], done.stderr  # no "needs code or command", "has no handler", "not one of the project's secrets"
+
+
+WRONG_VALUES = (None, "x", 0, [], {})
+
+
+def paths_of(data: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path to a value of a YAML document, the document itself first."""
+    found = [prefix]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found += paths_of(value, (*prefix, key))
+    return found
+
+
+def changed(data: object, path: tuple[str | int, ...], value: object) -> object:
+    """A copy of `data` with the value at `path` replaced by `value` (removed if it is DROP)."""
+    if not path:
+        return value
+    copy = json.loads(json.dumps(data))
+    parent = copy
+    for part in path[:-1]:
+        parent = parent[part]
+    if value is DROP:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return copy
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize("file", sorted(p.relative_to(CORPUS_BASE).as_posix()
+                                        for p in CORPUS_BASE.rglob("*.yaml")))
+def test_any_value_of_the_wrong_type_or_missing_is_a_problem_never_a_crash(
+    file: str, tmp_path: Path
+) -> None:
+    project = copy_project(CORPUS_BASE, tmp_path / "project")
+    original = yaml.safe_load((CORPUS_BASE / file).read_text("utf-8"))
+    source = DirectorySource(project)
+    for path in paths_of(original):
+        for value in (*WRONG_VALUES, DROP) if path else WRONG_VALUES:
+            (project / file).write_text(yaml.safe_dump(changed(original, path, value)), "utf-8")
+            try:
+                load_project(source)
+            except ProjectInvalid as error:
+                assert error.problems, (path, value)
 
 
 # other commands and other failures
