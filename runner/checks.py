@@ -84,7 +84,8 @@ class _Checker:
             self.add(doc, ("handler",), "give either `command` or `handler`, not both")
         if function.command is None and function.code is None and not _lost(doc, ()):
             self.add(doc, (), "a function needs `code` (Python) or `command`")
-        code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code")
+        code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code",
+                                                                folder_ok=True)
         self.environment(function)
         if function.handler is not None and function.command is None and code_ok:
             self.handler(function, function.handler, doc, ("handler",))
@@ -117,9 +118,6 @@ class _Checker:
 
     def requirements_file(self, doc: Document | None, at: Path, file: str) -> None:
         """Each line of a requirements file must be a requirement; reported once per file."""
-        if not self.source.is_file(file):
-            self.add(doc, at, f"{file!r} is not a file")
-            return
         if file in self.texts:
             return
         text = self.text(file)
@@ -146,9 +144,13 @@ class _Checker:
             self.problems.append(Problem(file, line, col, "file is not valid UTF-8"))
         return None
 
-    def repo_path(self, doc: Document | None, path: Path, value: str, what: str) -> bool:
-        """Whether `value` is a file or folder of the project; a problem at `path` if not."""
+    def repo_path(self, doc: Document | None, path: Path, value: str, what: str,
+                  folder_ok: bool = False) -> bool:
+        """Whether `value` is a file (or, if `folder_ok`, a folder) of the project; a problem
+        at `path` if not."""
         why = repo_path_problem(value) or self.unreachable(value)
+        if why is None and not folder_ok and self.source.is_dir(value):
+            why = f"{value!r} is a folder, not a file"
         if why is not None:
             self.add(doc, path, f"{what} {why}")
         return why is None
