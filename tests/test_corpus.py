@@ -36,7 +36,7 @@ BASE = CORPUS / "base"
 BROKEN = CORPUS / "broken"
 DELETE_MARK = b"#DELETE"
 CASE_FILES = {"expect.txt", "generate.py"}  # in a case folder, but not part of its overlay
-MIN_CASES = 70
+MIN_CASES = 250
 
 # Cases also checked with --json: the problems must carry the file and the line.
 JSON_CASES = (
