@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from runner.errors import ProjectInvalid
 from runner.schema import KINDS, fast_check, schema_text, validator_class
+from runner.yamlread import read_document
 
 ROOT = Path(__file__).parents[1]
 DOCUMENTS = sorted(
@@ -20,9 +21,10 @@ DOCUMENTS = sorted(
 
 
 def _load(path: Path) -> object:
+    """The document as the validator reads it (None when it cannot be read)."""
     try:
-        return yaml.safe_load(path.read_text("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
+        return read_document(path.name, path.read_bytes()).data
+    except ProjectInvalid:
         return None
 
 
