@@ -39,8 +39,11 @@ T = TypeVar("T")
 
 
 def find_project_root(path: Path) -> Path:
-    """The nearest folder at or above `path` that holds a project.yaml (maybe a broken one)."""
-    start = path.resolve()
+    """The nearest folder at or above `path` that holds a project.yaml (maybe a broken one).
+
+    A link is not followed to look for it: a project file that links out of the
+    project belongs to the project it is in."""
+    start = Path(os.path.abspath(path))
     for folder in [start, *start.parents] if start.is_dir() else list(start.parents):
         if os.path.lexists(folder / PROJECT_FILE):
             return folder

@@ -418,6 +418,18 @@ def test_any_value_of_the_wrong_type_or_missing_is_a_problem_never_a_crash(
                 assert error.problems, (path, value)
 
 
+def test_a_file_argument_that_links_out_still_has_its_project_checked(
+    run_cli: RunCli, sample_project: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "report.yaml"
+    outside.parent.mkdir()
+    (sample_project / "functions" / "report.yaml").rename(outside)
+    (sample_project / "functions" / "report.yaml").symlink_to(outside)
+    done = run_cli("validate", "functions/report.yaml", cwd=sample_project)  # as pre-commit passes it
+    expect(done, 1)
+    assert done.stderr.startswith("functions/report.yaml:1:1: it is a symbolic link to "), done.stderr
+
+
 # other commands and other failures
 
 
