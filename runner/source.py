@@ -173,6 +173,8 @@ class DirectorySource:
             raise SourceError(path, _missing(path, real)) from None
         except OSError as error:
             raise SourceError(path, f"it cannot be read: {error.strerror}") from None
+        except ValueError:
+            raise SourceError(path, "its name holds a NUL character") from None
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(fd)
             _check_kind(path, info.st_mode, info.st_size, limit)
@@ -201,7 +203,7 @@ class DirectorySource:
     def _is(self, path: str, kind: Callable[[int], bool]) -> bool:
         try:
             return kind(os.lstat(self.root / self.resolve(path)).st_mode)
-        except (SourceError, OSError):
+        except (SourceError, OSError, ValueError):  # ValueError: a NUL in the path
             return False
 
     def files(self, path: str = "") -> list[str]:

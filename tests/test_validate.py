@@ -16,7 +16,7 @@ import yaml
 from runner.errors import ProjectInvalid
 from runner.loader import load_project
 from runner.model import Project
-from runner.source import DirectorySource, open_source
+from runner.source import DirectorySource, SourceError, open_source
 from tests.helpers import (
     SAMPLE_PROJECT,
     RunCli,
@@ -428,6 +428,18 @@ def test_a_file_argument_that_links_out_still_has_its_project_checked(
     done = run_cli("validate", "functions/report.yaml", cwd=sample_project)  # as pre-commit passes it
     expect(done, 1)
     assert done.stderr.startswith("functions/report.yaml:1:1: it is a symbolic link to "), done.stderr
+
+
+def test_both_sources_answer_alike_for_paths_that_are_not_there(sample_repo: Path) -> None:
+    (sample_repo / "loop").symlink_to("loop")
+    (sample_repo / "out").symlink_to("../elsewhere")
+    commit_all(sample_repo, "links")
+    for source in (open_source(sample_repo), open_source(sample_repo, "HEAD")):
+        for path in ("src/\0prep.py", "loop", "loop/x", "out", "out/x", "no/such", "src/prep.py/x"):
+            assert not source.is_file(path) and not source.is_dir(path), (source, path)
+            with pytest.raises(SourceError):
+                source.read(path)
+        assert source.lexists("loop") and source.lexists("out") and not source.lexists("out/x")
 
 
 # other commands and other failures
