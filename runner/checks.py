@@ -7,11 +7,11 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-from runner import schedule, trials
+from runner import refs, schedule, trials
 from runner.condition import ConditionError, parse_condition
 from runner.errors import Problem
 from runner.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
-from runner.source import ProjectSource
+from runner.source import ProjectSource, SourceError
 from runner.yamlread import Document, Path
 
 
@@ -22,13 +22,25 @@ def check_project(project: Project, source: ProjectSource,
     return _Checker(project, source, unchecked).run()
 
 
-def inside_project(path: str) -> str | None:
-    """Why `path` does not name a place inside the project, or None when it does."""
-    if path.startswith("/") or posixpath.isabs(path):
+def repo_path_problem(path: str) -> str | None:
+    """Why `path` is not a path of the project as written in its files, or None.
+
+    Paths are relative, inside the project and in normal form (no `.` or `..`
+    parts, no `//`, no `/` at the end): the plan compares them with git's paths as
+    text, and the working tree and a revision must read them alike.
+    """
+    if any(ord(char) < 0x20 or char == "\x7f" for char in path):
+        return f"{path!r} holds a line break or a control character"
+    if path.startswith("/"):
         return f"{path!r} is an absolute path; use a path relative to the project"
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
         return f"{path!r} leaves the project folder"
+    if normal == ".":
+        return f"{path!r} is the project folder itself; name a file or a folder in it"
+    if normal != path:
+        return f"{path!r} is not in normal form (no '.', '..' or '//' parts, no '/' at the end): " \
+               f"write {normal!r}"
     return None
 
 
@@ -39,9 +51,10 @@ class _Checker:
         self.unchecked = unchecked
         self.problems: list[Problem] = []
         self.modules: dict[str, set[str] | None] = {}
-        self.unparsable: set[str] = set()
+        self.texts: dict[str, str | None] = {}
 
     def run(self) -> list[Problem]:
+        self.settings()
         for function in self.project.functions.values():
             self.function(function)
         for pipeline in self.project.pipelines.values():
@@ -54,39 +67,118 @@ class _Checker:
         assert doc is not None
         self.problems.append(doc.problem(path, message))
 
+    # project.yaml
+
+    def settings(self) -> None:
+        project, doc = self.project, self.project.doc
+        self.rule(doc, ("results", "branch"), refs.branch_problem(project.results_branch))
+        for index, branch in enumerate(project.branches):
+            self.rule(doc, ("branches", index), refs.branch_problem(branch))
+        self.rule(doc, ("defaults", "base_image"), refs.image_problem(project.base_image))
+
     # functions
 
     def function(self, function: Function) -> None:
         doc = function.doc
         if function.command is not None and function.handler is not None:
             self.add(doc, ("handler",), "give either `command` or `handler`, not both")
-        if function.command is None and function.code is None:
+        if function.command is None and function.code is None and not _lost(doc, ()):
             self.add(doc, (), "a function needs `code` (Python) or `command`")
-        code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code")
-        env_file = function.environment.requirements_file
-        if env_file is not None and self.repo_path(
-                doc, ("environment", "requirements_file"), env_file, "requirements file") \
-                and not self.source.is_file(env_file):
-            self.add(doc, ("environment", "requirements_file"), f"{env_file!r} is not a file")
+        code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code",
+                                                                folder_ok=True)
+        self.environment(function)
         if function.handler is not None and function.command is None and code_ok:
             self.handler(function, function.handler, doc, ("handler",))
+        self.secrets(function)
 
-    def repo_path(self, doc: Document | None, path: Path, value: str, what: str) -> bool:
-        outside = inside_project(value)
-        if outside:
-            self.add(doc, path, outside)
-            return False
-        if not (self.source.is_file(value) or self.source.is_dir(value)):
-            self.add(doc, path, f"{what} {value!r} does not exist in the project")
-            return False
-        return True
+    def secrets(self, function: Function) -> None:
+        project = self.project
+        if project.doc is None or _lost(project.doc, ()):
+            return  # its list of secrets may be what it lost
+        for index, secret in enumerate(function.secrets):
+            if secret not in project.secrets:
+                known = ", ".join(project.secrets) or "none"
+                self.add(function.doc, ("secrets", index),
+                         f"{secret!r} is not one of the project's secrets (project.yaml `secrets:`: {known})")
+
+    def environment(self, function: Function) -> None:
+        doc, env = function.doc, function.environment
+        at: Path = ("environment", "requirements_file")
+        if env.requirements_file is not None and self.repo_path(doc, at, env.requirements_file,
+                                                                "requirements file"):
+            self.requirements_file(doc, at, env.requirements_file)
+        for index, requirement in enumerate(env.requirements):
+            self.rule(doc, ("environment", "requirements", index), refs.requirement_problem(requirement))
+        if env.base_image:
+            self.rule(doc, ("environment", "base_image"), refs.image_problem(env.base_image))
+
+    def rule(self, doc: Document | None, path: Path, problem: str | None) -> None:
+        if problem is not None:
+            self.add(doc, path, problem)
+
+    def requirements_file(self, doc: Document | None, at: Path, file: str) -> None:
+        """Each line of a requirements file must be a requirement; reported once per file."""
+        if file in self.texts:
+            return
+        text = self.text(file)
+        for number, requirement in refs.requirement_lines(text or ""):
+            problem = refs.requirement_problem(requirement)
+            if problem is not None:
+                self.problems.append(Problem(file, number, 1, problem))
+
+    def text(self, file: str) -> str | None:
+        """A file of the project as UTF-8 text, read once; None, with a problem, if it is not."""
+        if file not in self.texts:
+            self.texts[file] = self.read_text(file)
+        return self.texts[file]
+
+    def read_text(self, file: str) -> str | None:
+        try:
+            raw = self.source.read(file)
+            return raw.decode("utf-8-sig")
+        except SourceError as error:
+            self.problems.append(Problem(file, 1, 1, error.reason))
+        except UnicodeDecodeError as error:
+            line = raw.count(b"\n", 0, error.start) + 1
+            col = error.start - raw.rfind(b"\n", 0, error.start)
+            self.problems.append(Problem(file, line, col, "file is not valid UTF-8"))
+        return None
+
+    def repo_path(self, doc: Document | None, path: Path, value: str, what: str,
+                  folder_ok: bool = False) -> bool:
+        """Whether `value` is a file (or, if `folder_ok`, a folder) of the project; a problem
+        at `path` if not."""
+        why = repo_path_problem(value) or self.unreachable(value)
+        if why is None and not folder_ok and self.source.is_dir(value):
+            why = f"{value!r} is a folder, not a file"
+        if why is not None:
+            self.add(doc, path, f"{what} {why}")
+        return why is None
+
+    def unreachable(self, value: str) -> str | None:
+        """Why the file or folder `value` cannot be read, or None."""
+        try:
+            real = self.source.resolve(value)
+        except SourceError as error:
+            return f"{value!r}: {error.reason}"
+        if self.source.is_file(real) or self.source.is_dir(real):
+            return None
+        if real != value:
+            return f"{value!r} is a symbolic link to {real!r}, which does not exist"
+        if self.source.lexists(value):
+            return f"{value!r} is neither a regular file nor a folder"
+        return f"{value!r} does not exist in the project"
 
     def handler(self, function: Function, handler: str, doc: Document | None, path: Path) -> None:
         if function.command is not None:
             self.add(doc, path, f"function {function.name!r} runs a `command`; it has no handlers")
             return
         code = function.code
-        if code is None or inside_project(code) or not self.is_python(code):
+        if code is None or repo_path_problem(code) or self.unreachable(code):
+            return  # the function's own check says what is wrong with its code
+        if not self.is_python(code):
+            self.add(doc, path, f"handler {handler!r}: {code!r} is not Python code (a .py file or a "
+                                "package folder); run code in other languages with `command`")
             return
         module, _, name = handler.rpartition(".")
         candidates = _module_files(code, module, self.source.is_dir(code))
@@ -94,13 +186,12 @@ class _Checker:
             self.add(doc, path, f"handler {handler!r}: {code} is a file, so name a function in it")
             return
         for candidate in candidates:
+            if not self.source.lexists(candidate):
+                continue
             names = self.top_level_names(candidate)
-            if candidate in self.unparsable:
-                return  # its own problem is already reported
-            if names is not None:
-                if name not in names:
-                    self.add(doc, path, f"handler {name!r} is not defined in {candidate}")
-                return
+            if names is not None and name not in names:
+                self.add(doc, path, f"handler {name!r} is not defined in {candidate}")
+            return  # names is None: the module's own problem is reported
         self.add(doc, path, f"handler {handler!r}: no module {' or '.join(candidates)}")
 
     def is_python(self, code: str) -> bool:
@@ -112,26 +203,21 @@ class _Checker:
         return self.modules[path]
 
     def parse_module(self, path: str) -> set[str] | None:
-        if not self.source.is_file(path):
+        """The names a module defines; None, with a problem, when it cannot be parsed."""
+        text = self.text(path)
+        if text is None:
             return None
-        raw = self.source.read(path)
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            self.unparsable.add(path)
-            line = raw.count(b"\n", 0, error.start) + 1
-            col = error.start - raw.rfind(b"\n", 0, error.start)
-            self.problems.append(Problem(path, line, col, "Python code is not valid UTF-8"))
-            return set()
-        try:
-            tree = ast.parse(raw, filename=path)
+            tree = ast.parse(text, filename=path)
         except (SyntaxError, ValueError) as error:
-            self.unparsable.add(path)
             line = getattr(error, "lineno", None) or 1
             col = getattr(error, "offset", None) or 1
             message = getattr(error, "msg", str(error))
             self.problems.append(Problem(path, line, col, f"Python syntax error: {message}"))
-            return set()
+            return None
+        except (RecursionError, MemoryError):  # what ast.parse raises for code nested too deep
+            self.problems.append(Problem(path, 1, 1, "Python code nested too deeply for Python's parser"))
+            return None
         return set(_bound_names(tree.body))
 
     # pipelines
@@ -151,11 +237,11 @@ class _Checker:
                 self.add(doc, (*path, "function"), self.unknown("function", step.function))
             elif step.handler is not None:
                 self.handler(function, step.handler, doc, (*path, "handler"))
-            elif function.handler is None and function.command is None:
+            elif _lacks_handler(function) and not _lost(doc, path):
                 self.add(doc, (*path, "function"), f"function {function.name!r} has no handler: "
                          "name one in the step (`handler:`) or the function")
             for name in step.after:
-                if pipeline.step(name) is None:
+                if pipeline.step(name) is None and _all_steps(pipeline):
                     self.add(doc, (*path, "after"), f"`after` names no step {name!r} of this pipeline")
             self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
         if len(seen) == len(pipeline.steps):  # with a name used twice, "cycles" mislead
@@ -166,11 +252,15 @@ class _Checker:
         assert isinstance(inputs, dict)
         for key, uri in inputs.items():
             at = (*path, key)
-            ref = step_ref(uri)
-            if ref is not None:
-                self.step_input(doc, at, ref, pipeline, earlier, here)
-            elif is_repo_path(uri):
+            if is_repo_path(uri):
                 self.repo_path(doc, at, uri, "input")
+                continue
+            problem = refs.input_uri_problem(uri)
+            ref = step_ref(uri)
+            if problem is not None:
+                self.add(doc, at, problem)
+            elif ref is not None:
+                self.step_input(doc, at, ref, pipeline, earlier, here)
 
     def step_input(self, doc: Document | None, at: Path, ref: tuple[str, str | None],
                    pipeline: Pipeline | None, earlier: dict[str, int], here: str) -> None:
@@ -179,7 +269,9 @@ class _Checker:
             self.add(doc, at, "step:// inputs are only for pipeline steps")
             return
         source = pipeline.step(name)
-        if source is None:
+        if source is None and not _all_steps(pipeline):
+            pass  # it may be a step lost to a schema error
+        elif source is None:
             self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}")
         elif name == here or name not in earlier:
             self.add(doc, at, f"step://{name}: step {name!r} does not come before {here!r}")
@@ -217,7 +309,7 @@ class _Checker:
                 self.add(doc, ("run", "function"), self.unknown("function", run.function))
             elif run.handler is not None:
                 self.handler(function, run.handler, doc, ("run", "handler"))
-            elif function.handler is None and function.command is None:
+            elif _lacks_handler(function) and not _lost(doc, ("run",)):
                 self.add(doc, ("run", "function"), f"function {function.name!r} has no handler: "
                          "name one here (`handler:`) or in the function")
         self.inputs(doc, ("inputs",), dict(job.inputs), None, {}, job.name)
@@ -228,7 +320,9 @@ class _Checker:
         hyper = job.hyper
         if hyper is None:
             return
-        for message in trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude):
+        complete = not (_lost(job.doc, ("hyper",)) or _lost(job.doc, ("hyper", "params")))
+        messages = trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude) if complete else []
+        for message in messages:
             entry = re.search(r"exclude entry (\d+)", message)
             at: Path = ("hyper", "params")
             if entry:
@@ -267,6 +361,22 @@ class _Checker:
         known = {"function": self.project.functions, "pipeline": self.project.pipelines}[kind]
         names = ", ".join(sorted(known)) or "none"
         return f"no {kind} named {name!r} (known: {names})"
+
+
+def _lost(doc: Document | None, path: Path) -> bool:
+    """Whether the mapping at `path` lost keys to schema errors (see Document.lost)."""
+    return doc is not None and path in doc.lost
+
+
+def _lacks_handler(function: Function) -> bool:
+    """A function with neither handler nor command, for sure (not lost to a schema error)."""
+    return function.handler is None and function.command is None and not _lost(function.doc, ())
+
+
+def _all_steps(pipeline: Pipeline) -> bool:
+    """Whether every step of the file made it into the pipeline (none lost its name or function)."""
+    steps = pipeline.doc.data.get("steps", ()) if pipeline.doc is not None else ()
+    return len(pipeline.steps) == len(steps)
 
 
 def _module_files(code: str, module: str, is_package: bool) -> list[str]:

@@ -4,6 +4,7 @@ then check what crosses files. All problems are collected and raised at once."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -27,8 +28,8 @@ from runner.model import (
     Triggers,
 )
 from runner.schema import SchemaSet
-from runner.source import ProjectSource
-from runner.yamlread import Document, read_document
+from runner.source import ProjectSource, SourceError
+from runner.yamlread import MAX_BYTES, Document, read_document
 from runner.yamlread import Path as DocPath
 
 PROJECT_FILE = "project.yaml"
@@ -39,10 +40,13 @@ T = TypeVar("T")
 
 
 def find_project_root(path: Path) -> Path:
-    """The nearest folder at or above `path` that holds a project.yaml."""
-    start = path.resolve()
+    """The nearest folder at or above `path` that holds a project.yaml (maybe a broken one).
+
+    A link is not followed to look for it: a project file that links out of the
+    project belongs to the project it is in."""
+    start = Path(os.path.abspath(path))
     for folder in [start, *start.parents] if start.is_dir() else list(start.parents):
-        if (folder / PROJECT_FILE).is_file():
+        if os.path.lexists(folder / PROJECT_FILE):
             return folder
     raise RunyardError(
         f"no {PROJECT_FILE} in {path} or any folder above it: "
@@ -50,12 +54,16 @@ def find_project_root(path: Path) -> Path:
     )
 
 
-def project_files(source: ProjectSource) -> list[tuple[str, str]]:
-    """(kind, path) of every project file: project.yaml, then each kind's folder."""
-    found = [("project", PROJECT_FILE)]
+def project_files(source: ProjectSource) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """(kind, path) of every project file: project.yaml, then each kind's folder; and
+    the problems of folders that cannot be listed."""
+    found, problems = [("project", PROJECT_FILE)], []
     for kind, folder in KIND_FOLDERS.items():
-        found += [(kind, p) for p in source.files(folder) if p.endswith(YAML_SUFFIXES)]
-    return found
+        try:
+            found += [(kind, p) for p in source.files(folder) if p.endswith(YAML_SUFFIXES)]
+        except SourceError as error:
+            problems.append(Problem(folder, 1, 1, error.reason))
+    return found, problems
 
 
 class Settings(NamedTuple):
@@ -93,7 +101,7 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     """
     from runner.checks import check_project
 
-    if not source.is_file(PROJECT_FILE):
+    if not source.lexists(PROJECT_FILE):
         raise RunyardError(
             f"no {PROJECT_FILE} in {source.label}: is this a runyard project? "
             "(`runyard init DIR` makes one)"
@@ -101,19 +109,16 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     builder = _Builder()
     schemas = SchemaSet()
     unchecked: set[str] = set()
-    for kind, path in project_files(source):
+    files, builder.problems = project_files(source)
+    for kind, path in files:
         doc = builder.read(source, path)
-        if doc is None:
-            unchecked.add(_name_from_path(path))
-            continue
-        schema_problems = schemas.problems(kind, doc)
-        builder.problems += schema_problems
-        if not schema_problems:
-            builder.add(kind, doc)
-        elif isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
-            unchecked.add(doc.data["name"])
-    if builder.project is None:
-        raise ProjectInvalid(builder.problems)
+        checked = schemas.check(kind, doc) if doc is not None else None
+        if checked is not None:
+            builder.problems += checked.problems
+        if checked is None or checked.usable is None:
+            unchecked.add(_claimed_name(path, doc))
+        else:
+            builder.add(kind, checked.usable)
     project = builder.finish(source.revision)
     problems = builder.problems
     if check:
@@ -123,9 +128,10 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     return project
 
 
-def _name_from_path(path: str) -> str:
-    """The likely name of an unreadable file's object: its file name."""
-    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+def _claimed_name(path: str, doc: Document | None) -> str:
+    """The name an unusable file gives its object, else the likely one: its file name."""
+    name = doc.data.get("name") if doc is not None and isinstance(doc.data, dict) else None
+    return name if isinstance(name, str) else path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 class _Builder:
@@ -140,10 +146,12 @@ class _Builder:
 
     def read(self, source: ProjectSource, path: str) -> Document | None:
         try:
-            return read_document(path, source.read(path))
+            return read_document(path, source.read(path, MAX_BYTES))
+        except SourceError as error:
+            self.problems.append(Problem(path, 1, 1, error.reason))
         except ProjectInvalid as error:
             self.problems += error.problems
-            return None
+        return None
 
     def add(self, kind: str, doc: Document) -> None:
         if kind == "project":
@@ -156,9 +164,11 @@ class _Builder:
             self.jobs.append(self.job_of(doc))
 
     def finish(self, revision: str | None) -> Project:
-        assert self.project is not None
+        # Without a usable project.yaml (a problem is reported), the other files are checked
+        # against a stand-in, and the project is never returned.
+        project = self.project or Project(name="", file=PROJECT_FILE)
         return dataclasses.replace(
-            self.project,
+            project,
             functions=_by_name("function", self.functions, self.problems),
             pipelines=_by_name("pipeline", self.pipelines, self.problems),
             jobs=_by_name("job", self.jobs, self.problems),
@@ -244,7 +254,8 @@ class _Builder:
 
     def pipeline_of(self, doc: Document) -> Pipeline:
         data = doc.data
-        steps = tuple(self.step_of(doc, i, step) for i, step in enumerate(data["steps"]))
+        steps = tuple(self.step_of(doc, i, step) for i, step in enumerate(data.get("steps", ()))
+                      if "name" in step and "function" in step)  # else lost to a schema error
         return Pipeline(
             name=data["name"],
             file=doc.file,
@@ -273,7 +284,7 @@ class _Builder:
 
     def job_of(self, doc: Document) -> Job:
         data = doc.data
-        run = data["run"]
+        run = data.get("run", {})
         hyper = data.get("hyper")
         triggers = data.get("triggers")
         timeout = self.parsed(doc, ("timeout",), data.get("timeout"), units.parse_duration)
@@ -297,7 +308,7 @@ class _Builder:
 
 def _hyper(data: Mapping[str, Any]) -> Hyper:
     return Hyper(
-        params={name: tuple(values) for name, values in data["params"].items()},
+        params={name: tuple(values) for name, values in data.get("params", {}).items()},
         strategy=data.get("strategy", "grid"),
         exclude=tuple(data.get("exclude", ())),
         max_trials=data.get("max_trials"),

@@ -78,7 +78,7 @@ class Function:
     command: tuple[str, ...] | None = None
     network: str = "bridge"
     labels: Mapping[str, str] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()  # the project's secrets its runs may read
     doc: Document | None = field(default=None, compare=False, repr=False)
 
 

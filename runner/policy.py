@@ -93,7 +93,7 @@ class Policy:
 
     def base_image_refusal(self, image: str, project: str) -> str | None:
         """Why `image` may not be a base image here, or None."""
-        if _HEX_ID.match(image):
+        if _HEX_ID.fullmatch(image):
             return "an image id hides what it is: name the image"
         if self.base_images:
             if any(fnmatch.fnmatchcase(image, pattern) for pattern in self.base_images):

@@ -26,7 +26,7 @@ def init_project(target: Path, name: str | None, template: str = "basic",
                  baseline: str | None = None, force: bool = False) -> str:
     """Make a project in `target`; return its name."""
     name = _name_from(target) if name is None else name  # `--name ""` is refused, not ignored
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise RunyardError(f"{name!r} is not a valid project name: lower-case letters, digits "
                            "and '-', starting with a letter (use --name)")
     if target.exists() and any(target.iterdir()) and not force:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import json
-import re
 from collections.abc import Callable, Iterator
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from runner import refs
 from runner.errors import Problem
 from runner.yamlread import Document, Path
 
 if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator, ValidationError
+    from jsonschema import ValidationError
+    from jsonschema.protocols import Validator
 
 Check = Callable[[Any], bool]
 
 KINDS = ("project", "function", "pipeline", "job")
 NAME_PATTERN = "^[a-z][a-z0-9-]{0,62}$"
 IDENTIFIER_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
+_IDENTITY = frozenset({"apiVersion", "kind", "name"})  # a file wrong in these is not used at all
 _DEFS = "#/$defs/"
 _ANNOTATIONS = frozenset({"title", "description", "examples", "default", "$comment"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties"})  # name -> sub-schema
@@ -41,23 +45,90 @@ class SchemaSet:
     def __init__(self) -> None:
         self.schemas = {kind: json.loads(schema_text(kind)) for kind in KINDS}
         self.fast = {kind: fast_check(schema) for kind, schema in self.schemas.items()}
-        self.validators: dict[str, Draft202012Validator] = {}
+        self.validators: dict[str, Validator] = {}
 
-    def problems(self, kind: str, doc: Document) -> list[Problem]:
+    def check(self, kind: str, doc: Document) -> Checked:
         fast = self.fast[kind]
         if fast is not None and fast(doc.data):
-            return []
-        found: list[Problem] = []
-        for error in self.validator(kind).iter_errors(doc.data):
-            found.extend(_describe(doc, error))
-        return found
+            return Checked([], doc)
+        errors = list(self.validator(kind).iter_errors(doc.data))
+        problems = [problem for error in errors for problem in _describe(doc, error)]
+        return Checked(problems, _usable(doc, errors))
 
-    def validator(self, kind: str) -> Draft202012Validator:
+    def validator(self, kind: str) -> Validator:
         if kind not in self.validators:
-            from jsonschema import Draft202012Validator
-
-            self.validators[kind] = Draft202012Validator(inline_refs(self.schemas[kind]))
+            self.validators[kind] = validator_class()(inline_refs(self.schemas[kind]))
         return self.validators[kind]
+
+
+class Checked(NamedTuple):
+    """A document's schema problems, and what of it the checks across files may use."""
+
+    problems: list[Problem]
+    usable: Document | None  # without its invalid parts; None when it is not of its kind at all
+
+
+def _usable(doc: Document, errors: list[ValidationError]) -> Document | None:
+    """`doc` without the values its schema errors are about (and with `lost` saying where
+    they were), or None when an error is about what the document is (kind, name, ...)."""
+    data = copy.deepcopy(doc.data)
+    lost: set[Path] = set()
+    for error in errors:
+        cut = _cut(error)
+        if cut is None:
+            return None
+        where, keys = cut
+        mapping = _at(data, where)
+        if isinstance(mapping, dict):  # else it is gone with an earlier cut
+            for key in keys:
+                mapping.pop(key, None)
+            lost.add(where)
+    return dataclasses.replace(doc, data=data, lost=frozenset(lost))
+
+
+def _cut(error: ValidationError) -> tuple[Path, list[str]] | None:
+    """The mapping to leave keys out of for `error`, and those keys; None to drop it all."""
+    path: Path = tuple(error.absolute_path)
+    instance: Any = error.instance
+    if "propertyNames" in error.schema_path:  # a bad key: jsonschema reports it at the mapping
+        return path, [instance]
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = error.schema.get("properties", {})  # type: ignore[union-attr]
+        return path, [key for key in instance if key not in known]
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = {key for key in error.validator_value if key not in instance}  # type: ignore[union-attr]
+        return None if not path and missing & _IDENTITY else (path, [])
+    keys = [i for i, part in enumerate(path) if isinstance(part, str)]
+    if not keys or (keys[-1] == 0 and path[0] in _IDENTITY):
+        return None
+    return path[:keys[-1]], [str(path[keys[-1]])]
+
+
+def _at(data: Any, path: Path) -> Any:
+    for part in path:
+        if isinstance(part, str) and isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def validator_class() -> type[Validator]:
+    """Draft 2020-12, with `pattern` read as JSON Schema means it (see `compile_pattern`)."""
+    from jsonschema import Draft202012Validator, validators
+
+    extended: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"pattern": _pattern})
+    return extended
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    from jsonschema import ValidationError
+
+    if validator.is_type(instance, "string") and not refs.compile_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +281,7 @@ class _FastCompiler:
         return lambda value: type(value) is str and value in allowed
 
     def k_pattern(self, pattern: str, schema: dict[str, Any]) -> Check:
-        search = re.compile(pattern).search
+        search = refs.compile_pattern(pattern).search
         return lambda value: type(value) is not str or search(value) is not None
 
     # The comparisons are written as jsonschema writes them, so that NaN passes alike.
@@ -362,7 +433,17 @@ def _pattern_message(value: Any, pattern: str) -> str:
                 "starting with a letter, at most 63 characters")
     if pattern == IDENTIFIER_PATTERN:
         return f"{value!r} is not a valid name: letters, digits and '_', not starting with a digit"
-    return f"{value!r} does not match the pattern {pattern}"
+    rule = _RULES.get(pattern)
+    return (rule(value) if rule else None) or f"{value!r} does not match the pattern {pattern}"
+
+
+# The rules of runner/refs.py that the schemas state as patterns say what is wrong in their words.
+_RULES: dict[str, Callable[[str], str | None]] = {
+    refs.IMAGE_PATTERN: refs.image_problem,
+    refs.PACKAGE_PATTERN: refs.package_problem,
+    refs.REQUIREMENT_PATTERN: refs.requirement_problem,
+    refs.ENV_VALUE_PATTERN: refs.env_value_problem,
+}
 
 
 def _type_name(name: str) -> str:

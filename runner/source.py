@@ -3,20 +3,41 @@
 Reading from a revision goes straight to git's objects, so it works in a bare
 repository (a `post-receive` hook has no working tree) and never sees
 uncommitted changes.
+
+Both read a path the same way, so that the pre-commit check and the check at push
+time agree: symbolic links are followed only while they stay inside the project
+(never to an absolute path, at most MAX_LINKS of them), only regular files are
+read, and never more than a limit.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from runner.errors import RunyardError
 
 if TYPE_CHECKING:
     import git
+
+MAX_LINKS = 40  # as many as Linux follows in one path
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_LINK_MODE = "120000"
+_SKIPPED_FOLDERS = ("__pycache__",)  # and every folder whose name starts with "."
+
+
+class SourceError(RunyardError):
+    """A path of the project that cannot be read: `reason` says why, without the path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class ProjectSource(Protocol):
@@ -33,15 +54,100 @@ class ProjectSource(Protocol):
         """Where runyard keeps its own files for this project (logs, caches, locks)."""
         ...
 
-    def read(self, path: str) -> bytes: ...
+    def read(self, path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        """The bytes of a regular file, at most `limit` of them; SourceError otherwise."""
+        ...
+
+    def resolve(self, path: str) -> str:
+        """`path` with its symbolic links followed; SourceError for one leaving the project."""
+        ...
+
+    def lexists(self, path: str) -> bool:
+        """Whether `path` is there, as a file, a folder or a link (even a broken one)."""
+        ...
 
     def is_file(self, path: str) -> bool: ...
 
     def is_dir(self, path: str) -> bool: ...
 
     def files(self, path: str = "") -> list[str]:
-        """Every file below `path` (recursively), sorted, relative to the root."""
+        """Every file below `path` (recursively, links not followed, folders named `.*`
+        and `__pycache__` left out), sorted, relative to the root."""
         ...
+
+
+def resolve_links(path: str, link_of: Callable[[str], str | None]) -> str:
+    """`path`, relative to the project, with every symbolic link along it followed;
+    `link_of(p)` is the target of the link at `p`, or None when `p` is no link."""
+    todo = path.split("/")
+    done: list[str] = []
+    links, via = 0, "it"
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not done:
+                raise SourceError(path, f"{via} leads out of the project")
+            done.pop()
+            continue
+        here = "/".join([*done, part])
+        target = link_of(here)
+        if target is None:
+            done.append(part)
+            continue
+        links += 1
+        subject = "it is" if here == _normal(path) else f"{here!r} is"
+        if links > MAX_LINKS:
+            raise SourceError(path, f"{subject} a symbolic link in a loop")
+        via = f"{subject} a symbolic link to {target!r}, which"
+        if target.startswith("/"):
+            raise SourceError(path, f"{via} leads out of the project")
+        todo = [*target.split("/"), *todo]
+    return "/".join(done)
+
+
+def _normal(path: str) -> str:
+    return "/".join(part for part in path.split("/") if part not in ("", "."))
+
+
+def _in_folder(source: ProjectSource, path: str, exists: Callable[[str], bool]) -> bool:
+    """Whether `path` is there, its folder's links followed but not its own."""
+    folder, _, name = _normal(path).rpartition("/")
+    try:
+        return exists(_below(source.resolve(folder), name))
+    except SourceError:
+        return False
+
+
+def _below(folder: str, path: str) -> str:
+    return f"{folder.rstrip('/')}/{path}" if folder else path
+
+
+def _missing(path: str, real: str) -> str:
+    if real == _normal(path):
+        return "it does not exist"
+    return f"it is a symbolic link to {real!r}, which does not exist"
+
+
+def _check_kind(path: str, mode: int, size: int, limit: int) -> None:
+    """Refuse what is not a regular file of at most `limit` bytes."""
+    if stat.S_ISDIR(mode):
+        raise SourceError(path, "it is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise SourceError(path, "it is not a regular file (a pipe, a device or a socket?)")
+    if size > limit:
+        raise SourceError(path, _too_big(limit))
+
+
+def _too_big(limit: int) -> str:
+    return f"it is over the limit of {limit} bytes ({limit / 2**20:g} MiB)"
+
+
+def _listed(path: str) -> bool:
+    """Whether `files()` lists `path`: no part of it is a skipped folder."""
+    folders = path.split("/")[:-1]
+    return not any(part.startswith(".") or part in _SKIPPED_FOLDERS for part in folders)
 
 
 class DirectorySource:
@@ -59,24 +165,57 @@ class DirectorySource:
     def state_dir(self) -> Path:
         return self.root / ".runyard"
 
-    def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+    def read(self, path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        real = self.resolve(path)
+        try:
+            fd = os.open(self.root / real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise SourceError(path, _missing(path, real)) from None
+        except OSError as error:
+            raise SourceError(path, f"it cannot be read: {error.strerror}") from None
+        except ValueError:
+            raise SourceError(path, "its name holds a NUL character") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(fd)
+            _check_kind(path, info.st_mode, info.st_size, limit)
+            data = handle.read(limit + 1)
+        _check_kind(path, info.st_mode, len(data), limit)  # it may have grown
+        return data
+
+    def resolve(self, path: str) -> str:
+        return resolve_links(path, self._link)
+
+    def _link(self, path: str) -> str | None:
+        try:
+            return os.readlink(self.root / path)
+        except (OSError, ValueError):  # not a link, not there, or a NUL in the path
+            return None
+
+    def lexists(self, path: str) -> bool:
+        return _in_folder(self, path, lambda entry: os.path.lexists(self.root / entry))
 
     def is_file(self, path: str) -> bool:
-        return (self.root / path).is_file()
+        return self._is(path, stat.S_ISREG)
 
     def is_dir(self, path: str) -> bool:
-        return (self.root / path).is_dir()
+        return self._is(path, stat.S_ISDIR)
+
+    def _is(self, path: str, kind: Callable[[int], bool]) -> bool:
+        try:
+            return kind(os.lstat(self.root / self.resolve(path)).st_mode)
+        except (SourceError, OSError, ValueError):  # ValueError: a NUL in the path
+            return False
 
     def files(self, path: str = "") -> list[str]:
-        top = self.root / path
-        if top.is_file():
-            return [path]
+        top = self.root / self.resolve(path)
+        if not top.is_dir():
+            return [path] if path and self.lexists(path) else []
         found: list[str] = []
         for folder, dirs, names in os.walk(top):
-            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
-            relative = Path(folder).relative_to(self.root)
-            found.extend((relative / name).as_posix() for name in names)
+            below = Path(folder).relative_to(top)
+            links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # listed, as git does
+            dirs[:] = [d for d in dirs if d not in links and _listed(f"{d}/")]
+            found.extend(_below(path, (below / name).as_posix()) for name in [*names, *links])
         return sorted(found)
 
 
@@ -99,18 +238,17 @@ class GitSource:
         self.entries = self._list_tree(revision)
         self.reader = _BlobReader(self.git_dir)
 
-    def _list_tree(self, revision: str) -> dict[str, tuple[str, str]]:
-        """path -> (type, object id) for every file and folder below the prefix."""
+    def _list_tree(self, revision: str) -> dict[str, _Entry]:
+        """Every file and folder below the prefix, by path."""
         tree = f"{self.revision}:{self.prefix}" if self.prefix else str(self.revision)
         listing = _git(self.git_dir, "ls-tree", "-r", "-t", "-z", "--full-name", tree)
         if listing is None:
             raise RunyardError(f"no folder {self.prefix!r} at revision {revision}")
-        entries = {"": ("tree", "")}
+        entries = {"": _Entry("040000", "tree", "")}
         for item in listing.decode("utf-8", "surrogateescape").split("\0"):
             if item:
                 meta, _, path = item.partition("\t")
-                _, kind, object_id = meta.split()
-                entries[path] = (kind, object_id)
+                entries[path] = _Entry(*meta.split())
         return entries
 
     @property
@@ -128,26 +266,60 @@ class GitSource:
     def object_id(self, path: str) -> str | None:
         """The git object id of a file or folder at this revision (None when absent)."""
         found = self.entries.get(path)
-        return found[1] if found else None
+        return found.object_id if found else None
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        real = self.resolve(path)
+        found = self.entries.get(real)
+        if found is None:
+            raise SourceError(path, _missing(path, real))
+        _check_kind(path, int(found.mode, 8), 0, limit)  # git's modes are stat's
+        data = self.reader.read(found.object_id, limit)
+        if data is None:
+            raise SourceError(path, _too_big(limit))
+        return data
+
+    def resolve(self, path: str) -> str:
+        return resolve_links(path, self._link)
+
+    def _link(self, path: str) -> str | None:
         found = self.entries.get(path)
-        if found is None or found[0] != "blob":
-            raise FileNotFoundError(path)
-        return self.reader.read(found[1])
+        if found is None or found.mode != _LINK_MODE:
+            return None
+        target = self.reader.read(found.object_id, MAX_FILE_BYTES)
+        return None if target is None else target.decode("utf-8", "surrogateescape")
+
+    def lexists(self, path: str) -> bool:
+        return _in_folder(self, path, lambda entry: entry in self.entries)
 
     def is_file(self, path: str) -> bool:
-        return self.entries.get(path, ("",))[0] == "blob"
+        return self._kind(path) == "blob"
 
     def is_dir(self, path: str) -> bool:
-        return self.entries.get(path, ("",))[0] == "tree"
+        return self._kind(path) == "tree"
+
+    def _kind(self, path: str) -> str | None:
+        try:
+            found = self.entries.get(self.resolve(path))
+        except SourceError:
+            return None
+        return found.kind if found else None
 
     def files(self, path: str = "") -> list[str]:
-        if self.is_file(path):
-            return [path]
-        folder = f"{path.rstrip('/')}/" if path else ""
-        return sorted(p for p, (kind, _) in self.entries.items()
-                      if kind == "blob" and p.startswith(folder))
+        real = self.resolve(path)
+        if self._kind(real) != "tree":
+            return [path] if path and self.lexists(path) else []
+        folder = f"{real}/" if real else ""
+        return sorted(_below(path, p[len(folder):]) for p, entry in self.entries.items()
+                      if entry.kind == "blob" and p.startswith(folder) and _listed(p[len(folder):]))
+
+
+class _Entry(NamedTuple):
+    """One line of `git ls-tree`."""
+
+    mode: str
+    kind: str  # blob, tree or commit
+    object_id: str
 
 
 class _BlobReader:
@@ -158,7 +330,8 @@ class _BlobReader:
         self.lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def read(self, object_id: str) -> bytes:
+    def read(self, object_id: str, limit: int) -> bytes | None:
+        """The object's content; None when it is over `limit` bytes (it is not read then)."""
         with self.lock:
             if self.process is None or self.process.poll() is not None:
                 self.process = subprocess.Popen(
@@ -170,13 +343,20 @@ class _BlobReader:
             header = self.process.stdout.readline().split()
             if len(header) != 3:
                 raise FileNotFoundError(object_id)
+            if int(header[2]) > limit:
+                self._stop()  # rather than read what is not wanted
+                return None
             data = self.process.stdout.read(int(header[2]) + 1)
             return data[:-1]
 
-    def __del__(self) -> None:
+    def _stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self.process = None
+
+    def __del__(self) -> None:
+        self._stop()
 
 
 def commit_of(git_dir: str, revision: str) -> str | None:

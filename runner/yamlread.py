@@ -1,13 +1,15 @@
 """Read one YAML file safely into plain data, keeping every node's position.
 
 Only the YAML core types are accepted: a `!!python/...` or any other tag is an
-error and is never constructed. Duplicate keys, several documents, oversized
-or non-UTF-8 files and alias bombs are refused before any data is built.
+error and is never constructed, and a core tag must fit its value (`!!int one`
+is an error). Duplicate keys, several documents, oversized or non-UTF-8 files
+and alias bombs are refused before any data is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -23,15 +25,25 @@ Path = tuple[str | int, ...]
 Position = tuple[int, int]
 
 _TAG = "tag:yaml.org,2002:"
-_SCALAR_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")}
-_TEXT_TAGS = frozenset({f"{_TAG}str", f"{_TAG}timestamp"})  # kept as the text written
-_CONSTRUCTED_TAGS = _SCALAR_TAGS - _TEXT_TAGS  # built by the loader's construct_yaml_*
+_STR_TAG = f"{_TAG}str"
+_TIMESTAMP_TAG = f"{_TAG}timestamp"  # kept as the text written, like a string
+_CONSTRUCTED_TAGS = tuple(f"{_TAG}{name}" for name in ("int", "float", "bool", "null"))
+# For each tag a scalar may carry: what its text must resolve to, and what that is.
+_FITS = {
+    f"{_TAG}int": ((f"{_TAG}int",), "an integer"),
+    f"{_TAG}float": ((f"{_TAG}int", f"{_TAG}float"), "a number"),
+    f"{_TAG}bool": ((f"{_TAG}bool",), "a boolean (true or false)"),
+    f"{_TAG}null": ((f"{_TAG}null",), "null (~, null or nothing)"),
+    _TIMESTAMP_TAG: ((_TIMESTAMP_TAG,), "a date or a time"),
+}
 _SEQ_TAG = f"{_TAG}seq"
 _MAP_TAG = f"{_TAG}map"
+_CORE_TAGS = frozenset({_STR_TAG, _SEQ_TAG, _MAP_TAG, *_FITS})
 _MERGE_TAG = f"{_TAG}merge"
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RESOLVED_MAX = 10_000  # remembered tags, for scalars of at most _RESOLVED_TEXT characters
 _RESOLVED_TEXT = 100
+_YAML_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -58,12 +70,18 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 @dataclass(frozen=True)
 class Document:
-    """A file's data and where each value (and each mapping key) stands in it."""
+    """A file's data and where each value (and each mapping key) stands in it.
+
+    `lost` names the mappings that lack keys the file has or needs: a document
+    that failed its schema keeps only its valid parts, so that the checks across
+    files still run on them, and does not claim what it lost is absent.
+    """
 
     file: str
     data: Any
     positions: Mapping[Path, Position]
     key_positions: Mapping[Path, Position]
+    lost: frozenset[Path] = frozenset()
 
     def where(self, path: Path, *, key: bool = False) -> Position:
         """The position of `path`, or of its nearest ancestor that has one."""
@@ -88,20 +106,53 @@ def read_document(file: str, raw: bytes) -> Document:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(part for part in (error.context, error.problem) if part)
-        if "expected a single document" in what:
-            what = "only one YAML document per file is allowed"
-        _fail(file, line, col, f"YAML syntax error: {what}")
     except yaml.YAMLError as error:
-        _fail(file, 1, 1, f"YAML error: {error}")
+        _fail(file, *_syntax_error(text, error))
     finally:
         loader.dispose()
     if node is None:
         _fail(file, 1, 1, "file is empty")
     return _Builder(file, loader).build(node)
+
+
+def _syntax_error(text: str, error: yaml.YAMLError) -> tuple[int, int, str]:
+    """Where a YAML error is, and what it is: a bad character where it stands (the
+    error only gives an offset, in bytes or in characters depending on the parser),
+    something left open at the end of the file where it was opened."""
+    if isinstance(error, yaml.reader.ReaderError):
+        return _bad_character(text, error)
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return 1, 1, f"YAML error: {str(error).splitlines()[0]}"
+    what = " ".join(part for part in (error.context, error.problem) if part)
+    if "expected a single document" in what:
+        what = "only one YAML document per file is allowed"
+    mark, opened = error.problem_mark or error.context_mark, error.context_mark
+    if mark is None:
+        return 1, 1, f"YAML syntax error: {what}"
+    end = _end(text)
+    if (mark.line, mark.column) < end:
+        return mark.line + 1, mark.column + 1, f"YAML syntax error: {what}"
+    if opened is not None and (opened.line, opened.column) < end:
+        return opened.line + 1, opened.column + 1, f"YAML syntax error: {what} (never closed)"
+    line, col = _end(text.rstrip())
+    return line + 1, col + 1, f"YAML syntax error: {what}"
+
+
+def _end(text: str) -> Position:
+    """The 0-based line and column just past the end of `text`, counted as YAML does."""
+    lines = _YAML_BREAK.split(text)
+    return len(lines) - 1, len(lines[-1])
+
+
+def _bad_character(text: str, error: yaml.reader.ReaderError) -> tuple[int, int, str]:
+    found = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if found is None:
+        return 1, 1, f"YAML error: {str(error).splitlines()[0]}"
+    index, char = found.start(), found.group()
+    line = text.count("\n", 0, index) + 1
+    col = index - text.rfind("\n", 0, index)
+    hint = " (a terminal colour code, pasted?)" if char == "\x1b" else ""
+    return line, col, f"the control character U+{ord(char):04X}{hint} is not allowed in YAML"
 
 
 def _decode(file: str, raw: bytes) -> str:
@@ -134,6 +185,7 @@ class _Builder:
             tag: getattr(constructor, f"construct_yaml_{tag.removeprefix(_TAG)}")
             for tag in _CONSTRUCTED_TAGS
         }
+        self.resolve: Callable[[Any, Any, Any], str] = constructor.resolve
 
     def build(self, node: yaml.Node) -> Document:
         data = self._value(node, ())
@@ -153,14 +205,14 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
-                self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
+                self._refuse_tag(node, "a list")
             value = self._value
             return [value(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._scalar(node)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
-            self._refuse(node, f"tag {node.tag!r} is not allowed; only plain YAML values are")
+            self._refuse_tag(node, "a mapping")
         result: dict[str, Any] = {}
         key_positions = self.key_positions
         for key_node, value_node in node.value:
@@ -180,12 +232,22 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node) -> Any:
         tag = node.tag
-        if tag in _TEXT_TAGS:
+        if tag == _STR_TAG:
             return str(node.value)
+        fits = _FITS.get(tag)
+        if fits is None:
+            self._refuse_tag(node, "a single value")
+        resolved, noun = fits
+        if self.resolve(yaml.ScalarNode, node.value, (True, False)) not in resolved:
+            self._refuse(node, f"{node.value!r} is not {noun}, as its tag {_short(tag)} says")
         construct = self.construct.get(tag)
-        if construct is None:
-            self._refuse(node, f"tag {tag!r} is not allowed; only plain YAML values are")
-        return construct(node)
+        return str(node.value) if construct is None else construct(node)
+
+    def _refuse_tag(self, node: yaml.Node, what: str) -> NoReturn:
+        tag = _short(node.tag)
+        if node.tag in _CORE_TAGS:
+            self._refuse(node, f"the tag {tag} does not fit {what}")
+        self._refuse(node, f"tag {tag!r} is not allowed; only plain YAML values are")
 
     def _refuse(self, node: yaml.Node, message: str) -> NoReturn:
         line, col = _position(node)
@@ -194,3 +256,8 @@ class _Builder:
 
 def _position(node: yaml.Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _short(tag: str) -> str:
+    """`!!int` for the core tag `tag:yaml.org,2002:int`; any other tag as written."""
+    return f"!!{tag.removeprefix(_TAG)}" if tag.startswith(_TAG) else tag

@@ -25,6 +25,10 @@ import docker
 import pytest
 from docker.errors import APIError, ImageNotFound
 
+from runner.build.builder import render_dockerfile
+from runner.build.environment import ImageSpec
+from runner.errors import RunyardError
+from runner.model import Environment
 from tests.helpers import commit_all, edit_file, git, make_repo
 
 pytestmark = pytest.mark.docker
@@ -354,6 +358,39 @@ def test_changing_only_the_code_rebuilds_nothing(new_project: Callable[..., Proj
         remove=True,
     )
     assert found.decode().strip() == ""
+
+
+# -- the Dockerfile: nothing unchecked reaches it ------------------------------
+
+
+def spec_of(environment: Environment, requirements: tuple[str, ...] = ()) -> ImageSpec:
+    return ImageSpec("render", environment, requirements, None, "0" * 64)
+
+
+def test_render_dockerfile_of_a_valid_environment() -> None:
+    environment = Environment(BASE, system_packages=("libgomp1",), setup=("echo 'a\nb'",),
+                              env={"MODE": "a \"quoted\"\nvalue"})
+    dockerfile = render_dockerfile(spec_of(environment, ("six==1.16.0",)), ca_bundle=False)
+    assert dockerfile.count("\nFROM python:3.11-slim\n") == 1
+    assert "libgomp1" in dockerfile and "ENV MODE=" in dockerfile
+
+
+@pytest.mark.parametrize(("environment", "requirements"), [
+    (Environment("python:3.11-slim\nADD http://127.0.0.1:9/secret /secret"), ()),
+    (Environment("python:3.11-slim AS x"), ()),
+    (Environment(BASE, system_packages=("curl\nRUN id",)), ()),
+    (Environment(BASE, system_packages=("curl; id",)), ()),
+    (Environment(BASE), ("six\n--index-url http://127.0.0.1:9/simple",)),
+    (Environment(BASE), ("-e /",)),
+    (Environment(BASE, env={"A=1\nRUN id\nENV B": "x"}), ()),
+    (Environment(BASE, env={"A": "x\0y"}), ()),
+], ids=["image-newline", "image-space", "package-newline", "package-semicolon", "requirement-newline",
+        "requirement-option", "env-name-newline", "env-value-nul"])
+def test_render_dockerfile_refuses_what_the_checks_refuse(
+    environment: Environment, requirements: tuple[str, ...]
+) -> None:
+    with pytest.raises(RunyardError, match="refusing to write the Dockerfile"):
+        render_dockerfile(spec_of(environment, requirements), ca_bundle=False)
 
 
 # -- failures ------------------------------------------------------------------

@@ -36,7 +36,7 @@ BASE = CORPUS / "base"
 BROKEN = CORPUS / "broken"
 DELETE_MARK = b"#DELETE"
 CASE_FILES = {"expect.txt", "generate.py"}  # in a case folder, but not part of its overlay
-MIN_CASES = 70
+MIN_CASES = 250
 
 # Cases also checked with --json: the problems must carry the file and the line.
 JSON_CASES = (
@@ -51,6 +51,10 @@ JSON_CASES = (
     "cron-out-of-range",
     "memory-function-gb",
     "code-handler-syntax-error-file",
+    "tag-int-on-a-word",
+    "yaml-terminal-colour-codes",
+    "link-requirements-file-to-etc",
+    "schema-error-beside-an-unknown-pipeline",
 )
 # Cases also checked from a bare clone of a git repository, with --revision HEAD.
 GIT_CASES = (
@@ -61,6 +65,16 @@ GIT_CASES = (
     "handler-module-missing",
     "code-handler-syntax-error-package",
     "duplicate-function-names",
+    "yaml-nul-byte",
+    "yaml-unclosed-double-quote",
+    "link-project-file-out-of-the-project",
+    "link-project-file-loop",
+    "link-code-file-absolute",
+    "link-code-package-out-of-the-project",
+    "link-code-module-out-of-the-project",
+    "link-input-out-of-the-project",
+    "code-too-deep-for-the-parser",
+    "broken-project-yaml-beside-an-unknown-function",
 )
 
 

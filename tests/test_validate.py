@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from runner.errors import ProjectInvalid
 from runner.loader import load_project
 from runner.model import Project
-from runner.source import DirectorySource, open_source
+from runner.source import DirectorySource, SourceError, open_source
 from tests.helpers import (
     SAMPLE_PROJECT,
     RunCli,
@@ -26,6 +28,7 @@ from tests.helpers import (
     make_repo,
 )
 
+CORPUS_BASE = Path(__file__).parent / "corpus" / "base"
 OK_SAMPLE = "ok: project 'churn': 3 functions, 1 pipeline, 3 jobs"
 PROBLEM_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
@@ -53,7 +56,11 @@ def test_the_sample_project_validates(run_cli: RunCli) -> None:
     done = run_cli("validate", SAMPLE_PROJECT)
     expect(done, 0)
     assert done.stdout.splitlines() == [OK_SAMPLE]
-    assert done.stderr == ""
+    # what a runner on push withholds by default: said, but the project is valid
+    assert done.stderr.splitlines() == [
+        "warning: sample-project/project.yaml:14:11: secret WAREHOUSE_TOKEN is withheld from "
+        "runs started by a push unless the runner's operator allows it "
+        "(--allow-secret WAREHOUSE_TOKEN)"]
 
 
 def test_validate_without_paths_checks_the_project_around_the_current_folder(
@@ -67,7 +74,11 @@ def test_validate_without_paths_checks_the_project_around_the_current_folder(
 def test_json_report_of_a_valid_project(run_cli: RunCli, sample_project: Path) -> None:
     done = run_cli("validate", "--json", sample_project)
     expect(done, 0)
-    assert json.loads(done.stdout) == {"valid": True, "projects": ["churn"], "problems": []}
+    report = json.loads(done.stdout)
+    warnings = report.pop("warnings")
+    assert report == {"valid": True, "projects": ["churn"], "problems": []}
+    assert [(w["line"], w["message"].split(" is ")[0]) for w in warnings] == [
+        (14, "secret WAREHOUSE_TOKEN")]
 
 
 def test_json_report_of_an_invalid_project(run_cli: RunCli, sample_project: Path) -> None:
@@ -288,6 +299,157 @@ def test_revision_outside_a_git_repository_is_a_clear_user_error(
     assert "is not in a git repository" in done.stderr
 
 
+# symbolic links: followed inside the project, refused out of it, alike at a revision
+
+
+def move_and_link(project: Path, path: str, to: str) -> None:
+    """Move the file or folder `path` of the project to `to`, and leave a relative link."""
+    (project / to).parent.mkdir(parents=True, exist_ok=True)
+    (project / path).rename(project / to)
+    (project / path).symlink_to(os.path.relpath(project / to, (project / path).parent))
+
+
+def test_links_inside_the_project_are_followed_in_the_tree_and_at_a_revision(
+    run_cli: RunCli, sample_repo: Path, tmp_path: Path
+) -> None:
+    move_and_link(sample_repo, "src/prep.py", "lib/prep.py")  # a code file
+    move_and_link(sample_repo, "src/churn", "lib/churn")  # a package
+    move_and_link(sample_repo, "functions/report.yaml", "shared/report.yaml")  # a project file
+    move_and_link(sample_repo, "requirements.txt", "lib/requirements.txt")
+    move_and_link(sample_repo, "lib", "vendor/lib")  # a link on the way to the others
+    commit_all(sample_repo, "links inside the project")
+    bare = bare_clone(sample_repo, tmp_path / "bare.git")
+
+    for done in (run_cli("validate", sample_repo), run_cli("validate", "-r", "HEAD", sample_repo),
+                 run_cli("validate", "-r", "HEAD", bare)):
+        expect(done, 0)
+        assert done.stdout.splitlines() == [OK_SAMPLE]
+
+
+def test_a_link_out_of_the_project_is_refused_in_the_tree_and_at_a_revision(
+    run_cli: RunCli, sample_repo: Path
+) -> None:
+    move_and_link(sample_repo, "src/churn", "../churn-outside")
+    commit_all(sample_repo, "a link out of the project")
+    wanted = "functions/trainer.yaml:6:7: code 'src/churn': it is a symbolic link to '../../churn-outside'"
+
+    for done in (run_cli("validate", sample_repo, cwd=sample_repo),
+                 run_cli("validate", "-r", "HEAD", sample_repo, cwd=sample_repo)):
+        expect(done, 1)
+        assert done.stderr.startswith(wanted), done.stderr
+
+
+# a file that fails its schema still has the rest of it checked
+
+
+def test_schema_errors_do_not_hide_the_other_errors_of_the_file(
+    run_cli: RunCli, sample_project: Path
+) -> None:
+    edit_file(sample_project / "jobs" / "train.yaml", "function: trainer,", "function: trainer-v2,")
+    edit_file(sample_project / "jobs" / "train.yaml", "description:", "parallel: many\ndescription:")
+    done = run_cli("validate", ".", cwd=sample_project)
+    expect(done, 1)
+    problems = [line for line in done.stderr.splitlines() if PROBLEM_LINE.match(line)]
+    assert len(problems) == 2, done.stderr
+    assert "parallel: must be an integer" in problems[0]
+    assert problems[1].startswith("jobs/train.yaml:8:17: no function named 'trainer-v2'")
+
+
+def test_a_broken_project_yaml_does_not_hide_the_other_files(run_cli: RunCli, sample_project: Path) -> None:
+    edit_file(sample_project / "project.yaml", "apiVersion: runyard/v1", "apiVersion: runyard/v2")
+    break_job_function(sample_project)
+    done = run_cli("validate", ".", cwd=sample_project)
+    expect(done, 1)
+    assert "project.yaml:2:13: apiVersion: must be 'runyard/v1'" in done.stderr
+    assert MISSING_FUNCTION in done.stderr
+
+
+def test_what_a_schema_error_removes_is_not_reported_missing(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_project(CORPUS_BASE, tmp_path / "project")
+    edit_file(project / "functions" / "trainer.yaml", "handler: train", "handler: [train]")
+    edit_file(project / "functions" / "report.yaml", "command: [sh, scripts/report.sh]", "command: sh")
+    edit_file(project / "project.yaml", "secrets: [API_TOKEN]", "secrets: API_TOKEN")
+    done = run_cli("validate", ".", cwd=project)
+    expect(done, 1)
+    problems = [line for line in done.stderr.splitlines() if PROBLEM_LINE.match(line)]
+    assert [line.split(": ", 1)[1] for line in problems] == [
+        "command: must be a list, not a string",
+        "handler: must be a string, not a list",
+        "secrets: must be a list, not a string",
+    ], done.stderr  # no "needs code or command", "has no handler", "not one of the project's secrets"
+
+
+WRONG_VALUES = (None, "x", 0, [], {})
+
+
+def paths_of(data: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path to a value of a YAML document, the document itself first."""
+    found = [prefix]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found += paths_of(value, (*prefix, key))
+    return found
+
+
+def changed(data: object, path: tuple[str | int, ...], value: object) -> object:
+    """A copy of `data` with the value at `path` replaced by `value` (removed if it is DROP)."""
+    if not path:
+        return value
+    copy = json.loads(json.dumps(data))
+    parent = copy
+    for part in path[:-1]:
+        parent = parent[part]
+    if value is DROP:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return copy
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize("file", sorted(p.relative_to(CORPUS_BASE).as_posix()
+                                        for p in CORPUS_BASE.rglob("*.yaml")))
+def test_any_value_of_the_wrong_type_or_missing_is_a_problem_never_a_crash(
+    file: str, tmp_path: Path
+) -> None:
+    project = copy_project(CORPUS_BASE, tmp_path / "project")
+    original = yaml.safe_load((CORPUS_BASE / file).read_text("utf-8"))
+    source = DirectorySource(project)
+    for path in paths_of(original):
+        for value in (*WRONG_VALUES, DROP) if path else WRONG_VALUES:
+            (project / file).write_text(yaml.safe_dump(changed(original, path, value)), "utf-8")
+            try:
+                load_project(source)
+            except ProjectInvalid as error:
+                assert error.problems, (path, value)
+
+
+def test_a_file_argument_that_links_out_still_has_its_project_checked(
+    run_cli: RunCli, sample_project: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "report.yaml"
+    outside.parent.mkdir()
+    (sample_project / "functions" / "report.yaml").rename(outside)
+    (sample_project / "functions" / "report.yaml").symlink_to(outside)
+    done = run_cli("validate", "functions/report.yaml", cwd=sample_project)  # as pre-commit passes it
+    expect(done, 1)
+    assert done.stderr.startswith("functions/report.yaml:1:1: it is a symbolic link to "), done.stderr
+
+
+def test_both_sources_answer_alike_for_paths_that_are_not_there(sample_repo: Path) -> None:
+    (sample_repo / "loop").symlink_to("loop")
+    (sample_repo / "out").symlink_to("../elsewhere")
+    commit_all(sample_repo, "links")
+    for source in (open_source(sample_repo), open_source(sample_repo, "HEAD")):
+        for path in ("src/\0prep.py", "loop", "loop/x", "out", "out/x", "no/such", "src/prep.py/x"):
+            assert not source.is_file(path) and not source.is_dir(path), (source, path)
+            with pytest.raises(SourceError):
+                source.read(path)
+        assert source.lexists("loop") and source.lexists("out") and not source.lexists("out/x")
+
+
 # other commands and other failures
 
 
@@ -312,6 +474,25 @@ def test_no_project_around_says_so(run_cli: RunCli, tmp_path: Path) -> None:
     expect(done, 1)
     assert "no project.yaml" in done.stderr
     assert "runyard init" in done.stderr
+
+
+def test_a_path_that_is_not_there_is_an_error_not_a_pass(run_cli: RunCli, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    for done in (run_cli("validate", missing), run_cli("validate", SAMPLE_PROJECT, missing)):
+        expect(done, 1)
+        assert done.stderr.strip() == f"no such file or folder: {missing}"
+    as_json = run_cli("validate", "--json", missing)
+    expect(as_json, 1)
+    report = json.loads(as_json.stdout)
+    assert report["valid"] is False and report["projects"] == []
+    assert report["error"] == f"no such file or folder: {missing}"
+
+
+def test_json_report_when_there_is_no_project(run_cli: RunCli, tmp_path: Path) -> None:
+    done = run_cli("validate", "--json", cwd=tmp_path)
+    expect(done, 1)
+    report = json.loads(done.stdout)
+    assert report["valid"] is False and "no project.yaml" in report["error"]
 
 
 def test_an_internal_error_exits_3_without_a_traceback_unless_asked(tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import docker
 
+from runner import refs
 from runner.build.environment import (
     LABEL_ENV_HASH,
     LABEL_FUNCTIONS,
@@ -120,9 +121,14 @@ def _base_refusal(client: docker.DockerClient, project: Project, need: ImageNeed
 
 
 def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = False) -> str:
+    """The Dockerfile of an image; RunyardError, before anything is written, for a value
+    the checks refuse (they ran, but a Dockerfile is no place to trust that they did)."""
     import jinja2  # only when an image is built: a no-op build never needs it
 
     env = spec.environment
+    problems = [problem for problem in _dockerfile_problems(spec) if problem is not None]
+    if problems:
+        raise RunyardError(f"refusing to write the Dockerfile of {spec.tag}: {'; '.join(problems)}")
     template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True,
                                   undefined=jinja2.StrictUndefined)
     return template.from_string(dockerfile_template()).render(
@@ -135,6 +141,16 @@ def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = Fals
         ca_bundle=ca_bundle,
         buildkit=buildkit,
     )
+
+
+def _dockerfile_problems(spec: ImageSpec) -> Iterator[str | None]:
+    env = spec.environment
+    yield refs.image_problem(env.base_image)
+    yield from map(refs.package_problem, env.system_packages)
+    yield from map(refs.requirement_problem, spec.requirements)
+    for name, value in env.env.items():
+        yield refs.env_name_problem(name)
+        yield refs.env_value_problem(value)
 
 
 def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_dir: Path,

@@ -10,6 +10,7 @@ from importlib import resources
 
 from runner.errors import RunyardError
 from runner.model import Environment, Function, Project
+from runner.refs import requirement_lines
 from runner.source import ProjectSource
 
 IMAGE_PREFIX = "runyard"
@@ -70,9 +71,8 @@ def environment_hash(environment: Environment, base_image_id: str | None) -> str
 def _requirements_file(function: Function, source: ProjectSource) -> list[str]:
     path = function.environment.requirements_file or ""
     try:
-        text = source.read(path).decode("utf-8", "replace")
+        text = source.read(path).decode("utf-8-sig", "replace")
     except OSError as error:
         raise RunyardError(f"{function.file}: requirements_file {path!r} cannot be read at "
                            f"{source.label} ({type(error).__name__})") from error
-    return [line.strip() for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [requirement for _, requirement in requirement_lines(text)]

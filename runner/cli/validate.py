@@ -29,28 +29,14 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
     names that folder of the revision's tree). Problems name files relative
     to the current folder (or to the repository, for a bare one).
     """
-    from runner.policy import Policy, push_warnings
-
-    checked: list[Project] = []
-    problems: list[Problem] = []
-    warnings: list[Problem] = []
-    for source, shown in _sources(paths, revision):
-        try:
-            checked.append(load_project(source))
-        except ProjectInvalid as error:
-            problems += [_relocate(problem, shown) for problem in error.problems]
-        else:  # what the runner on push refuses by default: the pusher learns it now
-            warnings += [_relocate(problem, shown) for problem in push_warnings(checked[-1], Policy())]
+    try:
+        checked, problems, warnings = _check(paths, revision)
+    except RunyardError as error:
+        if as_json:  # a report all the same, for the machine that reads it
+            _echo_report([], [], [], error.message)
+        raise
     if as_json:
-        report = {
-            "valid": not problems,
-            "projects": [project.name for project in checked],
-            "problems": [problem.to_dict() for problem in problems],
-            "warnings": [warning.to_dict() for warning in warnings],
-        }
-        click.echo(json.dumps(report, indent=2))
-        if problems:
-            raise SystemExit(1)
+        _echo_report(checked, problems, warnings)
         return
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -61,6 +47,44 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
             f"ok: project {project.name!r}: {_count(project.functions, 'function')}, "
             f"{_count(project.pipelines, 'pipeline')}, {_count(project.jobs, 'job')}"
         )
+
+
+def _check(paths: tuple[Path, ...], revision: str | None
+           ) -> tuple[list[Project], list[Problem], list[Problem]]:
+    """The projects that are valid, the problems of the others, and the warnings: what the
+    runner on push refuses or withholds by default, so the pusher learns it now."""
+    from runner.policy import Policy, push_warnings
+
+    missing = [str(path) for path in paths if not os.path.lexists(path)]
+    if missing and revision is None:
+        raise RunyardError(f"no such file or folder: {', '.join(missing)}")
+    checked: list[Project] = []
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    for source, shown in _sources(paths, revision):
+        try:
+            checked.append(load_project(source))
+        except ProjectInvalid as error:
+            problems += [_relocate(problem, shown) for problem in error.problems]
+        else:
+            warnings += [_relocate(w, shown) for w in push_warnings(checked[-1], Policy())]
+    return checked, problems, warnings
+
+
+def _echo_report(checked: list[Project], problems: list[Problem], warnings: list[Problem],
+                 error: str | None = None) -> None:
+    """The JSON report; exit 1 unless the projects are valid."""
+    report: dict[str, object] = {
+        "valid": not problems and error is None,
+        "projects": [project.name for project in checked],
+        "problems": [problem.to_dict() for problem in problems],
+        "warnings": [warning.to_dict() for warning in warnings],
+    }
+    if error is not None:
+        report["error"] = error
+    click.echo(json.dumps(report, indent=2))
+    if not report["valid"]:
+        raise SystemExit(1)
 
 
 @click.command()

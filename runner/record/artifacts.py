@@ -101,7 +101,7 @@ class ArtifactStore:
 
     @staticmethod
     def key(digest: str) -> str:
-        if not DIGEST.match(digest):
+        if not DIGEST.fullmatch(digest):
             raise RunyardError(f"{digest[:80]!r} is not a content hash (sha256: and 64 hex digits)")
         algorithm, _, hexdigest = digest.partition(":")
         return f"{algorithm}/{hexdigest[:2]}/{hexdigest}"

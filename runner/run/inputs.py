@@ -54,7 +54,7 @@ def resolve_input(name: str, uri: str, code: Path, store: ArtifactStore,
         elif "://" in uri:
             raise RunyardError(f"{uri!r} uses a scheme runyard cannot fetch")
         else:
-            with os.fdopen(open_beneath(code, uri), "rb") as handle:
+            with os.fdopen(open_beneath(code, _inside_snapshot(code, uri)), "rb") as handle:
                 stored = store.put_stream(handle)
     except (Refused, FileNotFoundError, NotADirectoryError) as error:
         raise RunyardError(f"input {name}: {uri!r} is not a file of the project "
@@ -65,6 +65,16 @@ def resolve_input(name: str, uri: str, code: Path, store: ArtifactStore,
     except RunyardError as error:
         raise RunyardError(f"input {name}: {error.message}") from error
     return Input(name, uri, stored.hash, stored.size, filename)
+
+
+def _inside_snapshot(code: Path, path: str) -> str:
+    """`path` with the links inside the snapshot followed (as `validate` does); one that
+    leads out of it is refused."""
+    top = code.resolve()
+    real = (code / path).resolve()
+    if not real.is_relative_to(top) or real == top:
+        raise Refused(f"{path} leads out of the project")
+    return str(real.relative_to(top))
 
 
 def _filename(uri: str) -> str:

@@ -91,12 +91,12 @@ def _artifact_entry(item: Any) -> tuple[str, str, str | None, str]:
     if not isinstance(item, dict):
         raise Refused(f"an entry of artifacts.json is a {type(item).__name__}, not an object")
     key, kind, fmt, path = (item.get(name) for name in ("key", "kind", "format", "path"))
-    if not isinstance(key, str) or not ARTIFACT_KEY.match(key):
+    if not isinstance(key, str) or not ARTIFACT_KEY.fullmatch(key):
         raise Refused(f"artifact key {str(key)[:80]!r} is not a valid key")
     kind = kind if kind is not None else "file"
-    if not isinstance(kind, str) or not _NAME.match(kind):
+    if not isinstance(kind, str) or not _NAME.fullmatch(kind):
         raise Refused(f"artifact {key!r}: kind {str(kind)[:80]!r} is not a valid name")
-    if fmt is not None and (not isinstance(fmt, str) or not _NAME.match(fmt)):
+    if fmt is not None and (not isinstance(fmt, str) or not _NAME.fullmatch(fmt)):
         raise Refused(f"artifact {key!r}: format {str(fmt)[:80]!r} is not a valid name")
     if not isinstance(path, str) or not path:
         raise Refused(f"artifact {key!r}: no path")

@@ -63,7 +63,7 @@ def open_regular_at(folder: int, name: str, shown: str) -> int:
 def split_relative(path: str) -> list[str]:
     """The components of a plain relative path: no empty part, no `.` or `..`."""
     parts = path.split("/")
-    if any(part in ("", ".", "..") or not _PART.match(part) for part in parts):
+    if any(part in ("", ".", "..") or not _PART.fullmatch(part) for part in parts):
         raise Refused(f"{path[:200]!r} is not a plain relative path")
     return parts
 

@@ -173,7 +173,7 @@ class OutputStore:
 
 
 def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not _ARTIFACT_KEY.match(key):
+    if not isinstance(key, str) or not _ARTIFACT_KEY.fullmatch(key):
         raise ValueError(
             f"artifact key {key!r} is not valid: use letters, digits, '_', '.' and '-', "
             "not starting with '.' or '-'"
