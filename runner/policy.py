@@ -29,7 +29,8 @@ from runner.model import Function, GiB, Job, Limits, Project
 from runner.yamlread import Document
 
 RUNYARD_IMAGES = "runyard/*"
-_HEX_ID = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_HEX_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
+_DEFAULT_REGISTRY = re.compile(r"^((docker\.io|index\.docker\.io|registry-1\.docker\.io)/)?(library/)?")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Policy:
     base_images: tuple[str, ...] = ()  # patterns of allowed base images; none: any but runyard's
     local_backend: bool = False  # runs on the host itself, outside any container
     artifact_store: str | None = None  # the operator's store; else the project's, if inside it
-    any_store: bool = False  # the project's store may be anywhere (a person's own runs)
+    own_checkout: bool = False  # a person's own runs: any store, any base image
     build_timeout: float = 1800.0
     build_memory: int = 4 * GiB
     limits: Limits = field(default_factory=Limits)
@@ -50,14 +51,14 @@ class Policy:
     def personal(cls) -> Policy:
         """A person's own run in their own checkout: they are the operator."""
         return cls(secrets=None, host_network=True, file_inputs=("/",), private_urls=True,
-                   local_backend=True, any_store=True, build_timeout=3600.0)
+                   local_backend=True, own_checkout=True, build_timeout=3600.0)
 
     def store_for(self, project: Project) -> str:
         """Where the project's artifacts go: the operator's store, or the project's own if it
         is a folder inside the project (an outside path or a URL is the operator's to give)."""
         if self.artifact_store is not None:
             return self.artifact_store
-        if self.any_store or _inside(project.artifact_store):
+        if self.own_checkout or _inside(project.artifact_store):
             return project.artifact_store
         raise RunyardError(f"{project.file}: artifact store {project.artifact_store!r} is outside "
                            "the project; runs started by a push use it only where the runner's "
@@ -91,16 +92,22 @@ class Policy:
             ip = ip.ipv4_mapped
         return self.private_urls or ip.is_global
 
-    def base_image_refusal(self, image: str, project: str) -> str | None:
-        """Why `image` may not be a base image here, or None."""
-        if _HEX_ID.fullmatch(image):
-            return "an image id hides what it is: name the image"
+    def base_image_refusal(self, image: str, built_by: str | None = None) -> str | None:
+        """Why `image` may not be a base image here, or None. `built_by` is the runyard
+        project whose build the engine says the image is (its label), if any: runs started
+        by a push never build on what runyard built, whatever name it goes by."""
+        name = _normal_image(image)
         if self.base_images:
-            if any(fnmatch.fnmatchcase(image, pattern) for pattern in self.base_images):
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.base_images):
                 return None
             return f"not one of the base images this runner allows ({', '.join(self.base_images)})"
-        if fnmatch.fnmatchcase(image, RUNYARD_IMAGES) and not image.startswith(f"runyard/{project}:"):
-            return "another project's runyard image"
+        if self.own_checkout:
+            return None
+        if _HEX_ID.fullmatch(name):
+            return "an image id hides what it is: name the image"
+        if built_by is not None or fnmatch.fnmatchcase(name, RUNYARD_IMAGES):
+            owner = f" (of project {built_by!r})" if built_by else ""
+            return f"an image runyard built{owner}: build on the image it was built from"
         return None
 
 
@@ -207,8 +214,16 @@ def refusals(project: Project, policy: Policy, jobs: Iterable[str] | None = None
 
 
 def _inside(location: str) -> bool:
-    return "://" not in location and not os.path.isabs(location) \
-        and ".." not in Path(location).parts
+    """A folder in runyard's own corner of the project (`.runyard/`), which in a bare
+    repository is not among git's own files."""
+    parts = Path(location).parts
+    return "://" not in location and not os.path.isabs(location) and ".." not in parts \
+        and len(parts) > 1 and parts[0] == ".runyard"
+
+
+def _normal_image(image: str) -> str:
+    """`image` as the engine names it locally: no default registry, no `library/`."""
+    return _DEFAULT_REGISTRY.sub("", image, count=1)
 
 
 def _functions_of(project: Project, job: Job) -> list[str]:
@@ -249,7 +264,7 @@ def _function_refusals(project: Project, function: Function, policy: Policy) -> 
         found += _problem(function.doc, ("network",), "the host's network reaches the runner's own "
                           "services: runs started by a push get it only where the operator allows it")
     base = function.environment.base_image or project.base_image
-    why = policy.base_image_refusal(base, project.name)
+    why = policy.base_image_refusal(base)
     if why is not None:
         if function.environment.base_image:
             found += _problem(function.doc, ("environment", "base_image"), f"base image {base}: {why}")

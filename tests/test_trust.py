@@ -41,10 +41,15 @@ def test_strict_policy_refuses_what_widens_a_run() -> None:
     for address in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "::ffff:127.0.0.1", "fd00::1"):
         assert not policy.allows_address(address), address
     assert policy.allows_address("93.184.216.34")
-    assert policy.base_image_refusal("runyard/other:abc", "mine") is not None
-    assert policy.base_image_refusal("runyard/mine:abc", "mine") is None
-    assert policy.base_image_refusal("a" * 64, "mine") is not None
-    assert policy.base_image_refusal("python:3.11-slim", "mine") is None
+    for image in ("runyard/other:abc", "docker.io/runyard/other:abc", "index.docker.io/runyard/x:1",
+                  "a" * 64, "sha256:" + "a" * 64, "6c9d5658fbf5"):
+        assert policy.base_image_refusal(image) is not None, image
+    assert policy.base_image_refusal("python:3.11-slim") is None
+    assert policy.base_image_refusal("docker.io/library/python:3.11-slim") is None
+    assert policy.base_image_refusal("python:3.11-slim", built_by="other") is not None
+    assert Policy(base_images=("python:*",)).base_image_refusal("docker.io/library/python:3") is None
+    assert Policy(base_images=("python:*",)).base_image_refusal("debian:12") is not None
+    assert Policy.personal().base_image_refusal("runyard/other:abc", built_by="other") is None
 
 
 def test_policy_from_settings_and_its_errors() -> None:

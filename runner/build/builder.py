@@ -109,12 +109,11 @@ def _base_refusal(client: docker.DockerClient, project: Project, need: ImageNeed
                   policy: Policy) -> str | None:
     """Why the need's base image may not be built on here, at the file and line that names it."""
     base = need.spec.environment.base_image
-    why = policy.base_image_refusal(base, project.name)
-    if why is None and need.spec.base_image_id is not None:
-        labels = client.api.inspect_image(need.spec.base_image_id)["Config"].get("Labels") or {}
-        owner = labels.get(LABEL_PROJECT)
-        if owner is not None and owner != project.name:
-            why = f"an image of runyard project {owner!r}, not of this one"
+    try:  # what the engine takes the name for, whatever it is spelled like
+        labels = client.api.inspect_image(base)["Config"].get("Labels") or {}
+    except docker.errors.NotFound:  # the build says so, at its FROM
+        labels = {}
+    why = policy.base_image_refusal(base, labels.get(LABEL_PROJECT))
     if why is None:
         return None
     return f"{_where(project, need, ('environment', 'base_image'))}: base image {base!r} is refused: {why}"
