@@ -11,6 +11,7 @@ from running twice at once.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from runner.plan import make_plan
 from runner.policy import Policy, operator_policy, refusals
 from runner.record.results import RECORD_VERSION, ResultsBranch
 from runner.run.execute import OnLine
+from runner.run.secrets import Secrets
 from runner.source import GitSource
 
 ZERO = "0" * 40
@@ -102,6 +104,7 @@ def _process(repo: Any, update: RefUpdate, main: str,
                                 f"({earlier.get('status')})")
         return earlier
     push = _push_record(update)
+    secrets = _secrets(Path(repo.git_dir), options.backend)
     try:
         if not isinstance(source, GitSource):
             raise source
@@ -112,10 +115,16 @@ def _process(repo: Any, update: RefUpdate, main: str,
     except RunyardError as error:
         push.update(status="failed", reason=str(error))
     except Exception as error:  # the one place a bug is caught: recorded, its traceback logged
-        options.on_error(f"runyard on-push: internal error in {update.ref} "
-                         f"{update.new[:12]}:\n{traceback.format_exc()}")
+        options.on_error(secrets.mask(f"runyard on-push: internal error in {update.ref} "
+                                      f"{update.new[:12]}:\n{traceback.format_exc()}"))
         push.update(status="error", reason=f"internal error: {type(error).__name__}: {error}")
-    return _finish(results, push, options.on_line)
+    return _finish(results, secrets.mask(push), options.on_line)
+
+
+def _secrets(git_dir: Path, backend: str | None) -> Secrets:
+    """Every secret this runner may hand to runs: masked in push records and the log too."""
+    policy = operator_policy(git_dir, backend)
+    return Secrets.available(policy.secrets or (), policy, os.environ)
 
 
 def _source(repo: Any, revision: str, prefix: str) -> GitSource | RunyardError:
