@@ -75,6 +75,8 @@ def reconcile_containers(client: docker.DockerClient, on_note: OnNote) -> None:
             continue
         try:
             container.remove(force=True)
-        except docker.errors.NotFound:
-            continue  # removed meanwhile
+        except docker.errors.APIError as error:
+            if error.status_code in (404, 409):  # gone, or being removed by another runner
+                continue
+            raise
         on_note(f"removed container {container.name} of lost runner {owner}")
