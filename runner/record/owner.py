@@ -57,5 +57,8 @@ def _start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: count from its end
-    return int(stat.rpartition(")")[2].split()[19])
+    fields = stat.rpartition(")")[2].split()
+    if fields[0] in ("Z", "X"):  # a zombie has ended: only its exit status is left
+        return None
+    return int(fields[19])
 

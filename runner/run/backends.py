@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runner.model import Resources
 
@@ -268,8 +268,7 @@ class DockerBackend:
         )
         with self.lock:
             self.running.add(container.id)
-        stream = container.logs(stream=True, follow=True)
-        reader = threading.Thread(target=_drain, args=(stream, on_output), daemon=True)
+        reader = threading.Thread(target=_drain, args=(container, on_output), daemon=True)
         reader.start()
         reason = None
         try:
@@ -300,6 +299,12 @@ class DockerBackend:
                 self.client.containers.get(container_id).kill()
 
 
-def _drain(stream: object, on_output: OnOutput) -> None:
-    for chunk in stream:  # type: ignore[attr-defined]
-        on_output(chunk)
+def _drain(container: Any, on_output: OnOutput) -> None:
+    """Pass on a container's output as it comes (none, if it is gone already)."""
+    import docker
+
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            on_output(chunk)
+    except docker.errors.APIError:  # removed, or marked for removal, before it was read
+        on_output(b"runyard: the container's output could not be read: it was removed\n")

@@ -51,10 +51,11 @@ def reconcile_records(results: ResultsBranch, on_note: OnNote) -> list[str]:
     return aborted
 
 
-def reconcile_scratch(root: Path, on_note: OnNote) -> None:
-    """Remove the scratch folders (and their mounts) of lost runners under `root`."""
+def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:
+    """Remove the scratch folders (and their mounts) of lost runners under `root`; those runners."""
+    lost: list[Owner] = []
     if not root.is_dir():
-        return
+        return lost
     for folder in root.iterdir():
         owner = Owner.from_folder_name(folder.name)
         if owner is None or not owner.is_lost():
@@ -63,6 +64,8 @@ def reconcile_scratch(root: Path, on_note: OnNote) -> None:
             scratch.remove(mount)
         shutil.rmtree(folder, ignore_errors=True)
         on_note(f"removed the scratch of lost runner {owner}")
+        lost.append(owner)
+    return lost
 
 
 def reconcile_containers(client: docker.DockerClient, on_note: OnNote) -> None:

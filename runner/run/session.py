@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -84,13 +85,16 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
     def note(line: str) -> None:
         on_line("setup", line)
 
-    reconcile_scratch(scratch_root, note)
-    for uid in reconcile_records(results, note):
+    lost = reconcile_scratch(scratch_root, note)
+    aborted = reconcile_records(results, note)
+    for uid in aborted:
         (live_dir / f"{uid}.log").unlink(missing_ok=True)
     runner: Backend = LocalBackend()
     images: dict[str, ImageRef] = {}
     if chosen == "docker":
         runner, images = _docker(project, source, functions, policy, on_line)
+    elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+        _reconcile_containers_if_engine(note)
     owner = Owner.current()
     workdir = scratch_root / owner.folder_name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,17 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
     finally:
         runner.close()
         remove_tree(workdir)
+
+
+def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
+    from runner.build.engine import connect
+
+    try:
+        client = connect(note, start=False)
+    except RunyardError:
+        return  # no engine, so no container of anyone's
+    with contextlib.closing(client):
+        reconcile_containers(client, note)
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
