@@ -253,7 +253,7 @@ def test_an_old_environment_that_cannot_be_read_counts_as_changed(remote: Remote
     plan = json.loads(ok(runyard("plan", f"{old}..{new}", "-C", remote.work, "--json")))
     assert plan["notes"] == [
         "function alpha: the old environment cannot be read (functions/alpha.yaml: "
-        f"requirements_file 'reqs.txt' cannot be read at {old[:12]} (FileNotFoundError)): "
+        f"requirements_file 'reqs.txt' cannot be read at {old[:12]} (it does not exist)): "
         "counted as changed"]
     alpha_change = next(f for f in plan["functions"] if f["name"] == "alpha")
     assert alpha_change["environment_changed"] is True

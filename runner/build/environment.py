@@ -11,7 +11,7 @@ from importlib import resources
 from runner.errors import RunyardError
 from runner.model import Environment, Function, Project
 from runner.refs import requirement_lines
-from runner.source import ProjectSource
+from runner.source import ProjectSource, SourceError
 
 IMAGE_PREFIX = "runyard"
 LABEL_PROJECT = "dev.runyard.project"
@@ -72,7 +72,7 @@ def _requirements_file(function: Function, source: ProjectSource) -> list[str]:
     path = function.environment.requirements_file or ""
     try:
         text = source.read(path).decode("utf-8-sig", "replace")
-    except OSError as error:
+    except SourceError as error:
         raise RunyardError(f"{function.file}: requirements_file {path!r} cannot be read at "
-                           f"{source.label} ({type(error).__name__})") from error
+                           f"{source.label} ({error.reason})") from error
     return [requirement for _, requirement in requirement_lines(text)]
