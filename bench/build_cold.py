@@ -50,9 +50,9 @@ import docker
 from common import PACKAGE_ROOT, new_parser, verdict, work_folder
 
 from runner.build.builder import HOST_CA_BUNDLE, LocalImages, image_needs, render_dockerfile
-from runner.build.environment import LABEL_ENV_HASH, LABEL_FUNCTIONS, LABEL_PROJECT
-from runner.loader import load_project
-from runner.source import open_source
+from runner.project.environment import LABEL_ENV_HASH, LABEL_FUNCTIONS, LABEL_PROJECT
+from runner.project.loader import load_project
+from runner.project.source import open_source
 
 RATIO_GOAL = 1.1
 FUNCTION = "trainer"

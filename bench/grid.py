@@ -61,7 +61,7 @@ LOCKED = "(a') runyard run grid, git reads locked"
 # Runs `python -m runner ARGS...` with every GitSource read under one lock.
 LOCKED_MAIN = """\
 import runpy, sys, threading
-import runner.source as source
+import runner.project.source as source
 lock = threading.RLock()
 def locked(method):
     def call(self, *args, **kwargs):

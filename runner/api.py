@@ -15,10 +15,15 @@ from typing import Any
 import yaml
 
 from runner.errors import RunyardError
-from runner.model import Project
+from runner.project.loader import find_project_root
+from runner.project.loader import load_project as load
+from runner.project.model import Project
+from runner.project.source import DirectorySource
 from runner.record.artifacts import ArtifactStore
-from runner.record.results import RECORD_VERSION, ResultsBranch
-from runner.view import step_lines, summary_lines, trial_lines
+from runner.record.results import RECORD_VERSION, ResultsBranch, new_uid
+from runner.run.launch import run_target
+from runner.run.session import open_project, session_for, workspace_of
+from runner.views.tables import step_lines, summary_lines, trial_lines
 
 
 @dataclass(frozen=True)
@@ -194,9 +199,6 @@ class ProjectHandle:
                      local: bool = False, watch: bool = True, local_changes: bool = False,
                      revision: str | None = None) -> RunObject:
         """Run a function of the project (by name) with a handler, params and inputs."""
-        from runner.record.results import new_uid
-        from runner.run.launch import run_target
-        from runner.run.session import session_for, workspace_of
 
         template = task or (function if isinstance(function, TaskTemplate) else TaskTemplate())
         name = function if isinstance(function, str) else (template.name or "")
@@ -218,7 +220,6 @@ class ProjectHandle:
         if watch:
             work()
             return RunObject(box["results"], box["store"], uid, box["record"])
-        from runner.run.session import open_project
 
         source, git_dir = open_project(self.path, revision, local_changes)
         store = ArtifactStore(self.spec.artifact_store, workspace_of(source))
@@ -242,9 +243,6 @@ def not_started(uid: str, name: str, project: str, error: RunyardError) -> dict[
 
 def load_project(path: str | Path = ".") -> ProjectHandle:
     """The project at `path` (its working tree), checked."""
-    from runner.loader import find_project_root
-    from runner.loader import load_project as load
-    from runner.source import DirectorySource
 
     root = find_project_root(Path(path))
     return ProjectHandle(root, load(DirectorySource(root)))

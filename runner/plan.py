@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
-from runner.loader import PROJECT_FILE
-from runner.model import Function, Job, Project, is_repo_path
-from runner.source import GitSource, ProjectSource, commit_of
+from runner.project.environment import image_spec
+from runner.project.loader import PROJECT_FILE, load_project
+from runner.project.model import Function, Job, Project, is_repo_path
+from runner.project.source import GitSource, ProjectSource, commit_of
+from runner.project.yamlread import read_document
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -175,7 +177,6 @@ class _OldEnvironments:
         old_function = self.project.functions.get(function.name)
         if old_function is None:
             return True
-        from runner.build.environment import image_spec
 
         try:
             spec = image_spec(self.project, old_function, self.source, self.base_image_ids)
@@ -198,7 +199,6 @@ def _function_change(function: Function, project: Project, source: ProjectSource
             what = "definition" if path == function.file else \
                 ("environment" if path == function.environment.requirements_file else "code")
             reasons.append(f"{what} changed ({', '.join(hits[:3])}{', ...' if len(hits) > 3 else ''})")
-    from runner.build.environment import image_spec
 
     env_hash = image_spec(project, function, source, base_image_ids).env_hash
     env_changed = bool(reasons) and old.changed(function, env_hash)
@@ -207,7 +207,6 @@ def _function_change(function: Function, project: Project, source: ProjectSource
 
 def _load(source: GitSource) -> Project:
     """The old revision's project, unchecked: it is only compared against, never run."""
-    from runner.loader import load_project
 
     return load_project(source, check=False)
 
@@ -255,7 +254,6 @@ def _old_names(old_source: GitSource | None, folder: str) -> set[str]:
     """Names of the old revision's objects of a kind (none without an old revision)."""
     if old_source is None:
         return set()
-    from runner.yamlread import read_document
 
     names = set()
     for path in old_source.files(folder):

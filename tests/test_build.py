@@ -26,9 +26,9 @@ import pytest
 from docker.errors import APIError, ImageNotFound
 
 from runner.build.builder import render_dockerfile
-from runner.build.environment import ImageSpec
 from runner.errors import RunyardError
-from runner.model import Environment
+from runner.project.environment import ImageSpec
+from runner.project.model import Environment
 from tests.helpers import commit_all, edit_file, git, make_repo
 
 pytestmark = pytest.mark.docker

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.condition import (
+from runner.project.condition import (
     MAX_COMPARISONS,
     MAX_DEPTH,
     And,

@@ -185,7 +185,7 @@ def test_list_pairs_values_by_position(repo: Path) -> None:
 
 
 def test_random_trials_follow_the_project_seed(tmp_path: Path) -> None:
-    from runner.trials import expand_trials
+    from runner.project.trials import expand_trials
 
     project = new_project(tmp_path / "project")
     space = {"a": [1, 2, 3, 4, 5], "b": [0, 1, 2, 3]}

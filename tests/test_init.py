@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.yamlread import read_document
+from runner.project.yamlread import read_document
 from tests.helpers import SAMPLE_PROJECT, RunCli, bare_clone, commit_all, git, make_repo
 
 TEMPLATE_FILES = {

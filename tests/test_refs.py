@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runner import refs
+from runner.project import refs
 from runner.runtime import outputs
 
 SCHEMAS = Path(__file__).parents[1] / "schemas"

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from runner.schedule import MAX_DUE, due_times, next_time, parse_at, parse_cron
+from runner.project.schedule import MAX_DUE, due_times, next_time, parse_at, parse_cron
 
 BERLIN = "Europe/Berlin"
 # 2024 in Berlin: clocks jump 02:00 -> 03:00 on 31 March (01:00 UTC) and

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ProjectInvalid
-from runner.schema import KINDS, fast_check, schema_text, validator_class
-from runner.yamlread import read_document
+from runner.project.schema import KINDS, fast_check, schema_text, validator_class
+from runner.project.yamlread import read_document
 
 ROOT = Path(__file__).parents[1]
 DOCUMENTS = sorted(

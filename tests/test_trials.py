@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.trials import DEFAULT_RANDOM_TRIALS, check_hyper, expand_trials
+from runner.project.trials import DEFAULT_RANDOM_TRIALS, check_hyper, expand_trials
 
 PARAMS: dict[str, Sequence[object]] = {"lr": [0.01, 0.1], "depth": [3, 5, 8]}
 
@@ -160,7 +160,7 @@ def test_random_is_stable_for_a_seed_and_varies_between_seeds() -> None:
 
 _IN_ANOTHER_PROCESS = """
 import json, sys
-from runner.trials import expand_trials
+from runner.project.trials import expand_trials
 big = {"a": list(range(10)), "b": list(range(10)), "c": ["x", "y"]}
 huge = {f"p{i}": list(range(10)) for i in range(8)}
 print(json.dumps([

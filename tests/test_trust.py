@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import RunyardError
-from runner.model import Limits
-from runner.policy import Policy, policy_from
+from runner.project.model import Limits
+from runner.project.policy import Policy, policy_from
 from runner.record.artifacts import ArtifactStore
 from runner.record.gitstore import GitStore
 from runner.record.owner import Owner

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.units import format_bytes, format_duration, parse_cpu, parse_duration, parse_memory
+from runner.project.units import format_bytes, format_duration, parse_cpu, parse_duration, parse_memory
 
 GIB = 1024**3
 

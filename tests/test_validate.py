@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from runner.errors import ProjectInvalid
-from runner.loader import load_project
-from runner.model import Project
-from runner.source import DirectorySource, SourceError, open_source
+from runner.project.loader import load_project
+from runner.project.model import Project
+from runner.project.source import DirectorySource, SourceError, open_source
 from tests.helpers import (
     SAMPLE_PROJECT,
     RunCli,

@@ -16,8 +16,10 @@ from typing import Any, NamedTuple
 
 import docker
 
-from runner import refs
-from runner.build.environment import (
+from runner.build.engine import connect
+from runner.errors import RunyardError
+from runner.project import refs
+from runner.project.environment import (
     LABEL_ENV_HASH,
     LABEL_FUNCTIONS,
     LABEL_PROJECT,
@@ -25,11 +27,10 @@ from runner.build.environment import (
     dockerfile_template,
     image_spec,
 )
-from runner.errors import RunyardError
-from runner.model import Project
-from runner.policy import Policy
-from runner.source import ProjectSource
-from runner.yamlread import Path as DocPath
+from runner.project.model import Project
+from runner.project.policy import Policy
+from runner.project.source import ProjectSource
+from runner.project.yamlread import Path as DocPath
 
 OnLine = Callable[[str, str], None]
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -322,7 +323,6 @@ def ids_by_name(ids: Mapping[str, str]) -> dict[str, str]:
 def reachable_image_ids() -> dict[str, str] | None:
     """The engine's image ids by name, as `build` hashes environments with them; None
     when no engine answers (nothing is started for it)."""
-    from runner.build.engine import connect
 
     try:
         client = connect(lambda line: None, start=False)

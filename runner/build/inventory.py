@@ -7,9 +7,9 @@ from typing import NamedTuple
 import docker
 
 from runner.build.builder import LocalImages, image_needs
-from runner.build.environment import LABEL_ENV_HASH, LABEL_PROJECT
-from runner.model import Project
-from runner.source import ProjectSource
+from runner.project.environment import LABEL_ENV_HASH, LABEL_PROJECT
+from runner.project.model import Project
+from runner.project.source import ProjectSource
 
 
 class ProjectImage(NamedTuple):

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from runner.loader import find_project_root, load_project
-from runner.model import Project
-from runner.source import ProjectSource, open_source
+from runner.project.loader import find_project_root, load_project
+from runner.project.model import Project
+from runner.project.source import ProjectSource, open_source
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,7 +18,7 @@ POLL = 0.3
 
 
 def live_dir(project_dir: Path) -> Path:
-    from runner.loader import find_project_root
+    from runner.project.loader import find_project_root
 
     try:
         return find_project_root(project_dir) / ".runyard" / "live"

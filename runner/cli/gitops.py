@@ -46,9 +46,9 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     to HEAD.
     """
     from runner.build.builder import reachable_image_ids
-    from runner.loader import load_project
     from runner.plan import make_plan, plan_lines
-    from runner.source import GitSource
+    from runner.project.loader import load_project
+    from runner.project.source import GitSource
 
     repo = _repo(project_dir)
     prefix = prefix if prefix is not None else _prefix(repo, project_dir)
@@ -70,7 +70,7 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
 
 def _revision(repo: Any, revision: str) -> str | None:
     """The commit a revision the user named is (None for none); a typo is their error."""
-    from runner.source import commit_of
+    from runner.project.source import commit_of
 
     if not revision:
         return None
@@ -97,7 +97,7 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     Reads `OLD NEW REF` lines on standard input, as git's post-receive hook
     gives them, or takes --before/--after/--ref as CI systems give them.
     """
-    from runner.gitops import PushOptions, RefUpdate, default_branch, parse_updates, process_pushes
+    from runner.triggers.push import PushOptions, RefUpdate, default_branch, parse_updates, process_pushes
 
     repo = _repo(repo_dir)
     git_dir = Path(repo.git_dir)
@@ -170,7 +170,7 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
     (`runyard.*`), where a push cannot change them. Given again, an option
     replaces its earlier values.
     """
-    from runner.hooks import configure, install_hook
+    from runner.triggers.hooks import configure, install_hook
 
     def flag(value: bool | None) -> list[str]:
         return [] if value is None else [str(value).lower()]
@@ -196,10 +196,10 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
 @click.option("--json", "as_json", is_flag=True)
 def status(project_dir: Path, as_json: bool) -> None:
     """Which jobs' newest results are stale against HEAD, and why."""
-    from runner.loader import load_project
     from runner.plan import make_plan
+    from runner.project.loader import load_project
+    from runner.project.source import GitSource
     from runner.record.results import ResultsBranch
-    from runner.source import GitSource
 
     repo = _repo(project_dir)
     prefix = _prefix(repo, project_dir)
@@ -239,8 +239,8 @@ def _current_branch(repo: object) -> str | None:
 def _last_processed(git_dir: Path, branch: str) -> str | None:
     """What the next push would be planned from: the last push that ran its plan (or
     the newest run's revision when there are no push records)."""
-    from runner.gitops import plan_base
     from runner.record.results import ResultsBranch
+    from runner.triggers.push import plan_base
 
     results = ResultsBranch(git_dir, branch)
     last = results.last_push()
@@ -266,9 +266,9 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
     import time
     from datetime import UTC, datetime
 
-    from runner.gitops import default_branch
-    from runner.schedule import parse_at
-    from runner.scheduler import Scheduler, run_forever
+    from runner.project.schedule import parse_at
+    from runner.triggers.push import default_branch
+    from runner.triggers.scheduler import Scheduler, run_forever
 
     git_dir = Path(_repo(repo_dir).git_dir)
     scheduler = Scheduler(git_dir, branch or default_branch(git_dir), prefix, backend,
@@ -293,7 +293,7 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
 def watch(path: Path, rerun: bool) -> None:
     """On every change to the project's YAML or code: check it again, and print
     the errors or what a push would run."""
-    from runner.loader import find_project_root
-    from runner.watch import watch as watch_project
+    from runner.project.loader import find_project_root
+    from runner.triggers.watch import watch as watch_project
 
     watch_project(find_project_root(path), lambda line: click.echo(line), rerun)

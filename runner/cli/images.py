@@ -8,7 +8,7 @@ import click
 
 from runner.cli.common import echo_json, live_lines, load, project_options
 from runner.errors import RunyardError
-from runner.model import DEFAULT_BASE_IMAGE
+from runner.project.model import DEFAULT_BASE_IMAGE
 
 
 @click.command()
@@ -41,7 +41,7 @@ def build(functions: tuple[str, ...], project_dir: Path, revision: str | None, f
     """Build the images of the project's functions (or of FUNCTIONS) that are missing."""
     from runner.build.builder import LocalImages, build_images, image_needs
     from runner.build.engine import connect
-    from runner.source import prepare_state_dir
+    from runner.project.source import prepare_state_dir
 
     project, source = load(project_dir, revision)
     client = connect(click.echo)

@@ -15,7 +15,7 @@ import yaml
 
 from runner.cli.common import echo_json, fancy, project_options
 from runner.errors import RunyardError
-from runner.view import step_lines, summary_lines, trial_lines
+from runner.views.tables import step_lines, summary_lines, trial_lines
 
 
 def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import click
 from runner.cli.common import echo_json
 from runner.errors import RunyardError
 from runner.record.results import ResultsBranch
-from runner.view import compare_lines, list_rows, step_lines, summary_lines, table, trial_lines
+from runner.views.tables import compare_lines, list_rows, step_lines, summary_lines, table, trial_lines
 
 
 def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
@@ -27,8 +27,8 @@ def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
 
 
 def _branch_of(project_dir: Path) -> str:
-    from runner.loader import Settings, find_project_root, read_settings
-    from runner.source import DirectorySource
+    from runner.project.loader import Settings, find_project_root, read_settings
+    from runner.project.source import DirectorySource
 
     try:
         return read_settings(DirectorySource(find_project_root(project_dir))).results_branch
@@ -143,8 +143,8 @@ def compare(project_dir: Path, branch: str | None, uids: tuple[str, ...]) -> Non
 
 
 def _store(project_dir: Path) -> tuple[str, Path]:
-    from runner.loader import find_project_root, read_settings
-    from runner.source import DirectorySource
+    from runner.project.loader import find_project_root, read_settings
+    from runner.project.source import DirectorySource
 
     root = find_project_root(project_dir)
     return read_settings(DirectorySource(root)).artifact_store, root

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.scaffold import TEMPLATES, init_git, init_project
+from runner.project.scaffold import TEMPLATES, init_git, init_project
 
 
 @click.command()

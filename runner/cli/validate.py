@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 
 from runner.errors import Problem, ProjectInvalid, RunyardError
-from runner.loader import find_project_root, load_project
-from runner.model import Project
-from runner.schema import KINDS, schema_text
-from runner.source import DirectorySource, GitSource, ProjectSource, open_source
+from runner.project.loader import find_project_root, load_project
+from runner.project.model import Project
+from runner.project.schema import KINDS, schema_text
+from runner.project.source import DirectorySource, GitSource, ProjectSource, open_source
 
 
 @click.command()
@@ -53,7 +53,7 @@ def _check(paths: tuple[Path, ...], revision: str | None
            ) -> tuple[list[Project], list[Problem], list[Problem]]:
     """The projects that are valid, the problems of the others, and the warnings: what the
     runner on push refuses or withholds by default, so the pusher learns it now."""
-    from runner.policy import Policy, push_warnings
+    from runner.project.policy import Policy, push_warnings
 
     missing = [str(path) for path in paths if not os.path.lexists(path)]
     if missing and revision is None:

@@ -1,1 +1,5 @@
-"""Running functions: tasks, code snapshots, inputs, backends and the executor."""
+"""Running functions: tasks, code snapshots, inputs and outputs, secrets, scratch,
+the backends, hyper-parameter trials, pipelines, and reconciling lost runners.
+
+It may import project, plan, build and record; never triggers, views or the CLI.
+"""

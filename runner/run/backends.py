@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from runner.model import Resources
+from runner.project.model import Resources
 
 if TYPE_CHECKING:
     import docker

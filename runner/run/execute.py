@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
-from runner.model import Function, Limits, Project
-from runner.policy import Policy
+from runner.project.model import Function, Limits, Project
+from runner.project.policy import Policy
 from runner.record.artifacts import ArtifactStore
 from runner.record.owner import Owner
 from runner.record.results import (

@@ -15,13 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from typing import Any
 
-from runner.condition import parse_condition
-from runner.model import Hyper
+from runner.project.condition import parse_condition
+from runner.project.model import Hyper
+from runner.project.selector import Selector
+from runner.project.trials import expand_trials
 from runner.record.results import new_uid
 from runner.run.execute import Session, end, new_record, skip, succeeded
 from runner.run.task import ParamLevels
-from runner.selector import Selector
-from runner.trials import expand_trials
 
 Record = dict[str, Any]
 # Runs trial `iteration` with these params under `parent`, with the given uid.

@@ -3,7 +3,7 @@
 Every input ends in the artifact store, addressed by its content hash, so a run
 reads exactly the bytes its record names (and a rerun can read them again). What
 reaches beyond the snapshot and the store (host files, private addresses) is the
-operator's to allow (runner.policy), and nothing is followed that could lead
+operator's to allow (runner.project.policy), and nothing is followed that could lead
 elsewhere: no link in the snapshot, no proxy, no redirect to another scheme.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from runner.errors import RunyardError
-from runner.policy import Policy
+from runner.project.policy import Policy
 from runner.record.artifacts import ArtifactStore, Stored
 from runner.record.results import ResultsBranch
 from runner.run.safefs import Refused, open_beneath

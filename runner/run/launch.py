@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.errors import RunyardError
-from runner.model import Hyper, Job, Project
+from runner.project.model import Hyper, Job, Project
 from runner.run.execute import Session, execute, new_record, task_record
 from runner.run.hyper import run_trials
 from runner.run.pipeline import PipelineRun

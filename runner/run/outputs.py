@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from runner.model import Limits
+from runner.project.model import Limits
 from runner.record.artifacts import ArtifactStore
 from runner.run.safefs import (
     Refused,

@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from runner.errors import RunyardError
-from runner.model import Pipeline, Step, step_ref
+from runner.project.model import Pipeline, Step, step_ref
 from runner.record.results import new_uid
 from runner.run.execute import (
     Session,

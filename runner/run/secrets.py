@@ -1,6 +1,6 @@
 """The secrets a runner hands to runs, and their masking in everything written or shown.
 
-Which environment variables may become secrets is the operator's (runner.policy);
+Which environment variables may become secrets is the operator's (runner.project.policy);
 which of them a run gets is its function's `secrets:`. Values are masked in
 their plain form and in the encodings a handler is likely to print them in.
 """
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from runner.model import Function
-from runner.policy import Policy
+from runner.project.model import Function
+from runner.project.policy import Policy
 
 MASK = "***"
 T = TypeVar("T")

@@ -9,10 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runner.build.builder import LocalImages, build_images, image_needs
+from runner.build.engine import connect
 from runner.errors import RunyardError
-from runner.loader import find_project_root, load_project
-from runner.model import Function, Project
-from runner.policy import Policy
+from runner.plan import function_files
+from runner.project.loader import find_project_root, load_project
+from runner.project.model import Function, Project
+from runner.project.policy import Policy
+from runner.project.source import DirectorySource, GitSource, ProjectSource, open_source, prepare_state_dir
 from runner.record.artifacts import ArtifactStore
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
@@ -21,7 +25,6 @@ from runner.run.execute import ImageRef, OnLine, Session
 from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
-from runner.source import DirectorySource, GitSource, ProjectSource, open_source, prepare_state_dir
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -114,7 +117,6 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
 
 
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
-    from runner.build.engine import connect
 
     try:
         client = connect(note, start=False)
@@ -126,8 +128,6 @@ def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
-    from runner.build.builder import LocalImages, build_images, image_needs
-    from runner.build.engine import connect
 
     client = connect(lambda line: on_line("setup", line))
     reconcile_containers(client, lambda line: on_line("setup", line))
@@ -150,7 +150,6 @@ def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:
         return lambda function: None
 
     def code_hash(function: Function) -> str | None:
-        from runner.plan import function_files
 
         return ",".join(f"{p}={source.object_id(p)}" for p in function_files(function, source))
 

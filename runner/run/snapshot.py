@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 from runner.errors import RunyardError
-from runner.source import DirectorySource, GitSource, ProjectSource
+from runner.project.source import DirectorySource, GitSource, ProjectSource
 
 _SKIP = (".git", ".runyard", "__pycache__")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import RunyardError
-from runner.model import Function, Job, Project, Resources
+from runner.project.model import Function, Job, Project, Resources
 
 LEVELS = ("project", "pipeline", "job", "override", "step")
 

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.errors import ProjectInvalid, RunyardError
-from runner.loader import load_project
-from runner.model import Project
 from runner.plan import plan_changes, plan_lines
-from runner.source import DirectorySource
+from runner.project.loader import load_project
+from runner.project.model import Project
+from runner.project.source import DirectorySource
+from runner.run.launch import run_target
+from runner.run.session import session_for
 
 IGNORED_PARTS = {".git", ".runyard", "__pycache__", ".mypy_cache", ".pytest_cache"}
 QUIET_SECONDS = 0.3
@@ -83,8 +85,6 @@ class ProjectWatcher:
             self._rerun(plan.to_run)
 
     def _rerun(self, jobs: list[str]) -> None:
-        from runner.run.launch import run_target
-        from runner.run.session import session_for
 
         with session_for(self.root, None, local_changes=True, backend="local",
                          on_line=lambda name, line: self.emit(f"{name} | {line}")) as session:

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import units
 from runner.errors import Problem, RunyardError
-from runner.model import Function, GiB, Job, Limits, Project
-from runner.yamlread import Document
+from runner.project import units
+from runner.project.model import Function, GiB, Job, Limits, Project
+from runner.project.yamlread import Document
 
 RUNYARD_IMAGES = "runyard/*"
 _HEX_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from runner import refs
 from runner.errors import Problem
-from runner.yamlread import Document, Path
+from runner.project import refs
+from runner.project.yamlread import Document, Path
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError

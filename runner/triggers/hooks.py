@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.errors import RunyardError
-from runner.policy import GIT_KEYS, Policy, policy_from, read_policy
+from runner.project.policy import GIT_KEYS, Policy, policy_from, read_policy
 
 MARKER = "# installed by runyard"
 LOG_LIMIT = 1024 * 1024  # on-push.log is rotated to on-push.log.1 past this many bytes

@@ -21,16 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
-from runner.loader import Settings, load_project, read_settings
-from runner.locks import exclusive, lock_path
-from runner.model import Project
 from runner.plan import make_plan
-from runner.policy import Policy, operator_policy, refusals
+from runner.project.loader import Settings, load_project, read_settings
+from runner.project.model import Project
+from runner.project.policy import Policy, operator_policy, refusals
+from runner.project.source import GitSource
 from runner.record.results import RECORD_VERSION, ResultsBranch
 from runner.run.execute import OnLine
+from runner.run.launch import run_target
 from runner.run.secrets import Secrets
-from runner.source import GitSource
+from runner.run.session import open_session
+from runner.triggers.locks import exclusive, lock_path
 
 ZERO = "0" * 40
 
@@ -162,7 +165,6 @@ def _base_image_ids(backend: str) -> dict[str, str] | None:
     """For images: the engine's image ids, so the plan's hashes are those built."""
     if backend != "docker":
         return None
-    from runner.build.builder import reachable_image_ids
 
     return reachable_image_ids()
 
@@ -173,8 +175,6 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
     """Run the jobs, adding each one's outcome to `runs` as it ends."""
     if not jobs:
         return
-    from runner.run.launch import run_target
-    from runner.run.session import open_session
 
     trigger = {"kind": "push", "ref": update.ref,
                "detail": f"{(update.old or '')[:12]}..{update.new[:12]}"}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.yamlread import Document
+from runner.project.yamlread import Document
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_RESULTS_BRANCH = "runyard/results"

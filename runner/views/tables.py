@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runner.project.selector import Selector
 from runner.record.results import run_folder
-from runner.selector import Selector
 
 
 def summary_lines(record: Mapping[str, Any], branch: str) -> list[str]:

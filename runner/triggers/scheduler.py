@@ -20,14 +20,16 @@ from typing import Any
 
 import yaml
 
-from runner.loader import load_project
-from runner.locks import exclusive, lock_path
-from runner.model import Job, Project
-from runner.policy import operator_policy
+from runner.project.loader import load_project
+from runner.project.model import Job, Project
+from runner.project.policy import operator_policy
+from runner.project.schedule import due_times, next_time, parse_at
+from runner.project.source import GitSource
 from runner.record.results import ResultsBranch, dump
 from runner.run.execute import OnLine
-from runner.schedule import due_times, next_time, parse_at
-from runner.source import GitSource
+from runner.run.launch import run_target
+from runner.run.session import open_session
+from runner.triggers.locks import exclusive, lock_path
 
 LATE_AFTER = timedelta(minutes=1)
 
@@ -89,8 +91,6 @@ class Scheduler:
         return min(times)
 
     def _run(self, project: Project, source: GitSource, due: Due) -> dict[str, Any]:
-        from runner.run.launch import run_target
-        from runner.run.session import open_session
 
         late = due.late > LATE_AFTER
         detail = f"due {due.at.isoformat()}" + (f", late by {_minutes(due.late)}" if late else "")

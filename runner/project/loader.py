@@ -9,9 +9,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from runner import units
 from runner.errors import Problem, ProjectInvalid, RunyardError
-from runner.model import (
+from runner.project import units
+from runner.project.checks import check_project
+from runner.project.model import (
     DEFAULT_ARTIFACT_STORE,
     DEFAULT_RESULTS_BRANCH,
     Environment,
@@ -27,10 +28,10 @@ from runner.model import (
     Step,
     Triggers,
 )
-from runner.schema import SchemaSet
-from runner.source import ProjectSource, SourceError
-from runner.yamlread import MAX_BYTES, Document, read_document
-from runner.yamlread import Path as DocPath
+from runner.project.schema import SchemaSet
+from runner.project.source import ProjectSource, SourceError
+from runner.project.yamlread import MAX_BYTES, Document, read_document
+from runner.project.yamlread import Path as DocPath
 
 PROJECT_FILE = "project.yaml"
 KIND_FOLDERS = {"function": "functions", "pipeline": "pipelines", "job": "jobs"}
@@ -99,7 +100,6 @@ def load_project(source: ProjectSource, *, check: bool = True) -> Project:
     `check=False` skips the checks across files: for an old revision that is
     only compared against, never run.
     """
-    from runner.checks import check_project
 
     if not source.lexists(PROJECT_FILE):
         raise RunyardError(

@@ -13,8 +13,8 @@ from pathlib import Path
 import jinja2
 
 from runner.errors import RunyardError
-from runner.loader import PROJECT_FILE
-from runner.yamlread import read_document
+from runner.project.loader import PROJECT_FILE
+from runner.project.yamlread import read_document
 
 TEMPLATES = ("basic", "pipeline")
 SCHEMA_BASE = "https://runyard.dev/schemas/v1"

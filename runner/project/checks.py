@@ -7,12 +7,12 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-from runner import refs, schedule, trials
-from runner.condition import ConditionError, parse_condition
 from runner.errors import Problem
-from runner.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
-from runner.source import ProjectSource, SourceError
-from runner.yamlread import Document, Path
+from runner.project import refs, schedule, trials
+from runner.project.condition import ConditionError, parse_condition
+from runner.project.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
+from runner.project.source import ProjectSource, SourceError
+from runner.project.yamlread import Document, Path
 
 
 def check_project(project: Project, source: ProjectSource,

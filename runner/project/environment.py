@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 from runner.errors import RunyardError
-from runner.model import Environment, Function, Project
-from runner.refs import requirement_lines
-from runner.source import ProjectSource, SourceError
+from runner.project.model import Environment, Function, Project
+from runner.project.refs import requirement_lines
+from runner.project.source import ProjectSource, SourceError
 
 IMAGE_PREFIX = "runyard"
 LABEL_PROJECT = "dev.runyard.project"

@@ -1,0 +1,4 @@
+"""Views on the records: tables, summaries and comparisons. They only read records.
+
+They may import record and project, and nothing that builds or runs.
+"""
