@@ -110,3 +110,13 @@ def test_the_rule_can_fail() -> None:
         ("runner.run.session", False), ("runner.run.session.x", False),
         ("runner.project", True), ("runner.project.model", True)]
     assert "run" not in MAY_IMPORT["project"] and "run" not in MAY_IMPORT["build"]
+
+
+def test_the_parameter_levels_have_one_order() -> None:
+    """The runtime cannot import the package, so it has its own copy: the same."""
+    from runner.run.task import LEVELS
+
+    tree = ast.parse((RUNNER / "runtime" / "spec.py").read_text("utf-8"))
+    (runtime,) = [ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "LEVELS" for t in node.targets)]
+    assert runtime == LEVELS

@@ -39,7 +39,7 @@ class Policy:
     host_network: bool = False
     file_inputs: tuple[str, ...] = ()  # host folders `file://` inputs may come from
     private_urls: bool = False  # URL inputs may reach loopback, link-local, private addresses
-    base_images: tuple[str, ...] = ()  # patterns of allowed base images; none: any but runyard's
+    base_images: tuple[str, ...] = ()  # patterns of allowed base images; none: any runyard did not build
     local_backend: bool = False  # runs on the host itself, outside any container
     artifact_store: str | None = None  # the operator's store; else the project's, if inside it
     own_checkout: bool = False  # a person's own runs: any store, any base image
@@ -69,7 +69,7 @@ class Policy:
         secrets = "any the project names" if self.secrets is None else \
             (", ".join(sorted(self.secrets)) or "none")
         files = ", ".join(self.file_inputs) or "none"
-        images = ", ".join(self.base_images) or "any but another project's runyard images"
+        images = ", ".join(self.base_images) or "any but images runyard built"
         return (f"secrets: {secrets}; host network: {_yes(self.host_network)}; host files from: "
                 f"{files}; private URLs: {_yes(self.private_urls)}; base images: {images}; "
                 f"local backend: {_yes(self.local_backend)}; builds: "

@@ -26,14 +26,6 @@ class Stored(NamedTuple):
     uri: str
 
 
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
-
-
 class ArtifactStore:
     """Content-addressed files: `<root>/sha256/ab/<hex>`.
 

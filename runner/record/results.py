@@ -54,13 +54,6 @@ def dump(data: Mapping[str, Any]) -> bytes:
     return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
 
 
-def cap_log(log: bytes, limit: int) -> tuple[bytes, bool]:
-    if len(log) <= limit:
-        return log, False
-    note = f"[runyard: log cut to its last {limit} bytes of {len(log)}]\n".encode()
-    return note + log[-limit:], True
-
-
 class ResultsBranch:
     """The records of one project on one branch of its repository."""
 

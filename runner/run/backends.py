@@ -20,6 +20,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+import requests
+import urllib3
+
+from runner.errors import RunyardError
 from runner.project.model import Resources
 
 if TYPE_CHECKING:
@@ -242,8 +246,6 @@ class DockerBackend:
         return CONTAINER_LAYOUT
 
     def run(self, launch: Launch, on_output: OnOutput) -> Exit:
-        import requests
-
         inside, host = CONTAINER_LAYOUT, host_layout(launch)
         mounts = {host.runtime: {"bind": inside.runtime, "mode": "ro"},
                   host.code: {"bind": inside.code, "mode": "ro"},
@@ -274,7 +276,10 @@ class DockerBackend:
         try:
             status = container.wait(timeout=limits.timeout)
             code: int | None = status.get("StatusCode")
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        except requests.exceptions.RequestException as error:
+            if not _timed_out(error):  # the engine went away: not the run's timeout
+                raise RunyardError(f"lost the Docker engine during run {launch.uid}: {error}") \
+                    from error
             container.kill()
             code, reason = container.wait().get("StatusCode"), "timeout"
         finally:
@@ -297,6 +302,13 @@ class DockerBackend:
         for container_id in ids:
             with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
                 self.client.containers.get(container_id).kill()
+
+
+def _timed_out(error: Exception) -> bool:
+    """Whether waiting on a container ended by its read timeout (requests wraps urllib3's
+    in a ConnectionError for a streamed response)."""
+    return isinstance(error, requests.exceptions.ReadTimeout) or any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
 
 
 def _drain(container: Any, on_output: OnOutput) -> None:

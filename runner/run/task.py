@@ -9,7 +9,7 @@ from typing import Any
 from runner.errors import RunyardError
 from runner.project.model import Function, Job, Project, Resources
 
-LEVELS = ("project", "pipeline", "job", "override", "step")
+LEVELS = ("project", "pipeline", "job", "override", "step")  # as runtime/spec.py has them
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,7 @@ def job_task(project: Project, job: Job, *, handler: str | None = None,
              params: Mapping[str, Any] | None = None,
              inputs: Mapping[str, str] | None = None) -> Task:
     """A function job's run; pipeline jobs are made of step tasks instead."""
-    if job.run.function is None:
-        raise RunyardError(f"job {job.name!r} runs pipeline {job.run.pipeline!r}: pipelines "
-                           "are not runnable yet")
+    assert job.run.function is not None, "a pipeline job runs as a PipelineRun"
     function = project.functions[job.run.function]
     chosen = handler or job.run.handler or function.handler
     resources = function.resources.over(project.resources)

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-LEVELS = ("project", "pipeline", "job", "step", "override")
+# The parameter levels, later ones winning; runner/run/task.py has the same (a test keeps them so).
+LEVELS = ("project", "pipeline", "job", "override", "step")
 
 
 class RunError(Exception):
