@@ -13,6 +13,7 @@ if str(CHECKOUT) not in sys.path:  # `tests.helpers` imports also under a bare `
     sys.path.insert(0, str(CHECKOUT))
 
 from tests.helpers import SAMPLE_PROJECT, RunCli, commit_all, copy_project, make_repo  # noqa: E402
+from tests.helpers.gitops import Remote, make_remote  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,3 +52,17 @@ def run_cli() -> RunCli:
         )
 
     return run
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    """The GitOps test project committed in a clone of a bare repository with the hook."""
+    return make_remote(tmp_path)
+
+
+@pytest.fixture
+def pushed(remote: Remote) -> Remote:
+    """The remote after its first push was processed by the hook."""
+    remote.first = remote.push_and_wait("main")
+    assert remote.first["status"] == "completed", remote.first
+    return remote

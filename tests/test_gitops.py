@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.helpers import commit_all, copy_project, git, make_repo
@@ -29,7 +28,6 @@ from tests.helpers.gitops import (
     children,
     decisions,
     fsck_clean,
-    make_remote,
     ok,
     push_record,
     ran,
@@ -58,20 +56,6 @@ run: {function: gamma}
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    """The test project committed in a clone of a bare repository with the hook installed."""
-    return make_remote(tmp_path)
-
-
-@pytest.fixture
-def pushed(remote: Remote) -> Remote:
-    """The remote after its first push was processed."""
-    remote.first = remote.push_and_wait("main")
-    assert remote.first["status"] == "completed", remote.first
-    return remote
 
 
 # --- the first push, and the hook ----------------------------------------------------------

@@ -51,19 +51,6 @@ params: {x: {a: 1}}
 
 
 @pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return make_remote(tmp_path)
-
-
-@pytest.fixture
-def pushed(remote: Remote) -> Remote:
-    """The remote after its first push was processed by the hook."""
-    remote.first = remote.push_and_wait("main")
-    assert remote.first["status"] == "completed", remote.first
-    return remote
-
-
-@pytest.fixture
 def by_hand(pushed: Remote) -> Remote:
     """The same without the hook: the test processes its pushes with `on-push` itself."""
     (pushed.bare / "hooks" / "post-receive").unlink()

@@ -41,6 +41,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from runner.record.owner import Owner
+from runner.record.results import new_uid
 from tests.helpers import CHECKOUT, committed_copy, git
 
 PROJECT = CHECKOUT / "tests" / "projects" / "recovery"
@@ -69,19 +71,9 @@ def runyard(*args: str | Path, cwd: Path, timeout: float = 120) -> subprocess.Co
                           env={**os.environ, "NO_COLOR": "1"})
 
 
-def new_uid() -> str:
-    """A run uid as runyard makes them (time-sortable hex, random tail)."""
-    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
-
-
 def start_ticks(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks after boot); None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return None if fields[0] == "Z" else int(fields[19])  # a zombie is gone too
+    """The kernel's start time of `pid`; None once it is gone (a zombie is gone too)."""
+    return Owner.of_process(pid).started or None
 
 
 @dataclass
