@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from runner.project.model import Limits
+from runner.project.refs import ARTIFACT_KEY_PATTERN, compile_pattern
 from runner.record.artifacts import ArtifactStore
 from runner.run.safefs import (
     Refused,
@@ -33,7 +34,7 @@ from runner.run.safefs import (
     split_relative,
 )
 
-ARTIFACT_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+ARTIFACT_KEY = compile_pattern(ARTIFACT_KEY_PATTERN)
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,100}$")
 
 
