@@ -830,3 +830,14 @@ def test_the_runtime_runs_on_python_3_9(layout: Layout) -> None:
     assert outcome.results == {"lr": 1, "rest": ["seed"], "py": [3, 9]}
     assert outcome.artifacts == [{"key": "copy", "kind": "file", "path": "copy/raw.csv", "format": "csv"}]
     assert succeeded(run(layout, command_spec(layout), python=PYTHON39)).results == {"report_lines": 7}
+
+
+def test_a_command_reads_its_secrets_from_their_folder(layout: Layout) -> None:
+    secrets = layout.root / "secrets"
+    secrets.mkdir()
+    (secrets / "TOKEN").write_text("s3cret")
+    layout.write_code("run.sh", 'echo "{\\"token\\": \\"$(cat "$RUNYARD_SECRETS/TOKEN")\\"}" '
+                                '> "$RUNYARD_OUTPUTS/results.json"\n')
+    spec = layout.spec(code="run.sh", handler=None, command=["sh", "run.sh"], secrets=["TOKEN"])
+    spec["paths"]["secrets"] = str(secrets)
+    assert succeeded(run(layout, spec)).results == {"token": "s3cret"}

@@ -6,6 +6,7 @@ The command runs in the work folder with, besides the runtime's environment:
     RUNYARD_PARAMS         a JSON file of the resolved params
     RUNYARD_OUTPUTS, RUNYARD_ARTIFACTS, RUNYARD_WORK, RUNYARD_CODE,
     RUNYARD_RUN_UID, RUNYARD_RUN_NAME, RUNYARD_PROJECT
+    RUNYARD_SECRETS        the folder of the secrets the function was given, a file each
 It may write <outputs>/results.json (a JSON object) and files or folders under
 <outputs>/artifacts/, each of which becomes an artifact named after it.
 """
@@ -70,6 +71,7 @@ def command_env(spec: Spec, params_path: str) -> dict[str, str]:
         RUNYARD_OUTPUTS=spec.paths.outputs,
         RUNYARD_ARTIFACTS=spec.paths.artifacts,
         RUNYARD_PARAMS=params_path,
+        RUNYARD_SECRETS=spec.paths.secrets or "",
     )
     env.setdefault("PYTHONUNBUFFERED", "1")
     for name, value in spec.resolved.items():
