@@ -69,17 +69,22 @@ def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:
 
 
 def reconcile_containers(client: docker.DockerClient, on_note: OnNote) -> None:
-    """Remove the containers of lost runners (they carry their runner in a label)."""
+    """Remove the containers of lost runners (they carry their runner in a label).
+
+    Read from one listing, never container by container: other runners' containers come
+    and go meanwhile.
+    """
     import docker
 
-    for container in client.containers.list(all=True, filters={"label": RUNNER_LABEL}):
-        owner = Owner.parse(container.labels.get(RUNNER_LABEL, ""))
+    for found in client.api.containers(all=True, filters={"label": RUNNER_LABEL}):
+        owner = Owner.parse((found.get("Labels") or {}).get(RUNNER_LABEL, ""))
         if owner is None or not owner.is_lost():
             continue
         try:
-            container.remove(force=True)
+            client.api.remove_container(found["Id"], force=True)
         except docker.errors.APIError as error:
             if error.status_code in (404, 409):  # gone, or being removed by another runner
                 continue
             raise
-        on_note(f"removed container {container.name} of lost runner {owner}")
+        name = (found.get("Names") or [found["Id"][:12]])[0].lstrip("/")
+        on_note(f"removed container {name} of lost runner {owner}")
