@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
+from runner.git import changed_paths
 from runner.project.environment import image_spec
 from runner.project.loader import PROJECT_FILE, load_project
 from runner.project.model import Function, Job, Project, is_repo_path
 from runner.project.source import GitSource, ProjectSource, commit_of
 from runner.project.yamlread import read_document
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 class FunctionChange(NamedTuple):
@@ -77,16 +76,7 @@ class Plan:
 
 def changed_files(source: GitSource, old: str | None) -> list[str]:
     """Files of the project that differ between `old` (None: nothing) and the source's revision."""
-    git_dir, new = source.repo.git_dir, source.revision or ""
-    args = ["git", "--git-dir", git_dir, "diff", "--name-only", "--no-renames", "-z",
-            old or EMPTY_TREE, new]
-    if source.prefix:
-        args += ["--", source.prefix]
-    done = subprocess.run(args, capture_output=True)
-    if done.returncode != 0:
-        raise RunyardError(f"git diff {old}..{new} failed: {done.stderr.decode(errors='replace')}")
-    strip = len(source.prefix) + 1 if source.prefix else 0
-    return sorted(p[strip:] for p in done.stdout.decode().split("\0") if p)
+    return changed_paths(Path(source.git_dir), old, source.revision or "", source.prefix)
 
 
 @dataclass

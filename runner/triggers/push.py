@@ -12,7 +12,6 @@ from running twice at once.
 from __future__ import annotations
 
 import os
-import subprocess
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -23,6 +22,7 @@ from typing import Any, NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
+from runner.git import ZERO, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
@@ -34,8 +34,6 @@ from runner.run.launch import run_target
 from runner.run.secrets import Secrets
 from runner.run.session import open_session
 from runner.triggers.locks import exclusive, lock_path
-
-ZERO = "0" * 40
 
 
 class RefUpdate(NamedTuple):
@@ -70,9 +68,7 @@ def parse_updates(text: str) -> list[RefUpdate]:
 
 
 def default_branch(git_dir: Path) -> str:
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "symbolic-ref", "--short", "HEAD"],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "main"
+    return (symbolic_ref(git_dir) or "").removeprefix("refs/heads/") or "main"
 
 
 def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
