@@ -18,15 +18,14 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
-from runner.git import changed_paths
+from runner.git import changed_paths, commit_of
 from runner.project.environment import image_spec
 from runner.project.loader import PROJECT_FILE, load_project
 from runner.project.model import Function, Job, Project, is_repo_path
-from runner.project.source import GitSource, ProjectSource, commit_of
+from runner.project.source import GitSource, ProjectSource
 from runner.project.yamlread import read_document
 
 
@@ -76,7 +75,7 @@ class Plan:
 
 def changed_files(source: GitSource, old: str | None) -> list[str]:
     """Files of the project that differ between `old` (None: nothing) and the source's revision."""
-    return changed_paths(Path(source.git_dir), old, source.revision or "", source.prefix)
+    return changed_paths(source.git_dir, old, source.revision or "", source.prefix)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from runner.errors import Problem, ProjectInvalid, RunyardError
+from runner.git import find_repository
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Project
 from runner.project.schema import KINDS, schema_text
@@ -119,19 +120,14 @@ def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[Projec
 
 def _bare_source(path: Path, revision: str) -> tuple[ProjectSource, str]:
     """A folder inside a bare repository: that folder of the revision's tree."""
-    import git
-
     existing = path.resolve()
     while not existing.exists():
         existing = existing.parent
-    try:
-        repo = git.Repo(existing, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        repo = None
-    if repo is None or not repo.bare:
+    found = find_repository(existing)
+    if found is None or not found.repository.bare:
         raise RunyardError(f"{path} does not exist")
-    prefix = path.resolve().relative_to(Path(repo.git_dir).resolve()).as_posix()
-    return GitSource(repo, revision, prefix), prefix
+    prefix = path.resolve().relative_to(found.repository.git_dir).as_posix()
+    return GitSource(found.repository, revision, prefix), prefix
 
 
 def _shown(root: Path) -> str:

@@ -18,12 +18,10 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import Protocol
 
 from runner.errors import RunyardError
-
-if TYPE_CHECKING:
-    import git
+from runner.git import Repository, TreeEntry, commit_of, find_repository, list_tree
 
 MAX_LINKS = 40  # as many as Linux follows in one path
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -227,9 +225,9 @@ class GitSource:
     and threads may read at once.
     """
 
-    def __init__(self, repo: git.Repo, revision: str, prefix: str = "") -> None:
+    def __init__(self, repo: Repository, revision: str, prefix: str = "") -> None:
         self.repo = repo
-        self.git_dir = str(repo.git_dir)
+        self.git_dir = repo.git_dir
         self.prefix = prefix.strip("/")
         found = commit_of(self.git_dir, revision)
         if found is None:
@@ -238,24 +236,19 @@ class GitSource:
         self.entries = self._list_tree(revision)
         self.reader = _BlobReader(self.git_dir)
 
-    def _list_tree(self, revision: str) -> dict[str, _Entry]:
+    def _list_tree(self, revision: str) -> dict[str, TreeEntry]:
         """Every file and folder below the prefix, by path."""
         tree = f"{self.revision}:{self.prefix}" if self.prefix else str(self.revision)
-        listing = _git(self.git_dir, "ls-tree", "-r", "-t", "-z", "--full-name", tree)
+        listing = list_tree(self.git_dir, tree, recursive=True)
         if listing is None:
             raise RunyardError(f"no folder {self.prefix!r} at revision {revision}")
-        entries = {"": _Entry("040000", "tree", "")}
-        for item in listing.decode("utf-8", "surrogateescape").split("\0"):
-            if item:
-                meta, _, path = item.partition("\t")
-                entries[path] = _Entry(*meta.split())
-        return entries
+        return {"": TreeEntry("040000", "tree", "", ""), **{entry.path: entry for entry in listing}}
 
     @property
     def state_dir(self) -> Path:
         """Beside the project in a working tree; in a bare repository, inside it."""
-        top = self.repo.working_tree_dir
-        base = Path(top) / self.prefix if top is not None else Path(self.git_dir)
+        top = self.repo.work_tree
+        base = top / self.prefix if top is not None else self.git_dir
         return base / ".runyard"
 
     @property
@@ -314,18 +307,10 @@ class GitSource:
                       if entry.kind == "blob" and p.startswith(folder) and _listed(p[len(folder):]))
 
 
-class _Entry(NamedTuple):
-    """One line of `git ls-tree`."""
-
-    mode: str
-    kind: str  # blob, tree or commit
-    object_id: str
-
-
 class _BlobReader:
     """One `git cat-file --batch` process, started on first use, one request at a time."""
 
-    def __init__(self, git_dir: str) -> None:
+    def __init__(self, git_dir: Path) -> None:
         self.git_dir = git_dir
         self.lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
@@ -335,7 +320,7 @@ class _BlobReader:
         with self.lock:
             if self.process is None or self.process.poll() is not None:
                 self.process = subprocess.Popen(
-                    ["git", "--git-dir", self.git_dir, "cat-file", "--batch"],
+                    ["git", "--git-dir", str(self.git_dir), "cat-file", "--batch"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             assert self.process.stdin is not None and self.process.stdout is not None
             self.process.stdin.write(object_id.encode() + b"\n")
@@ -359,18 +344,6 @@ class _BlobReader:
         self._stop()
 
 
-def commit_of(git_dir: str, revision: str) -> str | None:
-    """The commit `revision` names in the repository, or None when it has none."""
-    found = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
-    return found.decode().strip() if found else None
-
-
-def _git(git_dir: str, *args: str) -> bytes | None:
-    """git's output, or None when it fails."""
-    done = subprocess.run(["git", "--git-dir", git_dir, *args], capture_output=True)
-    return done.stdout if done.returncode == 0 else None
-
-
 def prepare_state_dir(path: Path) -> Path:
     """Make runyard's own folder, ignored by git so a run leaves the checkout clean."""
     path.mkdir(parents=True, exist_ok=True)
@@ -384,12 +357,7 @@ def open_source(path: Path, revision: str | None = None) -> ProjectSource:
     """The project at `path`: its files as they are, or as they were at `revision`."""
     if revision is None:
         return DirectorySource(path)
-    import git
-
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
-        raise RunyardError(f"{path} is not in a git repository (needed for --revision)") from error
-    top = repo.working_tree_dir
-    prefix = "" if top is None else Path(path).resolve().relative_to(Path(top).resolve()).as_posix()
-    return GitSource(repo, revision, "" if prefix == "." else prefix)
+    found = find_repository(path)
+    if found is None:
+        raise RunyardError(f"{path} is not in a git repository (needed for --revision)")
+    return GitSource(found.repository, revision, found.prefix)

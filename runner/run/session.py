@@ -12,11 +12,12 @@ from typing import Any
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
 from runner.errors import RunyardError
+from runner.git import commit_of, find_repository
 from runner.plan import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
 from runner.project.policy import Policy
-from runner.project.source import DirectorySource, GitSource, ProjectSource, open_source, prepare_state_dir
+from runner.project.source import DirectorySource, GitSource, ProjectSource, prepare_state_dir
 from runner.record.artifacts import ArtifactStore
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
@@ -34,20 +35,18 @@ def open_project(project_dir: Path, revision: str | None,
     By default a run uses a committed revision (HEAD), never the working tree;
     `local_changes` runs the working tree as it is, and the record says so.
     """
-    import git
-
     root = project_dir if revision else find_project_root(project_dir)
-    try:
-        repo = git.Repo(root, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+    found = find_repository(root)
+    if found is None:
         raise RunyardError(f"{root} is not in a git repository: runs are recorded in git "
-                           "(run `git init` and commit the project first)") from error
+                           "(run `git init` and commit the project first)")
+    git_dir = found.repository.git_dir
     if local_changes:
-        return DirectorySource(root), Path(repo.git_dir)
-    if revision is None and not repo.head.is_valid():
+        return DirectorySource(root), git_dir
+    if revision is None and commit_of(git_dir, "HEAD") is None:
         raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
                            "or run with --local-changes")
-    return open_source(root, revision or "HEAD"), Path(repo.git_dir)
+    return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
 
 
 def workspace_of(source: ProjectSource) -> Path:
@@ -157,7 +156,4 @@ def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:
 
 
 def _head(git_dir: Path) -> str | None:
-    import git
-
-    repo = git.Repo(git_dir)
-    return repo.head.commit.hexsha if repo.head.is_valid() else None
+    return commit_of(git_dir, "HEAD")

@@ -19,7 +19,7 @@ def make_snapshot(source: ProjectSource, dest: Path) -> Path:
     dest.mkdir(parents=True)
     if isinstance(source, GitSource):
         tree = f"{source.revision}:{source.prefix}" if source.prefix else f"{source.revision}"
-        with tarfile.open(fileobj=io.BytesIO(archive(Path(source.git_dir), tree))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive(source.git_dir, tree))) as tar:
             try:
                 tar.extractall(dest, filter="data")
             except tarfile.FilterError as error:  # a link out of the project, say

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from runner.git import open_repository
 from runner.project.loader import load_project
 from runner.project.model import Job, Project
 from runner.project.policy import operator_policy
@@ -68,9 +69,7 @@ class Scheduler:
         self.backend, self.on_line = backend, on_line
 
     def project(self) -> tuple[Project, GitSource]:
-        import git
-
-        source = GitSource(git.Repo(self.git_dir), f"refs/heads/{self.branch}", self.prefix)
+        source = GitSource(open_repository(self.git_dir), f"refs/heads/{self.branch}", self.prefix)
         return load_project(source), source
 
     def tick(self, now: datetime) -> list[dict[str, Any]]:
