@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -87,16 +88,20 @@ class OldSide:
     project: Project | None = None
     notes: list[str] = field(default_factory=list)
 
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+
 
 def make_plan(project: Project, source: GitSource, old: str | None,
               base_image_ids: Mapping[str, str] | None = None) -> Plan:
     """The plan of a push from `old` to the source's revision. `base_image_ids` (image
     name -> id, from the engine) makes the environment hashes those `build` tags."""
-    side = read_old_side(source, old)
-    # An invalid old revision has no project; its job files still say which jobs existed.
-    old_jobs = set(side.project.jobs) if side.project else _old_names(side.source, "jobs")
-    return plan_changes(project, source, changed_files(source, side.revision), side.project,
-                        side.source, old, old_jobs, base_image_ids, side.notes)
+    with closing(read_old_side(source, old)) as side:
+        # An invalid old revision has no project; its job files still say which jobs existed.
+        old_jobs = set(side.project.jobs) if side.project else _old_names(side.source, "jobs")
+        return plan_changes(project, source, changed_files(source, side.revision), side.project,
+                            side.source, old, old_jobs, base_image_ids, side.notes)
 
 
 def read_old_side(source: GitSource, old: str | None) -> OldSide:

@@ -9,6 +9,7 @@ import pytest
 
 from runner import git as rgit
 from runner.errors import RunyardError
+from runner.record.results import ResultsBranch, run_folder
 from tests.helpers import bare_clone, commit_all, git, make_repo
 
 
@@ -83,6 +84,19 @@ def test_one_reader_process_for_many_reads_closed_after(work: Path) -> None:
         big = reader.read("HEAD:sub/deep/file.txt", limit=2)
         assert big == rgit.GitObject("blob", 4, None)  # not read: over the limit
         assert reader.blob("HEAD", "sub/deep/file.txt") == b"two\n"
+    assert _cat_files(git_dir) == []
+
+
+def test_the_results_branch_reads_through_one_process(work: Path) -> None:
+    git_dir = work / ".git"
+    results = ResultsBranch(git_dir, "results")
+    uids = [f"{n:011x}abcdef" for n in range(20)]
+    results.store.commit({f"{run_folder(uid)}/log.txt": uid.encode() for uid in uids}, "logs")
+    try:
+        assert [results.log(uid) for uid in results.uids()] == [uid.encode() for uid in reversed(uids)]
+        assert len(_cat_files(git_dir)) == 1
+    finally:
+        results.close()
     assert _cat_files(git_dir) == []
 
 

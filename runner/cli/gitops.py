@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import click
 
-from runner.cli.common import echo_json
+from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
 from runner.git import Location, commit_of, find_repository
 
@@ -44,7 +45,8 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     found = _repo(project_dir)
     git_dir = found.repository.git_dir
     old, _, new = (revisions or "").rpartition("..") if revisions else ("", "", "HEAD")
-    source = GitSource(found.repository, new or "HEAD", prefix if prefix is not None else found.prefix)
+    source = closed_at_end(GitSource(found.repository, new or "HEAD",
+                                     prefix if prefix is not None else found.prefix))
     project = load_project(source)
     base = _revision(git_dir, old) if revisions else _last_processed(git_dir, project.results_branch)
     ids = reachable_image_ids()
@@ -190,9 +192,9 @@ def status(project_dir: Path, as_json: bool) -> None:
     from runner.record.results import ResultsBranch
 
     found = _repo(project_dir)
-    source = GitSource(found.repository, "HEAD", found.prefix)
+    source = closed_at_end(GitSource(found.repository, "HEAD", found.prefix))
     project = load_project(source)
-    results = ResultsBranch(found.repository.git_dir, project.results_branch)
+    results = closed_at_end(ResultsBranch(found.repository.git_dir, project.results_branch))
     rows: list[dict[str, Any]] = []
     for name in sorted(project.jobs):
         newest = results.newest_of_job(name)
@@ -222,12 +224,12 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
     from runner.record.results import ResultsBranch
     from runner.triggers.push import plan_base
 
-    results = ResultsBranch(git_dir, branch)
-    last = results.last_push()
-    if last:
-        return plan_base(results, last.revision, last.ref)
-    newest = next(results.records(limit=1), None)
-    return str(newest["spec"]["revision"]) if newest else None
+    with closing(ResultsBranch(git_dir, branch)) as results:
+        last = results.last_push()
+        if last:
+            return plan_base(results, last.revision, last.ref)
+        newest = next(results.records(limit=1), None)
+        return str(newest["spec"]["revision"]) if newest else None
 
 
 @click.command()

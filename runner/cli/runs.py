@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from runner.cli.common import echo_json
+from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
 from runner.git import find_repository
 from runner.record.results import ResultsBranch
@@ -21,7 +21,7 @@ def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
     found = find_repository(project_dir)
     if found is None:
         raise RunyardError(f"{project_dir} is not in a git repository")
-    return ResultsBranch(found.repository.git_dir, branch or _branch_of(project_dir))
+    return closed_at_end(ResultsBranch(found.repository.git_dir, branch or _branch_of(project_dir)))
 
 
 def _branch_of(project_dir: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from runner.cli.common import closed_at_end
 from runner.errors import Problem, ProjectInvalid, RunyardError
 from runner.git import find_repository
 from runner.project.loader import find_project_root, load_project
@@ -112,7 +113,7 @@ def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[Projec
             root = path  # maybe a project at the revision only, or a bare repository
         key = str(root.resolve())
         if key not in found:
-            source = open_source(root, revision)
+            source = closed_at_end(open_source(root, revision))
             in_bare = isinstance(source, GitSource) and source.repo.bare
             found[key] = (source, "" if in_bare else _shown(root))  # no files to show in a bare one
     return list(found.values())
@@ -127,7 +128,7 @@ def _bare_source(path: Path, revision: str) -> tuple[ProjectSource, str]:
     if found is None or not found.repository.bare:
         raise RunyardError(f"{path} does not exist")
     prefix = path.resolve().relative_to(found.repository.git_dir).as_posix()
-    return GitSource(found.repository, revision, prefix), prefix
+    return closed_at_end(GitSource(found.repository, revision, prefix)), prefix
 
 
 def _shown(root: Path) -> str:

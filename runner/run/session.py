@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,8 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
-    with open_session(source, git_dir, load_project(source), Policy.personal(), backend=backend,
-                      on_line=on_line) as session:
+    with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
+                                       backend=backend, on_line=on_line) as session:
         yield session
 
 
@@ -79,40 +79,40 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
     if chosen == "local" and not policy.local_backend:
         raise RunyardError("the local backend runs code on this host, outside any container: "
                            "this runner's operator does not allow it for runs it starts")
-    results = ResultsBranch(git_dir, project.results_branch)
-    live_dir = prepare_state_dir(source.state_dir) / "live"
-    live_dir.mkdir(exist_ok=True)
-    scratch_root = git_dir / "runyard" / "scratch"
+    with closing(ResultsBranch(git_dir, project.results_branch)) as results:
+        live_dir = prepare_state_dir(source.state_dir) / "live"
+        live_dir.mkdir(exist_ok=True)
+        scratch_root = git_dir / "runyard" / "scratch"
 
-    def note(line: str) -> None:
-        on_line("setup", line)
+        def note(line: str) -> None:
+            on_line("setup", line)
 
-    lost = reconcile_scratch(scratch_root, note)
-    aborted = reconcile_records(results, note)
-    for uid in aborted:
-        (live_dir / f"{uid}.log").unlink(missing_ok=True)
-    runner: Backend = LocalBackend()
-    images: dict[str, ImageRef] = {}
-    if chosen == "docker":
-        runner, images = _docker(project, source, functions, policy, on_line)
-    elif lost or aborted:  # a lost runner may have left containers, whatever this backend
-        _reconcile_containers_if_engine(note)
-    owner = Owner.current()
-    workdir = scratch_root / owner.folder_name
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        code = make_snapshot(source, workdir / "code")
-        yield Session(
-            project=project, code=code, workdir=workdir, backend=runner,
-            store=ArtifactStore(policy.store_for(project), workspace_of(source)),
-            results=results, revision=source.revision or _head(git_dir),
-            trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
-            dirty=isinstance(source, DirectorySource), memoize=memoize,
-            code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
-            secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
-    finally:
-        runner.close()
-        remove_tree(workdir)
+        lost = reconcile_scratch(scratch_root, note)
+        aborted = reconcile_records(results, note)
+        for uid in aborted:
+            (live_dir / f"{uid}.log").unlink(missing_ok=True)
+        runner: Backend = LocalBackend()
+        images: dict[str, ImageRef] = {}
+        if chosen == "docker":
+            runner, images = _docker(project, source, functions, policy, on_line)
+        elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+            _reconcile_containers_if_engine(note)
+        owner = Owner.current()
+        workdir = scratch_root / owner.folder_name
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            code = make_snapshot(source, workdir / "code")
+            yield Session(
+                project=project, code=code, workdir=workdir, backend=runner,
+                store=ArtifactStore(policy.store_for(project), workspace_of(source)),
+                results=results, revision=source.revision or _head(git_dir),
+                trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
+                dirty=isinstance(source, DirectorySource), memoize=memoize,
+                code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
+                secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
+        finally:
+            runner.close()
+            remove_tree(workdir)
 
 
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:

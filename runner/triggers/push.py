@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,12 +89,21 @@ def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
 def _process(repo: Repository, update: RefUpdate, main: str,
              options: PushOptions) -> dict[str, Any] | None:
     """One ref update: its push record, whatever fails (None when it is not in scope)."""
-    source = _source(repo, update.new, options.prefix)
-    settings = read_settings(source) if isinstance(source, GitSource) else Settings()
-    if not _in_scope(update, settings.branches, main):
-        options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
-        return None
-    results = ResultsBranch(repo.git_dir, settings.results_branch)
+    with ExitStack() as opened:
+        source = _source(repo, update.new, options.prefix)
+        if isinstance(source, GitSource):
+            opened.enter_context(closing(source))
+        settings = read_settings(source) if isinstance(source, GitSource) else Settings()
+        if not _in_scope(update, settings.branches, main):
+            options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
+            return None
+        results = opened.enter_context(closing(ResultsBranch(repo.git_dir, settings.results_branch)))
+        return _record(repo, source, update, results, options)
+
+
+def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdate,
+            results: ResultsBranch, options: PushOptions) -> dict[str, Any]:
+    """The push record of an update in scope: an earlier one, or a new one."""
     earlier = results.push(update.new, update.ref)
     if earlier is not None and _done(earlier) and not options.force:
         options.on_line("push", f"{update.ref}: {update.new[:12]} was processed already "
