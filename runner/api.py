@@ -118,8 +118,9 @@ class RunObject:
         return str(self.to_dict()["status"]["state"]) if self._known() else "running"
 
     def refresh(self) -> RunObject:
-        try:
-            self._record = self._results.read(self._uid)
+        try:  # a RunObject is never closed: no git process outlives a look
+            with contextlib.closing(self._results):
+                self._record = self._results.read(self._uid)
         except RunyardError:
             self._record = self._background.failure() if self._background else None
         return self
@@ -156,7 +157,8 @@ class RunObject:
         if not self._known() and self._live_log is not None:
             with contextlib.suppress(FileNotFoundError):  # not started, or just recorded
                 return self._live_log.read_bytes()
-        return self._results.log(self._uid)
+        with contextlib.closing(self._results):
+            return self._results.log(self._uid)
 
     def show(self) -> None:
         """What `runyard runs show` prints: steps or trials, then the summary."""
@@ -222,6 +224,7 @@ class ProjectHandle:
             return RunObject(box["results"], box["store"], uid, box["record"])
 
         source, git_dir = open_project(self.path, revision, local_changes)
+        source.close()  # only its folders are wanted here: the session reads it again
         store = ArtifactStore(self.spec.artifact_store, workspace_of(source))
         background = Background(work, lambda error: not_started(uid, name, self.name, error))
         return RunObject(ResultsBranch(git_dir, self.spec.results_branch), store, uid, None,

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
+from runner.git import changed_paths, commit_of
 from runner.project.environment import image_spec
 from runner.project.loader import PROJECT_FILE, load_project
 from runner.project.model import Function, Job, Project, is_repo_path
-from runner.project.source import GitSource, ProjectSource, commit_of
+from runner.project.source import GitSource, ProjectSource
 from runner.project.yamlread import read_document
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 class FunctionChange(NamedTuple):
@@ -77,16 +76,7 @@ class Plan:
 
 def changed_files(source: GitSource, old: str | None) -> list[str]:
     """Files of the project that differ between `old` (None: nothing) and the source's revision."""
-    git_dir, new = source.repo.git_dir, source.revision or ""
-    args = ["git", "--git-dir", git_dir, "diff", "--name-only", "--no-renames", "-z",
-            old or EMPTY_TREE, new]
-    if source.prefix:
-        args += ["--", source.prefix]
-    done = subprocess.run(args, capture_output=True)
-    if done.returncode != 0:
-        raise RunyardError(f"git diff {old}..{new} failed: {done.stderr.decode(errors='replace')}")
-    strip = len(source.prefix) + 1 if source.prefix else 0
-    return sorted(p[strip:] for p in done.stdout.decode().split("\0") if p)
+    return changed_paths(source.git_dir, old, source.revision or "", source.prefix)
 
 
 @dataclass
@@ -98,16 +88,20 @@ class OldSide:
     project: Project | None = None
     notes: list[str] = field(default_factory=list)
 
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+
 
 def make_plan(project: Project, source: GitSource, old: str | None,
               base_image_ids: Mapping[str, str] | None = None) -> Plan:
     """The plan of a push from `old` to the source's revision. `base_image_ids` (image
     name -> id, from the engine) makes the environment hashes those `build` tags."""
-    side = read_old_side(source, old)
-    # An invalid old revision has no project; its job files still say which jobs existed.
-    old_jobs = set(side.project.jobs) if side.project else _old_names(side.source, "jobs")
-    return plan_changes(project, source, changed_files(source, side.revision), side.project,
-                        side.source, old, old_jobs, base_image_ids, side.notes)
+    with closing(read_old_side(source, old)) as side:
+        # An invalid old revision has no project; its job files still say which jobs existed.
+        old_jobs = set(side.project.jobs) if side.project else _old_names(side.source, "jobs")
+        return plan_changes(project, source, changed_files(source, side.revision), side.project,
+                            side.source, old, old_jobs, base_image_ids, side.notes)
 
 
 def read_old_side(source: GitSource, old: str | None) -> OldSide:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -376,10 +377,10 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         assert writer.returncode == 0, err
         written += out.split()
     assert len(set(written)) == 100
-    results = ResultsBranch(repo / ".git", BRANCH)
-    assert sorted(results.uids()) == sorted(written)
-    for uid in written[::10]:
-        assert results.log(uid) == f"log of {uid}\n".encode()
+    with closing(ResultsBranch(repo / ".git", BRANCH)) as results:
+        assert sorted(results.uids()) == sorted(written)
+        for uid in written[::10]:
+            assert results.log(uid) == f"log of {uid}\n".encode()
     history = git(repo, "rev-list", "--count", BRANCH).strip()
     assert history == "100"
     assert git(repo, "fsck", "--no-progress", "--no-dangling", "--strict").strip() == ""

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -443,11 +444,12 @@ def test_both_sources_answer_alike_for_paths_that_are_not_there(sample_repo: Pat
     (sample_repo / "out").symlink_to("../elsewhere")
     commit_all(sample_repo, "links")
     for source in (open_source(sample_repo), open_source(sample_repo, "HEAD")):
-        for path in ("src/\0prep.py", "loop", "loop/x", "out", "out/x", "no/such", "src/prep.py/x"):
-            assert not source.is_file(path) and not source.is_dir(path), (source, path)
-            with pytest.raises(SourceError):
-                source.read(path)
-        assert source.lexists("loop") and source.lexists("out") and not source.lexists("out/x")
+        with closing(source):
+            for path in ("src/\0prep.py", "loop", "loop/x", "out", "out/x", "no/such", "src/prep.py/x"):
+                assert not source.is_file(path) and not source.is_dir(path), (source, path)
+                with pytest.raises(SourceError):
+                    source.read(path)
+            assert source.lexists("loop") and source.lexists("out") and not source.lexists("out/x")
 
 
 # other commands and other failures
@@ -540,7 +542,8 @@ def test_load_project_returns_a_frozen_model_of_the_sample() -> None:
 def test_load_project_at_a_revision_knows_the_revision(sample_repo: Path) -> None:
     head = git(sample_repo, "rev-parse", "HEAD").strip()
     break_job_function(sample_repo)
-    project = load_project(open_source(sample_repo, "HEAD"))
+    with closing(open_source(sample_repo, "HEAD")) as source:
+        project = load_project(source)
     assert project.revision == head
     assert project.jobs["train"].run.function == "trainer"
 

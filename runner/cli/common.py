@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -30,8 +30,21 @@ def project_options(command: F) -> F:
 
 def load(project_dir: Path, revision: str | None) -> tuple[Project, ProjectSource]:
     root = project_dir if revision else find_project_root(project_dir)
-    source = open_source(root, revision)
+    source = closed_at_end(open_source(root, revision))
     return load_project(source), source
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
+
+
+def closed_at_end(thing: C) -> C:
+    """`thing` (a source or a store, holding a git process open), closed when the command ends."""
+    click.get_current_context().call_on_close(thing.close)
+    return thing
 
 
 def fancy() -> bool:

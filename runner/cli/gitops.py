@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import click
 
-from runner.cli.common import echo_json
+from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
+from runner.git import Location, commit_of, find_repository
 
 NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
              "so they may differ from the images `build` makes")
 
 
-def _repo(path: Path):  # type: ignore[no-untyped-def]
-    import git
-
-    try:
-        return git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
-        raise RunyardError(f"{path} is not in a git repository") from error
-
-
-def _prefix(repo: object, path: Path) -> str:
-    top = getattr(repo, "working_tree_dir", None)
-    if top is None:
-        return ""
-    relative = path.resolve().relative_to(Path(top).resolve()).as_posix()
-    return "" if relative == "." else relative
+def _repo(path: Path) -> Location:
+    found = find_repository(path)
+    if found is None:
+        raise RunyardError(f"{path} is not in a git repository")
+    return found
 
 
 @click.command()
@@ -50,13 +42,13 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     from runner.project.loader import load_project
     from runner.project.source import GitSource
 
-    repo = _repo(project_dir)
-    prefix = prefix if prefix is not None else _prefix(repo, project_dir)
+    found = _repo(project_dir)
+    git_dir = found.repository.git_dir
     old, _, new = (revisions or "").rpartition("..") if revisions else ("", "", "HEAD")
-    source = GitSource(repo, new or "HEAD", prefix)
+    source = closed_at_end(GitSource(found.repository, new or "HEAD",
+                                     prefix if prefix is not None else found.prefix))
     project = load_project(source)
-    base = _revision(repo, old) if revisions else _last_processed(Path(repo.git_dir),
-                                                                  project.results_branch)
+    base = _revision(git_dir, old) if revisions else _last_processed(git_dir, project.results_branch)
     ids = reachable_image_ids()
     made = make_plan(project, source, base, ids)
     if ids is None:
@@ -68,15 +60,15 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
         click.echo(line)
 
 
-def _revision(repo: Any, revision: str) -> str | None:
+def _revision(git_dir: Path, revision: str) -> str | None:
     """The commit a revision the user named is (None for none); a typo is their error."""
-    from runner.project.source import commit_of
+    return _commit(git_dir, revision) if revision else None
 
-    if not revision:
-        return None
-    found = commit_of(str(repo.git_dir), revision)
+
+def _commit(git_dir: Path, revision: str) -> str:
+    found = commit_of(git_dir, revision)
     if found is None:
-        raise RunyardError(f"no revision {revision!r} in {repo.git_dir}")
+        raise RunyardError(f"no revision {revision!r} in {git_dir}")
     return found
 
 
@@ -99,12 +91,10 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     """
     from runner.triggers.push import PushOptions, RefUpdate, default_branch, parse_updates, process_pushes
 
-    repo = _repo(repo_dir)
-    git_dir = Path(repo.git_dir)
+    git_dir = _repo(repo_dir).repository.git_dir
     if after:
         old = None if not before or set(before) == {"0"} else before
-        updates = [RefUpdate(old, repo.commit(after).hexsha,
-                             ref or f"refs/heads/{_current_branch(repo) or default_branch(git_dir)}")]
+        updates = [RefUpdate(old, _commit(git_dir, after), ref or f"refs/heads/{default_branch(git_dir)}")]
     else:
         updates = parse_updates(sys.stdin.read())
     options = PushOptions(prefix, force, backend,
@@ -201,11 +191,10 @@ def status(project_dir: Path, as_json: bool) -> None:
     from runner.project.source import GitSource
     from runner.record.results import ResultsBranch
 
-    repo = _repo(project_dir)
-    prefix = _prefix(repo, project_dir)
-    source = GitSource(repo, "HEAD", prefix)
+    found = _repo(project_dir)
+    source = closed_at_end(GitSource(found.repository, "HEAD", found.prefix))
     project = load_project(source)
-    results = ResultsBranch(Path(repo.git_dir), project.results_branch)
+    results = closed_at_end(ResultsBranch(found.repository.git_dir, project.results_branch))
     rows: list[dict[str, Any]] = []
     for name in sorted(project.jobs):
         newest = results.newest_of_job(name)
@@ -229,25 +218,18 @@ def status(project_dir: Path, as_json: bool) -> None:
         click.echo(f"{row['job']:<20} {verdict:<11} {at}  {'; '.join(row['why'])}")
 
 
-def _current_branch(repo: object) -> str | None:
-    try:
-        return str(repo.active_branch.name)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        return None
-
-
 def _last_processed(git_dir: Path, branch: str) -> str | None:
     """What the next push would be planned from: the last push that ran its plan (or
     the newest run's revision when there are no push records)."""
     from runner.record.results import ResultsBranch
     from runner.triggers.push import plan_base
 
-    results = ResultsBranch(git_dir, branch)
-    last = results.last_push()
-    if last:
-        return plan_base(results, last.revision, last.ref)
-    newest = next(results.records(limit=1), None)
-    return str(newest["spec"]["revision"]) if newest else None
+    with closing(ResultsBranch(git_dir, branch)) as results:
+        last = results.last_push()
+        if last:
+            return plan_base(results, last.revision, last.ref)
+        newest = next(results.records(limit=1), None)
+        return str(newest["spec"]["revision"]) if newest else None
 
 
 @click.command()
@@ -270,7 +252,7 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
     from runner.triggers.push import default_branch
     from runner.triggers.scheduler import Scheduler, run_forever
 
-    git_dir = Path(_repo(repo_dir).git_dir)
+    git_dir = _repo(repo_dir).repository.git_dir
     scheduler = Scheduler(git_dir, branch or default_branch(git_dir), prefix, backend,
                           on_line=lambda name, line: click.echo(f"{name} | {line}"))
     if now_text and not once:

@@ -10,20 +10,18 @@ from typing import Any, TypeVar
 
 import click
 
-from runner.cli.common import echo_json
+from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
+from runner.git import find_repository
 from runner.record.results import ResultsBranch
 from runner.views.tables import compare_lines, list_rows, step_lines, summary_lines, table, trial_lines
 
 
 def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
-    import git
-
-    try:
-        repo = git.Repo(project_dir, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
-        raise RunyardError(f"{project_dir} is not in a git repository") from error
-    return ResultsBranch(Path(repo.git_dir), branch or _branch_of(project_dir))
+    found = find_repository(project_dir)
+    if found is None:
+        raise RunyardError(f"{project_dir} is not in a git repository")
+    return closed_at_end(ResultsBranch(found.repository.git_dir, branch or _branch_of(project_dir)))
 
 
 def _branch_of(project_dir: Path) -> str:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from runner.cli.common import closed_at_end
 from runner.errors import Problem, ProjectInvalid, RunyardError
+from runner.git import find_repository
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Project
 from runner.project.schema import KINDS, schema_text
@@ -111,7 +113,7 @@ def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[Projec
             root = path  # maybe a project at the revision only, or a bare repository
         key = str(root.resolve())
         if key not in found:
-            source = open_source(root, revision)
+            source = closed_at_end(open_source(root, revision))
             in_bare = isinstance(source, GitSource) and source.repo.bare
             found[key] = (source, "" if in_bare else _shown(root))  # no files to show in a bare one
     return list(found.values())
@@ -119,19 +121,14 @@ def _sources(paths: tuple[Path, ...], revision: str | None) -> list[tuple[Projec
 
 def _bare_source(path: Path, revision: str) -> tuple[ProjectSource, str]:
     """A folder inside a bare repository: that folder of the revision's tree."""
-    import git
-
     existing = path.resolve()
     while not existing.exists():
         existing = existing.parent
-    try:
-        repo = git.Repo(existing, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        repo = None
-    if repo is None or not repo.bare:
+    found = find_repository(existing)
+    if found is None or not found.repository.bare:
         raise RunyardError(f"{path} does not exist")
-    prefix = path.resolve().relative_to(Path(repo.git_dir).resolve()).as_posix()
-    return GitSource(repo, revision, prefix), prefix
+    prefix = path.resolve().relative_to(found.repository.git_dir).as_posix()
+    return closed_at_end(GitSource(found.repository, revision, prefix)), prefix
 
 
 def _shown(root: Path) -> str:

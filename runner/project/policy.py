@@ -16,7 +16,6 @@ import fnmatch
 import ipaddress
 import os
 import re
-import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem, RunyardError
+from runner.git import read_config
 from runner.project import units
 from runner.project.model import Function, GiB, Job, Limits, Project
 from runner.project.yamlread import Document
@@ -122,11 +122,8 @@ GIT_KEYS = {
 
 def read_policy(git_dir: Path) -> Policy:
     """The strict defaults, widened by the repository's `runyard.*` git config."""
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "config", "--get-regexp", r"^runyard\."],
-                          capture_output=True, text=True)
     values: dict[str, list[str]] = {}
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition(" ")
+    for key, value in read_config(git_dir, r"^runyard\."):
         values.setdefault(key.removeprefix("runyard.").lower(), []).append(value)
     return policy_from(values, f"the git config of {git_dir}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -13,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from runner.errors import RunyardError
+from runner.git import run
 from runner.project.loader import PROJECT_FILE
 from runner.project.yamlread import read_document
 
@@ -47,13 +47,10 @@ def init_project(target: Path, name: str | None, template: str = "basic",
 
 def init_git(target: Path) -> None:
     """Make `target` a git repository with everything in a first commit."""
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=target, check=True, capture_output=True)
-
-    git("init", "--quiet")
-    git("add", "--all")
-    git("-c", "user.name=runyard", "-c", "user.email=runyard@localhost",
-        "commit", "--quiet", "-m", "A new runyard project")
+    steps = {"init": ["--quiet"], "add": ["--all"], "commit": ["--quiet", "-m", "A new runyard project"]}
+    for command, args in steps.items():
+        run("-c", "user.name=runyard", "-c", "user.email=runyard@localhost", command, *args,
+            cwd=target).checked(f"git {command}")
 
 
 def _name_from(target: Path) -> str:
@@ -87,10 +84,9 @@ def _copy_baseline(baseline: str, target: Path, name: str) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="runyard-init-") as tmp:
         clone = Path(tmp) / "baseline"
-        done = subprocess.run(["git", "clone", "--quiet", "--depth", "1", baseline, str(clone)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RunyardError(f"cannot clone {baseline}: {done.stderr.strip()}")
+        done = run("clone", "--quiet", "--depth", "1", "--end-of-options", baseline, str(clone))
+        if not done.ok:
+            raise RunyardError(f"cannot clone {baseline}: {done.err.decode(errors='replace').strip()}")
         _copy_project(clone, target, name, label=baseline)
 
 

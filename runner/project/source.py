@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import Protocol
 
 from runner.errors import RunyardError
-
-if TYPE_CHECKING:
-    import git
+from runner.git import ObjectReader, Repository, TreeEntry, commit_of, find_repository, list_tree
 
 MAX_LINKS = 40  # as many as Linux follows in one path
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -73,6 +69,10 @@ class ProjectSource(Protocol):
     def files(self, path: str = "") -> list[str]:
         """Every file below `path` (recursively, links not followed, folders named `.*`
         and `__pycache__` left out), sorted, relative to the root."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what reading holds open (a git process); a later read opens it again."""
         ...
 
 
@@ -218,44 +218,45 @@ class DirectorySource:
             found.extend(_below(path, (below / name).as_posix()) for name in [*names, *links])
         return sorted(found)
 
+    def close(self) -> None:
+        """Nothing is held open between reads of a directory."""
+
 
 class GitSource:
     """A project at one revision of a git repository, possibly under a sub-folder.
 
     The revision's tree is listed once (`git ls-tree`), and files are read through
-    one `git cat-file --batch` process guarded by a lock, so lookups are cheap
-    and threads may read at once.
+    one `git cat-file --batch` process (runner.git.ObjectReader), so lookups are cheap
+    and threads may read at once. `close()` stops that process.
     """
 
-    def __init__(self, repo: git.Repo, revision: str, prefix: str = "") -> None:
+    def __init__(self, repo: Repository, revision: str, prefix: str = "") -> None:
         self.repo = repo
-        self.git_dir = str(repo.git_dir)
+        self.git_dir = repo.git_dir
         self.prefix = prefix.strip("/")
         found = commit_of(self.git_dir, revision)
         if found is None:
             raise RunyardError(f"no revision {revision!r} in {self.git_dir}")
         self.revision: str | None = found
         self.entries = self._list_tree(revision)
-        self.reader = _BlobReader(self.git_dir)
+        self.reader = ObjectReader(self.git_dir)
 
-    def _list_tree(self, revision: str) -> dict[str, _Entry]:
+    def _list_tree(self, revision: str) -> dict[str, TreeEntry]:
         """Every file and folder below the prefix, by path."""
         tree = f"{self.revision}:{self.prefix}" if self.prefix else str(self.revision)
-        listing = _git(self.git_dir, "ls-tree", "-r", "-t", "-z", "--full-name", tree)
+        listing = list_tree(self.git_dir, tree, recursive=True)
         if listing is None:
             raise RunyardError(f"no folder {self.prefix!r} at revision {revision}")
-        entries = {"": _Entry("040000", "tree", "")}
-        for item in listing.decode("utf-8", "surrogateescape").split("\0"):
-            if item:
-                meta, _, path = item.partition("\t")
-                entries[path] = _Entry(*meta.split())
-        return entries
+        return {"": TreeEntry("040000", "tree", "", ""), **{entry.path: entry for entry in listing}}
+
+    def close(self) -> None:
+        self.reader.close()
 
     @property
     def state_dir(self) -> Path:
         """Beside the project in a working tree; in a bare repository, inside it."""
-        top = self.repo.working_tree_dir
-        base = Path(top) / self.prefix if top is not None else Path(self.git_dir)
+        top = self.repo.work_tree
+        base = top / self.prefix if top is not None else self.git_dir
         return base / ".runyard"
 
     @property
@@ -274,10 +275,15 @@ class GitSource:
         if found is None:
             raise SourceError(path, _missing(path, real))
         _check_kind(path, int(found.mode, 8), 0, limit)  # git's modes are stat's
-        data = self.reader.read(found.object_id, limit)
-        if data is None:
+        return self._read(found.object_id, path, limit)
+
+    def _read(self, object_id: str, path: str, limit: int) -> bytes:
+        found = self.reader.read(object_id, limit)
+        if found is None:
+            raise FileNotFoundError(f"{object_id} ({path}) is listed in {self.revision} but missing")
+        if found.data is None:
             raise SourceError(path, _too_big(limit))
-        return data
+        return found.data
 
     def resolve(self, path: str) -> str:
         return resolve_links(path, self._link)
@@ -286,8 +292,7 @@ class GitSource:
         found = self.entries.get(path)
         if found is None or found.mode != _LINK_MODE:
             return None
-        target = self.reader.read(found.object_id, MAX_FILE_BYTES)
-        return None if target is None else target.decode("utf-8", "surrogateescape")
+        return self._read(found.object_id, path, MAX_FILE_BYTES).decode("utf-8", "surrogateescape")
 
     def lexists(self, path: str) -> bool:
         return _in_folder(self, path, lambda entry: entry in self.entries)
@@ -314,63 +319,6 @@ class GitSource:
                       if entry.kind == "blob" and p.startswith(folder) and _listed(p[len(folder):]))
 
 
-class _Entry(NamedTuple):
-    """One line of `git ls-tree`."""
-
-    mode: str
-    kind: str  # blob, tree or commit
-    object_id: str
-
-
-class _BlobReader:
-    """One `git cat-file --batch` process, started on first use, one request at a time."""
-
-    def __init__(self, git_dir: str) -> None:
-        self.git_dir = git_dir
-        self.lock = threading.Lock()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def read(self, object_id: str, limit: int) -> bytes | None:
-        """The object's content; None when it is over `limit` bytes (it is not read then)."""
-        with self.lock:
-            if self.process is None or self.process.poll() is not None:
-                self.process = subprocess.Popen(
-                    ["git", "--git-dir", self.git_dir, "cat-file", "--batch"],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert self.process.stdin is not None and self.process.stdout is not None
-            self.process.stdin.write(object_id.encode() + b"\n")
-            self.process.stdin.flush()
-            header = self.process.stdout.readline().split()
-            if len(header) != 3:
-                raise FileNotFoundError(object_id)
-            if int(header[2]) > limit:
-                self._stop()  # rather than read what is not wanted
-                return None
-            data = self.process.stdout.read(int(header[2]) + 1)
-            return data[:-1]
-
-    def _stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def __del__(self) -> None:
-        self._stop()
-
-
-def commit_of(git_dir: str, revision: str) -> str | None:
-    """The commit `revision` names in the repository, or None when it has none."""
-    found = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
-    return found.decode().strip() if found else None
-
-
-def _git(git_dir: str, *args: str) -> bytes | None:
-    """git's output, or None when it fails."""
-    done = subprocess.run(["git", "--git-dir", git_dir, *args], capture_output=True)
-    return done.stdout if done.returncode == 0 else None
-
-
 def prepare_state_dir(path: Path) -> Path:
     """Make runyard's own folder, ignored by git so a run leaves the checkout clean."""
     path.mkdir(parents=True, exist_ok=True)
@@ -384,12 +332,7 @@ def open_source(path: Path, revision: str | None = None) -> ProjectSource:
     """The project at `path`: its files as they are, or as they were at `revision`."""
     if revision is None:
         return DirectorySource(path)
-    import git
-
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
-        raise RunyardError(f"{path} is not in a git repository (needed for --revision)") from error
-    top = repo.working_tree_dir
-    prefix = "" if top is None else Path(path).resolve().relative_to(Path(top).resolve()).as_posix()
-    return GitSource(repo, revision, "" if prefix == "." else prefix)
+    found = find_repository(path)
+    if found is None:
+        raise RunyardError(f"{path} is not in a git repository (needed for --revision)")
+    return GitSource(found.repository, revision, found.prefix)

@@ -4,20 +4,22 @@ retry on top of each other and lose nothing.
 
 Trees are written directly into the object database. A path such as
 `runs/ab/<uid>/run.yaml` only rewrites the trees along that path, so the cost of a
-commit does not grow with the number of records already on the branch.
+commit does not grow with the number of records already on the branch. Reads go
+through one `git cat-file --batch` process, started by the first read and stopped
+by `close()`.
 """
 
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 import zlib
 from collections.abc import Mapping
 from hashlib import sha1
 from pathlib import Path
 
-ZERO = "0" * 40
+from runner.git import ObjectReader, list_tree, update_ref
+
 _TREE, _BLOB = b"40000", b"100644"
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
 
@@ -29,6 +31,11 @@ class GitStore:
         self.git_dir = git_dir
         self.ref = f"refs/heads/{branch}"
         self.objects = git_dir / "objects"
+        self.reader = ObjectReader(git_dir)
+
+    def close(self) -> None:
+        """Stop the process reads go through (the next read starts it again)."""
+        self.reader.close()
 
     # reading
 
@@ -64,17 +71,20 @@ class GitStore:
         commit = commit or self.tip()
         if commit is None:
             return None
-        done = subprocess.run(["git", "--git-dir", str(self.git_dir), "cat-file", "blob",
-                               f"{commit}:{path}"], capture_output=True)
-        return done.stdout if done.returncode == 0 else None
+        return self.reader.blob(commit, path)
+
+    def folders(self, path: str) -> list[str]:
+        """Every folder below the folder `path` of the branch, at any depth, relative to it."""
+        commit = self.tip()
+        entries = list_tree(self.git_dir, f"{commit}:{path}", recursive=True,
+                            folders_only=True) if commit else None
+        return [entry.path for entry in entries or []]
 
     def list(self, path: str, commit: str | None = None) -> list[str]:
         """Names in the folder `path` of the branch (empty when it does not exist)."""
         commit = commit or self.tip()
-        if commit is None:
-            return []
-        done = self.git("ls-tree", "--name-only", f"{commit}:{path}", check=False)
-        return done.stdout.split() if done.returncode == 0 else []
+        entries = list_tree(self.git_dir, f"{commit}:{path}") if commit else None
+        return [entry.path for entry in entries or []]
 
     # writing
 
@@ -89,8 +99,7 @@ class GitStore:
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
-            moved = self.git("update-ref", self.ref, commit, parent or ZERO, check=False)
-            if moved.returncode == 0:
+            if update_ref(self.git_dir, self.ref, commit, parent):
                 return commit
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
@@ -172,14 +181,10 @@ class GitStore:
         if path.exists():
             raw = zlib.decompress(path.read_bytes())
             return raw[raw.index(b"\0") + 1 :]
-        kind = self.git("cat-file", "-t", sha.hex()).stdout.strip()
-        done = subprocess.run(["git", "--git-dir", str(self.git_dir), "cat-file", kind, sha.hex()],
-                              capture_output=True, check=True)
-        return done.stdout
-
-    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "--git-dir", str(self.git_dir), *args],
-                              capture_output=True, text=True, check=check)
+        found = self.reader.read(sha.hex())  # a packed object
+        if found is None or found.data is None:
+            raise FileNotFoundError(f"no object {sha.hex()} in {self.git_dir}")
+        return found.data
 
 
 def _check_path(path: str) -> None:

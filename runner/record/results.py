@@ -61,6 +61,10 @@ class ResultsBranch:
         self.store = GitStore(git_dir, branch)
         self.branch = branch
 
+    def close(self) -> None:
+        """Stop the git process reads go through (the next read starts it again)."""
+        self.store.close()
+
     def write(self, record: Mapping[str, Any], log: bytes | None = None,
               extra: Mapping[str, bytes] | None = None) -> str:
         uid = record["metadata"]["uid"]
@@ -105,11 +109,7 @@ class ResultsBranch:
 
     def uids(self) -> list[str]:
         """Every run's uid, newest first."""
-        head = self.store.tip()
-        if head is None:
-            return []
-        done = self.store.git("ls-tree", "-d", "--name-only", "-r", f"{head}:runs", check=False)
-        return sorted((p.rsplit("/", 1)[-1] for p in done.stdout.split() if p.count("/") == 1),
+        return sorted((p.rsplit("/", 1)[-1] for p in self.store.folders("runs") if p.count("/") == 1),
                       reverse=True)
 
     def records(self, limit: int | None = None) -> Iterator[dict[str, Any]]:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
 from runner.errors import RunyardError
+from runner.git import commit_of, find_repository
 from runner.plan import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
 from runner.project.policy import Policy
-from runner.project.source import DirectorySource, GitSource, ProjectSource, open_source, prepare_state_dir
+from runner.project.source import DirectorySource, GitSource, ProjectSource, prepare_state_dir
 from runner.record.artifacts import ArtifactStore
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
@@ -34,20 +35,18 @@ def open_project(project_dir: Path, revision: str | None,
     By default a run uses a committed revision (HEAD), never the working tree;
     `local_changes` runs the working tree as it is, and the record says so.
     """
-    import git
-
     root = project_dir if revision else find_project_root(project_dir)
-    try:
-        repo = git.Repo(root, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+    found = find_repository(root)
+    if found is None:
         raise RunyardError(f"{root} is not in a git repository: runs are recorded in git "
-                           "(run `git init` and commit the project first)") from error
+                           "(run `git init` and commit the project first)")
+    git_dir = found.repository.git_dir
     if local_changes:
-        return DirectorySource(root), Path(repo.git_dir)
-    if revision is None and not repo.head.is_valid():
+        return DirectorySource(root), git_dir
+    if revision is None and commit_of(git_dir, "HEAD") is None:
         raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
                            "or run with --local-changes")
-    return open_source(root, revision or "HEAD"), Path(repo.git_dir)
+    return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
 
 
 def workspace_of(source: ProjectSource) -> Path:
@@ -62,8 +61,8 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
-    with open_session(source, git_dir, load_project(source), Policy.personal(), backend=backend,
-                      on_line=on_line) as session:
+    with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
+                                       backend=backend, on_line=on_line) as session:
         yield session
 
 
@@ -80,40 +79,40 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
     if chosen == "local" and not policy.local_backend:
         raise RunyardError("the local backend runs code on this host, outside any container: "
                            "this runner's operator does not allow it for runs it starts")
-    results = ResultsBranch(git_dir, project.results_branch)
-    live_dir = prepare_state_dir(source.state_dir) / "live"
-    live_dir.mkdir(exist_ok=True)
-    scratch_root = git_dir / "runyard" / "scratch"
+    with closing(ResultsBranch(git_dir, project.results_branch)) as results:
+        live_dir = prepare_state_dir(source.state_dir) / "live"
+        live_dir.mkdir(exist_ok=True)
+        scratch_root = git_dir / "runyard" / "scratch"
 
-    def note(line: str) -> None:
-        on_line("setup", line)
+        def note(line: str) -> None:
+            on_line("setup", line)
 
-    lost = reconcile_scratch(scratch_root, note)
-    aborted = reconcile_records(results, note)
-    for uid in aborted:
-        (live_dir / f"{uid}.log").unlink(missing_ok=True)
-    runner: Backend = LocalBackend()
-    images: dict[str, ImageRef] = {}
-    if chosen == "docker":
-        runner, images = _docker(project, source, functions, policy, on_line)
-    elif lost or aborted:  # a lost runner may have left containers, whatever this backend
-        _reconcile_containers_if_engine(note)
-    owner = Owner.current()
-    workdir = scratch_root / owner.folder_name
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        code = make_snapshot(source, workdir / "code")
-        yield Session(
-            project=project, code=code, workdir=workdir, backend=runner,
-            store=ArtifactStore(policy.store_for(project), workspace_of(source)),
-            results=results, revision=source.revision or _head(git_dir),
-            trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
-            dirty=isinstance(source, DirectorySource), memoize=memoize,
-            code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
-            secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
-    finally:
-        runner.close()
-        remove_tree(workdir)
+        lost = reconcile_scratch(scratch_root, note)
+        aborted = reconcile_records(results, note)
+        for uid in aborted:
+            (live_dir / f"{uid}.log").unlink(missing_ok=True)
+        runner: Backend = LocalBackend()
+        images: dict[str, ImageRef] = {}
+        if chosen == "docker":
+            runner, images = _docker(project, source, functions, policy, on_line)
+        elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+            _reconcile_containers_if_engine(note)
+        owner = Owner.current()
+        workdir = scratch_root / owner.folder_name
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            code = make_snapshot(source, workdir / "code")
+            yield Session(
+                project=project, code=code, workdir=workdir, backend=runner,
+                store=ArtifactStore(policy.store_for(project), workspace_of(source)),
+                results=results, revision=source.revision or _head(git_dir),
+                trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
+                dirty=isinstance(source, DirectorySource), memoize=memoize,
+                code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
+                secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
+        finally:
+            runner.close()
+            remove_tree(workdir)
 
 
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
@@ -157,7 +156,4 @@ def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:
 
 
 def _head(git_dir: Path) -> str | None:
-    import git
-
-    repo = git.Repo(git_dir)
-    return repo.head.commit.hexsha if repo.head.is_valid() else None
+    return commit_of(git_dir, "HEAD")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
 from runner.errors import RunyardError
+from runner.git import archive
 from runner.project.source import DirectorySource, GitSource, ProjectSource
 
 _SKIP = (".git", ".runyard", "__pycache__")
@@ -19,11 +19,7 @@ def make_snapshot(source: ProjectSource, dest: Path) -> Path:
     dest.mkdir(parents=True)
     if isinstance(source, GitSource):
         tree = f"{source.revision}:{source.prefix}" if source.prefix else f"{source.revision}"
-        done = subprocess.run(["git", "--git-dir", source.repo.git_dir, "archive", "--format=tar",
-                               tree], capture_output=True)
-        if done.returncode != 0:
-            raise RunyardError(f"git archive failed: {done.stderr.decode(errors='replace')}")
-        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive(source.git_dir, tree))) as tar:
             try:
                 tar.extractall(dest, filter="data")
             except tarfile.FilterError as error:  # a link out of the project, say

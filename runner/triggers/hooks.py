@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.errors import RunyardError
+from runner.git import set_config
 from runner.project.policy import GIT_KEYS, Policy, policy_from, read_policy
 
 MARKER = "# installed by runyard"
@@ -61,12 +61,5 @@ def configure(repo: Path, settings: Mapping[str, Sequence[str]]) -> Policy:
     policy_from({key.lower(): values for key, values in given.items()}, "the options")  # check first
     for key, values in given.items():
         assert key.lower() in GIT_KEYS, key
-        _git_config(repo, "--unset-all", f"runyard.{key}", check=False)
-        for value in values:
-            _git_config(repo, "--add", f"runyard.{key}", value)
+        set_config(repo, f"runyard.{key}", values)
     return read_policy(repo)
-
-
-def _git_config(repo: Path, *args: str, check: bool = True) -> None:
-    subprocess.run(["git", "--git-dir", str(repo), "config", *args], capture_output=True,
-                   check=check)

@@ -12,10 +12,9 @@ from running twice at once.
 from __future__ import annotations
 
 import os
-import subprocess
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
+from runner.git import ZERO, Repository, open_repository, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
@@ -34,8 +34,6 @@ from runner.run.launch import run_target
 from runner.run.secrets import Secrets
 from runner.run.session import open_session
 from runner.triggers.locks import exclusive, lock_path
-
-ZERO = "0" * 40
 
 
 class RefUpdate(NamedTuple):
@@ -70,18 +68,14 @@ def parse_updates(text: str) -> list[RefUpdate]:
 
 
 def default_branch(git_dir: Path) -> str:
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "symbolic-ref", "--short", "HEAD"],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "main"
+    return (symbolic_ref(git_dir) or "").removeprefix("refs/heads/") or "main"
 
 
 def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
                    options: PushOptions = PushOptions()) -> list[dict[str, Any]]:
     """Process each pushed branch; return the push records written (or found)."""
-    import git
-
-    repo = git.Repo(git_dir)
-    main = default_branch(Path(repo.git_dir))
+    repo = open_repository(git_dir)
+    main = default_branch(repo.git_dir)
     pushes = []
     for update in updates:
         if update.new == ZERO or not update.ref.startswith("refs/heads/"):
@@ -92,22 +86,31 @@ def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
     return pushes
 
 
-def _process(repo: Any, update: RefUpdate, main: str,
+def _process(repo: Repository, update: RefUpdate, main: str,
              options: PushOptions) -> dict[str, Any] | None:
     """One ref update: its push record, whatever fails (None when it is not in scope)."""
-    source = _source(repo, update.new, options.prefix)
-    settings = read_settings(source) if isinstance(source, GitSource) else Settings()
-    if not _in_scope(update, settings.branches, main):
-        options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
-        return None
-    results = ResultsBranch(Path(repo.git_dir), settings.results_branch)
+    with ExitStack() as opened:
+        source = _source(repo, update.new, options.prefix)
+        if isinstance(source, GitSource):
+            opened.enter_context(closing(source))
+        settings = read_settings(source) if isinstance(source, GitSource) else Settings()
+        if not _in_scope(update, settings.branches, main):
+            options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
+            return None
+        results = opened.enter_context(closing(ResultsBranch(repo.git_dir, settings.results_branch)))
+        return _record(repo, source, update, results, options)
+
+
+def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdate,
+            results: ResultsBranch, options: PushOptions) -> dict[str, Any]:
+    """The push record of an update in scope: an earlier one, or a new one."""
     earlier = results.push(update.new, update.ref)
     if earlier is not None and _done(earlier) and not options.force:
         options.on_line("push", f"{update.ref}: {update.new[:12]} was processed already "
                                 f"({earlier.get('status')})")
         return earlier
     push = _push_record(update)
-    secrets = _secrets(Path(repo.git_dir), options.backend)
+    secrets = _secrets(repo.git_dir, options.backend)
     try:
         if not isinstance(source, GitSource):
             raise source
@@ -130,7 +133,7 @@ def _secrets(git_dir: Path, backend: str | None) -> Secrets:
     return Secrets.available(policy.secrets or (), policy, os.environ)
 
 
-def _source(repo: Any, revision: str, prefix: str) -> GitSource | RunyardError:
+def _source(repo: Repository, revision: str, prefix: str) -> GitSource | RunyardError:
     """The pushed revision's project files, or why they cannot be read."""
     try:
         return GitSource(repo, revision, prefix)
@@ -138,7 +141,7 @@ def _source(repo: Any, revision: str, prefix: str) -> GitSource | RunyardError:
         return error
 
 
-def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsBranch,
+def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: ResultsBranch,
               push: dict[str, Any], options: PushOptions) -> None:
     """Load, plan and run; `push` is filled in as it goes, so a failure keeps what was done."""
     project = load_project(source)
@@ -146,13 +149,13 @@ def _run_push(repo: Any, source: GitSource, update: RefUpdate, results: ResultsB
     plan = make_plan(project, source, plan_base(results, update.old, update.ref),
                      _base_image_ids(backend))
     push["plan"] = plan.to_dict()
-    policy = operator_policy(Path(repo.git_dir), options.backend)
+    policy = operator_policy(repo.git_dir, options.backend)
     refused = refusals(project, policy, plan.to_run)
     if refused:  # the project asks for more than the operator allows: nothing runs
         push.update(status="refused", problems=[str(p) for p in refused],
                     reason="the project asks for what this runner's operator does not allow")
         return
-    _run_jobs(project, source, Path(repo.git_dir), plan.to_run, update, options, policy,
+    _run_jobs(project, source, repo.git_dir, plan.to_run, update, options, policy,
               push["runs"])
     failed = [f"{run['job']} {run['state']}" for run in push["runs"]
               if run["state"] not in ("completed", "skipped")]

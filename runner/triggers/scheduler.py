@@ -13,6 +13,7 @@ never sleep.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from runner.git import open_repository
 from runner.project.loader import load_project
 from runner.project.model import Job, Project
 from runner.project.policy import operator_policy
@@ -67,22 +69,22 @@ class Scheduler:
         self.git_dir, self.branch, self.prefix = git_dir, branch, prefix
         self.backend, self.on_line = backend, on_line
 
-    def project(self) -> tuple[Project, GitSource]:
-        import git
-
-        source = GitSource(git.Repo(self.git_dir), f"refs/heads/{self.branch}", self.prefix)
-        return load_project(source), source
+    def source(self) -> GitSource:
+        """The branch's newest revision (to be closed by the caller)."""
+        return GitSource(open_repository(self.git_dir), f"refs/heads/{self.branch}", self.prefix)
 
     def tick(self, now: datetime) -> list[dict[str, Any]]:
-        project, source = self.project()
-        results = ResultsBranch(self.git_dir, project.results_branch)
-        # Claim before running, one scheduler at a time: no due time runs twice.
-        with exclusive(lock_path(self.git_dir, "schedule")):
-            due = _claim(project, results, now)
-        return [self._run(project, source, item) for item in due]
+        with closing(self.source()) as source:
+            project = load_project(source)
+            # Claim before running, one scheduler at a time: no due time runs twice.
+            with closing(ResultsBranch(self.git_dir, project.results_branch)) as results, \
+                    exclusive(lock_path(self.git_dir, "schedule")):
+                due = _claim(project, results, now)
+            return [self._run(project, source, item) for item in due]
 
     def next_wake(self, now: datetime) -> datetime:
-        project, _ = self.project()
+        with closing(self.source()) as source:
+            project = load_project(source)
         times = [now + timedelta(minutes=1)]
         for job in project.jobs.values():
             when = job.triggers.schedule if job.triggers else None

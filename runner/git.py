@@ -1,0 +1,283 @@
+"""Every git command runyard starts goes through here: one function runs them, and the
+rest name what runyard asks of git (find a repository, resolve a revision, list a tree,
+read objects through one long-lived `git cat-file --batch`, archive a tree, read and
+write the config, move a ref by compare-and-swap).
+
+Each call names its repository (a git dir, or the folder it starts in), so the
+variables that point git at another repository, index or object store are removed
+from its environment: a `post-receive` hook runs with GIT_DIR set, and a caller may
+have set others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+from runner.errors import RunyardError
+
+ZERO = "0" * 40  # the old value of a ref that must not exist yet
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+# git's own `rev-parse --local-env-vars` (less GIT_CONFIG_PARAMETERS and GIT_CONFIG_COUNT,
+# a caller's `-c` settings rather than a repository), and the quarantine of a pre-receive hook
+_REPOSITORY_VARIABLES = frozenset({
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH",
+    "GIT_CONFIG", "GIT_GRAFT_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX", "GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE",
+})
+
+
+class Output(NamedTuple):
+    """What a git command ended with."""
+
+    code: int
+    out: bytes
+    err: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def text(self) -> str:
+        return self.out.decode("utf-8", "surrogateescape").strip()
+
+    def checked(self, what: str) -> bytes:
+        """The output; a RunyardError saying what failed, in git's words, when it did."""
+        if not self.ok:
+            raise RunyardError(f"{what} failed: {self.err.decode(errors='replace').strip()}")
+        return self.out
+
+
+def run(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> Output:
+    """Run `git ARGS` on the repository at `git_dir`, or on the one git finds from `cwd`
+    (the current folder by default; `init` and `clone` make one there)."""
+    done = subprocess.run(_command(args, git_dir), cwd=cwd, capture_output=True, env=_environment())
+    return Output(done.returncode, done.stdout, done.stderr)
+
+
+def _command(args: Sequence[str], git_dir: Path | None) -> list[str]:
+    return ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
+
+
+def _environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name not in _REPOSITORY_VARIABLES}
+
+
+# finding a repository
+
+
+class Repository(NamedTuple):
+    git_dir: Path
+    work_tree: Path | None  # None for a bare repository
+
+    @property
+    def bare(self) -> bool:
+        return self.work_tree is None
+
+
+class Location(NamedTuple):
+    """A path's repository, and the path's folder inside its work tree ("" at the top, or
+    anywhere in a bare repository)."""
+
+    repository: Repository
+    prefix: str
+
+
+def find_repository(path: Path) -> Location | None:
+    """The repository `path` is in, looking up from it as git does; None outside any."""
+    folder = path if path.is_dir() else path.parent
+    if not folder.is_dir():
+        return None
+    done = run("rev-parse", "--absolute-git-dir", "--is-bare-repository", "--is-inside-work-tree",
+               "--show-prefix", "--show-cdup", cwd=folder)  # --show-cdup prints only in a work tree
+    if not done.ok:
+        return None
+    git_dir, bare, inside, prefix, *cdup = done.out.decode("utf-8", "surrogateescape").split("\n")
+    if bare == "true":
+        return Location(Repository(Path(git_dir), None), "")
+    if inside != "true":  # within the git dir of a work tree, which is its parent
+        return Location(Repository(Path(git_dir), Path(git_dir).parent), "")
+    top = (folder.resolve() / cdup[0]).resolve()
+    return Location(Repository(Path(git_dir), top), prefix.rstrip("/"))
+
+
+def open_repository(git_dir: Path) -> Repository:
+    """The repository whose git dir is `git_dir` (bare or not)."""
+    found = find_repository(git_dir)
+    if found is None or found.repository.git_dir != git_dir.resolve():
+        raise RunyardError(f"{git_dir} is not a git repository")
+    return found.repository
+
+
+# revisions and refs
+
+
+def commit_of(git_dir: Path, revision: str) -> str | None:
+    """The commit `revision` names in the repository, or None when it names none."""
+    done = run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}",
+               git_dir=git_dir)
+    return done.text() if done.ok else None
+
+
+def symbolic_ref(git_dir: Path, name: str = "HEAD") -> str | None:
+    """The ref `name` points to (`refs/heads/main`), or None when it is no symbolic ref."""
+    done = run("symbolic-ref", "--quiet", name, git_dir=git_dir)
+    return done.text() if done.ok else None
+
+
+def update_ref(git_dir: Path, ref: str, new: str, old: str | None) -> bool:
+    """Move `ref` to `new` if it is still at `old` (None: if it does not exist yet)."""
+    return run("update-ref", ref, new, old or ZERO, git_dir=git_dir).ok
+
+
+# trees
+
+
+class TreeEntry(NamedTuple):
+    """One line of `git ls-tree`."""
+
+    mode: str
+    kind: str  # blob, tree or commit
+    object_id: str
+    path: str
+
+
+def list_tree(git_dir: Path, tree: str, *, recursive: bool = False,
+              folders_only: bool = False) -> list[TreeEntry] | None:
+    """The entries of `tree` (`REV` or `REV:PATH`), with the folders along the way when
+    `recursive`; None when there is no such tree."""
+    options = (["-r"] if recursive else []) + (["-d"] if folders_only else ["-t"] if recursive else [])
+    done = run("ls-tree", "-z", "--full-name", *options, "--end-of-options", tree, git_dir=git_dir)
+    if not done.ok:
+        return None
+    entries = []
+    for item in done.out.decode("utf-8", "surrogateescape").split("\0"):
+        if item:
+            meta, _, path = item.partition("\t")
+            mode, kind, object_id = meta.split()
+            entries.append(TreeEntry(mode, kind, object_id, path))
+    return entries
+
+
+def changed_paths(git_dir: Path, old: str | None, new: str, prefix: str = "") -> list[str]:
+    """The files under `prefix` that differ between `old` (None: nothing) and `new`,
+    relative to `prefix`, sorted."""
+    limit = ["--", prefix] if prefix else []
+    out = run("diff", "--name-only", "--no-renames", "-z", old or _EMPTY_TREE, new, *limit,
+              git_dir=git_dir).checked(f"git diff {old}..{new}")
+    strip = len(prefix) + 1 if prefix else 0
+    return sorted(path[strip:] for path in out.decode("utf-8", "surrogateescape").split("\0") if path)
+
+
+def archive(git_dir: Path, tree: str) -> bytes:
+    """`tree` (`REV` or `REV:PATH`) as a tar archive."""
+    return run("archive", "--format=tar", tree, git_dir=git_dir).checked("git archive")
+
+
+# config
+
+
+def read_config(git_dir: Path, pattern: str) -> list[tuple[str, str]]:
+    """(name, value) of every setting whose name matches the regular expression `pattern`."""
+    done = run("config", "-z", "--get-regexp", pattern, git_dir=git_dir)
+    pairs = [item.partition("\n") for item in done.out.decode("utf-8", "surrogateescape").split("\0")]
+    return [(name, value) for name, _, value in pairs if name]
+
+
+def set_config(git_dir: Path, name: str, values: Sequence[str]) -> None:
+    """Give the setting `name` these values, in place of any it had."""
+    run("config", "--unset-all", name, git_dir=git_dir)  # fails when it had none: fine
+    for value in values:
+        run("config", "--add", name, value, git_dir=git_dir).checked(f"git config {name}")
+
+
+# objects
+
+
+class GitObject(NamedTuple):
+    kind: str  # blob, tree, commit or tag
+    size: int
+    data: bytes | None  # None when it was over the limit it was read with
+
+
+class ObjectReader:
+    """Objects of one repository, read through one `git cat-file --batch` process: started
+    by the first read, stopped by `close()` or the end of a `with` block (a later read
+    starts it again). Threads may share it; it answers one request at a time."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def read(self, name: str, limit: int | None = None) -> GitObject | None:
+        """The object `name` names (an id, or `REV:PATH`), or None when there is none.
+        Over `limit` bytes, its data is not read."""
+        if "\n" in name:
+            return None  # one request is one line
+        with self._lock:
+            try:
+                return self._request(name, limit)
+            except BaseException:
+                self._stop()  # the answer is half read: the next request starts afresh
+                raise
+
+    def blob(self, revision: str, path: str) -> bytes | None:
+        """The content of the file at `path` in `revision`; None when there is no file there."""
+        found = self.read(f"{revision}:{path}")
+        return found.data if found is not None and found.kind == "blob" else None
+
+    def _request(self, name: str, limit: int | None) -> GitObject | None:
+        process = self._started()
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
+        process.stdin.flush()
+        header = process.stdout.readline()
+        if not header:
+            raise RunyardError(f"git cat-file stopped reading {self.git_dir}")
+        if header.endswith((b" missing\n", b" ambiguous\n")):
+            return None
+        _, kind, size = header.split()
+        if limit is not None and int(size) > limit:
+            self._stop()  # rather than read what is not wanted
+            return GitObject(kind.decode(), int(size), None)
+        data = process.stdout.read(int(size) + 1)  # and the newline after it
+        return GitObject(kind.decode(), int(size), data[:-1])
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(_command(["cat-file", "--batch"], self.git_dir),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             env=_environment())
+        return self._process
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stdin is not None and process.stdout is not None
+        process.stdout.close()
+        with contextlib.suppress(BrokenPipeError):  # a request it never got: no one to tell
+            process.stdin.close()
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,122 @@
+"""runner.git, the one module that starts git: real repositories, bare and not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runner import git as rgit
+from runner.errors import RunyardError
+from runner.record.results import ResultsBranch, run_folder
+from tests.helpers import bare_clone, commit_all, git, make_repo
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """A repository with a work tree, a file in a sub-folder, and two commits."""
+    repo = make_repo(tmp_path / "work")
+    (repo / "sub" / "deep").mkdir(parents=True)
+    (repo / "sub" / "deep" / "file.txt").write_text("one\n")
+    commit_all(repo, "one")
+    (repo / "sub" / "deep" / "file.txt").write_text("two\n")
+    commit_all(repo, "two")
+    return repo
+
+
+def _cat_files(git_dir: Path) -> list[int]:
+    """The `git cat-file` processes on `git_dir` this test process has started and not reaped."""
+    children: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    command = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
+    return [pid for pid, args in zip(children, command, strict=True)
+            if b"cat-file" in args and str(git_dir).encode() in args]
+
+
+def test_finds_the_repository_from_a_subfolder(work: Path) -> None:
+    found = rgit.find_repository(work / "sub" / "deep")
+    assert found == rgit.Location(rgit.Repository(work.resolve() / ".git", work.resolve()), "sub/deep")
+    assert rgit.find_repository(work) == rgit.Location(found.repository, "")
+    assert not found.repository.bare
+
+
+def test_finds_a_bare_repository_from_inside_it(work: Path, tmp_path: Path) -> None:
+    bare = bare_clone(work, tmp_path / "bare.git").resolve()
+    for path in (bare, bare / "refs" / "heads"):
+        assert rgit.find_repository(path) == rgit.Location(rgit.Repository(bare, None), "")
+    assert rgit.open_repository(bare).bare
+    assert rgit.find_repository(tmp_path / "nowhere") is None
+    with pytest.raises(RunyardError, match="is not a git repository"):
+        rgit.open_repository(tmp_path)
+
+
+def test_a_git_dir_in_the_environment_does_not_leak(work: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a post-receive hook of another repository: GIT_DIR and friends point elsewhere."""
+    other = make_repo(tmp_path / "other")
+    (other / "x").write_text("x\n")
+    elsewhere = commit_all(other, "elsewhere")
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(other / ".git" / "index"))
+    monkeypatch.setenv("GIT_OBJECT_DIRECTORY", str(other / ".git" / "objects"))
+    git_dir = work / ".git"
+    assert rgit.find_repository(work / "sub") == rgit.Location(
+        rgit.Repository(git_dir.resolve(), work.resolve()), "sub")
+    head = git(work, "rev-parse", "HEAD").strip()  # the helper drops every GIT_* variable
+    assert rgit.commit_of(git_dir, "HEAD") == head != elsewhere
+    with rgit.ObjectReader(git_dir) as reader:
+        assert reader.blob(head, "sub/deep/file.txt") == b"two\n"
+    assert [entry.path for entry in rgit.list_tree(git_dir, "HEAD") or []] == ["sub"]
+
+
+def test_one_reader_process_for_many_reads_closed_after(work: Path) -> None:
+    git_dir = work / ".git"
+    with rgit.ObjectReader(git_dir) as reader:
+        assert _cat_files(git_dir) == []  # started by the first read, not before
+        for _ in range(100):
+            assert reader.blob("HEAD~1", "sub/deep/file.txt") == b"one\n"
+            assert reader.blob("HEAD", "sub/deep/nothing") is None
+            assert reader.blob("HEAD", "sub") is None  # a folder is no file
+        assert len(_cat_files(git_dir)) == 1
+        big = reader.read("HEAD:sub/deep/file.txt", limit=2)
+        assert big == rgit.GitObject("blob", 4, None)  # not read: over the limit
+        assert reader.blob("HEAD", "sub/deep/file.txt") == b"two\n"
+    assert _cat_files(git_dir) == []
+
+
+def test_the_results_branch_reads_through_one_process(work: Path) -> None:
+    git_dir = work / ".git"
+    results = ResultsBranch(git_dir, "results")
+    uids = [f"{n:011x}abcdef" for n in range(20)]
+    results.store.commit({f"{run_folder(uid)}/log.txt": uid.encode() for uid in uids}, "logs")
+    try:
+        assert [results.log(uid) for uid in results.uids()] == [uid.encode() for uid in reversed(uids)]
+        assert len(_cat_files(git_dir)) == 1
+    finally:
+        results.close()
+    assert _cat_files(git_dir) == []
+
+
+def test_compare_and_swap_refuses_a_stale_old_value(work: Path) -> None:
+    git_dir = work / ".git"
+    one, two = (rgit.commit_of(git_dir, revision) for revision in ("HEAD~1", "HEAD"))
+    assert one and two
+    assert rgit.update_ref(git_dir, "refs/heads/cas", one, None)
+    assert not rgit.update_ref(git_dir, "refs/heads/cas", two, None)  # it exists now
+    assert rgit.update_ref(git_dir, "refs/heads/cas", two, one)
+    assert not rgit.update_ref(git_dir, "refs/heads/cas", one, one)  # one is stale
+    assert rgit.commit_of(git_dir, "cas") == two
+
+
+def test_config_archive_and_symbolic_ref(work: Path) -> None:
+    git_dir = work / ".git"
+    rgit.set_config(git_dir, "runyard.allowSecret", ["A", "B"])
+    rgit.set_config(git_dir, "runyard.allowSecret", ["C", "with space"])
+    assert rgit.read_config(git_dir, r"^runyard\.") == [
+        ("runyard.allowsecret", "C"), ("runyard.allowsecret", "with space")]
+    assert rgit.symbolic_ref(git_dir) == "refs/heads/main"
+    assert rgit.changed_paths(git_dir, "HEAD~1", "HEAD", "sub") == ["deep/file.txt"]
+    assert b"two\n" in rgit.archive(git_dir, "HEAD:sub")
