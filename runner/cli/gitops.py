@@ -247,7 +247,7 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
     if last:
         return plan_base(results, last.revision, last.ref)
     newest = next(results.records(limit=1), None)
-    return str(newest["spec"]["revision"]) if newest else None
+    return newest.spec.revision if newest else None
 
 
 @click.command()

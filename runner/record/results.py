@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -23,8 +24,8 @@ import yaml
 
 from runner.errors import RunyardError
 from runner.record.gitstore import GitStore
+from runner.record.model import Artifact, RunRecord, dump
 
-RECORD_VERSION = "runyard/v1"
 RUNNING = "index/running"  # one file per running run, naming its runner
 
 
@@ -47,13 +48,6 @@ class LastPush(NamedTuple):
     ref: str
 
 
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def dump(data: Mapping[str, Any]) -> bytes:
-    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
-
-
 def cap_log(log: bytes, limit: int) -> tuple[bytes, bool]:
     if len(log) <= limit:
         return log, False
@@ -68,36 +62,33 @@ class ResultsBranch:
         self.store = GitStore(git_dir, branch)
         self.branch = branch
 
-    def write(self, record: Mapping[str, Any], log: bytes | None = None,
+    def write(self, record: RunRecord, log: bytes | None = None,
               extra: Mapping[str, bytes] | None = None) -> str:
-        uid = record["metadata"]["uid"]
-        folder = run_folder(uid)
-        files = {f"{folder}/run.yaml": dump(record)}
+        meta, status = record.metadata, record.status
+        folder = run_folder(meta.uid)
+        files = {f"{folder}/run.yaml": record.to_yaml()}
         if log is not None:
             files[f"{folder}/log.txt"] = log
-        for key, artifact in _newest_artifacts(record):
-            files[f"artifacts/{key}.yaml"] = dump(artifact)
-        meta = record["metadata"]
-        if meta.get("job") and not meta.get("parent"):
-            files[f"index/jobs/{meta['job']}.yaml"] = dump(
-                {"uid": uid, "revision": record["spec"]["revision"],
-                 "state": record["status"]["state"], "end": record["status"]["end"]})
-        run_key = record["spec"].get("run_key")
-        if run_key and record["status"]["state"] == "completed":
-            files[_key_path(run_key)] = uid.encode()
-        state = record["status"]["state"]
+        if status.state == "completed":
+            for artifact in status.artifacts:
+                files[f"artifacts/{artifact.key}.yaml"] = dump(
+                    replace(artifact, producer=meta.uid).to_dict())
+        if meta.job and not meta.parent:
+            files[f"index/jobs/{meta.job}.yaml"] = dump(
+                {"uid": meta.uid, "revision": record.spec.revision, "state": status.state,
+                 "end": status.end})
+        if record.spec.run_key and status.state == "completed":
+            files[_key_path(record.spec.run_key)] = meta.uid.encode()
         running: dict[str, bytes | None] = {
-            f"{RUNNING}/{uid}": str(record["status"].get("runner")).encode()
-            if state == "running" else None}
+            f"{RUNNING}/{meta.uid}": str(status.runner).encode() if status.state == "running" else None}
         return self.store.commit({**files, **(extra or {}), **running},
-                                 f"run {uid} {record['metadata']['name']}: {state}")
+                                 f"run {meta.uid} {meta.name}: {status.state}")
 
-    def read(self, uid: str) -> dict[str, Any]:
+    def read(self, uid: str) -> RunRecord:
         raw = self.store.read(f"{run_folder(uid)}/run.yaml")
         if raw is None:
             raise RunyardError(f"no run {uid!r} on branch {self.branch}")
-        data: dict[str, Any] = yaml.safe_load(raw)
-        return data
+        return RunRecord.from_yaml(raw, f"run {uid}")
 
     def find(self, prefix: str) -> str:
         """The full uid of the one run whose uid starts with `prefix`."""
@@ -119,7 +110,7 @@ class ResultsBranch:
         return sorted((p.rsplit("/", 1)[-1] for p in done.stdout.split() if p.count("/") == 1),
                       reverse=True)
 
-    def records(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    def records(self, limit: int | None = None) -> Iterator[RunRecord]:
         for count, uid in enumerate(self.uids()):
             if limit is not None and count >= limit:
                 return
@@ -167,9 +158,9 @@ class ResultsBranch:
         raw = self.store.read(_key_path(run_key))
         return raw.decode() if raw else None
 
-    def newest_artifact(self, key: str) -> dict[str, Any] | None:
+    def newest_artifact(self, key: str) -> Artifact | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
-        return yaml.safe_load(raw) if raw else None
+        return Artifact.read(yaml.safe_load(raw), f"artifact {key}") if raw else None
 
 
 def _mapping(raw: bytes | None) -> dict[str, Any] | None:
@@ -179,10 +170,3 @@ def _mapping(raw: bytes | None) -> dict[str, Any] | None:
 
 def _key_path(run_key: str) -> str:
     return f"index/keys/{run_key[:2]}/{run_key}"
-
-
-def _newest_artifacts(record: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    if record["status"]["state"] != "completed":
-        return
-    for artifact in record["status"].get("artifacts", []):
-        yield artifact["key"], {**artifact, "producer": record["metadata"]["uid"]}

@@ -28,7 +28,8 @@ from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
 from runner.project.policy import Policy, operator_policy, refusals
 from runner.project.source import GitSource
-from runner.record.results import RECORD_VERSION, ResultsBranch
+from runner.record.model import VERSION, Trigger
+from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
 from runner.run.secrets import Secrets
@@ -176,17 +177,16 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
     if not jobs:
         return
 
-    trigger = {"kind": "push", "ref": update.ref,
-               "detail": f"{(update.old or '')[:12]}..{update.new[:12]}"}
+    trigger = Trigger("push", ref=update.ref,
+                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}")
     with open_session(source, git_dir, project, policy, backend=options.backend,
                       functions=_functions_of(project, jobs), trigger=trigger,
                       memoize=not options.force, on_line=options.on_line) as session:
         for job in jobs:
             with job_lock(git_dir, job, update.new):
                 record = run_target(session, job)
-            runs.append({"job": job, "uid": record["metadata"]["uid"],
-                         "state": record["status"]["state"]})
-            options.on_line("push", f"job {job}: {record['status']['state']}")
+            runs.append({"job": job, "uid": record.metadata.uid, "state": record.status.state})
+            options.on_line("push", f"job {job}: {record.status.state}")
 
 
 def job_lock(git_dir: Path, job: str, revision: str) -> AbstractContextManager[None]:
@@ -231,7 +231,7 @@ def _done(push: Mapping[str, Any]) -> bool:
 
 
 def _push_record(update: RefUpdate) -> dict[str, Any]:
-    return {"apiVersion": RECORD_VERSION, "kind": "push", "revision": update.new,
+    return {"apiVersion": VERSION, "kind": "push", "revision": update.new,
             "old": update.old, "ref": update.ref, "received": _now(), "finished": None,
             "status": "running", "reason": None, "problems": [], "plan": None, "runs": []}
 
