@@ -11,6 +11,7 @@ import click
 
 from runner.cli.common import echo_json
 from runner.errors import RunyardError
+from runner.record.model import PushRecord
 
 NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
              "so they may differ from the images `build` makes")
@@ -112,22 +113,22 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
                           on_error=lambda text: click.echo(text, err=True))
     pushes = process_pushes(git_dir, updates, options)
     if as_json:
-        echo_json(pushes)
+        echo_json([push.to_dict() for push in pushes])
     _exit_for(pushes)
 
 
-def _exit_for(pushes: list[dict[str, Any]]) -> None:
+def _exit_for(pushes: list[PushRecord]) -> None:
     """Exit 3 when runyard broke on a push, 1 when a push failed or was invalid."""
     from runner.cli import EXIT_INTERNAL_ERROR
 
-    broken = [p for p in pushes if p["status"] == "error"]
+    broken = [p for p in pushes if p.status == "error"]
     if broken:
         click.echo(f"runyard: internal error (a bug, please report it) in {len(broken)} of "
                    f"{len(pushes)} pushes; the traceback is above", err=True)
         sys.exit(EXIT_INTERNAL_ERROR)
-    bad = [p for p in pushes if p["status"] in ("failed", "invalid", "refused")]
+    bad = [p for p in pushes if p.status in ("failed", "invalid", "refused")]
     if bad:
-        raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0]['status']}")
+        raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0].status}")
 
 
 @click.group()

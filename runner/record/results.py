@@ -24,7 +24,7 @@ import yaml
 
 from runner.errors import RunyardError
 from runner.record.gitstore import GitStore
-from runner.record.model import Artifact, RunRecord, dump
+from runner.record.model import Artifact, PushRecord, RunRecord, dump
 
 RUNNING = "index/running"  # one file per running run, naming its runner
 
@@ -126,28 +126,30 @@ class ResultsBranch:
         raw = self.store.read(f"index/jobs/{job}.yaml")
         return yaml.safe_load(raw) if raw else None
 
-    def write_push(self, push: Mapping[str, Any]) -> str:
+    def write_push(self, push: PushRecord) -> str:
         """The record of one processed push, and the newest revision processed."""
-        files = {push_path(push["revision"], push["ref"]): dump(push),
-                 "index/last-push.yaml": dump({"revision": push["revision"], "ref": push["ref"]})}
-        branch = push["ref"].removeprefix("refs/heads/")
-        return self.store.commit(files, f"push {push['revision'][:12]} to {branch}: "
-                                        f"{push['status']}")
+        files = {push_path(push.revision, push.ref): push.to_yaml(),
+                 "index/last-push.yaml": dump({"revision": push.revision, "ref": push.ref})}
+        branch = push.ref.removeprefix("refs/heads/")
+        return self.store.commit(files, f"push {push.revision[:12]} to {branch}: {push.status}")
 
-    def push(self, revision: str, ref: str) -> dict[str, Any] | None:
+    def push(self, revision: str, ref: str) -> PushRecord | None:
         """The record of `revision` pushed to `ref` (also from the older layout)."""
-        found = _mapping(self.store.read(push_path(revision, ref)))
+        found = self._push(push_path(revision, ref))
         if found is None:
-            older = _mapping(self.store.read(f"pushes/{revision}.yaml"))
-            found = older if older is not None and older.get("ref") == ref else None
+            older = self._push(f"pushes/{revision}.yaml")
+            found = older if older is not None and older.ref == ref else None
         return found
 
-    def pushes_of(self, revision: str) -> list[dict[str, Any]]:
+    def pushes_of(self, revision: str) -> list[PushRecord]:
         """Every record of `revision`, whichever branch it was pushed to."""
-        names = self.store.list(f"pushes/{revision}")
-        found = [_mapping(self.store.read(f"pushes/{revision}/{name}")) for name in names]
-        found.append(_mapping(self.store.read(f"pushes/{revision}.yaml")))
+        paths = [f"pushes/{revision}/{name}" for name in self.store.list(f"pushes/{revision}")]
+        found = [self._push(path) for path in [*paths, f"pushes/{revision}.yaml"]]
         return [push for push in found if push is not None]
+
+    def _push(self, path: str) -> PushRecord | None:
+        raw = self.store.read(path)
+        return PushRecord.from_yaml(raw, f"push {path}") if raw else None
 
     def last_push(self) -> LastPush | None:
         last = _mapping(self.store.read("index/last-push.yaml"))
