@@ -213,13 +213,13 @@ def status(project_dir: Path, as_json: bool) -> None:
         if newest is None:
             rows.append({"job": name, "stale": True, "why": ["never run"], "newest": None})
             continue
-        decision = next(j for j in make_plan(project, source, newest["revision"]).jobs
+        decision = next(j for j in make_plan(project, source, newest.revision).jobs
                         if j.name == name)
         # a top-level `skipped` run was memoized: an earlier run had the same key
-        changed = decision.runs or newest["state"] not in ("completed", "skipped")
+        changed = decision.runs or newest.state not in ("completed", "skipped")
         why = list(decision.reasons) if decision.runs else (
-            [f"newest run {newest['state']}"] if changed else [])
-        rows.append({"job": name, "stale": changed, "why": why, "newest": newest})
+            [f"newest run {newest.state}"] if changed else [])
+        rows.append({"job": name, "stale": changed, "why": why, "newest": newest.to_dict()})
     if as_json:
         echo_json(rows)
         return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -24,7 +24,7 @@ import yaml
 
 from runner.errors import RunyardError
 from runner.record.gitstore import GitStore
-from runner.record.model import Artifact, PushRecord, RunRecord, dump
+from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, dump
 
 RUNNING = "index/running"  # one file per running run, naming its runner
 
@@ -46,6 +46,16 @@ def push_path(revision: str, ref: str) -> str:
 class LastPush(NamedTuple):
     revision: str
     ref: str
+
+
+@dataclass(frozen=True)
+class NewestRun(Part):
+    """The newest top-level run of a job, as index/jobs/<job>.yaml keeps it."""
+
+    uid: str
+    revision: str
+    state: State
+    end: str | None = None
 
 
 def cap_log(log: bytes, limit: int) -> tuple[bytes, bool]:
@@ -75,8 +85,7 @@ class ResultsBranch:
                     replace(artifact, producer=meta.uid).to_dict())
         if meta.job and not meta.parent:
             files[f"index/jobs/{meta.job}.yaml"] = dump(
-                {"uid": meta.uid, "revision": record.spec.revision, "state": status.state,
-                 "end": status.end})
+                NewestRun(meta.uid, record.spec.revision, status.state, status.end).to_dict())
         if record.spec.run_key and status.state == "completed":
             files[_key_path(record.spec.run_key)] = meta.uid.encode()
         running: dict[str, bytes | None] = {
@@ -121,10 +130,9 @@ class ResultsBranch:
         return {uid: (self.store.read(f"{RUNNING}/{uid}") or b"").decode()
                 for uid in self.store.list(RUNNING)}
 
-    def newest_of_job(self, job: str) -> dict[str, Any] | None:
-        """The newest top-level run of a job: uid, revision, state, end."""
+    def newest_of_job(self, job: str) -> NewestRun | None:
         raw = self.store.read(f"index/jobs/{job}.yaml")
-        return yaml.safe_load(raw) if raw else None
+        return NewestRun.read(yaml.safe_load(raw), f"job {job}'s newest run") if raw else None
 
     def write_push(self, push: PushRecord) -> str:
         """The record of one processed push, and the newest revision processed."""
