@@ -23,11 +23,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from common import new_parser, run, verdict, work_folder
 
-from runner.record.results import ResultsBranch, dump, new_uid, run_folder
+from runner.record.model import RunRecord
+from runner.record.results import ResultsBranch, new_uid, run_folder
 
 GOAL_RATIO = 1.5
 BRANCH = "runyard/results"
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with work_folder("runyard-bench-records-", args.keep) as root:
         empty, full = (ResultsBranch(bare_repo(root / name), BRANCH) for name in ("empty", "full"))
         print(f"repositories: {root}/empty and {root}/full (branch {BRANCH})")
-        print(f"record: {len(dump(make_record(0)))} bytes of run.yaml, "
+        print(f"record: {len(make_record(0).to_yaml())} bytes of run.yaml, "
               f"{len(make_log(0))} bytes of log.txt\n")
         start = time.perf_counter()
         fill(full, args.existing, args.fill)
@@ -70,11 +70,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_record(index: int) -> dict[str, Any]:
+def make_record(index: int) -> RunRecord:
     """A run record shaped like the ones `runyard run` commits."""
     uid = new_uid()
     accuracy = round(0.8 + (index % 97) / 1000, 4)
-    return {
+    return RunRecord.from_dict({
         "apiVersion": "runyard/v1",
         "kind": "run",
         "metadata": {"uid": uid, "name": "trainer", "project": "churn", "job": "tune",
@@ -85,14 +85,16 @@ def make_record(index: int) -> dict[str, Any]:
             "params": {"project": {"seed": 42}, "pipeline": {}, "job": {"epochs": 10},
                        "override": {}, "step": {},
                        "resolved": {"seed": 42, "epochs": 10, "lr": 0.1, "depth": index % 8}},
-            "inputs": {"dataset": {"uri": "data/raw.csv", "sha256": "ab" * 32}},
+            "inputs": {"dataset": {"uri": "data/raw.csv", "hash": "sha256:" + "ab" * 32,
+                                   "size": 1024}},
             "hyper": None,
             "image": "runyard/churn:1ffa9d0cd619",
             "image_id": "sha256:" + "0d" * 32,
             "env_hash": "1f" * 32,
             "revision": "df" * 20,
             "dirty": False,
-            "trigger": {"kind": "push", "before": "aa" * 20, "after": "df" * 20},
+            "trigger": {"kind": "push", "ref": "refs/heads/main",
+                        "detail": f"{'aa' * 6}..{'df' * 6}"},
             "backend": "docker",
             "resources": {"cpu": 2, "memory": "2Gi", "timeout": "1h"},
         },
@@ -101,12 +103,14 @@ def make_record(index: int) -> dict[str, Any]:
             "start": "2026-11-21T13:02:22.849+00:00", "end": "2026-11-21T13:02:31.734+00:00",
             "duration": 8.885, "exit_code": 0,
             "results": {"accuracy": accuracy, "loss": round(1 - accuracy, 4)},
-            "artifacts": [{"key": "model", "uri": f".runyard/artifacts/{uid}/model.pkl",
-                           "sha256": "cd" * 32, "size": 48213}],
+            "artifacts": [{"key": "model", "kind": "model", "format": "pkl",
+                           "hash": "sha256:" + "cd" * 32, "size": 48213,
+                           "uri": "store://sha256:" + "cd" * 32}],
             "error": None, "best_iteration": None, "trials": [], "logs": "log.txt",
-            "log_truncated": False, "skipped_for": None,
+            "log_truncated": False, "skipped_for": None, "runner": "bench/1:1",
+            "host": "bench", "containers": [f"runyard-{uid}"],
         },
-    }
+    }, f"run {uid}")
 
 
 def make_log(index: int) -> bytes:
@@ -145,8 +149,8 @@ def fill(results: ResultsBranch, want: int, how: str) -> None:
         files: dict[str, bytes] = {}
         for index in range(first, min(first + BATCH, want)):
             record = make_record(index)
-            folder = run_folder(record["metadata"]["uid"])
-            files[f"{folder}/run.yaml"] = dump(record)
+            folder = run_folder(record.metadata.uid)
+            files[f"{folder}/run.yaml"] = record.to_yaml()
             files[f"{folder}/log.txt"] = make_log(index)
         results.store.commit(files, f"bench: fill {len(files) // 2} records from {first}")
 

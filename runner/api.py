@@ -12,15 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runner.errors import RunyardError
 from runner.project.loader import find_project_root
 from runner.project.loader import load_project as load
 from runner.project.model import Project
 from runner.project.source import DirectorySource
 from runner.record.artifacts import ArtifactStore
-from runner.record.results import RECORD_VERSION, ResultsBranch, new_uid
+from runner.record.model import Metadata, Params, RunRecord, Spec, Status
+from runner.record.results import ResultsBranch, new_uid
 from runner.run.launch import run_target
 from runner.run.session import open_project, session_for, workspace_of
 from runner.views.tables import step_lines, summary_lines, trial_lines
@@ -77,7 +76,7 @@ class Background:
     """A run's work in a daemon thread; what it raised is kept for its RunObject."""
 
     def __init__(self, work: Callable[[], None],
-                 failed: Callable[[RunyardError], dict[str, Any]]) -> None:
+                 failed: Callable[[RunyardError], RunRecord]) -> None:
         self.error: BaseException | None = None
         self.failed = failed  # the record of the run when the work failed before recording it
         self.thread = threading.Thread(target=self._run, args=(work,), daemon=True)
@@ -89,7 +88,7 @@ class Background:
         except BaseException as error:  # handed to the RunObject: see failure()
             self.error = error
 
-    def failure(self) -> dict[str, Any] | None:
+    def failure(self) -> RunRecord | None:
         """The failed record once the work ended in a user's error; a bug is raised again."""
         if self.thread.is_alive() or self.error is None:
             return None
@@ -104,7 +103,7 @@ class RunObject:
     a bug there is raised again by the next call that looks."""
 
     def __init__(self, results: ResultsBranch, store: ArtifactStore, uid: str,
-                 record: dict[str, Any] | None = None, background: Background | None = None,
+                 record: RunRecord | None = None, background: Background | None = None,
                  live_log: Path | None = None) -> None:
         self._results, self._store, self._uid = results, store, uid
         self._record = record
@@ -115,7 +114,7 @@ class RunObject:
         return self._uid
 
     def state(self) -> str:
-        return str(self.to_dict()["status"]["state"]) if self._known() else "running"
+        return self.record().status.state if self._known() else "running"
 
     def refresh(self) -> RunObject:
         try:  # a RunObject is never closed: no git process outlives a look
@@ -132,17 +131,16 @@ class RunObject:
 
     @property
     def outputs(self) -> dict[str, Any]:
-        status = self.to_dict()["status"]
-        return {**status.get("results", {}),
-                **{a["key"]: a["uri"] for a in status.get("artifacts", [])}}
+        status = self.record().status
+        return {**status.results, **{a.key: a.uri for a in status.artifacts}}
 
     def output(self, key: str) -> Any:
         return self.outputs.get(key)
 
     def artifact(self, key: str) -> DataItem:
-        for item in self.to_dict()["status"].get("artifacts", []):
-            if item["key"] == key:
-                return DataItem(f"artifact://{key}@{self._uid}", self._store.path_of(item["hash"]))
+        for item in self.record().status.artifacts:
+            if item.key == key and item.hash is not None:
+                return DataItem(f"artifact://{key}@{self._uid}", self._store.path_of(item.hash))
         raise RunyardError(f"run {self._uid} has no artifact {key!r}")
 
     def logs(self, watch: bool = True) -> str:
@@ -162,18 +160,22 @@ class RunObject:
 
     def show(self) -> None:
         """What `runyard runs show` prints: steps or trials, then the summary."""
-        record = self.to_dict()
+        record = self.record()
         print("\n".join([*step_lines(record), *trial_lines(record),
                          *summary_lines(record, self._results.branch)]))
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> RunRecord:
+        """The run's record, typed (runner.record.model)."""
         if not self._known():
             raise RunyardError(f"run {self._uid} has no record yet: wait_for_completion() first")
         assert self._record is not None
         return self._record
 
+    def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return self.record().to_yaml().decode()
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -205,23 +207,23 @@ class ProjectHandle:
         template = task or (function if isinstance(function, TaskTemplate) else TaskTemplate())
         name = function if isinstance(function, str) else (template.name or "")
         uid = new_uid()
-        box: dict[str, Any] = {}
+        done: list[RunObject] = []
 
         def work() -> None:
             with session_for(self.path, revision, local_changes=local_changes,
                              backend="local" if local else None,
                              on_line=lambda n, line: print(f"{n} | {line}") if watch else None
                              ) as session:
-                box["results"], box["store"] = session.results, session.store
-                box["record"] = run_target(
+                record = run_target(
                     session, name, uid, handler=handler or template.handler,
                     params={**template.params, **(params or {})},
                     inputs={**template.inputs, **(inputs or {})},
                     hyper=template.hyperparams or None, selector=template.selector)
+                done.append(RunObject(session.results, session.store, uid, record))
 
         if watch:
             work()
-            return RunObject(box["results"], box["store"], uid, box["record"])
+            return done[0]
 
         source, git_dir = open_project(self.path, revision, local_changes)
         source.close()  # only its folders are wanted here: the session reads it again
@@ -231,17 +233,16 @@ class ProjectHandle:
                          background, source.state_dir / "live" / f"{uid}.log")
 
 
-def not_started(uid: str, name: str, project: str, error: RunyardError) -> dict[str, Any]:
+def not_started(uid: str, name: str, project: str, error: RunyardError) -> RunRecord:
     """The record of a background run that failed before it was recorded (not on the
     results branch: it never started)."""
-    return {"apiVersion": RECORD_VERSION, "kind": "run",
-            "metadata": {"uid": uid, "name": name, "project": project, "job": None, "iteration": 0,
-                         "parent": None, "labels": {}, "attempt": 1},
-            "spec": {"params": {}},
-            "status": {"state": "failed", "reason": "not_started", "start": None,
-                       "end": datetime.now(UTC).isoformat(timespec="seconds"), "duration": None,
-                       "exit_code": None, "results": {}, "artifacts": [], "error": str(error),
-                       "best_iteration": None, "trials": [], "logs": None}}
+    return RunRecord(
+        Metadata(uid=uid, name=name, project=project),
+        Spec.sparse(params=Params.sparse()),
+        Status.sparse(state="failed", reason="not_started", start=None,
+                      end=datetime.now(UTC).isoformat(timespec="seconds"), duration=None,
+                      exit_code=None, results={}, artifacts=(), error=str(error),
+                      best_iteration=None, trials=(), logs=None))
 
 
 def load_project(path: str | Path = ".") -> ProjectHandle:

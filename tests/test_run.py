@@ -350,14 +350,14 @@ def test_clean_checkout_has_no_untracked_state(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
+from runner.record.model import Artifact, Metadata, RunRecord, Spec, Status
 from runner.record.results import ResultsBranch, new_uid
 
 results = ResultsBranch(Path(sys.argv[1]), sys.argv[2])
 for i in range(int(sys.argv[3])):
     uid = new_uid() + sys.argv[4]
-    record = {"metadata": {"uid": uid, "name": f"w{i}"}, "spec": {"run_key": None},
-              "status": {"state": "completed",
-                         "artifacts": [{"key": "shared", "hash": uid}]}}
+    record = RunRecord(Metadata(uid=uid, name=f"w{i}", project="p"), Spec(),
+                       Status(state="completed", artifacts=(Artifact(key="shared", hash=uid),)))
     results.write(record, f"log of {uid}\\n".encode())
     print(uid, flush=True)
 """

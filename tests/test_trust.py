@@ -104,10 +104,10 @@ def test_regular_outputs_are_stored(outputs: Path, store: ArtifactStore) -> None
     read = read_outputs(outputs, store, SMALL)
     assert read.refusal is None and read.results == {"accuracy": 0.9}
     model, tree = read.artifacts
-    assert model["hash"] == sha256(b"weights") and model["size"] == 7
-    assert tree["format"] == "tar" and store.has(tree["hash"])
-    assert not os.access(store.local_path(model["hash"]), os.W_OK) or os.geteuid() == 0
-    assert store.local_path(model["hash"]).stat().st_mode & 0o222 == 0  # nobody writes it
+    assert model.hash == sha256(b"weights") and model.size == 7
+    assert tree.format == "tar" and store.has(tree.hash)
+    assert not os.access(store.local_path(model.hash), os.W_OK) or os.geteuid() == 0
+    assert store.local_path(model.hash).stat().st_mode & 0o222 == 0  # nobody writes it
 
 
 @pytest.mark.parametrize("make", ["results-link", "artifact-link", "folder-link", "fifo", "nested-link"])
@@ -131,7 +131,7 @@ def test_links_and_pipes_are_refused_not_followed(outputs: Path, store: Artifact
         (outputs / "artifacts" / "tree" / "x").symlink_to(secret)
         _leave(outputs, {}, [{"key": "tree", "kind": "file", "path": "tree"}])
     read = read_outputs(outputs, store, SMALL)  # a pipe must not hang this
-    assert read.refusal is not None and read.artifacts == []
+    assert read.refusal is not None and read.artifacts == ()
     assert not list((tmp_path / "store").rglob("*")) or all(
         b"marker-of-the-host" not in p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file())
 
@@ -147,7 +147,7 @@ def test_bad_artifact_entries_are_refused(outputs: Path, store: ArtifactStore, e
     (outputs / "artifacts" / "x").write_bytes(b"x")
     _leave(outputs, {}, [entry])
     read = read_outputs(outputs, store, SMALL)
-    assert read.refusal is not None and read.artifacts == []
+    assert read.refusal is not None and read.artifacts == ()
 
 
 def test_oversize_outputs_are_refused(outputs: Path, store: ArtifactStore) -> None:
@@ -164,7 +164,7 @@ def test_a_handler_that_removed_a_listed_artifact_just_loses_it(outputs: Path,
     _leave(outputs, {"a": 1}, [{"key": "gone", "kind": "file", "path": "gone/x"}])
     (outputs / "artifacts" / "gone").mkdir()
     read = read_outputs(outputs, store, SMALL)
-    assert read.refusal is None and read.results == {"a": 1} and read.artifacts == []
+    assert read.refusal is None and read.results == {"a": 1} and read.artifacts == ()
 
 
 # --- inputs ---------------------------------------------------------------------------------

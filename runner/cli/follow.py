@@ -32,12 +32,12 @@ def follow_log(results: ResultsBranch, prefix: str, live: Path, out: BinaryIO) -
     while True:
         record = results.read(uid)
         offset += _copy_new(live / f"{uid}.log", offset, out)
-        status = record["status"]
-        if status["state"] != "running":
+        status = record.status
+        if status.state != "running":
             out.write(results.log(uid)[offset:] if offset else results.log(uid))
             out.flush()
             return
-        owner = Owner.parse(status.get("runner") or "")
+        owner = Owner.parse(status.runner or "")
         if owner is not None and owner.is_lost():
             raise RunyardError(f"run {uid}'s runner ({owner}) is gone: the next runyard command "
                                "that runs anything records it aborted")

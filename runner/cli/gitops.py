@@ -13,6 +13,7 @@ import click
 from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
 from runner.git import Location, commit_of, find_repository
+from runner.record.model import PushRecord
 
 NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
              "so they may differ from the images `build` makes")
@@ -102,22 +103,22 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
                           on_error=lambda text: click.echo(text, err=True))
     pushes = process_pushes(git_dir, updates, options)
     if as_json:
-        echo_json(pushes)
+        echo_json([push.to_dict() for push in pushes])
     _exit_for(pushes)
 
 
-def _exit_for(pushes: list[dict[str, Any]]) -> None:
+def _exit_for(pushes: list[PushRecord]) -> None:
     """Exit 3 when runyard broke on a push, 1 when a push failed or was invalid."""
     from runner.cli import EXIT_INTERNAL_ERROR
 
-    broken = [p for p in pushes if p["status"] == "error"]
+    broken = [p for p in pushes if p.status == "error"]
     if broken:
         click.echo(f"runyard: internal error (a bug, please report it) in {len(broken)} of "
                    f"{len(pushes)} pushes; the traceback is above", err=True)
         sys.exit(EXIT_INTERNAL_ERROR)
-    bad = [p for p in pushes if p["status"] in ("failed", "invalid", "refused")]
+    bad = [p for p in pushes if p.status in ("failed", "invalid", "refused")]
     if bad:
-        raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0]['status']}")
+        raise RunyardError(f"{len(bad)} of {len(pushes)} pushes {bad[0].status}")
 
 
 @click.group()
@@ -201,13 +202,13 @@ def status(project_dir: Path, as_json: bool) -> None:
         if newest is None:
             rows.append({"job": name, "stale": True, "why": ["never run"], "newest": None})
             continue
-        decision = next(j for j in make_plan(project, source, newest["revision"]).jobs
+        decision = next(j for j in make_plan(project, source, newest.revision).jobs
                         if j.name == name)
         # a top-level `skipped` run was memoized: an earlier run had the same key
-        changed = decision.runs or newest["state"] not in ("completed", "skipped")
+        changed = decision.runs or newest.state not in ("completed", "skipped")
         why = list(decision.reasons) if decision.runs else (
-            [f"newest run {newest['state']}"] if changed else [])
-        rows.append({"job": name, "stale": changed, "why": why, "newest": newest})
+            [f"newest run {newest.state}"] if changed else [])
+        rows.append({"job": name, "stale": changed, "why": why, "newest": newest.to_dict()})
     if as_json:
         echo_json(rows)
         return
@@ -229,7 +230,7 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
         if last:
             return plan_base(results, last.revision, last.ref)
         newest = next(results.records(limit=1), None)
-        return str(newest["spec"]["revision"]) if newest else None
+        return newest.spec.revision if newest else None
 
 
 @click.command()

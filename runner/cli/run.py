@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -15,6 +14,7 @@ import yaml
 
 from runner.cli.common import echo_json, fancy, project_options
 from runner.errors import RunyardError
+from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
 
 
@@ -81,12 +81,12 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
             inputs=_pairs(inputs, "--input", False), hyper=_hyper(hyper), selector=selector))
         branch = session.results.branch
     if as_json:
-        echo_json(record)
+        echo_json(record.to_dict())
     else:
         for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, branch)]:
             click.echo(line)
-    if record["status"]["state"] != "completed":
-        raise RunyardError(f"run {record['metadata']['uid']} {record['status']['state']}")
+    if record.status.state != "completed":
+        raise RunyardError(f"run {record.metadata.uid} {record.status.state}")
 
 
 class _Progress:
@@ -94,24 +94,24 @@ class _Progress:
 
     def __init__(self, parent: str, quiet: bool) -> None:
         self.parent, self.quiet = parent, quiet
-        self.trials: list[Mapping[str, Any]] = []
+        self.trials: list[RunRecord] = []
         self.many = False
 
     def line(self, name: str, text: str) -> None:
         if not self.quiet and not (self.many and fancy()):
             click.echo(f"{name} | {text}")
 
-    def record(self, record: Mapping[str, Any]) -> None:
-        meta, status = record["metadata"], record["status"]
-        if self.quiet or meta.get("parent") != self.parent or not meta.get("iteration") \
-                or status["state"] == "running":
+    def record(self, record: RunRecord) -> None:
+        meta, status = record.metadata, record.status
+        if self.quiet or meta.parent != self.parent or not meta.iteration \
+                or status.state == "running":
             return
         self.many = True
         self.trials.append(record)
-        failed = sum(r["status"]["state"] == "failed" for r in self.trials)
-        results = " ".join(f"{k}={v}" for k, v in list(status.get("results", {}).items())[:3])
-        why = f" ({status['reason']})" if status.get("reason") else ""
-        click.echo(f"trial {meta['iteration']}: {status['state']}{why} {results}"
+        failed = sum(r.status.state == "failed" for r in self.trials)
+        results = " ".join(f"{k}={v}" for k, v in list(status.results.items())[:3])
+        why = f" ({status.reason})" if status.reason else ""
+        click.echo(f"trial {meta.iteration}: {status.state}{why} {results}"
                    f"  [{len(self.trials)} done, {failed} failed]")
 
 

@@ -61,14 +61,13 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
     results = _results(project_dir, branch)
     picked = []
     for record in results.records():
-        if (job and record["metadata"].get("job") != job) or \
-                (state and record["status"]["state"] != state):
+        if (job and record.metadata.job != job) or (state and record.status.state != state):
             continue
         picked.append(record)
         if len(picked) >= limit:
             break
     if as_json:
-        echo_json(picked)
+        echo_json([record.to_dict() for record in picked])
         return
     for line in table(["UID", "NAME", "JOB", "STATE", "STARTED", "RESULTS"], list_rows(picked)):
         click.echo(line)
@@ -83,7 +82,7 @@ def show(project_dir: Path, branch: str | None, uid: str, as_json: bool) -> None
     results = _results(project_dir, branch)
     record = results.read(results.find(uid))
     if as_json:
-        echo_json(record)
+        echo_json(record.to_dict())
         return
     for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, results.branch)]:
         click.echo(line)
@@ -116,13 +115,13 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
 
     results = _results(project_dir, branch)
     record = results.read(results.find(uid))
-    found = [a for a in record["status"].get("artifacts", []) if a["key"] == key]
+    found = [a.hash for a in record.status.artifacts if a.key == key and a.hash]
     if not found:
         raise RunyardError(f"run {uid} has no artifact {key!r}")
     store_root = _store(project_dir)
-    path = ArtifactStore(store_root[0], store_root[1]).path_of(found[0]["hash"])
+    path = ArtifactStore(store_root[0], store_root[1]).path_of(found[0])
     if not path.is_file():
-        raise RunyardError(f"artifact {key!r} ({found[0]['hash']}) is not in the store at {path}")
+        raise RunyardError(f"artifact {key!r} ({found[0]}) is not in the store at {path}")
     if output is None:
         sys.stdout.buffer.write(path.read_bytes())
     else:

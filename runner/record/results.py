@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -23,8 +24,8 @@ import yaml
 
 from runner.errors import RunyardError
 from runner.record.gitstore import GitStore
+from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, dump
 
-RECORD_VERSION = "runyard/v1"
 RUNNING = "index/running"  # one file per running run, naming its runner
 
 
@@ -47,11 +48,14 @@ class LastPush(NamedTuple):
     ref: str
 
 
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+@dataclass(frozen=True)
+class NewestRun(Part):
+    """The newest top-level run of a job, as index/jobs/<job>.yaml keeps it."""
 
-
-def dump(data: Mapping[str, Any]) -> bytes:
-    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
+    uid: str
+    revision: str
+    state: State
+    end: str | None = None
 
 
 class ResultsBranch:
@@ -65,36 +69,32 @@ class ResultsBranch:
         """Stop the git process reads go through (the next read starts it again)."""
         self.store.close()
 
-    def write(self, record: Mapping[str, Any], log: bytes | None = None,
+    def write(self, record: RunRecord, log: bytes | None = None,
               extra: Mapping[str, bytes] | None = None) -> str:
-        uid = record["metadata"]["uid"]
-        folder = run_folder(uid)
-        files = {f"{folder}/run.yaml": dump(record)}
+        meta, status = record.metadata, record.status
+        folder = run_folder(meta.uid)
+        files = {f"{folder}/run.yaml": record.to_yaml()}
         if log is not None:
             files[f"{folder}/log.txt"] = log
-        for key, artifact in _newest_artifacts(record):
-            files[f"artifacts/{key}.yaml"] = dump(artifact)
-        meta = record["metadata"]
-        if meta.get("job") and not meta.get("parent"):
-            files[f"index/jobs/{meta['job']}.yaml"] = dump(
-                {"uid": uid, "revision": record["spec"]["revision"],
-                 "state": record["status"]["state"], "end": record["status"]["end"]})
-        run_key = record["spec"].get("run_key")
-        if run_key and record["status"]["state"] == "completed":
-            files[_key_path(run_key)] = uid.encode()
-        state = record["status"]["state"]
+        if status.state == "completed":
+            for artifact in status.artifacts:
+                files[f"artifacts/{artifact.key}.yaml"] = dump(
+                    replace(artifact, producer=meta.uid).to_dict())
+        if meta.job and not meta.parent:
+            files[f"index/jobs/{meta.job}.yaml"] = dump(
+                NewestRun(meta.uid, record.spec.revision, status.state, status.end).to_dict())
+        if record.spec.run_key and status.state == "completed":
+            files[_key_path(record.spec.run_key)] = meta.uid.encode()
         running: dict[str, bytes | None] = {
-            f"{RUNNING}/{uid}": str(record["status"].get("runner")).encode()
-            if state == "running" else None}
+            f"{RUNNING}/{meta.uid}": str(status.runner).encode() if status.state == "running" else None}
         return self.store.commit({**files, **(extra or {}), **running},
-                                 f"run {uid} {record['metadata']['name']}: {state}")
+                                 f"run {meta.uid} {meta.name}: {status.state}")
 
-    def read(self, uid: str) -> dict[str, Any]:
+    def read(self, uid: str) -> RunRecord:
         raw = self.store.read(f"{run_folder(uid)}/run.yaml")
         if raw is None:
             raise RunyardError(f"no run {uid!r} on branch {self.branch}")
-        data: dict[str, Any] = yaml.safe_load(raw)
-        return data
+        return RunRecord.from_yaml(raw, f"run {uid}")
 
     def find(self, prefix: str) -> str:
         """The full uid of the one run whose uid starts with `prefix`."""
@@ -112,7 +112,7 @@ class ResultsBranch:
         return sorted((p.rsplit("/", 1)[-1] for p in self.store.folders("runs") if p.count("/") == 1),
                       reverse=True)
 
-    def records(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    def records(self, limit: int | None = None) -> Iterator[RunRecord]:
         for count, uid in enumerate(self.uids()):
             if limit is not None and count >= limit:
                 return
@@ -123,33 +123,34 @@ class ResultsBranch:
         return {uid: (self.store.read(f"{RUNNING}/{uid}") or b"").decode()
                 for uid in self.store.list(RUNNING)}
 
-    def newest_of_job(self, job: str) -> dict[str, Any] | None:
-        """The newest top-level run of a job: uid, revision, state, end."""
+    def newest_of_job(self, job: str) -> NewestRun | None:
         raw = self.store.read(f"index/jobs/{job}.yaml")
-        return yaml.safe_load(raw) if raw else None
+        return NewestRun.read(yaml.safe_load(raw), f"job {job}'s newest run") if raw else None
 
-    def write_push(self, push: Mapping[str, Any]) -> str:
+    def write_push(self, push: PushRecord) -> str:
         """The record of one processed push, and the newest revision processed."""
-        files = {push_path(push["revision"], push["ref"]): dump(push),
-                 "index/last-push.yaml": dump({"revision": push["revision"], "ref": push["ref"]})}
-        branch = push["ref"].removeprefix("refs/heads/")
-        return self.store.commit(files, f"push {push['revision'][:12]} to {branch}: "
-                                        f"{push['status']}")
+        files = {push_path(push.revision, push.ref): push.to_yaml(),
+                 "index/last-push.yaml": dump({"revision": push.revision, "ref": push.ref})}
+        branch = push.ref.removeprefix("refs/heads/")
+        return self.store.commit(files, f"push {push.revision[:12]} to {branch}: {push.status}")
 
-    def push(self, revision: str, ref: str) -> dict[str, Any] | None:
+    def push(self, revision: str, ref: str) -> PushRecord | None:
         """The record of `revision` pushed to `ref` (also from the older layout)."""
-        found = _mapping(self.store.read(push_path(revision, ref)))
+        found = self._push(push_path(revision, ref))
         if found is None:
-            older = _mapping(self.store.read(f"pushes/{revision}.yaml"))
-            found = older if older is not None and older.get("ref") == ref else None
+            older = self._push(f"pushes/{revision}.yaml")
+            found = older if older is not None and older.ref == ref else None
         return found
 
-    def pushes_of(self, revision: str) -> list[dict[str, Any]]:
+    def pushes_of(self, revision: str) -> list[PushRecord]:
         """Every record of `revision`, whichever branch it was pushed to."""
-        names = self.store.list(f"pushes/{revision}")
-        found = [_mapping(self.store.read(f"pushes/{revision}/{name}")) for name in names]
-        found.append(_mapping(self.store.read(f"pushes/{revision}.yaml")))
+        paths = [f"pushes/{revision}/{name}" for name in self.store.list(f"pushes/{revision}")]
+        found = [self._push(path) for path in [*paths, f"pushes/{revision}.yaml"]]
         return [push for push in found if push is not None]
+
+    def _push(self, path: str) -> PushRecord | None:
+        raw = self.store.read(path)
+        return PushRecord.from_yaml(raw, f"push {path}") if raw else None
 
     def last_push(self) -> LastPush | None:
         last = _mapping(self.store.read("index/last-push.yaml"))
@@ -160,9 +161,9 @@ class ResultsBranch:
         raw = self.store.read(_key_path(run_key))
         return raw.decode() if raw else None
 
-    def newest_artifact(self, key: str) -> dict[str, Any] | None:
+    def newest_artifact(self, key: str) -> Artifact | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
-        return yaml.safe_load(raw) if raw else None
+        return Artifact.read(yaml.safe_load(raw), f"artifact {key}") if raw else None
 
 
 def _mapping(raw: bytes | None) -> dict[str, Any] | None:
@@ -172,10 +173,3 @@ def _mapping(raw: bytes | None) -> dict[str, Any] | None:
 
 def _key_path(run_key: str) -> str:
     return f"index/keys/{run_key[:2]}/{run_key}"
-
-
-def _newest_artifacts(record: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    if record["status"]["state"] != "completed":
-        return
-    for artifact in record["status"].get("artifacts", []):
-        yield artifact["key"], {**artifact, "producer": record["metadata"]["uid"]}

@@ -11,24 +11,29 @@ import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from runner.errors import RunyardError
-from runner.project.model import Function, Limits, Project
+from runner.project.model import Function, Limits, Project, Resources
 from runner.project.policy import Policy
 from runner.record.artifacts import ArtifactStore
-from runner.record.owner import Owner
-from runner.record.results import (
-    RECORD_VERSION,
-    ResultsBranch,
-    dump,
-    new_uid,
-    run_folder,
+from runner.record.model import (
+    Metadata,
+    Params,
+    RunInput,
+    RunRecord,
+    RunResources,
+    Spec,
+    State,
+    Status,
+    Trigger,
+    now,
 )
+from runner.record.owner import Owner
+from runner.record.results import ResultsBranch, new_uid, run_folder
 from runner.run import scratch
 from runner.run.backends import NON_ROOT_ID, Backend, Exit, Launch
 from runner.run.inputs import Input, resolve_input
@@ -56,11 +61,11 @@ class Session:
     store: ArtifactStore
     results: ResultsBranch
     revision: str | None
-    trigger: Mapping[str, Any]
+    trigger: Trigger
     on_line: OnLine
     images: Mapping[str, ImageRef] = field(default_factory=dict)
     dirty: bool = False
-    on_record: Callable[[Mapping[str, Any]], None] = lambda record: None
+    on_record: Callable[[RunRecord], None] = lambda record: None
     abort: threading.Event = field(default_factory=threading.Event)
     memoize: bool = False  # for runs started by a push: skip what already completed
     live_dir: Path | None = None  # where running runs' logs grow, for `runs logs --follow`
@@ -73,10 +78,10 @@ class Session:
     def limits(self) -> Limits:
         return self.project.limits.within(self.policy.limits)
 
-    def write(self, record: dict[str, Any], log: bytes | None = None,
-              extra: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    def write(self, record: RunRecord, log: bytes | None = None,
+              extra: Mapping[str, bytes] | None = None) -> RunRecord:
         """Record `record` (secrets masked everywhere) and return what was recorded."""
-        record = self.secrets.mask(record)
+        record = record.masked(self.secrets.mask)
         self.results.write(record, None if log is None else self.secrets.mask_bytes(log),
                            {path: self.secrets.mask_bytes(data) for path, data in (extra or {}).items()})
         self.on_record(record)
@@ -87,7 +92,7 @@ def runtime_dir() -> Path:
     return Path(str(resources.files("runner") / "runtime"))
 
 
-def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, Any]:
+def execute(session: Session, task: Task, uid: str | None = None) -> RunRecord:
     """Run `task` (retrying as it asks), record every attempt, return the final record."""
     uid = uid or new_uid()
     earlier: dict[str, bytes] = {}
@@ -95,7 +100,7 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
         if session.abort.is_set():
             return skip(session, task_record(session, task, uid, attempt), "aborted", "interrupted")
         record, log = _attempt(session, task, uid, attempt)
-        last = record["status"]["state"] in ("completed", "aborted", "skipped") \
+        last = record.status.state in ("completed", "aborted", "skipped") \
             or attempt == task.retries + 1
         if last:
             recorded = session.write(record, log, earlier)
@@ -104,13 +109,13 @@ def execute(session: Session, task: Task, uid: str | None = None) -> dict[str, A
                     (session.live_dir / f"{uid}{suffix}").unlink(missing_ok=True)
             return recorded
         folder = run_folder(uid)
-        earlier[f"{folder}/attempt-{attempt}.yaml"] = dump(record)
+        earlier[f"{folder}/attempt-{attempt}.yaml"] = record.to_yaml()
         earlier[f"{folder}/attempt-{attempt}.log"] = log
-        session.on_line(task.name, f"attempt {attempt} {record['status']['state']}; retrying")
+        session.on_line(task.name, f"attempt {attempt} {record.status.state}; retrying")
     raise AssertionError("unreachable")
 
 
-def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict[str, Any], bytes]:
+def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunRecord, bytes]:
     record = task_record(session, task, uid, attempt)
     live = session.live_dir / f"{uid}.log" if session.live_dir else None
     log = _Log(session.secrets, lambda line: session.on_line(task.name, line), live,
@@ -120,35 +125,38 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[dict
             inputs = [resolve_input(name, uri, session.code, session.store, session.results,
                                     session.policy) for name, uri in task.inputs.items()]
         except RunyardError as error:
-            return _finish(record, log, Exit(None), error=error.message, reason="input"), log.text()
-        record["spec"]["inputs"] = {i.name: {"uri": i.uri, "hash": i.hash, "size": i.size}
-                                    for i in inputs}
-        record["spec"]["run_key"] = run_key(session, task, inputs)
-        earlier_run = session.memoize and session.results.completed_with_key(record["spec"]["run_key"])
+            return _finish(record, log, Exit(None), error=error.message, reason="input"), log.text()[0]
+        key = run_key(session, task, inputs)
+        record = replace(record, spec=replace(
+            record.spec, run_key=key,
+            inputs={i.name: RunInput(uri=i.uri, hash=i.hash, size=i.size) for i in inputs}))
+        earlier_run = session.results.completed_with_key(key) if session.memoize and key else None
         if earlier_run:
             # What the earlier run made stands for this one: later steps use its outputs.
-            earlier = session.results.read(earlier_run)["status"]
-            record["status"].update(skipped_for=earlier_run, results=earlier.get("results", {}),
-                                    artifacts=earlier.get("artifacts", []))
-            end(record, "skipped", "memoized", None)
-            return record, b""
+            earlier = session.results.read(earlier_run).status
+            record = replace(record, status=replace(record.status, skipped_for=earlier_run,
+                                                    results=earlier.results,
+                                                    artifacts=earlier.artifacts))
+            return record.ended("skipped", "memoized", None), b""
         try:
             launch = _launch(session, task, uid, run_dir)
         except RunyardError as error:
-            return _finish(record, log, Exit(None), error=error.message, reason="refused"), log.text()
+            return _finish(record, log, Exit(None), error=error.message, reason="refused"), log.text()[0]
         _write_spec(session, task, uid, launch, inputs)
-        record["status"]["containers"] = [launch.name] if session.backend.name == "docker" else []
+        record = replace(record, status=replace(
+            record.status, containers=(launch.name,) if session.backend.name == "docker" else ()))
         session.write(record)  # `running`, with its runner: a lost runner is found by the next
         exit_ = session.backend.run(launch, log.feed)
         outputs = read_outputs(run_dir / "scratch" / "outputs", session.store, session.limits)
         full = scratch.is_full(run_dir / "scratch")
-    record["status"]["results"] = outputs.results
-    record["status"]["artifacts"] = outputs.artifacts
+    record = replace(record, status=replace(
+        record.status, results=outputs.results, artifacts=outputs.artifacts))
     reason = "outputs" if outputs.refusal else ("disk" if full and exit_.code != 0 else None)
     message = outputs.refusal or (f"the run filled its scratch disk (limit {session.limits.disk} "
                                   "bytes)" if reason == "disk" else outputs.error)
     final = _finish(record, log, exit_, error=message, reason=reason, aborted=session.abort.is_set())
-    return final, log.text(final)
+    text, cut = log.text()
+    return replace(final, status=replace(final.status, log_truncated=cut)), text
 
 
 @contextlib.contextmanager
@@ -168,13 +176,6 @@ def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[Path]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def succeeded(record: Mapping[str, Any]) -> bool:
-    """Completed, or skipped because an identical run completed before (memoized)."""
-    status = record["status"]
-    return bool(status["state"] == "completed"
-                or (status["state"] == "skipped" and status.get("reason") == "memoized"))
-
-
 def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:
     """What decides the run's outcome, hashed: resolved spec, code, inputs and image."""
     code = session.code_hash(task.function)
@@ -191,59 +192,43 @@ def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:
 
 def new_record(session: Session, *, uid: str, name: str, job: str | None, iteration: int,
                parent: str | None, labels: Mapping[str, str], params: ParamLevels,
-               attempt: int = 1) -> dict[str, Any]:
+               attempt: int = 1) -> RunRecord:
     """A record in state `running`, started now; callers fill in what they run."""
-    return {
-        "apiVersion": RECORD_VERSION,
-        "kind": "run",
-        "metadata": {"uid": uid, "name": name, "project": session.project.name, "job": job,
-                     "iteration": iteration, "parent": parent, "labels": dict(labels),
-                     "attempt": attempt},
-        "spec": {"function": None, "pipeline": None, "handler": None, "command": None,
-                 "run_key": None,
-                 "params": {**params.to_dict(), "resolved": params.resolved()},
-                 "inputs": {}, "hyper": None, "image": None, "image_id": None, "env_hash": None,
-                 "revision": session.revision or "", "dirty": session.dirty,
-                 "trigger": dict(session.trigger), "backend": session.backend.name,
-                 "resources": {}},
-        "status": {"state": "running", "reason": None, "start": _iso(datetime.now(UTC)),
-                   "end": None, "duration": None, "exit_code": None, "results": {},
-                   "artifacts": [], "error": None, "best_iteration": None, "trials": [],
-                   "logs": "log.txt", "log_truncated": False, "skipped_for": None,
-                   "runner": str(session.owner), "host": session.owner.host, "containers": []},
-    }
+    return RunRecord(
+        Metadata(uid=uid, name=name, project=session.project.name, job=job, iteration=iteration,
+                 parent=parent, labels=dict(labels), attempt=attempt),
+        Spec(params=Params(project=dict(params.project), pipeline=dict(params.pipeline),
+                           job=dict(params.job), override=dict(params.override),
+                           step=dict(params.step), resolved=params.resolved()),
+             revision=session.revision or "", dirty=session.dirty, trigger=session.trigger,
+             backend=session.backend.name),
+        Status(state="running", start=now(), logs="log.txt", runner=str(session.owner),
+               host=session.owner.host))
 
 
-def task_record(session: Session, task: Task, uid: str, attempt: int = 1) -> dict[str, Any]:
+def task_record(session: Session, task: Task, uid: str, attempt: int = 1) -> RunRecord:
     record = new_record(session, uid=uid, name=task.name, job=task.job,
                         iteration=task.iteration, parent=task.parent, labels=task.labels,
                         params=task.params, attempt=attempt)
     image = session.images.get(task.function.name)
     function = task.function
-    record["spec"].update(
-        function=function.name, handler=task.handler,
-        command=list(function.command) if function.command else None,
+    return replace(record, spec=replace(
+        record.spec, function=function.name, handler=task.handler,
+        command=tuple(function.command) if function.command else None,
         image=image.tag if image else None, image_id=image.image_id if image else None,
-        env_hash=image.env_hash if image else None,
-        resources={k: v for k, v in task.resources.__dict__.items() if v})
-    return record
+        env_hash=image.env_hash if image else None, resources=_resources(task.resources)))
 
 
-def skip(session: Session, record: dict[str, Any], state: str, reason: str,
-         error: str | None = None) -> dict[str, Any]:
+def _resources(resources: Resources) -> RunResources:
+    """The limits that are set (none is 0)."""
+    return RunResources(cpu=resources.cpu or None, memory=resources.memory or None,
+                        timeout=resources.timeout or None, gpus=resources.gpus or None)
+
+
+def skip(session: Session, record: RunRecord, state: State, reason: str,
+         error: str | None = None) -> RunRecord:
     """Record a run that never started: `skipped` (or `aborted`), and why."""
-    end(record, state, reason, error)
-    return session.write(record, b"")
-
-
-def end(record: dict[str, Any], state: str, reason: str | None = None,
-        error: str | None = None) -> dict[str, Any]:
-    status = record["status"]
-    ended = datetime.now(UTC)
-    status.update(state=state, reason=reason, error=error, end=_iso(ended),
-                  duration=round((ended - datetime.fromisoformat(status["start"]))
-                                 .total_seconds(), 3))
-    return record
+    return session.write(record.ended(state, reason, error), b"")
 
 
 def _launch(session: Session, task: Task, uid: str, run_dir: Path) -> Launch:
@@ -310,28 +295,21 @@ def _write_secret(path: Path, value: str, for_container: bool) -> None:
         path.parent.chmod(0o500)
 
 
-def _finish(record: dict[str, Any], log: _Log, exit_: Exit, *, error: str | None = None,
-            reason: str | None = None, aborted: bool = False) -> dict[str, Any]:
-    status = record["status"]
-    ended = datetime.now(UTC)
-    status["end"] = _iso(ended)
-    status["duration"] = round((ended - datetime.fromisoformat(status["start"])).total_seconds(), 3)
-    status["exit_code"] = exit_.code
+def _finish(record: RunRecord, log: _Log, exit_: Exit, *, error: str | None = None,
+            reason: str | None = None, aborted: bool = False) -> RunRecord:
+    record = replace(record, status=replace(record.status, exit_code=exit_.code))
     failed = reason or exit_.reason or (exit_.code != 0 and "exit") or None
-    status["state"] = "failed" if failed else "completed"
-    if failed and aborted:
-        status.update(state="aborted", reason="interrupted", error="stopped by an interruption")
-        return record
     if not failed:
-        return record
-    status["reason"] = "error" if failed == "exit" and error else failed
-    limit = record["spec"]["resources"].get("memory")
-    status["error"] = {
-        "timeout": f"timed out after {record['spec']['resources'].get('timeout')} s",
-        "oom": f"killed: out of memory (limit {limit} bytes)",
+        return record.ended("completed")
+    if aborted:
+        return record.ended("aborted", "interrupted", "stopped by an interruption")
+    limits = record.spec.resources
+    message = {
+        "timeout": f"timed out after {limits.timeout} s",
+        "oom": f"killed: out of memory (limit {limits.memory} bytes)",
         "interrupted": "stopped by an interruption",
     }.get(failed) or error or f"exit code {exit_.code}: {log.tail()}"
-    return record
+    return record.ended("failed", "error" if failed == "exit" and error else failed, message)
 
 
 class _Log:
@@ -374,24 +352,21 @@ class _Log:
         while self.kept_size > self.limit and len(self.kept) > 1:
             self.kept_size -= len(self.kept.popleft())
 
-    def text(self, record: dict[str, Any] | None = None) -> bytes:
+    def text(self) -> tuple[bytes, bool]:
+        """The log kept, and whether it was cut to the limit."""
         with self.lock:
             if self.pending:
                 self._lines([self.pending])
                 self.pending = b""
             data = b"".join(self.kept)[-self.limit:]
             cut = self.total > len(data)
-        if record is not None:
-            record["status"]["log_truncated"] = cut
         if not cut:
-            return data
-        return f"[runyard: log cut to its last {len(data)} bytes of {self.total}]\n".encode() + data
+            return data, False
+        note = f"[runyard: log cut to its last {len(data)} bytes of {self.total}]\n".encode()
+        return note + data, True
 
     def tail(self, lines: int = 5) -> str:
         with self.lock:
             recent = b"".join(list(self.kept)[-lines:])
         return recent.decode("utf-8", "replace").rstrip("\n")
 
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")

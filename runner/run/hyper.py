@@ -12,54 +12,54 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from runner.project.condition import parse_condition
+from runner.project.condition import Condition, parse_condition
 from runner.project.model import Hyper
 from runner.project.selector import Selector
 from runner.project.trials import expand_trials
+from runner.record.model import RunRecord, State, TrialSummary
 from runner.record.results import new_uid
-from runner.run.execute import Session, end, new_record, skip, succeeded
+from runner.run.execute import Session, new_record, skip
 from runner.run.task import ParamLevels
 
-Record = dict[str, Any]
 # Runs trial `iteration` with these params under `parent`, with the given uid.
-TrialRunner = Callable[[int, Mapping[str, Any], str, str], Record]
+TrialRunner = Callable[[int, Mapping[str, Any], str, str], RunRecord]
 # A record for a trial that never started (iteration, params, parent, uid).
-TrialRecord = Callable[[int, Mapping[str, Any], str, str], Record]
+TrialRecord = Callable[[int, Mapping[str, Any], str, str], RunRecord]
 
 
-def _best(hyper: Hyper, records: list[Record]) -> Record | None:
+def _best(hyper: Hyper, records: list[RunRecord]) -> RunRecord | None:
     """The succeeded trial whose selected result is best; without a selector, the first
     that met the stop condition."""
     selector = Selector.parse(hyper.selector)
     if selector is None:
         condition = parse_condition(hyper.stop_condition) if hyper.stop_condition else None
-        return next((r for r in records if succeeded(r) and condition is not None
-                     and condition.evaluate(r["status"]["results"])), None)
-    scored = [r for r in records
-              if succeeded(r) and selector.value(r["status"]["results"]) is not None]
-    return min(scored, key=lambda r: selector.sort_key(r["status"]["results"]), default=None)
+        return next((r for r in records if r.succeeded and condition is not None
+                     and condition.evaluate(r.status.results)), None)
+    scored = [r for r in records if r.succeeded and selector.value(r.status.results) is not None]
+    return min(scored, key=lambda r: selector.sort_key(r.status.results), default=None)
 
 
 def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
                labels: Mapping[str, str], params: ParamLevels, run_trial: TrialRunner,
-               never_started: TrialRecord, uid: str | None = None) -> Record:
+               never_started: TrialRecord, uid: str | None = None) -> RunRecord:
     parent = uid or new_uid()
     trials = expand_trials(hyper.strategy, hyper.params, exclude=hyper.exclude,
                            max_trials=hyper.max_trials,
                            seed=session.project.params.get("seed"))
     record = new_record(session, uid=parent, name=name, job=job, iteration=0, parent=None,
                         labels=labels, params=params)
-    record["spec"]["hyper"] = {k: v for k, v in asdict(hyper).items() if v is not None}
+    record = replace(record, spec=replace(
+        record.spec, hyper={k: v for k, v in asdict(hyper).items() if v is not None}))
     session.write(record)  # `running`, before any trial: a child never lacks its parent
     condition = parse_condition(hyper.stop_condition) if hyper.stop_condition else None
-    done: dict[int, Record] = {}
+    done: dict[int, RunRecord] = {}
     stop: str | None = None
     started = 0
     with ThreadPoolExecutor(max_workers=hyper.parallel) as pool:
-        running: dict[Future[Record], int] = {}
+        running: dict[Future[RunRecord], int] = {}
         while started < len(trials) or running:
             while stop is None and not session.abort.is_set() and started < len(trials) \
                     and len(running) < hyper.parallel:
@@ -73,19 +73,18 @@ def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
                 trial = done[running.pop(future)] = future.result()
                 stop = stop or _stop_reason(trial, done, hyper, condition)
     reason = "interrupted" if session.abort.is_set() else (stop or "interrupted")
+    state: State = "aborted" if reason == "interrupted" else "skipped"
     for index in range(started + 1, len(trials) + 1):
-        done[index] = never_started(index, trials[index - 1], parent, new_uid())
-        state = "aborted" if reason == "interrupted" else "skipped"
-        skip(session, done[index], state, reason, _why_not_started(reason))
+        done[index] = skip(session, never_started(index, trials[index - 1], parent, new_uid()),
+                           state, reason, _why_not_started(reason))
     return session.write(_conclude(record, hyper, trials, done), b"")
 
 
-def _stop_reason(trial: Record, done: Mapping[int, Record], hyper: Hyper,
-                 condition: Any) -> str | None:
-    if condition is not None and succeeded(trial) \
-            and condition.evaluate(trial["status"]["results"]):
+def _stop_reason(trial: RunRecord, done: Mapping[int, RunRecord], hyper: Hyper,
+                 condition: Condition | None) -> str | None:
+    if condition is not None and trial.succeeded and condition.evaluate(trial.status.results):
         return "stop_condition"
-    failures = sum(r["status"]["state"] == "failed" for r in done.values())
+    failures = sum(r.status.state == "failed" for r in done.values())
     if hyper.max_errors is not None and failures > hyper.max_errors:
         return "max_errors"
     return None
@@ -97,30 +96,28 @@ def _why_not_started(reason: str) -> str:
             "interrupted": "stopped by an interruption"}.get(reason, reason)
 
 
-def _conclude(record: Record, hyper: Hyper, trials: list[dict[str, Any]],
-              done: Mapping[int, Record]) -> Record:
-    status = record["status"]
+def _conclude(record: RunRecord, hyper: Hyper, trials: list[dict[str, Any]],
+              done: Mapping[int, RunRecord]) -> RunRecord:
     records = [done[i] for i in sorted(done)]
-    status["trials"] = [{"iteration": i, "uid": done[i]["metadata"]["uid"],
-                         "state": done[i]["status"]["state"], "params": trials[i - 1],
-                         "results": done[i]["status"].get("results", {}),
-                         "reason": done[i]["status"].get("reason")} for i in sorted(done)]
-    completed = [r for r in records if succeeded(r)]
+    summaries = tuple(TrialSummary(iteration=i, uid=done[i].metadata.uid, state=done[i].status.state,
+                                   params=trials[i - 1], results=done[i].status.results,
+                                   reason=done[i].status.reason) for i in sorted(done))
+    record = replace(record, status=replace(record.status, trials=summaries))
     best = _best(hyper, records)
     if best is not None:
-        status["best_iteration"] = best["metadata"]["iteration"]
-        status["results"] = dict(best["status"]["results"])
-        status["artifacts"] = list(best["status"]["artifacts"])
-    failed = sum(r["status"]["state"] == "failed" for r in records)
+        record = replace(record, status=replace(
+            record.status, best_iteration=best.metadata.iteration,
+            results=dict(best.status.results), artifacts=best.status.artifacts))
+    failed = sum(r.status.state == "failed" for r in records)
     note = f"{failed} of {len(trials)} trials failed" if failed else None
-    if any(r["status"]["state"] == "aborted" for r in records):
-        return end(record, "aborted", "interrupted", "stopped by an interruption")
+    if any(r.status.state == "aborted" for r in records):
+        return record.ended("aborted", "interrupted", "stopped by an interruption")
     if hyper.max_errors is not None and failed > hyper.max_errors:
-        return end(record, "failed", "max_errors", note)
-    if not completed:
-        return end(record, "failed", "no_trial_completed", note or "no trial completed")
+        return record.ended("failed", "max_errors", note)
+    if not any(r.succeeded for r in records):
+        return record.ended("failed", "no_trial_completed", note or "no trial completed")
     selector = Selector.parse(hyper.selector)
     if best is None and selector is not None:
-        return end(record, "failed", "selector",
-                   f"selector {hyper.selector}: no trial reported {selector.key} as a number")
-    return end(record, "completed", None, note)
+        return record.ended("failed", "selector",
+                            f"selector {hyper.selector}: no trial reported {selector.key} as a number")
+    return record.ended("completed", None, note)

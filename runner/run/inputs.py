@@ -100,14 +100,14 @@ def _artifact_hash(uri: str, results: ResultsBranch | None) -> str:
         raise RunyardError(f"{uri}: there are no records to find it in")
     if uid:
         record = results.read(results.find(uid))
-        found = [a for a in record["status"].get("artifacts", []) if a["key"] == key]
+        found = [a for a in record.status.artifacts if a.key == key]
         if not found:
             raise RunyardError(f"{uri}: run {uid} logged no artifact {key!r}")
-        return str(found[0]["hash"])
+        return str(found[0].hash)
     newest = results.newest_artifact(key)
     if newest is None:
         raise RunyardError(f"{uri}: no completed run has logged an artifact {key!r} yet")
-    return str(newest["hash"])
+    return str(newest.hash)
 
 
 def _host_file(uri: str, store: ArtifactStore, policy: Policy) -> Stored:

@@ -15,19 +15,18 @@ from typing import Any
 
 from runner.errors import RunyardError
 from runner.project.model import Hyper, Job, Project
+from runner.record.model import RunRecord
 from runner.run.execute import Session, execute, new_record, task_record
 from runner.run.hyper import run_trials
 from runner.run.pipeline import PipelineRun
 from runner.run.task import ParamLevels, Task, function_task, job_task
-
-Record = dict[str, Any]
 
 
 def run_target(session: Session, target: str, uid: str | None = None, *,
                handler: str | None = None, params: Mapping[str, Any] | None = None,
                inputs: Mapping[str, str] | None = None,
                hyper: Mapping[str, list[Any]] | None = None,
-               selector: str | None = None) -> Record:
+               selector: str | None = None) -> RunRecord:
     """Run TARGET (a job, else a function) and return its record (the parent's, for trials)."""
     project = session.project
     job = project.jobs.get(target)
@@ -55,16 +54,16 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
         uid=uid)
 
 
-def run_interruptibly(session: Session, work: Callable[[], Record]) -> Record:
+def run_interruptibly(session: Session, work: Callable[[], RunRecord]) -> RunRecord:
     """Run `work` in a worker thread; an interruption here aborts the session's runs."""
-    box: dict[str, Any] = {}
+    outcome: list[RunRecord | BaseException] = []
     finished = threading.Event()
 
     def worker() -> None:
         try:
-            box["record"] = work()
+            outcome.append(work())
         except BaseException as error:  # handed to the waiting thread below
-            box["error"] = error
+            outcome.append(error)
         finally:
             finished.set()
 
@@ -78,10 +77,9 @@ def run_interruptibly(session: Session, work: Callable[[], Record]) -> Record:
         except KeyboardInterrupt:
             session.abort.set()
             session.backend.stop_all()
-    if "error" in box:
-        raise box["error"]
-    record: Record = box["record"]
-    return record
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def with_overrides(hyper: Hyper | None, values: Mapping[str, list[Any]] | None,
@@ -103,7 +101,7 @@ def _trial(base: Task, iteration: int, values: Mapping[str, Any], parent: str) -
 
 def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
                   override: dict[str, Any], inputs: Mapping[str, str],
-                  uid: str | None) -> Record:
+                  uid: str | None) -> RunRecord:
     project: Project = session.project
     pipeline = project.pipelines[job.run.pipeline or ""]
     levels = ParamLevels(project=project.params, pipeline=pipeline.params, job=job.params,
@@ -120,12 +118,11 @@ def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
     if hyper is None:
         return one(0, {}, None, uid).run()
 
-    def never_started(i: int, values: Mapping[str, Any], parent: str, run_uid: str) -> Record:
+    def never_started(i: int, values: Mapping[str, Any], parent: str, run_uid: str) -> RunRecord:
         params = dataclasses.replace(levels, override={**override, **values})
         record = new_record(session, uid=run_uid, name=job.name, job=job.name, iteration=i,
                             parent=parent, labels=job.labels, params=params)
-        record["spec"]["pipeline"] = pipeline.name
-        return record
+        return dataclasses.replace(record, spec=dataclasses.replace(record.spec, pipeline=pipeline.name))
 
     return run_trials(session, hyper, name=job.name, job=job.name, labels=job.labels,
                       params=levels, run_trial=lambda i, v, p, u: one(i, v, p, u).run(),

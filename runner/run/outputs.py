@@ -24,6 +24,7 @@ from typing import IO, Any, NamedTuple
 from runner.project.model import Limits
 from runner.project.refs import ARTIFACT_KEY_PATTERN, compile_pattern
 from runner.record.artifacts import ArtifactStore
+from runner.record.model import Artifact
 from runner.run.safefs import (
     Refused,
     describe,
@@ -40,7 +41,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,100}$")
 
 class Outputs(NamedTuple):
     results: dict[str, Any]
-    artifacts: list[dict[str, Any]]
+    artifacts: tuple[Artifact, ...]
     error: str | None  # the handler's own error, from error.json
     refusal: str | None = None
 
@@ -56,7 +57,7 @@ def read_outputs(folder: Path, store: ArtifactStore, limits: Limits) -> Outputs:
                 raise Refused(f"results.json holds a {type(results).__name__}, not an object")
             artifacts = _store_artifacts(top, listed, store, limits)
     except Refused as refusal:
-        return Outputs({}, [], None, f"outputs refused: {refusal}")
+        return Outputs({}, (), None, f"outputs refused: {refusal}")
     return Outputs(results, artifacts, _error_text(error))
 
 
@@ -67,7 +68,7 @@ def _error_text(error: Any) -> str | None:
 
 
 def _store_artifacts(top: int, listed: Any, store: ArtifactStore,
-                     limits: Limits) -> list[dict[str, Any]]:
+                     limits: Limits) -> tuple[Artifact, ...]:
     if not isinstance(listed, list):
         raise Refused("artifacts.json is not a list")
     entries = [_artifact_entry(item) for item in listed]
@@ -75,7 +76,7 @@ def _store_artifacts(top: int, listed: Any, store: ArtifactStore,
     if len(set(keys)) != len(keys):
         raise Refused("artifacts.json lists a key twice")
     if not entries:
-        return []
+        return ()
     stored = []
     with opened_dir(open_dir_at(top, "artifacts")) as artifacts:
         for key, kind, fmt, path in entries:
@@ -83,9 +84,9 @@ def _store_artifacts(top: int, listed: Any, store: ArtifactStore,
             if kept is None:
                 continue  # listed, then removed by the handler: nothing to keep
             digest, size, is_tree = kept
-            stored.append({"key": key, "kind": kind, "format": "tar" if is_tree else fmt,
-                           "hash": digest, "size": size, "uri": f"store://{digest}"})
-    return stored
+            stored.append(Artifact(key=key, kind=kind, format="tar" if is_tree else fmt,
+                                   hash=digest, size=size, uri=f"store://{digest}"))
+    return tuple(stored)
 
 
 def _artifact_entry(item: Any) -> tuple[str, str, str | None, str]:

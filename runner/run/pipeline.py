@@ -8,27 +8,17 @@ while independent branches finish.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from dataclasses import replace
 
 from runner.errors import RunyardError
 from runner.project.model import Pipeline, Step, step_ref
+from runner.record.model import RunRecord, StepSummary
 from runner.record.results import new_uid
-from runner.run.execute import (
-    Session,
-    end,
-    execute,
-    new_record,
-    skip,
-    succeeded,
-    task_record,
-)
+from runner.run.execute import Session, execute, new_record, skip, task_record
 from runner.run.inputs import STORE_SCHEME
 from runner.run.task import ParamLevels, Task
-
-Record = dict[str, Any]
 
 
 class PipelineRun:
@@ -45,16 +35,16 @@ class PipelineRun:
         self.inputs = dict(inputs or {})  # the job's: every step may take them
         self.uid = uid or new_uid()
         self.step_uids = {step.name: new_uid() for step in pipeline.steps}
-        self.done: dict[str, Record] = {}
+        self.done: dict[str, RunRecord] = {}
 
-    def run(self) -> Record:
+    def run(self) -> RunRecord:
         record = new_record(self.session, uid=self.uid, name=self.name, job=self.job,
                             iteration=self.iteration, parent=self.parent, labels=self.labels,
                             params=self.params)
-        record["spec"]["pipeline"] = self.pipeline.name
+        record = replace(record, spec=replace(record.spec, pipeline=self.pipeline.name))
         self.session.write(record)  # `running`, before any step: a child never lacks its parent
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-            running: dict[Future[Record], Step] = {}
+            running: dict[Future[RunRecord], Step] = {}
             while len(self.done) < len(self.pipeline.steps):
                 self._start_ready(pool, running)
                 if running:
@@ -63,7 +53,7 @@ class PipelineRun:
                         self.done[running.pop(future).name] = future.result()
         return self.session.write(self._conclude(record), b"")
 
-    def _start_ready(self, pool: ThreadPoolExecutor, running: dict[Future[Record], Step]) -> None:
+    def _start_ready(self, pool: ThreadPoolExecutor, running: dict[Future[RunRecord], Step]) -> None:
         started = {step.name for step in running.values()}
         progressed = True
         while progressed:
@@ -74,7 +64,7 @@ class PipelineRun:
                 upstream = [u for u in step.upstream() if self.pipeline.step(u)]
                 if any(u not in self.done for u in upstream):
                     continue
-                blocked = [u for u in upstream if not succeeded(self.done[u])]
+                blocked = [u for u in upstream if not self.done[u].succeeded]
                 if blocked or self.session.abort.is_set():
                     self.done[step.name] = self._never_started(step, blocked)
                     progressed = True
@@ -83,7 +73,7 @@ class PipelineRun:
                     started.add(step.name)
                     progressed = True
 
-    def _run_step(self, step: Step) -> Record:
+    def _run_step(self, step: Step) -> RunRecord:
         task = self.task(step)
         try:
             task = self._with_step_inputs(task)
@@ -110,36 +100,36 @@ class PipelineRun:
         for name, uri in task.inputs.items():
             ref = step_ref(uri)
             inputs[name] = uri if ref is None else self._artifact_of(ref[0], ref[1] or "")
-        return dataclasses.replace(task, inputs=inputs)
+        return replace(task, inputs=inputs)
 
     def _artifact_of(self, step: str, output: str) -> str:
-        for artifact in self.done[step]["status"].get("artifacts", []):
-            if artifact["key"] == output:
-                return f"{STORE_SCHEME}{artifact['hash']}"
+        for artifact in self.done[step].status.artifacts:
+            if artifact.key == output:
+                return f"{STORE_SCHEME}{artifact.hash}"
         raise RunyardError(f"step {step!r} logged no artifact {output!r} for step://{step}/{output}")
 
-    def _never_started(self, step: Step, blocked: list[str]) -> Record:
+    def _never_started(self, step: Step, blocked: list[str]) -> RunRecord:
         record = task_record(self.session, self.task(step), self.step_uids[step.name])
         if blocked:
             return skip(self.session, record, "skipped", "upstream_failed",
                         f"step {blocked[0]!r} did not complete")
         return skip(self.session, record, "aborted", "interrupted", "stopped by an interruption")
 
-    def _conclude(self, record: Record) -> Record:
+    def _conclude(self, record: RunRecord) -> RunRecord:
         steps = [self.done[step.name] for step in self.pipeline.steps]
-        status = record["status"]
-        status["steps"] = [{"name": r["metadata"]["name"], "uid": r["metadata"]["uid"],
-                            "state": r["status"]["state"], "reason": r["status"]["reason"]}
-                           for r in steps]
+        status = replace(record.status, steps=tuple(
+            StepSummary(name=r.metadata.name, uid=r.metadata.uid, state=r.status.state,
+                        reason=r.status.reason) for r in steps))
         for step_record in steps:  # later steps win: "the last step that produced it"
-            if succeeded(step_record):
-                status["results"].update(step_record["status"]["results"])
-                status["artifacts"] += step_record["status"]["artifacts"]
-        states = [r["status"]["state"] for r in steps]
+            if step_record.succeeded:
+                status = replace(status, results={**status.results, **step_record.status.results},
+                                 artifacts=status.artifacts + step_record.status.artifacts)
+        record = replace(record, status=status)
+        states = [r.status.state for r in steps]
         if "aborted" in states:
-            return end(record, "aborted", "interrupted", "stopped by an interruption")
-        failed = [r["metadata"]["name"] for r in steps if r["status"]["state"] == "failed"]
+            return record.ended("aborted", "interrupted", "stopped by an interruption")
+        failed = [r.metadata.name for r in steps if r.status.state == "failed"]
         if failed:
-            return end(record, "failed", "step_failed", f"step {failed[0]!r} failed: "
-                       f"{self.done[failed[0]]['status']['error']}")
-        return end(record, "completed")
+            return record.ended("failed", "step_failed", f"step {failed[0]!r} failed: "
+                                f"{self.done[failed[0]].status.error}")
+        return record.ended("completed")

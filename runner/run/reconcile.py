@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,14 +36,9 @@ def reconcile_records(results: ResultsBranch, on_note: OnNote) -> list[str]:
             record = results.read(uid)
         except RunyardError:
             continue
-        if record["status"]["state"] == "running":
-            status = record["status"]
-            ended = datetime.now(UTC)
-            status.update(state="aborted", reason=LOST, end=ended.isoformat(timespec="milliseconds"),
-                          error=f"its runner ({runner}) ended before the run did")
-            status["duration"] = round((ended - datetime.fromisoformat(status["start"]))
-                                       .total_seconds(), 3)
-            results.write(record)
+        if record.status.state == "running":
+            results.write(record.ended("aborted", LOST,
+                                       f"its runner ({runner}) ended before the run did"))
             aborted.append(uid)
     if aborted:
         on_note(f"recorded {len(aborted)} run(s) of a lost runner as aborted")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
 
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
@@ -19,6 +18,7 @@ from runner.project.model import Function, Project
 from runner.project.policy import Policy
 from runner.project.source import DirectorySource, GitSource, ProjectSource, prepare_state_dir
 from runner.record.artifacts import ArtifactStore
+from runner.record.model import Trigger
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
@@ -69,7 +69,7 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
 @contextmanager
 def open_session(source: ProjectSource, git_dir: Path, project: Project, policy: Policy, *,
                  backend: str | None = None, functions: Sequence[str] = (),
-                 trigger: Mapping[str, Any] | None = None, memoize: bool = False,
+                 trigger: Trigger | None = None, memoize: bool = False,
                  on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
     """Snapshot, backend (images built for `functions`, or all) and stores for runs.
 
@@ -106,7 +106,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 project=project, code=code, workdir=workdir, backend=runner,
                 store=ArtifactStore(policy.store_for(project), workspace_of(source)),
                 results=results, revision=source.revision or _head(git_dir),
-                trigger=dict(trigger or {"kind": "manual"}), on_line=on_line, images=images,
+                trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
                 code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)

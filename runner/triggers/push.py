@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
@@ -28,7 +28,8 @@ from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
 from runner.project.policy import Policy, operator_policy, refusals
 from runner.project.source import GitSource
-from runner.record.results import RECORD_VERSION, ResultsBranch
+from runner.record.model import PushRecord, PushRun, Trigger
+from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
 from runner.run.secrets import Secrets
@@ -72,7 +73,7 @@ def default_branch(git_dir: Path) -> str:
 
 
 def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
-                   options: PushOptions = PushOptions()) -> list[dict[str, Any]]:
+                   options: PushOptions = PushOptions()) -> list[PushRecord]:
     """Process each pushed branch; return the push records written (or found)."""
     repo = open_repository(git_dir)
     main = default_branch(repo.git_dir)
@@ -87,7 +88,7 @@ def process_pushes(git_dir: Path, updates: Sequence[RefUpdate],
 
 
 def _process(repo: Repository, update: RefUpdate, main: str,
-             options: PushOptions) -> dict[str, Any] | None:
+             options: PushOptions) -> PushRecord | None:
     """One ref update: its push record, whatever fails (None when it is not in scope)."""
     with ExitStack() as opened:
         source = _source(repo, update.new, options.prefix)
@@ -102,29 +103,46 @@ def _process(repo: Repository, update: RefUpdate, main: str,
 
 
 def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdate,
-            results: ResultsBranch, options: PushOptions) -> dict[str, Any]:
+            results: ResultsBranch, options: PushOptions) -> PushRecord:
     """The push record of an update in scope: an earlier one, or a new one."""
-    earlier = results.push(update.new, update.ref)
+    earlier = _earlier(results, update, options)
     if earlier is not None and _done(earlier) and not options.force:
         options.on_line("push", f"{update.ref}: {update.new[:12]} was processed already "
-                                f"({earlier.get('status')})")
+                                f"({earlier.status})")
         return earlier
-    push = _push_record(update)
+    progress = _Progress(_push_record(update))
     secrets = _secrets(repo.git_dir, options.backend)
     try:
         if not isinstance(source, GitSource):
             raise source
-        _run_push(repo, source, update, results, push, options)
+        _run_push(repo, source, update, results, progress, options)
     except ProjectInvalid as error:
-        push.update(status="invalid", reason=error.message,
-                    problems=[str(p) for p in error.problems])
+        progress.push = replace(progress.push, status="invalid", reason=error.message,
+                                problems=tuple(str(p) for p in error.problems))
     except RunyardError as error:
-        push.update(status="failed", reason=str(error))
+        progress.push = replace(progress.push, status="failed", reason=str(error))
     except Exception as error:  # the one place a bug is caught: recorded, its traceback logged
         options.on_error(secrets.mask(f"runyard on-push: internal error in {update.ref} "
                                       f"{update.new[:12]}:\n{traceback.format_exc()}"))
-        push.update(status="error", reason=f"internal error: {type(error).__name__}: {error}")
-    return _finish(results, secrets.mask(push), options.on_line)
+        progress.push = replace(progress.push, status="error",
+                                reason=f"internal error: {type(error).__name__}: {error}")
+    return _finish(results, progress.push.masked(secrets.mask), options.on_line)
+
+
+@dataclass
+class _Progress:
+    """The push record as far as the push got: what a failure keeps of it."""
+
+    push: PushRecord
+
+
+def _earlier(results: ResultsBranch, update: RefUpdate, options: PushOptions) -> PushRecord | None:
+    """The record of this push made before, if any; a broken one is made again."""
+    try:
+        return results.push(update.new, update.ref)
+    except RunyardError as error:
+        options.on_line("push", f"{update.ref}: {error}; processing the push again")
+        return None
 
 
 def _secrets(git_dir: Path, backend: str | None) -> Secrets:
@@ -142,26 +160,28 @@ def _source(repo: Repository, revision: str, prefix: str) -> GitSource | Runyard
 
 
 def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: ResultsBranch,
-              push: dict[str, Any], options: PushOptions) -> None:
-    """Load, plan and run; `push` is filled in as it goes, so a failure keeps what was done."""
+              progress: _Progress, options: PushOptions) -> None:
+    """Load, plan and run; `progress` is kept up to date, so a failure keeps what was done."""
     project = load_project(source)
     backend = options.backend or project.backend
     plan = make_plan(project, source, plan_base(results, update.old, update.ref),
                      _base_image_ids(backend))
-    push["plan"] = plan.to_dict()
+    progress.push = replace(progress.push, plan=plan.to_dict())
     policy = operator_policy(repo.git_dir, options.backend)
     refused = refusals(project, policy, plan.to_run)
     if refused:  # the project asks for more than the operator allows: nothing runs
-        push.update(status="refused", problems=[str(p) for p in refused],
-                    reason="the project asks for what this runner's operator does not allow")
+        progress.push = replace(
+            progress.push, status="refused", problems=tuple(str(p) for p in refused),
+            reason="the project asks for what this runner's operator does not allow")
         return
-    _run_jobs(project, source, repo.git_dir, plan.to_run, update, options, policy,
-              push["runs"])
-    failed = [f"{run['job']} {run['state']}" for run in push["runs"]
-              if run["state"] not in ("completed", "skipped")]
-    push["status"] = "failed" if failed else ("completed" if plan.to_run else "nothing-to-run")
-    push["reason"] = (f"{len(failed)} of {len(push['runs'])} jobs did not complete: "
-                      f"{', '.join(failed)}") if failed else None
+    _run_jobs(project, source, repo.git_dir, plan.to_run, update, options, policy, progress)
+    runs = progress.push.runs
+    failed = [f"{run.job} {run.state}" for run in runs if run.state not in ("completed", "skipped")]
+    progress.push = replace(
+        progress.push,
+        status="failed" if failed else ("completed" if plan.to_run else "nothing-to-run"),
+        reason=f"{len(failed)} of {len(runs)} jobs did not complete: {', '.join(failed)}"
+        if failed else None)
 
 
 def _base_image_ids(backend: str) -> dict[str, str] | None:
@@ -174,22 +194,22 @@ def _base_image_ids(backend: str) -> dict[str, str] | None:
 
 def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence[str],
               update: RefUpdate, options: PushOptions, policy: Policy,
-              runs: list[dict[str, Any]]) -> None:
-    """Run the jobs, adding each one's outcome to `runs` as it ends."""
+              progress: _Progress) -> None:
+    """Run the jobs, adding each one's outcome to the push record as it ends."""
     if not jobs:
         return
 
-    trigger = {"kind": "push", "ref": update.ref,
-               "detail": f"{(update.old or '')[:12]}..{update.new[:12]}"}
+    trigger = Trigger("push", ref=update.ref,
+                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}")
     with open_session(source, git_dir, project, policy, backend=options.backend,
                       functions=_functions_of(project, jobs), trigger=trigger,
                       memoize=not options.force, on_line=options.on_line) as session:
         for job in jobs:
             with job_lock(git_dir, job, update.new):
                 record = run_target(session, job)
-            runs.append({"job": job, "uid": record["metadata"]["uid"],
-                         "state": record["status"]["state"]})
-            options.on_line("push", f"job {job}: {record['status']['state']}")
+            ran = PushRun(job=job, uid=record.metadata.uid, state=record.status.state)
+            progress.push = replace(progress.push, runs=(*progress.push.runs, ran))
+            options.on_line("push", f"job {job}: {record.status.state}")
 
 
 def job_lock(git_dir: Path, job: str, revision: str) -> AbstractContextManager[None]:
@@ -218,32 +238,29 @@ def plan_base(results: ResultsBranch, old: str | None, ref: str) -> str | None:
         earlier = results.push(old, ref) or next(iter(results.pushes_of(old)), None)
         if earlier is None or _ran_its_plan(earlier):
             return old
-        old = earlier.get("old")
+        old = earlier.old
     return old
 
 
-def _ran_its_plan(push: Mapping[str, Any]) -> bool:
+def _ran_its_plan(push: PushRecord) -> bool:
     """Every job its plan named was run (whatever came of the runs)."""
-    plan = push.get("plan")
-    return isinstance(plan, dict) and len(push.get("runs") or []) >= len(plan.get("to_run") or [])
+    return push.plan is not None and len(push.runs) >= len(push.plan.get("to_run") or [])
 
 
-def _done(push: Mapping[str, Any]) -> bool:
+def _done(push: PushRecord) -> bool:
     """Processed for good: replaying it changes nothing (a failure before the runs is retried)."""
-    return push.get("status") == "invalid" or _ran_its_plan(push)
+    return push.status == "invalid" or _ran_its_plan(push)
 
 
-def _push_record(update: RefUpdate) -> dict[str, Any]:
-    return {"apiVersion": RECORD_VERSION, "kind": "push", "revision": update.new,
-            "old": update.old, "ref": update.ref, "received": _now(), "finished": None,
-            "status": "running", "reason": None, "problems": [], "plan": None, "runs": []}
+def _push_record(update: RefUpdate) -> PushRecord:
+    return PushRecord(revision=update.new, old=update.old, ref=update.ref, received=_now())
 
 
-def _finish(results: ResultsBranch, push: dict[str, Any], on_line: OnLine) -> dict[str, Any]:
-    push["finished"] = _now()
+def _finish(results: ResultsBranch, push: PushRecord, on_line: OnLine) -> PushRecord:
+    push = replace(push, finished=_now())
     results.write_push(push)
-    reason = f": {push['reason']}" if push.get("reason") else ""
-    on_line("push", f"{push['revision'][:12]} on {push['ref']}: {push['status']}{reason}")
+    reason = f": {push.reason}" if push.reason else ""
+    on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
     return push
 
 

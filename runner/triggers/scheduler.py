@@ -27,7 +27,8 @@ from runner.project.model import Job, Project
 from runner.project.policy import operator_policy
 from runner.project.schedule import due_times, next_time, parse_at
 from runner.project.source import GitSource
-from runner.record.results import ResultsBranch, dump
+from runner.record.model import RunRecord, Trigger, dump
+from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
 from runner.run.session import open_session
@@ -73,7 +74,7 @@ class Scheduler:
         """The branch's newest revision (to be closed by the caller)."""
         return GitSource(open_repository(self.git_dir), f"refs/heads/{self.branch}", self.prefix)
 
-    def tick(self, now: datetime) -> list[dict[str, Any]]:
+    def tick(self, now: datetime) -> list[RunRecord]:
         with closing(self.source()) as source:
             project = load_project(source)
             # Claim before running, one scheduler at a time: no due time runs twice.
@@ -92,17 +93,17 @@ class Scheduler:
                 times.append(next_time(when.cron, when.timezone, now))
         return min(times)
 
-    def _run(self, project: Project, source: GitSource, due: Due) -> dict[str, Any]:
+    def _run(self, project: Project, source: GitSource, due: Due) -> RunRecord:
 
         late = due.late > LATE_AFTER
         detail = f"due {due.at.isoformat()}" + (f", late by {_minutes(due.late)}" if late else "")
         self.on_line("schedule", f"job {due.job}: {detail}")
-        trigger = {"kind": "schedule", "ref": f"refs/heads/{self.branch}", "detail": detail}
+        trigger = Trigger("schedule", ref=f"refs/heads/{self.branch}", detail=detail)
         with open_session(source, self.git_dir, project, operator_policy(self.git_dir, self.backend),
                           backend=self.backend, trigger=trigger,
                           on_line=self.on_line) as session:
             record = run_target(session, due.job)
-        self.on_line("schedule", f"job {due.job}: {record['status']['state']}")
+        self.on_line("schedule", f"job {due.job}: {record.status.state}")
         return record
 
 

@@ -90,7 +90,7 @@ class ProjectWatcher:
                          on_line=lambda name, line: self.emit(f"{name} | {line}")) as session:
             for job in jobs:
                 record = run_target(session, job)
-                self.emit(f"job {job}: {record['status']['state']} ({record['metadata']['uid']})")
+                self.emit(f"job {job}: {record.status.state} ({record.metadata.uid})")
 
     def _load_quietly(self) -> Project | None:
         try:

@@ -1,0 +1,414 @@
+"""The run record and the push record (DESIGN §3), typed, and their one way to YAML.
+
+A record is a tree of frozen dataclasses whose fields are the keys of its YAML, in the
+order they are written; an update makes a new record (`dataclasses.replace`,
+`RunRecord.ended`). This module alone turns records into YAML (and into the dicts that
+`--json` prints) and reads them back, checking every field against its type: a
+truncated or hand-edited record is a RunyardError that names it, never a traceback.
+
+Versions: a record says `apiVersion: runyard/v1`; one from another version is refused.
+Earlier v1 writers left out fields that later ones write (spec.pipeline and run_key;
+status.runner, host and containers; an artifact's format; a push's received, finished
+and reason). The migration: a field a record lacks reads as its default, and the record
+renders as it was read, so `git show`, `--json` and a rewrite keep its shape.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, Self, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from runner.errors import RunyardError
+
+VERSION = "runyard/v1"
+State = Literal["pending", "running", "completed", "failed", "aborted", "skipped"]
+PushState = Literal["running", "completed", "nothing-to-run", "failed", "invalid", "refused",
+                    "error"]
+Mask = Callable[[Any], Any]  # a text or a structure of mappings and lists, masked
+
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def dump(data: Mapping[str, Any]) -> bytes:
+    """YAML as the results branch holds it: keys in their order, plain for `git show`."""
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
+
+
+def now() -> str:
+    """This moment, as a run record writes times."""
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Part:
+    """A mapping of a record as a dataclass: its fields are the mapping's keys, in order.
+
+    `absent` names the fields left out of the mapping while they hold their default: for
+    a part read from YAML the keys it lacked, so that it renders as it was read; else
+    LEAVE_OUT, what runyard leaves out while it is unset.
+    """
+
+    LEAVE_OUT: ClassVar[frozenset[str]] = frozenset()
+    absent: frozenset[str] | None = field(default=None, kw_only=True, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        left_out = self.LEAVE_OUT if self.absent is None else self.absent
+        return {item.name: _plain(value) for item, value in self._values()
+                if not (item.name in left_out and value == _default(item))}
+
+    def masked(self, mask: Mask) -> Self:
+        """With `mask` applied to every text and free-form value; the numbers runyard
+        counted or measured itself (sizes, times, iterations, exit codes) stay numbers."""
+        return replace(self, **{item.name: _masked(value, mask) for item, value in self._values()})
+
+    @classmethod
+    def sparse(cls, **values: Any) -> Self:
+        """A part whose mapping holds the fields given only (the rest left out at their default)."""
+        return cls(**values, absent=frozenset(item.name for item in fields(cls)) - {"absent", *values})
+
+    @classmethod
+    def read(cls, data: object, whose: str, where: str = "") -> Self:
+        """The part that `data`, a mapping read from YAML, holds. Errors name the record by
+        `whose` (`run UID`) and the part by `where` in it (`status.trials[2]`)."""
+        if not isinstance(data, Mapping):
+            raise _broken(whose, where, data, "a mapping")
+        known = {item.name: item for item in fields(cls) if item.name != "absent"}
+        unknown = [key for key in data if key not in known]
+        if unknown:
+            raise RunyardError(f"the record of {whose} is broken: "
+                               f"{_at(where, str(unknown[0]))} is not a field of it")
+        hints = get_type_hints(cls)
+        values = {}
+        for name, item in known.items():
+            if name in data:
+                values[name] = _convert(hints[name], data[name], whose, _at(where, name))
+            elif _default(item) is MISSING:
+                raise RunyardError(f"the record of {whose} is broken: {_at(where, name)} is missing")
+        return cls(**values, absent=frozenset(known) - set(data))
+
+    def _values(self) -> list[tuple[Field[Any], Any]]:
+        return [(item, getattr(self, item.name)) for item in fields(self) if item.name != "absent"]
+
+
+@dataclass(frozen=True)
+class Document(Part):
+    """A whole record: a file of the results branch, which starts with its version and kind."""
+
+    KIND: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"apiVersion": VERSION, "kind": self.KIND, **super().to_dict()}
+
+    def to_yaml(self) -> bytes:
+        return dump(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: object, whose: str) -> Self:
+        if not isinstance(data, Mapping):
+            raise _broken(whose, "", data, "a mapping")
+        version, kind = data.get("apiVersion"), data.get("kind")
+        if version != VERSION:
+            raise RunyardError(f"the record of {whose} is of version {version!r}: this runyard "
+                               f"reads {VERSION}")
+        if kind != cls.KIND:
+            raise _broken(whose, "kind", kind, repr(cls.KIND))
+        return cls.read({key: value for key, value in data.items()
+                         if key not in ("apiVersion", "kind")}, whose)
+
+    @classmethod
+    def from_yaml(cls, raw: bytes, whose: str) -> Self:
+        try:
+            data = yaml.load(raw, Loader=_Loader)
+        except yaml.YAMLError as error:
+            raise RunyardError(f"the record of {whose} is broken: it is not YAML "
+                               f"({' '.join(str(error).split())})") from error
+        return cls.from_dict(data, whose)
+
+
+# --- the run record ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metadata(Part):
+    uid: str
+    name: str
+    project: str
+    job: str | None = None
+    iteration: int = 0  # a trial's number; 0 for a parent or a plain run
+    parent: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Params(Part):
+    """Parameters by level, as given, and `resolved`: what the handler received."""
+
+    project: Mapping[str, Any] = field(default_factory=dict)
+    pipeline: Mapping[str, Any] = field(default_factory=dict)
+    job: Mapping[str, Any] = field(default_factory=dict)
+    override: Mapping[str, Any] = field(default_factory=dict)
+    step: Mapping[str, Any] = field(default_factory=dict)
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInput(Part):
+    """One input as the run read it."""
+
+    uri: str
+    hash: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Trigger(Part):
+    """What started the run: `manual`, `push`, `schedule` or `api`."""
+
+    LEAVE_OUT = frozenset({"ref", "detail"})
+    kind: str
+    ref: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResources(Part):
+    """The limits the run had: only those set are written."""
+
+    LEAVE_OUT = frozenset({"cpu", "memory", "timeout", "gpus"})
+    cpu: float | str | None = None
+    memory: int | str | None = None
+    timeout: float | str | None = None
+    gpus: int | None = None
+
+
+@dataclass(frozen=True)
+class Spec(Part):
+    function: str | None = None
+    pipeline: str | None = None
+    handler: str | None = None
+    command: tuple[str, ...] | None = None
+    run_key: str | None = None
+    params: Params = field(default_factory=Params)
+    inputs: Mapping[str, RunInput] = field(default_factory=dict)
+    hyper: Mapping[str, Any] | None = None  # the job's search as given (runner.project.model.Hyper)
+    image: str | None = None
+    image_id: str | None = None
+    env_hash: str | None = None
+    revision: str = ""
+    dirty: bool = False
+    trigger: Trigger = field(default_factory=lambda: Trigger("manual"))
+    backend: str = "docker"
+    resources: RunResources = field(default_factory=RunResources)
+
+
+@dataclass(frozen=True)
+class Artifact(Part):
+    """An artifact of a run; `producer` is written in the newest-artifact index only."""
+
+    LEAVE_OUT = frozenset({"producer"})
+    key: str
+    kind: str | None = None
+    format: str | None = None
+    hash: str | None = None
+    size: int | None = None
+    uri: str | None = None
+    producer: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialSummary(Part):
+    iteration: int
+    uid: str
+    state: State
+    params: Mapping[str, Any] = field(default_factory=dict)
+    results: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StepSummary(Part):
+    name: str
+    uid: str
+    state: State
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Status(Part):
+    LEAVE_OUT = frozenset({"steps"})  # a pipeline run's alone
+    state: State
+    reason: str | None = None
+    start: str | None = None
+    end: str | None = None
+    duration: float | None = None
+    exit_code: int | None = None
+    results: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: tuple[Artifact, ...] = ()
+    error: str | None = None
+    best_iteration: int | None = None
+    trials: tuple[TrialSummary, ...] = ()
+    logs: str | None = None
+    log_truncated: bool = False
+    skipped_for: str | None = None
+    runner: str | None = None  # the runner process that started the run (runner.record.owner)
+    host: str | None = None
+    containers: tuple[str, ...] = ()
+    steps: tuple[StepSummary, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunRecord(Document):
+    """One run: who it is, what was asked, what happened."""
+
+    KIND = "run"
+    metadata: Metadata
+    spec: Spec
+    status: Status
+
+    @property
+    def succeeded(self) -> bool:
+        """Completed, or skipped because an identical run completed before (memoized)."""
+        state = self.status.state
+        return state == "completed" or (state == "skipped" and self.status.reason == "memoized")
+
+    def ended(self, state: State, reason: str | None = None, error: str | None = None) -> RunRecord:
+        """Ended now in `state`, and why; its duration counted from its start."""
+        moment = datetime.now(UTC)
+        start = self.status.start
+        duration = None if start is None else round(
+            (moment - datetime.fromisoformat(start)).total_seconds(), 3)
+        return replace(self, status=replace(self.status, state=state, reason=reason, error=error,
+                                            end=_iso(moment), duration=duration))
+
+
+# --- the push record ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushRun(Part):
+    job: str
+    uid: str
+    state: State
+
+
+@dataclass(frozen=True)
+class PushRecord(Document):
+    """One revision pushed to one branch, and what the runner made of it."""
+
+    KIND = "push"
+    revision: str
+    old: str | None
+    ref: str
+    received: str | None = None
+    finished: str | None = None
+    status: PushState = "running"
+    reason: str | None = None
+    problems: tuple[str, ...] = ()
+    plan: Mapping[str, Any] | None = None  # runner.plan.Plan.to_dict()
+    runs: tuple[PushRun, ...] = ()
+
+
+# --- reading and writing the fields ------------------------------------------------------------
+
+
+def _default(item: Field[Any]) -> Any:
+    if item.default is not MISSING:
+        return item.default
+    if item.default_factory is not MISSING:
+        return item.default_factory()
+    return MISSING
+
+
+def _plain(value: Any) -> Any:
+    """`value` as YAML and JSON write it: parts as mappings, tuples as lists, all copied
+    (a YAML writer would mark an object met twice with an alias)."""
+    if isinstance(value, Part):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _masked(value: Any, mask: Mask) -> Any:
+    if isinstance(value, Part):
+        return value.masked(mask)
+    if isinstance(value, tuple) and any(isinstance(item, Part) for item in value):
+        return tuple(_masked(item, mask) for item in value)
+    if isinstance(value, Mapping) and any(isinstance(item, Part) for item in value.values()):
+        return {mask(key): _masked(item, mask) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return mask(value)
+
+
+def _convert(hint: Any, value: object, whose: str, where: str) -> Any:
+    """`value` as the field typed `hint` holds it, or the error that names the field."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return value
+    if isinstance(hint, type) and issubclass(hint, Part):
+        return hint.read(value, whose, where)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [option for option in args if option is not type(None)]
+        if len(options) == 1:
+            return _convert(options[0], value, whose, where)
+        if any(_is(option, value) for option in options):
+            return value
+    elif origin is Literal:
+        if value in args:
+            return value
+    elif origin is tuple:
+        if isinstance(value, list):
+            return tuple(_convert(args[0], item, whose, f"{where}[{index}]")
+                         for index, item in enumerate(value))
+    elif origin is Mapping:
+        if isinstance(value, Mapping):
+            return {_convert(args[0], key, whose, where): _convert(args[1], item, whose, _at(where, key))
+                    for key, item in value.items()}
+    elif _is(hint, value):
+        return value
+    raise _broken(whose, where, value, _expected(hint))
+
+
+def _is(kind: Any, value: object) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
+def _expected(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(option) for option in args)
+    if origin is Literal:
+        return "one of " + ", ".join(str(option) for option in args)
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+             type(None): "null", tuple: "a list", Mapping: "a mapping"}
+    return names.get(origin or hint, "a mapping")
+
+
+def _at(where: str, name: object) -> str:
+    return f"{where}.{name}" if where else str(name)
+
+
+def _broken(whose: str, where: str, value: object, expected: str) -> RunyardError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    what = f"{where} is {shown}" if where else f"it is {shown}"
+    return RunyardError(f"the record of {whose} is broken: {what}, not {expected}")
