@@ -50,7 +50,7 @@ class Fingerprint(NamedTuple):
             return ("created",)
         pairs = (("definition", self.definition, older.definition),
                  ("code", self.code, older.code), ("environment", self.env_hash, older.env_hash))
-        return tuple(what for what, new, old in pairs if new != old)
+        return tuple(what for what, new, old in pairs if new != old) or ("restored",)
 
 
 class RunRef(NamedTuple):
@@ -96,7 +96,7 @@ class FunctionCode(NamedTuple):
 
 
 @dataclass
-class _Walk:
+class VersionWalk:
     """The versions of every function, found commit by commit, oldest first."""
 
     engine: Engine
@@ -148,14 +148,14 @@ def _projects(repo: Repository, head: str, prefix: str
             yield commit, None, None
 
 
-def walk(repo: Repository, head: str, prefix: str, engine: Engine) -> _Walk:
-    done = _Walk(engine)
+def walk(repo: Repository, head: str, prefix: str, engine: Engine) -> VersionWalk:
+    done = VersionWalk(engine)
     for commit, project, source in _projects(repo, head, prefix):
         done.step(commit, project, source)
     return done
 
 
-def function_list(project: Project, source: ProjectSource, history: _Walk,
+def function_list(project: Project, source: ProjectSource, history: VersionWalk,
                   engine: Engine) -> list[FunctionSummary]:
     """Every function of the project at its revision, and when it last changed."""
     found = []
@@ -169,7 +169,7 @@ def function_list(project: Project, source: ProjectSource, history: _Walk,
     return found
 
 
-def function_history(name: str, project: Project, history: _Walk, runs: Sequence[RunRecord],
+def function_history(name: str, project: Project, history: VersionWalk, runs: Sequence[RunRecord],
                      engine: Engine) -> list[Version]:
     """The versions of function `name`, newest first, each with the runs made with it."""
     require(project, name)
