@@ -177,6 +177,24 @@ def changed_paths(git_dir: Path, old: str | None, new: str, prefix: str = "") ->
     return sorted(path[strip:] for path in out.decode("utf-8", "surrogateescape").split("\0") if path)
 
 
+class Commit(NamedTuple):
+    """One commit of `git log`."""
+
+    commit: str
+    date: str  # the committer's, ISO 8601
+    subject: str
+
+
+def log(git_dir: Path, revision: str, paths: Sequence[str] = ()) -> list[Commit]:
+    """The commits reachable from `revision`, newest first; with `paths`, only those that
+    changed a file under one of them."""
+    limit = ["--", *paths] if paths else []
+    out = run("log", "-z", "--format=%H%x1f%cI%x1f%s", "--end-of-options", revision, *limit,
+              git_dir=git_dir).checked(f"git log {revision}")
+    entries = [item.split("\x1f") for item in out.decode("utf-8", "surrogateescape").split("\0")]
+    return [Commit(*entry) for entry in entries if len(entry) == 3]
+
+
 def archive(git_dir: Path, tree: str) -> bytes:
     """`tree` (`REV` or `REV:PATH`) as a tar archive."""
     return run("archive", "--format=tar", tree, git_dir=git_dir).checked("git archive")

@@ -2,7 +2,7 @@
 a stage of the flow, and imports that only go down it.
 
     cli, api  ->  triggers  ->  run  ->  build, plan  ->  project
-                  views  ->  record  ->  project
+                  views  ->  record, plan  ->  project
     runtime: alone (stdlib only; it runs inside images that have no runyard)
 
 `runner.errors` and `runner.git` are beneath every stage. Imports inside functions
@@ -25,7 +25,7 @@ MAY_IMPORT = {
     "plan": {"project"},
     "build": {"project"},
     "record": {"project"},
-    "views": {"record", "project"},
+    "views": {"record", "project", "plan"},  # function history: plan's function_files
     "run": {"project", "plan", "build", "record"},
     "triggers": {"run", "plan", "build", "record", "project", "views"},
     "api": {"run", "plan", "build", "record", "project", "views", "triggers"},

@@ -40,3 +40,13 @@ def prune_images(client: docker.DockerClient, images: list[ProjectImage]) -> lis
             client.images.remove(image.image_id if image.tag == "<none>" else image.tag)
             removed.append(image)
     return removed
+
+
+def tags_by_env_hash(client: docker.DockerClient, project: str) -> dict[str, str]:
+    """A tag of each of the project's images on the engine, by its environment hash."""
+    found = {}
+    for image in client.api.images(filters={"label": f"{LABEL_PROJECT}={project}"}):
+        env_hash = (image.get("Labels") or {}).get(LABEL_ENV_HASH)
+        if env_hash:
+            found[env_hash] = (image.get("RepoTags") or [image["Id"]])[0]
+    return found

@@ -13,6 +13,7 @@ import click
 from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
 from runner.git import find_repository
+from runner.record.model import RunRecord
 from runner.record.results import ResultsBranch
 from runner.views.tables import compare_lines, list_rows, step_lines, summary_lines, table, trial_lines
 
@@ -76,16 +77,33 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
 @runs.command()
 @_common
 @click.argument("uid")
+@click.option("--code", is_flag=True,
+              help="Print the definition and code of the function the run used, at its revision.")
 @click.option("--json", "as_json", is_flag=True)
-def show(project_dir: Path, branch: str | None, uid: str, as_json: bool) -> None:
+def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: bool) -> None:
     """One run: state, results, artifacts, params and where its record is."""
     results = _results(project_dir, branch)
     record = results.read(results.find(uid))
+    if code:
+        _show_code(project_dir, record, as_json)
+        return
     if as_json:
         echo_json(record.to_dict())
         return
     for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, results.branch)]:
         click.echo(line)
+
+
+def _show_code(project_dir: Path, record: RunRecord, as_json: bool) -> None:
+    from runner.cli.functions import print_code, project_at
+    from runner.views.functions import function_code
+
+    function, revision = record.spec.function, record.spec.revision
+    if not function:
+        raise RunyardError(f"run {record.metadata.uid} ran no function of its own (a pipeline "
+                           "run): its steps' runs name theirs")
+    project, source = project_at(project_dir, revision)
+    print_code(function_code(project, source, function), as_json)
 
 
 @runs.command()
