@@ -95,6 +95,9 @@ def test_with_hyper_params_and_its_options(repo: Path) -> None:
     unparsable = runner.new_task().with_hyper_params({"x": [1, 2]}, stop_condition="sum >=")
     with pytest.raises(RunyardError, match="stop_condition"):
         project.run_function("calc", task=unparsable, local=True)
+    bare = runner.new_task().with_hyper_params({}, parallel=2)
+    with pytest.raises(RunyardError, match="need hyper-parameters"):
+        project.run_function("calc", task=bare, local=True)
 
 
 def test_list_runs_and_get_run(repo: Path) -> None:

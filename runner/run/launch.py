@@ -107,7 +107,8 @@ def with_overrides(hyper: Hyper | None, values: Mapping[str, list[Any]] | None,
     if not values and not selector and not options.given():
         return hyper
     if hyper is None and not values:
-        raise RunyardError("--selector needs hyper-parameters (--hyper NAME=v1,v2 or the job's)")
+        raise RunyardError("a selector or trial options need hyper-parameters (--hyper "
+                           "NAME=v1,v2, with_hyper_params(...) or the job's)")
     base = hyper or Hyper(params={}, parallel=4)
     merged = {**base.params, **{k: tuple(v) for k, v in (values or {}).items()}}
     chosen = dataclasses.replace(base, params=merged, selector=selector or base.selector,
