@@ -207,12 +207,12 @@ class ProjectHandle:
     def run_function(self, function: str, handler: str | None = None,
                      params: Mapping[str, Any] | None = None,
                      inputs: Mapping[str, str] | None = None, *, task: TaskTemplate | None = None,
-                     local: bool = False, watch: bool = True, local_changes: bool = False,
-                     revision: str | None = None) -> RunObject:
+                     name: str | None = None, local: bool = False, watch: bool = True,
+                     local_changes: bool = False, revision: str | None = None) -> RunObject:
         """Run a job or function of the project (by name) with a handler, params and
-        inputs; the run is named after the task when it has a name."""
+        inputs; the run is named `name`, else after the task, else after `function`."""
         template = task or TaskTemplate()
-        name = template.name or function
+        name = name or template.name or function
         uid = new_uid()
         done: list[RunObject] = []
 
@@ -354,10 +354,10 @@ def _folder_of(url: str) -> str:
 def run_function(function: str, handler: str | None = None,
                  params: Mapping[str, Any] | None = None,
                  inputs: Mapping[str, str] | None = None, *, task: TaskTemplate | None = None,
-                 local: bool = False, watch: bool = True, local_changes: bool = False,
-                 revision: str | None = None) -> RunObject:
+                 name: str | None = None, local: bool = False, watch: bool = True,
+                 local_changes: bool = False, revision: str | None = None) -> RunObject:
     """`run_function` on the current project (see ProjectHandle.run_function)."""
-    return _current.get().run_function(function, handler, params, inputs, task=task,
+    return _current.get().run_function(function, handler, params, inputs, task=task, name=name,
                                        local=local, watch=watch, local_changes=local_changes,
                                        revision=revision)
 

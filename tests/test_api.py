@@ -76,6 +76,8 @@ def test_a_named_task_names_the_run(repo: Path) -> None:
     assert failed.wait_for_completion(timeout=60).state() == "failed"
     assert failed.to_dict()["metadata"]["name"] == "my-calc"
     assert failed.to_dict()["status"]["reason"] == "not_started"
+    renamed = runner.run_function("calc", task=task, name="calc-again", local=True)
+    assert renamed.to_dict()["metadata"]["name"] == "calc-again"
 
 
 def test_with_hyper_params_and_its_options(repo: Path) -> None:
