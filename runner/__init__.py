@@ -1,14 +1,16 @@
 """runyard: a git-native runner for ML and data jobs.
 
-The Python API (as MLRun's): `load_project(path).run_function(...)`, `new_task(...)`,
-returning a `RunObject`. Imported lazily, so the command line stays fast.
+The Python API (as MLRun's): `new_project(...)`, `load_project(...)`,
+`run_function(...)` (on a project, or on the current one), `new_task(...)`,
+`list_runs(...)` and `get_run(uid)`, returning `RunObject`s. Imported lazily, so the command line stays fast.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DataItem", "RunObject", "load_project", "new_task"]
+__all__ = ["DataItem", "RunObject", "get_current_project", "get_run", "list_runs", "load_project",
+           "new_project", "new_task", "run_function"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunyardError
+from runner.project import scaffold
+from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.project.loader import find_project_root
 from runner.project.loader import load_project as load
 from runner.project.model import Project
@@ -20,14 +22,15 @@ from runner.project.source import DirectorySource
 from runner.record.artifacts import ArtifactStore
 from runner.record.model import Metadata, Params, RunRecord, Spec, Status
 from runner.record.results import ResultsBranch, new_uid
-from runner.run.launch import run_target
+from runner.run.launch import HyperOptions, run_target
 from runner.run.session import open_project, session_for, workspace_of
 from runner.views.tables import step_lines, summary_lines, trial_lines
 
 
 @dataclass(frozen=True)
 class TaskTemplate:
-    """A reusable task: name, handler, params and inputs (MLRun's `new_task`)."""
+    """A reusable task (MLRun's `new_task`): `name` names the run; handler, params,
+    inputs and hyper-parameters are what it runs with."""
 
     name: str | None = None
     handler: str | None = None
@@ -35,13 +38,17 @@ class TaskTemplate:
     inputs: Mapping[str, str] = field(default_factory=dict)
     hyperparams: Mapping[str, list[Any]] = field(default_factory=dict)
     selector: str | None = None
+    options: HyperOptions = field(default_factory=HyperOptions)
 
     def with_params(self, **params: Any) -> TaskTemplate:
         return replace(self, params={**self.params, **params})
 
     def with_hyper_params(self, hyperparams: Mapping[str, list[Any]],
-                          selector: str | None = None) -> TaskTemplate:
-        return replace(self, hyperparams=dict(hyperparams), selector=selector)
+                          selector: str | None = None, strategy: str | None = None,
+                          stop_condition: str | None = None, max_errors: int | None = None,
+                          parallel: int | None = None) -> TaskTemplate:
+        options = HyperOptions(strategy, stop_condition, max_errors, parallel)
+        return replace(self, hyperparams=dict(hyperparams), selector=selector, options=options)
 
 
 def new_task(name: str | None = None, handler: str | None = None,
@@ -190,22 +197,22 @@ class RunObject:
 
 
 class ProjectHandle:
-    """A project on disk, as `load_project` returns it."""
+    """A project on disk, as `load_project` and `new_project` return it."""
 
     def __init__(self, path: Path, project: Project) -> None:
         self.path = path
         self.spec = project
         self.name = project.name
 
-    def run_function(self, function: str | TaskTemplate, handler: str | None = None,
+    def run_function(self, function: str, handler: str | None = None,
                      params: Mapping[str, Any] | None = None,
                      inputs: Mapping[str, str] | None = None, *, task: TaskTemplate | None = None,
-                     local: bool = False, watch: bool = True, local_changes: bool = False,
-                     revision: str | None = None) -> RunObject:
-        """Run a function of the project (by name) with a handler, params and inputs."""
-
-        template = task or (function if isinstance(function, TaskTemplate) else TaskTemplate())
-        name = function if isinstance(function, str) else (template.name or "")
+                     name: str | None = None, local: bool = False, watch: bool = True,
+                     local_changes: bool = False, revision: str | None = None) -> RunObject:
+        """Run a job or function of the project (by name) with a handler, params and
+        inputs; the run is named `name`, else after the task, else after `function`."""
+        template = task or TaskTemplate()
+        name = name or template.name or function
         uid = new_uid()
         done: list[RunObject] = []
 
@@ -215,22 +222,53 @@ class ProjectHandle:
                              on_line=lambda n, line: print(f"{n} | {line}") if watch else None
                              ) as session:
                 record = run_target(
-                    session, name, uid, handler=handler or template.handler,
+                    session, function, uid, handler=handler or template.handler,
                     params={**template.params, **(params or {})},
                     inputs={**template.inputs, **(inputs or {})},
-                    hyper=template.hyperparams or None, selector=template.selector)
+                    hyper=template.hyperparams or None, selector=template.selector,
+                    options=template.options, name=name)
                 done.append(RunObject(session.results, session.store, uid, record))
 
         if watch:
             work()
             return done[0]
 
-        source, git_dir = open_project(self.path, revision, local_changes)
-        source.close()  # only its folders are wanted here: the session reads it again
-        store = ArtifactStore(self.spec.artifact_store, workspace_of(source))
+        results, store, live = self._records(revision, local_changes)
         background = Background(work, lambda error: not_started(uid, name, self.name, error))
-        return RunObject(ResultsBranch(git_dir, self.spec.results_branch), store, uid, None,
-                         background, source.state_dir / "live" / f"{uid}.log")
+        return RunObject(results, store, uid, None, background, live / f"{uid}.log")
+
+    def list_runs(self, job: str | None = None, where: str | None = None) -> list[RunObject]:
+        """The recorded runs, newest first: of `job` only, and only those whose results
+        meet `where` (the stop_condition language: `accuracy >= 0.9 and loss < 0.2`)."""
+        condition = _condition(where)
+        results, store, _ = self._records()
+        with contextlib.closing(results):
+            return [RunObject(results, store, r.metadata.uid, r) for r in results.records()
+                    if (job is None or r.metadata.job == job)
+                    and (condition is None or condition.evaluate(r.status.results))]
+
+    def get_run(self, uid: str) -> RunObject:
+        """The run whose uid is, or starts with, `uid`."""
+        results, store, _ = self._records()
+        with contextlib.closing(results):
+            full = results.find(uid)
+            return RunObject(results, store, full, results.read(full))
+
+    def _records(self, revision: str | None = None, local_changes: bool = True
+                 ) -> tuple[ResultsBranch, ArtifactStore, Path]:
+        """The results branch, the artifact store and the folder of live logs."""
+        source, git_dir = open_project(self.path, revision, local_changes)
+        source.close()  # only its folders are wanted here: a session reads it again
+        store = ArtifactStore(self.spec.artifact_store, workspace_of(source))
+        return (ResultsBranch(git_dir, self.spec.results_branch), store,
+                source.state_dir / "live")
+
+
+def _condition(where: str | None) -> Condition | None:
+    try:
+        return parse_condition(where) if where else None
+    except ConditionError as error:
+        raise RunyardError(f"where {where!r}: {error}") from None
 
 
 def not_started(uid: str, name: str, project: str, error: RunyardError) -> RunRecord:
@@ -245,8 +283,90 @@ def not_started(uid: str, name: str, project: str, error: RunyardError) -> RunRe
                       best_iteration=None, trials=(), logs=None))
 
 
-def load_project(path: str | Path = ".") -> ProjectHandle:
-    """The project at `path` (its working tree), checked."""
+class _Current:
+    """The project the module-level calls (`run_function`, `list_runs`, `get_run`) act
+    on: the last one loaded or made in this process, as MLRun's `get_current_project`.
+    One instance lives in this module because those calls take no project argument."""
 
-    root = find_project_root(Path(path))
-    return ProjectHandle(root, load(DirectorySource(root)))
+    def __init__(self) -> None:
+        self._project: ProjectHandle | None = None
+
+    def set(self, project: ProjectHandle) -> ProjectHandle:
+        self._project = project
+        return project
+
+    def get(self) -> ProjectHandle:
+        if self._project is None:
+            raise RunyardError("no current project: call load_project() or new_project() first")
+        return self._project
+
+
+_current = _Current()
+
+
+def get_current_project() -> ProjectHandle:
+    return _current.get()
+
+
+def new_project(name: str, context: str | Path = "./", init_git: bool = True) -> ProjectHandle:
+    """A new project `name` in the folder `context` (as `runyard init`), with a git
+    repository and a first commit when `init_git`; it becomes the current project."""
+    target = Path(context)
+    scaffold.init_project(target, name)
+    if init_git:
+        scaffold.init_git(target)
+    return load_project(target)
+
+
+def load_project(source: str | Path = ".", name: str | None = None,
+                 context: str | Path | None = None, init_git: bool = True) -> ProjectHandle:
+    """The project at `source`, checked; it becomes the current project.
+
+    `source` is a project's folder, or a git URL or repository cloned into `context`
+    (default: a folder named after it). With `name`, `source` is a baseline instead:
+    it is copied into `context` (default: `./NAME`) as a new project of that name, as
+    `runyard init --from`, with a git repository when `init_git`.
+    """
+    if name is not None:
+        target = Path(context or name)
+        scaffold.init_project(target, name, baseline=str(source))
+        if init_git:
+            scaffold.init_git(target)
+        source = target
+    elif not _is_folder(source):
+        target = Path(context or _folder_of(str(source)))
+        scaffold.clone_repository(str(source), target)
+        source = target
+    root = find_project_root(Path(source))
+    return _current.set(ProjectHandle(root, load(DirectorySource(root))))
+
+
+def _is_folder(source: str | Path) -> bool:
+    """A working folder to load in place, not a bare repository or a URL to clone."""
+    folder = Path(source)
+    return folder.is_dir() and not ((folder / "HEAD").is_file() and (folder / "objects").is_dir())
+
+
+def _folder_of(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "project"
+
+
+def run_function(function: str, handler: str | None = None,
+                 params: Mapping[str, Any] | None = None,
+                 inputs: Mapping[str, str] | None = None, *, task: TaskTemplate | None = None,
+                 name: str | None = None, local: bool = False, watch: bool = True,
+                 local_changes: bool = False, revision: str | None = None) -> RunObject:
+    """`run_function` on the current project (see ProjectHandle.run_function)."""
+    return _current.get().run_function(function, handler, params, inputs, task=task, name=name,
+                                       local=local, watch=watch, local_changes=local_changes,
+                                       revision=revision)
+
+
+def list_runs(job: str | None = None, where: str | None = None) -> list[RunObject]:
+    """`list_runs` on the current project."""
+    return _current.get().list_runs(job, where)
+
+
+def get_run(uid: str) -> RunObject:
+    """`get_run` on the current project."""
+    return _current.get().get_run(uid)

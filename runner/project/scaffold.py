@@ -83,11 +83,15 @@ def _copy_baseline(baseline: str, target: Path, name: str) -> None:
         _copy_project(folder, target, name)
         return
     with tempfile.TemporaryDirectory(prefix="runyard-init-") as tmp:
-        clone = Path(tmp) / "baseline"
-        done = run("clone", "--quiet", "--depth", "1", "--end-of-options", baseline, str(clone))
-        if not done.ok:
-            raise RunyardError(f"cannot clone {baseline}: {done.err.decode(errors='replace').strip()}")
-        _copy_project(clone, target, name, label=baseline)
+        clone_repository(baseline, Path(tmp) / "baseline", "--depth", "1")
+        _copy_project(Path(tmp) / "baseline", target, name, label=baseline)
+
+
+def clone_repository(url: str, target: Path, *options: str) -> None:
+    """`git clone URL TARGET`, refused with git's own reason."""
+    done = run("clone", "--quiet", *options, "--end-of-options", url, str(target))
+    if not done.ok:
+        raise RunyardError(f"cannot clone {url}: {done.err.decode(errors='replace').strip()}")
 
 
 def _is_repository(folder: Path) -> bool:
