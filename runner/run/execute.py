@@ -146,7 +146,10 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         record = replace(record, status=replace(
             record.status, containers=(launch.name,) if session.backend.name == "docker" else ()))
         session.write(record)  # `running`, with its runner: a lost runner is found by the next
-        exit_ = session.backend.run(launch, log.feed)
+        try:
+            exit_ = session.backend.run(launch, log.feed)
+        except RunyardError as error:  # the engine went away: the run failed, the runner goes on
+            return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
         outputs = read_outputs(run_dir / "scratch" / "outputs", session.store, session.limits)
         full = scratch.is_full(run_dir / "scratch")
     record = replace(record, status=replace(
