@@ -140,6 +140,7 @@ class Document(Part):
 
 @dataclass(frozen=True)
 class Metadata(Part):
+    LEAVE_OUT = frozenset({"rerun_of"})
     uid: str
     name: str
     project: str
@@ -148,6 +149,7 @@ class Metadata(Part):
     parent: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 1
+    rerun_of: str | None = None  # the run this one repeats (`runyard rerun`)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class Session:
     on_record: Callable[[RunRecord], None] = lambda record: None
     abort: threading.Event = field(default_factory=threading.Event)
     memoize: bool = False  # for runs started by a push: skip what already completed
+    rerun_of: str | None = None  # the run a top-level run of this session repeats
     live_dir: Path | None = None  # where running runs' logs grow, for `runs logs --follow`
     code_hash: Callable[[Function], str | None] = lambda function: None
     policy: Policy = field(default_factory=Policy)
@@ -199,7 +200,8 @@ def new_record(session: Session, *, uid: str, name: str, job: str | None, iterat
     """A record in state `running`, started now; callers fill in what they run."""
     return RunRecord(
         Metadata(uid=uid, name=name, project=session.project.name, job=job, iteration=iteration,
-                 parent=parent, labels=dict(labels), attempt=attempt),
+                 parent=parent, labels=dict(labels), attempt=attempt,
+                 rerun_of=None if parent else session.rerun_of),
         Spec(params=Params(project=dict(params.project), pipeline=dict(params.pipeline),
                            job=dict(params.job), override=dict(params.override),
                            step=dict(params.step), resolved=params.resolved()),
