@@ -25,6 +25,7 @@ COMMANDS = {
     "images": "runner.cli.images:images",
     "run": "runner.cli.run:run",
     "runs": "runner.cli.runs:runs",
+    "rerun": "runner.cli.rerun:rerun",
     "functions": "runner.cli.functions:functions",
     "plan": "runner.cli.gitops:plan",
     "on-push": "runner.cli.gitops:on_push",

@@ -1,0 +1,155 @@
+"""Run a recorded run again as it was (`runyard rerun`): its revision, handler, params at
+every level, inputs by content hash from the artifact store, and its image by id.
+
+A hyper-parameter parent or a pipeline run reruns whole; any other run (a trial, a step,
+a function run) reruns alone. The new record's `metadata.rerun_of` names the old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunyardError
+from runner.git import commit_of
+from runner.project.loader import find_project_root, load_project
+from runner.record.compare import Comparison, compare
+from runner.record.model import RunRecord
+from runner.record.results import ResultsBranch, new_uid
+from runner.run.backends import DockerBackend
+from runner.run.execute import ImageRef, OnLine, Session, execute
+from runner.run.inputs import STORE_SCHEME
+from runner.run.launch import HyperOptions, run_interruptibly, run_target
+from runner.run.session import open_project, session_for
+from runner.run.task import ParamLevels, Task, function_task, job_task
+
+Note = Callable[[str], None]
+
+
+def recorded_run(project_dir: Path, uid: str) -> tuple[Path, RunRecord]:
+    """The project's root and the run whose uid starts with `uid`, whose revision must
+    still be in the repository."""
+    if not uid.strip():
+        raise RunyardError("rerun needs a run's uid (or the start of one)")
+    root = find_project_root(project_dir)
+    source, git_dir = open_project(root, None, False)
+    with closing(source), closing(ResultsBranch(git_dir, load_project(source).results_branch)) as results:
+        record = results.read(results.find(uid))
+    revision = record.spec.revision
+    if not revision or commit_of(git_dir, revision) is None:
+        raise RunyardError(f"run {record.metadata.uid} ran revision {revision or '(none)'}, "
+                           "which is no longer in the repository: it cannot be run again")
+    return root, record
+
+
+def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | None = None,
+          on_line: OnLine = lambda name, line: None) -> Comparison:
+    """Run the recorded run `uid` again and compare the two."""
+    root, old = recorded_run(project_dir, uid)
+    if exact and old.spec.dirty:
+        raise RunyardError(f"run {old.metadata.uid} ran uncommitted changes: it cannot be "
+                           "had exactly as recorded")
+    notes: list[str] = []
+    with session_for(root, old.spec.revision, backend=backend or old.spec.backend,
+                     on_line=on_line) as session:
+        children = [session.results.read(t.uid) for t in old.status.trials] + \
+                   [session.results.read(s.uid) for s in old.status.steps]
+        _use_images(session, [old, *children], exact, notes.append)
+        session.rerun_of = old.metadata.uid
+        new_uid_ = new_uid()
+        if _whole(old):
+            first = children[0] if old.status.trials and children else None
+            inputs = _inputs(session, first, exact, notes.append) if first else {}
+            new = run_interruptibly(session, lambda: _rerun_whole(session, old, inputs, new_uid_))
+        else:
+            task = _task(session, old, _inputs(session, old, exact, notes.append))
+            new = run_interruptibly(session, lambda: execute(session, task, new_uid_))
+    return compare(old, new, tuple(notes))
+
+
+def _whole(record: RunRecord) -> bool:
+    """A hyper-parameter parent or a pipeline run: it reruns with all its children."""
+    spec = record.spec
+    return record.metadata.parent is None and (spec.hyper is not None or spec.function is None)
+
+
+def _rerun_whole(session: Session, old: RunRecord, inputs: Mapping[str, str],
+                 uid: str) -> RunRecord:
+    hyper: Mapping[str, Any] = old.spec.hyper or {}
+    target = old.metadata.job or old.spec.function or ""
+    options = HyperOptions(**{k: hyper.get(k) for k in
+                              ("strategy", "stop_condition", "max_errors", "parallel")})
+    values = {name: list(v) for name, v in hyper.get("params", {}).items()}
+    return run_target(session, target, uid, params=old.spec.params.override, inputs=inputs,
+                      hyper=values or None, selector=hyper.get("selector"), options=options,
+                      name=old.metadata.name)
+
+
+def _task(session: Session, old: RunRecord, inputs: Mapping[str, str]) -> Task:
+    """One run of the recorded function, with the recorded params at every level."""
+    project, spec, meta = session.project, old.spec, old.metadata
+    job = project.jobs.get(meta.job or "")
+    if spec.function is None or spec.function not in project.functions:
+        raise RunyardError(f"run {meta.uid}: its function {spec.function!r} is not in the "
+                           f"project at revision {spec.revision[:12]}")
+    base = (job_task(project, job, handler=spec.handler) if job and job.run.function
+            else function_task(project, spec.function, handler=spec.handler))
+    levels = {level: dict(getattr(spec.params, level))
+              for level in ("project", "pipeline", "job", "override", "step")}
+    return dataclasses.replace(base, name=meta.name, job=meta.job, labels=meta.labels,
+                               params=ParamLevels(**levels), inputs=inputs)
+
+
+def _inputs(session: Session, record: RunRecord, exact: bool, note: Note) -> dict[str, str]:
+    """The record's inputs by content hash, from the artifact store; one missing there is
+    read again from its URI (refused with `exact`)."""
+    chosen = {}
+    for name, item in record.spec.inputs.items():
+        if item.hash and session.store.path_of(item.hash).is_file():
+            chosen[name] = f"{STORE_SCHEME}{item.hash}"
+            continue
+        if exact:
+            raise RunyardError(f"input {name} ({item.uri}) is missing from the artifact store: "
+                               "it cannot be had exactly as recorded")
+        note(f"input {name}: missing from the artifact store, read again from {item.uri}")
+        chosen[name] = item.uri
+    return chosen
+
+
+def _use_images(session: Session, records: list[RunRecord], exact: bool, note: Note) -> None:
+    """Each function's recorded image by id while the engine still has it; else the image
+    built from the revision's environment, and whether its environment hash matches."""
+    if not isinstance(session.backend, DockerBackend):
+        return
+    images = dict(session.images)
+    for record in records:
+        spec = record.spec
+        if not spec.function or not spec.image_id or spec.function not in images:
+            continue
+        built = images[spec.function]
+        if built.image_id == spec.image_id:
+            continue
+        if _has_image(session.backend, spec.image_id):
+            images[spec.function] = ImageRef(spec.image_id, spec.image_id, spec.env_hash or "")
+            note(f"image of {spec.function}: {spec.image_id[:19]}, as recorded")
+            continue
+        same = built.env_hash == spec.env_hash
+        if exact and not same:
+            raise RunyardError(f"image {spec.image_id[:19]} of {spec.function} is gone and the "
+                               "rebuilt one's environment hash differs from the record's")
+        note(f"image of {spec.function}: {spec.image_id[:19]} is gone, rebuilt as "
+             f"{built.image_id[:19]}; environment hash {'matches' if same else 'differs'}")
+    session.images = images
+
+
+def _has_image(backend: DockerBackend, image_id: str) -> bool:
+    import docker.errors
+
+    try:
+        backend.client.images.get(image_id)
+    except docker.errors.ImageNotFound:
+        return False
+    return True

@@ -1,0 +1,170 @@
+"""`runyard rerun UID`: a recorded run run again as it was, and compared. Real git, the
+local backend where the image does not matter, Docker for the image by id."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import commit_all, git, make_repo, sha256
+
+NAME = f"ryrerun-{secrets.token_hex(3)}"
+BRANCH = "runyard/results"
+
+FILES = {
+    "project.yaml": f"apiVersion: runyard/v1\nkind: project\nname: {NAME}\n"
+                    "params: {seed: 7}\ndefaults: {base_image: python:3.11-slim}\n",
+    "functions/steady.yaml": "apiVersion: runyard/v1\nkind: function\nname: steady\n"
+                             "code: src/h.py\nhandler: steady\n"
+                             "environment: {base_image: python:3.11-slim}\n",
+    "functions/noisy.yaml": "apiVersion: runyard/v1\nkind: function\nname: noisy\n"
+                            "code: src/h.py\nhandler: noisy\n"
+                            "environment: {base_image: python:3.11-slim}\n",
+    "jobs/tune.yaml": "apiVersion: runyard/v1\nkind: job\nname: tune\n"
+                      "run: {function: steady}\nparams: {k: 1}\n"
+                      "hyper: {strategy: grid, params: {k: [1, 2]}, selector: max.k}\n",
+    "src/h.py": "import hashlib\nimport random\n\n\n"
+                "def steady(context, k=1, data=None):\n"
+                "    body = data.get() if data is not None else b''\n"
+                "    context.log_results({'k': k, 'seed': context.get_param('seed'),\n"
+                "                         'sha': hashlib.sha256(body).hexdigest()})\n"
+                "    context.log_artifact('echo', body=f'k={k} size={len(body)}\\n')\n\n\n"
+                "def noisy(context):\n"
+                "    context.log_results({'x': random.random()})\n",
+    ".gitignore": ".runyard/\n",
+}
+
+Record = dict[str, Any]
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    root = make_repo(tmp_path / "project")
+    for path, text in FILES.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    commit_all(root, "a project to rerun")
+    return root
+
+
+def runyard(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+
+
+def run(repo: Path, *args: str) -> Record:
+    done = runyard(repo, "run", *args, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    record: Record = json.loads(done.stdout)
+    return record
+
+
+def rerun(repo: Path, uid: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    done = runyard(repo, "rerun", uid, *args)
+    assert done.returncode == expect, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def record_of(repo: Path, uid: str) -> Record:
+    record: Record = yaml.safe_load(git(repo, "show", f"{BRANCH}:runs/{uid[-2:]}/{uid}/run.yaml"))
+    return record
+
+
+def newest_rerun(repo: Path, old: str) -> Record:
+    found = [record_of(repo, uid) for uid in _all_uids(repo)]
+    reruns = [r for r in found if r["metadata"].get("rerun_of") == old]
+    assert len(reruns) == 1
+    return reruns[0]
+
+
+def _all_uids(repo: Path) -> list[str]:
+    return [line.rsplit("/", 2)[-2] for line in
+            git(repo, "ls-tree", "-r", "--name-only", BRANCH, "runs").split()
+            if line.endswith("/run.yaml")]
+
+
+def test_a_function_run_reruns_with_its_params_and_reproduces(repo: Path) -> None:
+    old = run(repo, "steady", "--backend", "local", "-p", "k=3")
+    done = rerun(repo, old["metadata"]["uid"][:10])
+    assert "reproduced" in done.stdout and "not reproduced" not in done.stdout
+    new = newest_rerun(repo, old["metadata"]["uid"])
+    assert new["spec"]["params"] == old["spec"]["params"]
+    assert new["spec"]["revision"] == old["spec"]["revision"]
+    assert new["spec"]["backend"] == "local"
+    assert new["status"]["results"] == old["status"]["results"]
+    assert "rerun_of" not in old["metadata"]
+
+
+def test_a_nondeterministic_run_is_listed_as_differing(repo: Path) -> None:
+    old = run(repo, "noisy", "--backend", "local")
+    done = rerun(repo, old["metadata"]["uid"], expect=1)
+    assert "not reproduced" in done.stdout
+    line = next(line for line in done.stdout.splitlines() if line.startswith("result x"))
+    assert str(old["status"]["results"]["x"]) in line
+    assert "did not reproduce" in done.stderr
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_inputs_come_from_the_store_not_the_url_again(repo: Path, served: tuple[Path, str]) -> None:
+    folder, url = served
+    (folder / "data.csv").write_bytes(b"a,b\n1,2\n")
+    old = run(repo, "steady", "--backend", "local", "-i", f"data={url}/data.csv")
+    (folder / "data.csv").write_bytes(b"a,b\n3,4\n")
+    rerun(repo, old["metadata"]["uid"])
+    new = newest_rerun(repo, old["metadata"]["uid"])
+    assert new["spec"]["inputs"]["data"]["hash"] == sha256(b"a,b\n1,2\n")
+    assert new["status"]["results"]["sha"] == old["status"]["results"]["sha"]
+
+
+def test_a_hyper_parent_reruns_whole(repo: Path) -> None:
+    old = run(repo, "tune", "--backend", "local")
+    done = rerun(repo, old["metadata"]["uid"])
+    assert "reproduced" in done.stdout
+    new = newest_rerun(repo, old["metadata"]["uid"])
+    assert [t["results"] for t in new["status"]["trials"]] == \
+           [t["results"] for t in old["status"]["trials"]]
+    assert new["status"]["best_iteration"] == old["status"]["best_iteration"]
+    assert all(record_of(repo, t["uid"])["metadata"]["parent"] == new["metadata"]["uid"]
+               for t in new["status"]["trials"])
+
+
+def test_bad_uids_and_a_lost_revision_are_refused_writing_nothing(repo: Path) -> None:
+    old = run(repo, "steady", "--backend", "local")
+    run(repo, "steady", "--backend", "local")
+    before = git(repo, "rev-parse", BRANCH)
+    assert "no run" in rerun(repo, "ffffffff", expect=1).stderr
+    assert "2 runs" in rerun(repo, old["metadata"]["uid"][:4], expect=1).stderr
+    assert "a run's uid" in rerun(repo, " ", expect=1).stderr
+    (repo / "src" / "h.py").write_text((repo / "src" / "h.py").read_text() + "\n# changed\n")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--amend", "--no-verify", "-m", "history rewritten")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "--quiet", "--prune=now")
+    done = rerun(repo, old["metadata"]["uid"], expect=1)
+    assert "no longer in the repository" in done.stderr
+    assert git(repo, "rev-parse", BRANCH) == before
