@@ -34,6 +34,11 @@ FILES = {
     "jobs/tune.yaml": "apiVersion: runyard/v1\nkind: job\nname: tune\n"
                       "run: {function: steady}\nparams: {k: 1}\n"
                       "hyper: {strategy: grid, params: {k: [1, 2]}, selector: max.k}\n",
+    "pipelines/two.yaml": "apiVersion: runyard/v1\nkind: pipeline\nname: two\n"
+                          "params: {k: 4}\nsteps:\n"
+                          "  - {name: first, function: steady}\n"
+                          "  - {name: second, function: steady, params: {k: 6}, after: [first]}\n",
+    "jobs/flow.yaml": "apiVersion: runyard/v1\nkind: job\nname: flow\nrun: {pipeline: two}\n",
     "src/h.py": "import hashlib\nimport random\n\n\n"
                 "def steady(context, k=1, data=None):\n"
                 "    body = data.get() if data is not None else b''\n"
@@ -83,6 +88,7 @@ def record_of(repo: Path, uid: str) -> Record:
 
 
 def newest_rerun(repo: Path, old: str) -> Record:
+    """The one rerun of run `old` (a second one would be a test's mistake)."""
     found = [record_of(repo, uid) for uid in _all_uids(repo)]
     reruns = [r for r in found if r["metadata"].get("rerun_of") == old]
     assert len(reruns) == 1
@@ -153,6 +159,20 @@ def test_a_hyper_parent_reruns_whole(repo: Path) -> None:
                for t in new["status"]["trials"])
 
 
+def test_a_pipeline_run_reruns_whole_and_a_step_alone(repo: Path) -> None:
+    old = run(repo, "flow", "--backend", "local", "-p", "k=9")
+    assert "reproduced" in rerun(repo, old["metadata"]["uid"]).stdout
+    new = newest_rerun(repo, old["metadata"]["uid"])
+    assert [s["name"] for s in new["status"]["steps"]] == ["first", "second"]
+    steps = [record_of(repo, s["uid"]) for s in new["status"]["steps"]]
+    assert [s["status"]["results"]["k"] for s in steps] == [9, 6]
+    second = old["status"]["steps"][1]["uid"]
+    assert "reproduced" in rerun(repo, second).stdout
+    alone = newest_rerun(repo, second)
+    assert alone["spec"]["params"] == record_of(repo, second)["spec"]["params"]
+    assert alone["status"]["results"]["k"] == 6
+
+
 def test_bad_uids_and_a_lost_revision_are_refused_writing_nothing(repo: Path) -> None:
     old = run(repo, "steady", "--backend", "local")
     run(repo, "steady", "--backend", "local")
@@ -168,3 +188,23 @@ def test_bad_uids_and_a_lost_revision_are_refused_writing_nothing(repo: Path) ->
     done = rerun(repo, old["metadata"]["uid"], expect=1)
     assert "no longer in the repository" in done.stderr
     assert git(repo, "rev-parse", BRANCH) == before
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.docker
+def test_the_image_by_id_and_exact_with_the_image_removed(repo: Path) -> None:
+    old = run(repo, "steady", "-p", "k=5")
+    image_id = old["spec"]["image_id"]
+    try:
+        rerun(repo, old["metadata"]["uid"], "--exact")
+        assert newest_rerun(repo, old["metadata"]["uid"])["spec"]["image_id"] == image_id
+        docker("rmi", "-f", image_id)
+        done = rerun(repo, old["metadata"]["uid"], "--exact")
+        assert "is gone, rebuilt as" in done.stdout and "environment hash matches" in done.stdout
+        assert "reproduced" in done.stdout
+    finally:
+        ids = docker("images", "-q", f"runyard/{NAME}").split()
+        subprocess.run(["docker", "rmi", "-f", image_id, *ids], capture_output=True, check=False)
