@@ -140,11 +140,17 @@ def test_inputs_come_from_the_store_not_the_url_again(repo: Path, served: tuple[
     folder, url = served
     (folder / "data.csv").write_bytes(b"a,b\n1,2\n")
     old = run(repo, "steady", "--backend", "local", "-i", f"data={url}/data.csv")
+    flow = run(repo, "flow", "--backend", "local", "-i", f"data={url}/data.csv")
     (folder / "data.csv").write_bytes(b"a,b\n3,4\n")
     rerun(repo, old["metadata"]["uid"])
     new = newest_rerun(repo, old["metadata"]["uid"])
     assert new["spec"]["inputs"]["data"]["hash"] == sha256(b"a,b\n1,2\n")
+    assert new["spec"]["inputs"]["data"]["uri"].endswith("/data.csv")  # seen by its name
     assert new["status"]["results"]["sha"] == old["status"]["results"]["sha"]
+    assert "reproduced" in rerun(repo, flow["metadata"]["uid"]).stdout
+    steps = newest_rerun(repo, flow["metadata"]["uid"])["status"]["steps"]
+    assert {record_of(repo, s["uid"])["spec"]["inputs"]["data"]["hash"] for s in steps} == \
+           {sha256(b"a,b\n1,2\n")}
 
 
 def test_a_hyper_parent_reruns_whole(repo: Path) -> None:

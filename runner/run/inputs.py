@@ -41,12 +41,13 @@ class Input(NamedTuple):
 def resolve_input(name: str, uri: str, code: Path, store: ArtifactStore,
                   results: ResultsBranch | None, policy: Policy) -> Input:
     """Put input `name` in the store (if it is not there yet) and say which it is."""
-    filename = _filename(uri)
+    filename = input_filename(uri)
     try:
         if uri.startswith(ARTIFACT_SCHEME):
             stored = _stored(store, _artifact_hash(uri, results), uri)
         elif uri.startswith(STORE_SCHEME):
-            stored = _stored(store, uri.removeprefix(STORE_SCHEME), uri)
+            # store://DIGEST, or store://DIGEST/NAME: seen as NAME (as a rerun keeps it)
+            stored = _stored(store, uri.removeprefix(STORE_SCHEME).split("/", 1)[0], uri)
         elif uri.startswith("file://"):
             stored = _host_file(uri, store, policy)
         elif uri.startswith(("http://", "https://")):
@@ -77,7 +78,8 @@ def _inside_snapshot(code: Path, path: str) -> str:
     return str(real.relative_to(top))
 
 
-def _filename(uri: str) -> str:
+def input_filename(uri: str) -> str:
+    """What a run sees the input at `uri` as: its last path segment, made safe."""
     last = uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in last).lstrip(".")
     return safe[:100] or "input"

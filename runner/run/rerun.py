@@ -17,11 +17,11 @@ from runner.errors import RunyardError
 from runner.git import commit_of
 from runner.project.loader import find_project_root, load_project
 from runner.record.compare import Comparison, compare
-from runner.record.model import RunRecord
+from runner.record.model import RunInput, RunRecord
 from runner.record.results import ResultsBranch, new_uid
 from runner.run.backends import DockerBackend
 from runner.run.execute import ImageRef, OnLine, Session, execute
-from runner.run.inputs import STORE_SCHEME
+from runner.run.inputs import STORE_SCHEME, input_filename
 from runner.run.launch import HyperOptions, run_interruptibly, run_target
 from runner.run.session import open_project, session_for
 from runner.run.task import ParamLevels, Task, function_task, job_task
@@ -55,18 +55,16 @@ def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | No
     notes: list[str] = []
     with session_for(root, old.spec.revision, backend=backend or old.spec.backend,
                      on_line=on_line) as session:
-        children = [session.results.read(t.uid) for t in old.status.trials] + \
-                   [session.results.read(s.uid) for s in old.status.steps]
-        _use_images(session, [old, *children], exact, notes.append)
+        family = _descendants(session, old)
+        _use_images(session, [old, *family], exact, notes.append)
         session.rerun_of = old.metadata.uid
-        new_uid_ = new_uid()
+        uid_ = new_uid()
         if _whole(old):
-            first = children[0] if old.status.trials and children else None
-            inputs = _inputs(session, first, exact, notes.append) if first else {}
-            new = run_interruptibly(session, lambda: _rerun_whole(session, old, inputs, new_uid_))
+            inputs = _inputs(session, _job_inputs(session, old, family), exact, notes.append)
+            new = run_interruptibly(session, lambda: _rerun_whole(session, old, inputs, uid_))
         else:
-            task = _task(session, old, _inputs(session, old, exact, notes.append))
-            new = run_interruptibly(session, lambda: execute(session, task, new_uid_))
+            task = _task(session, old, _inputs(session, old.spec.inputs, exact, notes.append))
+            new = run_interruptibly(session, lambda: execute(session, task, uid_))
     return compare(old, new, tuple(notes))
 
 
@@ -74,6 +72,30 @@ def _whole(record: RunRecord) -> bool:
     """A hyper-parameter parent or a pipeline run: it reruns with all its children."""
     spec = record.spec
     return record.metadata.parent is None and (spec.hyper is not None or spec.function is None)
+
+
+def _descendants(session: Session, record: RunRecord) -> list[RunRecord]:
+    """The trials and steps of a run, and theirs."""
+    found = []
+    for uid in [t.uid for t in record.status.trials] + [s.uid for s in record.status.steps]:
+        child = session.results.read(uid)
+        found += [child, *_descendants(session, child)]
+    return found
+
+
+def _job_inputs(session: Session, old: RunRecord,
+                family: list[RunRecord]) -> dict[str, RunInput]:
+    """The inputs a whole run was given (the job's and those given by hand), as its
+    function runs read them: all their inputs but a pipeline step's own."""
+    pipeline = session.project.pipelines.get(old.spec.pipeline or "")
+    steps = {s.uid: s.name for record in [old, *family] for s in record.status.steps}
+    found: dict[str, RunInput] = {}
+    for record in family:
+        step = pipeline.step(steps.get(record.metadata.uid, "")) if pipeline else None
+        own = step.inputs if step else {}
+        found.update({name: item for name, item in record.spec.inputs.items()
+                      if record.spec.function and name not in own})
+    return found
 
 
 def _rerun_whole(session: Session, old: RunRecord, inputs: Mapping[str, str],
@@ -103,13 +125,14 @@ def _task(session: Session, old: RunRecord, inputs: Mapping[str, str]) -> Task:
                                params=ParamLevels(**levels), inputs=inputs)
 
 
-def _inputs(session: Session, record: RunRecord, exact: bool, note: Note) -> dict[str, str]:
-    """The record's inputs by content hash, from the artifact store; one missing there is
-    read again from its URI (refused with `exact`)."""
+def _inputs(session: Session, recorded: Mapping[str, RunInput], exact: bool,
+            note: Note) -> dict[str, str]:
+    """Inputs by content hash, from the artifact store, under the name the run saw; one
+    missing there is read again from its URI (refused with `exact`)."""
     chosen = {}
-    for name, item in record.spec.inputs.items():
+    for name, item in recorded.items():
         if item.hash and session.store.path_of(item.hash).is_file():
-            chosen[name] = f"{STORE_SCHEME}{item.hash}"
+            chosen[name] = f"{STORE_SCHEME}{item.hash}/{input_filename(item.uri)}"
             continue
         if exact:
             raise RunyardError(f"input {name} ({item.uri}) is missing from the artifact store: "
