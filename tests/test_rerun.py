@@ -3,6 +3,7 @@ local backend where the image does not matter, Docker for the image by id."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -14,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
-from tests.helpers import commit_all, git, make_repo, sha256
+from runner.record.model import RunRecord
+from runner.record.results import ResultsBranch
+from tests.helpers import CHECKOUT, commit_all, git, make_repo, sha256
 
 NAME = f"ryrerun-{secrets.token_hex(3)}"
 BRANCH = "runyard/results"
@@ -111,6 +115,8 @@ def test_a_function_run_reruns_with_its_params_and_reproduces(repo: Path) -> Non
     assert new["spec"]["backend"] == "local"
     assert new["status"]["results"] == old["status"]["results"]
     assert "rerun_of" not in old["metadata"]
+    schema = json.loads((CHECKOUT / "schemas" / "run.schema.json").read_text("utf-8"))
+    jsonschema.validators.validator_for(schema)(schema).validate(new)
 
 
 def test_a_nondeterministic_run_is_listed_as_differing(repo: Path) -> None:
@@ -151,6 +157,21 @@ def test_inputs_come_from_the_store_not_the_url_again(repo: Path, served: tuple[
     steps = newest_rerun(repo, flow["metadata"]["uid"])["status"]["steps"]
     assert {record_of(repo, s["uid"])["spec"]["inputs"]["data"]["hash"] for s in steps} == \
            {sha256(b"a,b\n1,2\n")}
+
+
+def test_an_input_missing_from_the_store(repo: Path, served: tuple[Path, str]) -> None:
+    folder, url = served
+    (folder / "data.csv").write_bytes(b"first\n")
+    old = run(repo, "steady", "--backend", "local", "-i", f"data={url}/data.csv")
+    stored = sha256(b"first\n").removeprefix("sha256:")
+    (repo / ".runyard" / "artifacts" / "sha256" / stored[:2] / stored).unlink()
+    before = git(repo, "rev-parse", BRANCH)
+    done = rerun(repo, old["metadata"]["uid"], "--exact", expect=1)
+    assert "input data" in done.stderr and "missing from the artifact store" in done.stderr
+    assert git(repo, "rev-parse", BRANCH) == before
+    done = rerun(repo, old["metadata"]["uid"])  # read again from its URL: the same bytes
+    assert "input data: missing from the artifact store, read again" in done.stdout
+    assert "reproduced" in done.stdout
 
 
 def test_a_hyper_parent_reruns_whole(repo: Path) -> None:
@@ -211,6 +232,29 @@ def test_the_image_by_id_and_exact_with_the_image_removed(repo: Path) -> None:
         done = rerun(repo, old["metadata"]["uid"], "--exact")
         assert "is gone, rebuilt as" in done.stdout and "environment hash matches" in done.stdout
         assert "reproduced" in done.stdout
+        assert "--exact cannot rerun it on local" in \
+            rerun(repo, old["metadata"]["uid"], "--exact", "--backend", "local", expect=1).stderr
+        other = _with_env_hash(repo, old["metadata"]["uid"], "0" * 12)  # as an older runyard's
+        before = git(repo, "rev-parse", BRANCH)
+        done = rerun(repo, other, "--exact", expect=1)
+        assert "rebuilt one's environment hash differs" in done.stderr
+        assert git(repo, "rev-parse", BRANCH) == before
+        assert "environment hash differs" in rerun(repo, other).stdout
     finally:
         ids = docker("images", "-q", f"runyard/{NAME}").split()
         subprocess.run(["docker", "rmi", "-f", image_id, *ids], capture_output=True, check=False)
+
+
+def _with_env_hash(repo: Path, uid: str, env_hash: str) -> str:
+    """A copy of run `uid`'s record under a new uid, with another environment hash."""
+    record = RunRecord.from_dict(record_of(repo, uid), uid)
+    copy = uid[:-1] + ("0" if uid[-1] != "0" else "1")
+    meta, spec = record.metadata, record.spec
+    changed = dataclasses.replace(record, metadata=dataclasses.replace(meta, uid=copy),
+                                  spec=dataclasses.replace(spec, env_hash=env_hash))
+    results = ResultsBranch(repo / ".git", BRANCH)
+    try:
+        results.write(changed)
+    finally:
+        results.close()
+    return copy

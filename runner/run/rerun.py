@@ -52,6 +52,9 @@ def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | No
     if exact and old.spec.dirty:
         raise RunyardError(f"run {old.metadata.uid} ran uncommitted changes: it cannot be "
                            "had exactly as recorded")
+    if exact and backend not in (None, old.spec.backend):
+        raise RunyardError(f"run {old.metadata.uid} ran on the {old.spec.backend} backend: "
+                           f"--exact cannot rerun it on {backend}")
     notes: list[str] = []
     with session_for(root, old.spec.revision, backend=backend or old.spec.backend,
                      on_line=on_line) as session:
