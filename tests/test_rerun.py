@@ -42,6 +42,10 @@ FILES = {
                           "params: {k: 4}\nsteps:\n"
                           "  - {name: first, function: steady}\n"
                           "  - {name: second, function: steady, params: {k: 6}, after: [first]}\n",
+    "pipelines/mixed.yaml": "apiVersion: runyard/v1\nkind: pipeline\nname: mixed\nsteps:\n"
+                            "  - {name: sure, function: steady}\n"
+                            "  - {name: roll, function: noisy, after: [sure]}\n",
+    "jobs/dice.yaml": "apiVersion: runyard/v1\nkind: job\nname: dice\nrun: {pipeline: mixed}\n",
     "jobs/flow.yaml": "apiVersion: runyard/v1\nkind: job\nname: flow\nrun: {pipeline: two}\n",
     "src/h.py": "import hashlib\nimport random\n\n\n"
                 "def steady(context, k=1, data=None):\n"
@@ -126,6 +130,10 @@ def test_a_nondeterministic_run_is_listed_as_differing(repo: Path) -> None:
     line = next(line for line in done.stdout.splitlines() if line.startswith("result x"))
     assert str(old["status"]["results"]["x"]) in line
     assert "did not reproduce" in done.stderr
+    pipeline = run(repo, "dice", "--backend", "local")
+    done = rerun(repo, pipeline["metadata"]["uid"], expect=1)
+    assert [line.split()[:4] for line in done.stdout.splitlines() if line.startswith("step")] == \
+           [["step", "roll", "result", "x"]]
 
 
 @pytest.fixture()
@@ -184,6 +192,10 @@ def test_a_hyper_parent_reruns_whole(repo: Path) -> None:
     assert new["status"]["best_iteration"] == old["status"]["best_iteration"]
     assert all(record_of(repo, t["uid"])["metadata"]["parent"] == new["metadata"]["uid"]
                for t in new["status"]["trials"])
+    by_hand = run(repo, "steady", "--backend", "local", "--hyper", "k=3,4", "--handler", "steady")
+    assert "reproduced" in rerun(repo, by_hand["metadata"]["uid"]).stdout
+    again = newest_rerun(repo, by_hand["metadata"]["uid"])
+    assert [t["params"] for t in again["status"]["trials"]] == [{"k": 3}, {"k": 4}]
 
 
 def test_a_pipeline_run_reruns_whole_and_a_step_alone(repo: Path) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from runner.record.model import RunRecord
 
+Counterpart = tuple[str, RunRecord, RunRecord | None]  # (label, old child, new child or None)
+
 
 @dataclass(frozen=True)
 class Difference:
-    """One result (or artifact hash, or state) that differs: its name, old and new value."""
+    """One state, result or artifact hash that differs: what it is, old and new value."""
 
     what: str
     old: Any
@@ -29,24 +31,33 @@ class Comparison:
 
     @property
     def should_reproduce(self) -> bool:
-        return self.old.status.state == "completed"
+        return self.old.succeeded
 
     @property
     def reproduced(self) -> bool:
         return not self.differences
 
 
-def compare(old: RunRecord, new: RunRecord, notes: tuple[str, ...] = ()) -> Comparison:
-    """Compare state, results, artifact hashes and the trials' results of two runs."""
-    differences = [Difference("state", old.status.state, new.status.state)] \
-        if old.status.state != new.status.state else []
-    differences += _differing("result", old.status.results, new.status.results)
-    differences += _differing("artifact", _hashes(old), _hashes(new))
-    new_trials = {t.iteration: t.results for t in new.status.trials}
-    for trial in old.status.trials:
-        differences += _differing(f"trial {trial.iteration} result", trial.results,
-                                  new_trials.get(trial.iteration, {}))
-    return Comparison(old, new, tuple(differences), notes)
+def compare(old: RunRecord, new: RunRecord, children: Sequence[Counterpart] = (),
+            notes: Sequence[str] = ()) -> Comparison:
+    """Compare two runs, and each of their children (trials, steps) with its counterpart."""
+    differences = _differences("", old, new)
+    for label, old_child, new_child in children:
+        differences += _differences(f"{label} ", old_child, new_child) if new_child else \
+            [Difference(f"{label} state", _outcome(old_child), None)]
+    return Comparison(old, new, tuple(differences), tuple(notes))
+
+
+def _differences(prefix: str, old: RunRecord, new: RunRecord) -> list[Difference]:
+    """State (a memoized run counts as completed), results and artifact hashes."""
+    found = [Difference(f"{prefix}state", _outcome(old), _outcome(new))] \
+        if _outcome(old) != _outcome(new) else []
+    found += _differing(f"{prefix}result", old.status.results, new.status.results)
+    return found + _differing(f"{prefix}artifact", _hashes(old), _hashes(new))
+
+
+def _outcome(record: RunRecord) -> str:
+    return "completed" if record.succeeded else record.status.state
 
 
 def _hashes(record: RunRecord) -> dict[str, str | None]:

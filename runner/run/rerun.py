@@ -16,7 +16,7 @@ from typing import Any
 from runner.errors import RunyardError
 from runner.git import commit_of
 from runner.project.loader import find_project_root, load_project
-from runner.record.compare import Comparison, compare
+from runner.record.compare import Comparison, Counterpart, compare
 from runner.record.model import RunInput, RunRecord
 from runner.record.results import ResultsBranch, new_uid
 from runner.run.backends import DockerBackend
@@ -55,7 +55,8 @@ def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | No
     if exact and backend not in (None, old.spec.backend):
         raise RunyardError(f"run {old.metadata.uid} ran on the {old.spec.backend} backend: "
                            f"--exact cannot rerun it on {backend}")
-    notes: list[str] = []
+    notes = [f"run {old.metadata.uid} ran uncommitted changes: this rerun runs revision "
+             f"{old.spec.revision[:12]} as committed"] if old.spec.dirty else []
     with session_for(root, old.spec.revision, backend=backend or old.spec.backend,
                      on_line=on_line) as session:
         family = _descendants(session, old)
@@ -64,11 +65,11 @@ def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | No
         uid_ = new_uid()
         if _whole(old):
             inputs = _inputs(session, _job_inputs(session, old, family), exact, notes.append)
-            new = run_interruptibly(session, lambda: _rerun_whole(session, old, inputs, uid_))
+            new = run_interruptibly(session, lambda: _rerun_whole(session, old, family, inputs, uid_))
         else:
             task = _task(session, old, _inputs(session, old.spec.inputs, exact, notes.append))
             new = run_interruptibly(session, lambda: execute(session, task, uid_))
-    return compare(old, new, tuple(notes))
+        return compare(old, new, _counterparts(session, old, new), notes)
 
 
 def _whole(record: RunRecord) -> bool:
@@ -83,6 +84,24 @@ def _descendants(session: Session, record: RunRecord) -> list[RunRecord]:
     for uid in [t.uid for t in record.status.trials] + [s.uid for s in record.status.steps]:
         child = session.results.read(uid)
         found += [child, *_descendants(session, child)]
+    return found
+
+
+def _counterparts(session: Session, old: RunRecord, new: RunRecord,
+                  label: str = "") -> list[Counterpart]:
+    """Each trial (by iteration) and step (by name) of `old` with its namesake in `new`,
+    and theirs."""
+    trials = {t.iteration: t.uid for t in new.status.trials}
+    steps = {s.name: s.uid for s in new.status.steps}
+    pairs = [(f"trial {t.iteration}", t.uid, trials.get(t.iteration)) for t in old.status.trials]
+    pairs += [(f"step {s.name}", s.uid, steps.get(s.name)) for s in old.status.steps]
+    found: list[Counterpart] = []
+    for name, old_uid, new_uid_ in pairs:
+        old_child = session.results.read(old_uid)
+        new_child = session.results.read(new_uid_) if new_uid_ else None
+        found.append((label + name, old_child, new_child))
+        if new_child is not None:
+            found += _counterparts(session, old_child, new_child, f"{label}{name} ")
     return found
 
 
@@ -101,14 +120,20 @@ def _job_inputs(session: Session, old: RunRecord,
     return found
 
 
-def _rerun_whole(session: Session, old: RunRecord, inputs: Mapping[str, str],
-                 uid: str) -> RunRecord:
+def _rerun_whole(session: Session, old: RunRecord, family: list[RunRecord],
+                 inputs: Mapping[str, str], uid: str) -> RunRecord:
+    """The same job (or function) with the recorded overrides, hyper-parameters and
+    handler; a hyper-parameter search over a pipeline names no handler."""
     hyper: Mapping[str, Any] = old.spec.hyper or {}
-    target = old.metadata.job or old.spec.function or ""
+    target = old.metadata.job or next((r.spec.function for r in family if r.spec.function), "")
     options = HyperOptions(**{k: hyper.get(k) for k in
                               ("strategy", "stop_condition", "max_errors", "parallel")})
     values = {name: list(v) for name, v in hyper.get("params", {}).items()}
-    return run_target(session, target, uid, params=old.spec.params.override, inputs=inputs,
+    job = session.project.jobs.get(target)
+    handler = None if job and job.run.pipeline else \
+        next((r.spec.handler for r in family if r.spec.function), None)
+    return run_target(session, target, uid, handler=handler,
+                      params=old.spec.params.override, inputs=inputs,
                       hyper=values or None, selector=hyper.get("selector"), options=options,
                       name=old.metadata.name)
 
