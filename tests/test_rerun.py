@@ -125,6 +125,11 @@ def test_a_function_run_reruns_with_its_params_and_reproduces(repo: Path) -> Non
 
 def test_a_nondeterministic_run_is_listed_as_differing(repo: Path) -> None:
     old = run(repo, "noisy", "--backend", "local")
+    done = rerun(repo, old["metadata"]["uid"], "--json", expect=1)
+    shown = json.loads(done.stdout)
+    assert not shown["reproduced"] and shown["rerun_of"] == old["metadata"]["uid"]
+    assert shown["differences"] == [{"what": "result x", "old": old["status"]["results"]["x"],
+                                     "new": shown["record"]["status"]["results"]["x"]}]
     done = rerun(repo, old["metadata"]["uid"], expect=1)
     assert "not reproduced" in done.stdout
     line = next(line for line in done.stdout.splitlines() if line.startswith("result x"))
@@ -238,7 +243,7 @@ def test_the_image_by_id_and_exact_with_the_image_removed(repo: Path) -> None:
     old = run(repo, "steady", "-p", "k=5")
     image_id = old["spec"]["image_id"]
     try:
-        rerun(repo, old["metadata"]["uid"], "--exact")
+        assert "image of steady: sha256:" in rerun(repo, old["metadata"]["uid"], "--exact").stdout
         assert newest_rerun(repo, old["metadata"]["uid"])["spec"]["image_id"] == image_id
         docker("rmi", "-f", image_id)
         done = rerun(repo, old["metadata"]["uid"], "--exact")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 import click
@@ -67,3 +69,12 @@ def live_lines(title: str) -> Iterator[Callable[[str, str], None]]:
     console = Console()
     with console.status(title) as status:
         yield lambda topic, line: status.update(f"{title} [dim]{topic}[/]: {line[:100]}")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM as Ctrl-C: the runs stop and are recorded aborted."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import echo_json
+from runner.cli.common import echo_json, interrupt_on_sigterm
 from runner.errors import RunyardError
 
 
@@ -18,7 +18,8 @@ from runner.errors import RunyardError
               help="Refuse to run unless the image, inputs and revision are as recorded.")
 @click.option("--backend", type=click.Choice(["docker", "local"]),
               help="Where to run (default: the backend the run used).")
-@click.option("--json", "as_json", is_flag=True, help="Print the new record as JSON at the end.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the comparison and the new record as JSON at the end.")
 def rerun(uid: str, project_dir: Path, exact: bool, backend: str | None, as_json: bool) -> None:
     """Run the recorded run UID (a prefix will do) again as it was, and compare the two.
 
@@ -27,13 +28,14 @@ def rerun(uid: str, project_dir: Path, exact: bool, backend: str | None, as_json
     completed does not reproduce its results and artifact hashes.
     """
     from runner.run.rerun import rerun as rerun_run
-    from runner.views.rerun import comparison_lines
+    from runner.views.rerun import comparison_dict, comparison_lines
 
+    interrupt_on_sigterm()
     comparison = rerun_run(project_dir, uid, exact=exact, backend=backend,
                            on_line=lambda name, line: None if as_json
                            else click.echo(f"{name} | {line}"))
     if as_json:
-        echo_json(comparison.new.to_dict())
+        echo_json(comparison_dict(comparison))
     else:
         for line in comparison_lines(comparison):
             click.echo(line)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 import yaml
 
-from runner.cli.common import echo_json, fancy, project_options
+from runner.cli.common import echo_json, fancy, interrupt_on_sigterm, project_options
 from runner.errors import RunyardError
 from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
@@ -72,7 +70,7 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     if selector and not (selector.startswith(("min.", "max.")) and len(selector) > 4):
         raise click.BadParameter(f"{selector!r} is not min.KEY or max.KEY", param_hint="--selector")
     progress = _Progress(uid, quiet=as_json)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
                      on_line=progress.line) as session:
         session.on_record = progress.record
@@ -113,10 +111,6 @@ class _Progress:
         why = f" ({status.reason})" if status.reason else ""
         click.echo(f"trial {meta.iteration}: {status.state}{why} {results}"
                    f"  [{len(self.trials)} done, {failed} failed]")
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _detach(uid: str, project_dir: Path) -> None:

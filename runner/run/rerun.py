@@ -20,7 +20,7 @@ from runner.record.compare import Comparison, Counterpart, compare
 from runner.record.model import RunInput, RunRecord
 from runner.record.results import ResultsBranch, new_uid
 from runner.run.backends import DockerBackend
-from runner.run.execute import ImageRef, OnLine, Session, execute
+from runner.run.execute import OnLine, Session, execute
 from runner.run.inputs import STORE_SCHEME, input_filename
 from runner.run.launch import HyperOptions, run_interruptibly, run_target
 from runner.run.session import open_project, session_for
@@ -175,23 +175,25 @@ def _use_images(session: Session, records: list[RunRecord], exact: bool, note: N
     built from the revision's environment, and whether its environment hash matches."""
     if not isinstance(session.backend, DockerBackend):
         return
-    images = dict(session.images)
+    recorded: dict[str, tuple[str, str | None]] = {}
     for record in records:
         spec = record.spec
-        if not spec.function or not spec.image_id or spec.function not in images:
+        if spec.function and spec.image_id and spec.function in session.images:
+            recorded.setdefault(spec.function, (spec.image_id, spec.env_hash))
+    images = dict(session.images)
+    for function, (image_id, env_hash) in recorded.items():
+        built = images[function]
+        if built.image_id == image_id or _has_image(session.backend, image_id):
+            images[function] = built._replace(
+                tag=built.tag if built.image_id == image_id else image_id, image_id=image_id,
+                env_hash=env_hash or built.env_hash)
+            note(f"image of {function}: {image_id[:19]}, as recorded")
             continue
-        built = images[spec.function]
-        if built.image_id == spec.image_id:
-            continue
-        if _has_image(session.backend, spec.image_id):
-            images[spec.function] = ImageRef(spec.image_id, spec.image_id, spec.env_hash or "")
-            note(f"image of {spec.function}: {spec.image_id[:19]}, as recorded")
-            continue
-        same = built.env_hash == spec.env_hash
+        same = built.env_hash == env_hash
         if exact and not same:
-            raise RunyardError(f"image {spec.image_id[:19]} of {spec.function} is gone and the "
+            raise RunyardError(f"image {image_id[:19]} of {function} is gone and the "
                                "rebuilt one's environment hash differs from the record's")
-        note(f"image of {spec.function}: {spec.image_id[:19]} is gone, rebuilt as "
+        note(f"image of {function}: {image_id[:19]} is gone, rebuilt as "
              f"{built.image_id[:19]}; environment hash {'matches' if same else 'differs'}")
     session.images = images
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from runner.record.compare import Comparison
 
 
@@ -22,3 +24,11 @@ def comparison_lines(comparison: Comparison) -> list[str]:
 def _shown(value: object) -> str:
     text = "-" if value is None else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def comparison_dict(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as `--json` prints it, the new run's record in full."""
+    return {"rerun_of": comparison.old.metadata.uid, "reproduced": comparison.reproduced,
+            "differences": [{"what": d.what, "old": d.old, "new": d.new}
+                            for d in comparison.differences],
+            "notes": list(comparison.notes), "record": comparison.new.to_dict()}
