@@ -118,6 +118,16 @@ def test_a_record_made_in_code_has_every_field_in_order() -> None:
     assert written["spec"]["resources"] == {} and written["spec"]["trigger"] == {"kind": "manual"}
     piped = replace(record, status=replace(record.status, steps=(StepSummary("a", "u2", "completed"),)))
     assert list(piped.to_dict()["status"])[-1] == "steps"
+    again = replace(record, metadata=replace(record.metadata, rerun_of="u0"))
+    assert list(again.to_dict()["metadata"])[-1] == "rerun_of"  # a rerun's alone
+
+
+def test_rerun_of_reads_back_and_is_none_in_older_records() -> None:
+    assert RunRecord.from_dict(copy.deepcopy(OLDEST), "run 0a1b2c").metadata.rerun_of is None
+    data = copy.deepcopy(WRITTEN)
+    data["metadata"]["rerun_of"] = "18c2f0a1b2c3d3"
+    record = RunRecord.from_dict(data, "run 18c2f0a1b2c3d4")
+    assert record.metadata.rerun_of == "18c2f0a1b2c3d3" and record.to_dict() == data
 
 
 def test_an_older_record_reads_with_defaults_and_keeps_its_shape() -> None:
