@@ -46,6 +46,12 @@ FILES = {
                             "  - {name: sure, function: steady}\n"
                             "  - {name: roll, function: noisy, after: [sure]}\n",
     "jobs/dice.yaml": "apiVersion: runyard/v1\nkind: job\nname: dice\nrun: {pipeline: mixed}\n",
+    "pipelines/chain.yaml": "apiVersion: runyard/v1\nkind: pipeline\nname: chain\nsteps:\n"
+                            "  - {name: first, function: steady}\n"
+                            "  - {name: second, function: steady, "
+                            "inputs: {data: step://first/echo}}\n",
+    "jobs/chained.yaml": "apiVersion: runyard/v1\nkind: job\nname: chained\n"
+                         "run: {pipeline: chain}\nhyper: {params: {k: [1, 2]}}\n",
     "jobs/flow.yaml": "apiVersion: runyard/v1\nkind: job\nname: flow\nrun: {pipeline: two}\n",
     "src/h.py": "import hashlib\nimport random\n\n\n"
                 "def steady(context, k=1, data=None):\n"
@@ -197,6 +203,8 @@ def test_a_hyper_parent_reruns_whole(repo: Path) -> None:
     assert new["status"]["best_iteration"] == old["status"]["best_iteration"]
     assert all(record_of(repo, t["uid"])["metadata"]["parent"] == new["metadata"]["uid"]
                for t in new["status"]["trials"])
+    chained = run(repo, "chained", "--backend", "local")
+    assert "reproduced" in rerun(repo, chained["metadata"]["uid"]).stdout
     by_hand = run(repo, "steady", "--backend", "local", "--hyper", "k=3,4", "--handler", "steady")
     assert "reproduced" in rerun(repo, by_hand["metadata"]["uid"]).stdout
     again = newest_rerun(repo, by_hand["metadata"]["uid"])

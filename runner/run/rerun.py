@@ -109,7 +109,9 @@ def _job_inputs(session: Session, old: RunRecord,
                 family: list[RunRecord]) -> dict[str, RunInput]:
     """The inputs a whole run was given (the job's and those given by hand), as its
     function runs read them: all their inputs but a pipeline step's own."""
-    pipeline = session.project.pipelines.get(old.spec.pipeline or "")
+    project = session.project
+    job = project.jobs.get(old.metadata.job or "")
+    pipeline = project.pipelines.get(job.run.pipeline or "") if job else None
     steps = {s.uid: s.name for record in [old, *family] for s in record.status.steps}
     found: dict[str, RunInput] = {}
     for record in family:
