@@ -1,4 +1,4 @@
-"""`runyard runs list`: the command line views, on records made by real
+"""`runyard runs list` and `runyard pushes`: the command line views, on records made by real
 runs (local backend) in real git repositories.
 
 The module's repository holds a function run (`score`), a hyper-parameter parent with
@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import CHECKOUT, committed_copy
+from tests.helpers.gitops import Remote
 
 PROJECT = CHECKOUT / "tests" / "projects" / "hyper"
 ESCAPE = re.compile(r"\x1b\[")
@@ -178,3 +179,33 @@ def test_a_terminal_gets_colours_unless_no_color(runs: Runs) -> None:
 
     assert ESCAPE.search(on_a_terminal({})) and "grid-exclude" in on_a_terminal({})
     assert not ESCAPE.search(on_a_terminal({"NO_COLOR": "1"}))
+
+
+def test_pushes_list_and_show(pushed: Remote) -> None:
+    sha = pushed.first["revision"]
+    out = ok(runyard("pushes", cwd=pushed.bare))  # list, the default
+    assert ok(runyard("pushes", "list", "-C", str(pushed.bare), cwd=pushed.work)) == out
+    assert out.splitlines()[0].split() == ["REVISION", "REF", "RECEIVED", "STATUS", "REASON",
+                                           "JOBS", "RUN"]
+    row = out.splitlines()[1]
+    assert row.split()[:2] == [sha[:12], "main"] and "completed" in row
+    assert row.split()[-1] == str(len(pushed.first["runs"]))
+    shown = ok(runyard("pushes", "show", sha[:8], "-C", str(pushed.bare), cwd=pushed.bare))
+    assert shown.startswith(f"push {sha} to main: completed")
+    for job in pushed.first["runs"]:
+        assert f"  run      {job['job']} {job['uid']} {job['state']}" in shown
+        assert f"  plan     run {job['job']}" in shown
+    as_json = json.loads(ok(runyard("pushes", "show", sha[:8], "--json", "-C", str(pushed.bare),
+                                    cwd=pushed.bare)))
+    assert as_json == [pushed.first]
+
+
+def test_pushes_show_of_a_revision_pushed_to_two_refs(pushed: Remote) -> None:
+    sha = pushed.first["revision"]
+    pushed.push("main:release")  # release is configured in project.yaml
+    pushed.wait(sha, "release")
+    shown = json.loads(ok(runyard("pushes", "show", sha[:10], "--json", "-C", str(pushed.bare),
+                                  cwd=pushed.bare)))
+    assert sorted(push["ref"] for push in shown) == ["refs/heads/main", "refs/heads/release"]
+    missing = runyard("pushes", "show", "ffffffff", "-C", str(pushed.bare), cwd=pushed.bare)
+    assert missing.returncode == 1 and "no pushed revision starting 'ffffffff'" in missing.stderr

@@ -25,6 +25,7 @@ COMMANDS = {
     "images": "runner.cli.images:images",
     "run": "runner.cli.run:run",
     "runs": "runner.cli.runs:runs",
+    "pushes": "runner.cli.pushes:pushes",
     "functions": "runner.cli.functions:functions",
     "plan": "runner.cli.gitops:plan",
     "on-push": "runner.cli.gitops:on_push",
