@@ -107,8 +107,7 @@ def list_runs(records: Sequence[RunRecord], query: Query) -> list[RunRow]:
 
 def matching_records(records: Sequence[RunRecord], query: Query) -> list[RunRecord]:
     """Every record (children too) the query picks, in the order `list_runs` sorts: `--json`."""
-    prefixes = {r.metadata.uid: r.metadata.uid for r in records}
-    rows = {r.metadata.uid: (r, run_row(r, prefixes, 0)) for r in records if _picked(r, query)}
+    rows = {r.metadata.uid: (r, run_row(r, {}, 0)) for r in records if _picked(r, query)}
     kept = _ordered([row for _, row in rows.values() if _meets(row, query.where)], query)
     return [rows[row.uid][0] for row in kept][:query.limit]
 
