@@ -26,6 +26,7 @@ COMMANDS = {
     "run": "runner.cli.run:run",
     "runs": "runner.cli.runs:runs",
     "rerun": "runner.cli.rerun:rerun",
+    "pushes": "runner.cli.pushes:pushes",
     "functions": "runner.cli.functions:functions",
     "plan": "runner.cli.gitops:plan",
     "on-push": "runner.cli.gitops:on_push",

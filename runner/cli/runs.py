@@ -15,10 +15,10 @@ from runner.errors import RunyardError
 from runner.git import find_repository
 from runner.record.model import RunRecord
 from runner.record.results import ResultsBranch
-from runner.views.tables import compare_lines, list_rows, step_lines, summary_lines, table, trial_lines
+from runner.views.tables import compare_lines, step_lines, summary_lines, trial_lines
 
 
-def _results(project_dir: Path, branch: str | None) -> ResultsBranch:
+def open_results(project_dir: Path, branch: str | None) -> ResultsBranch:
     found = find_repository(project_dir)
     if found is None:
         raise RunyardError(f"{project_dir} is not in a git repository")
@@ -38,7 +38,7 @@ def _branch_of(project_dir: Path) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _common(command: F) -> F:
+def results_options(command: F) -> F:
     command = click.option("--branch", help="The results branch (default: the project's).")(command)
     return click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
                         default=Path("."), show_default=True,
@@ -51,38 +51,40 @@ def runs() -> None:
 
 
 @runs.command("list")
-@_common
+@results_options
 @click.option("--job", help="Only the runs of this job.")
 @click.option("--state", help="Only runs in this state.")
+@click.option("--where", metavar="EXPR",
+              help="Only runs whose results and params meet EXPR: 'accuracy > 0.9 and depth == 3'.")
+@click.option("--sort", metavar="[-]RESULT", help="Sort by a result (descending with '-').")
+@click.option("--all", "unfold", is_flag=True, help="Each run's trials and steps under it.")
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="The records (children too), filtered and sorted the same way.")
 def list_(project_dir: Path, branch: str | None, job: str | None, state: str | None,
-          limit: int, as_json: bool) -> None:
-    """The newest runs first."""
-    results = _results(project_dir, branch)
-    picked = []
-    for record in results.records():
-        if (job and record.metadata.job != job) or (state and record.status.state != state):
-            continue
-        picked.append(record)
-        if len(picked) >= limit:
-            break
+          where: str | None, sort: str | None, unfold: bool, limit: int, as_json: bool) -> None:
+    """The newest top-level runs first, their trials and steps folded."""
+    from runner.cli.render import print_table
+    from runner.views.runs import HEADERS, Query, SortKey, cells, list_runs, matching_records, parse_where
+
+    query = Query(job, state, parse_where(where) if where else None,
+                  SortKey.parse(sort) if sort else None, limit, unfold)
+    records = list(open_results(project_dir, branch).records())
     if as_json:
-        echo_json([record.to_dict() for record in picked])
+        echo_json([record.to_dict() for record in matching_records(records, query)])
         return
-    for line in table(["UID", "NAME", "JOB", "STATE", "STARTED", "RESULTS"], list_rows(picked)):
-        click.echo(line)
+    print_table(HEADERS, [cells(row) for row in list_runs(records, query)], HEADERS.index("STATE"))
 
 
 @runs.command()
-@_common
+@results_options
 @click.argument("uid")
 @click.option("--code", is_flag=True,
               help="Print the definition and code of the function the run used, at its revision.")
 @click.option("--json", "as_json", is_flag=True)
 def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: bool) -> None:
     """One run: state, results, artifacts, params and where its record is."""
-    results = _results(project_dir, branch)
+    results = open_results(project_dir, branch)
     record = results.read(results.find(uid))
     if code:
         _show_code(project_dir, record, as_json)
@@ -107,14 +109,14 @@ def _show_code(project_dir: Path, record: RunRecord, as_json: bool) -> None:
 
 
 @runs.command()
-@_common
+@results_options
 @click.argument("uid")
 @click.option("--follow", "-f", is_flag=True, help="Wait for the run to end, printing as it goes.")
 def logs(project_dir: Path, branch: str | None, uid: str, follow: bool) -> None:
     """The log of a run."""
     from runner.cli.follow import follow_log, live_dir
 
-    results = _results(project_dir, branch)
+    results = open_results(project_dir, branch)
     if follow:
         follow_log(results, uid, live_dir(project_dir), sys.stdout.buffer)
         return
@@ -122,7 +124,7 @@ def logs(project_dir: Path, branch: str | None, uid: str, follow: bool) -> None:
 
 
 @runs.command()
-@_common
+@results_options
 @click.argument("uid")
 @click.argument("key")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write it here.")
@@ -131,7 +133,7 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
     """Fetch artifact KEY of a run from the artifact store."""
     from runner.record.artifacts import ArtifactStore
 
-    results = _results(project_dir, branch)
+    results = open_results(project_dir, branch)
     record = results.read(results.find(uid))
     found = [a.hash for a in record.status.artifacts if a.key == key and a.hash]
     if not found:
@@ -148,11 +150,11 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
 
 
 @runs.command()
-@_common
+@results_options
 @click.argument("uids", nargs=-1, required=True)
 def compare(project_dir: Path, branch: str | None, uids: tuple[str, ...]) -> None:
     """Params and results of runs side by side; '*' marks the rows that differ."""
-    results = _results(project_dir, branch)
+    results = open_results(project_dir, branch)
     for line in compare_lines([results.read(results.find(uid)) for uid in uids]):
         click.echo(line)
 

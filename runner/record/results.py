@@ -148,6 +148,12 @@ class ResultsBranch:
         found = [self._push(path) for path in [*paths, f"pushes/{revision}.yaml"]]
         return [push for push in found if push is not None]
 
+    def pushes(self) -> list[PushRecord]:
+        """Every push record (both layouts), the newest received first."""
+        found = [self._push(f"pushes/{path}") for path in self.store.files("pushes")]
+        return sorted((push for push in found if push is not None),
+                      key=lambda push: push.received or "", reverse=True)
+
     def _push(self, path: str) -> PushRecord | None:
         raw = self.store.read(path)
         return PushRecord.from_yaml(raw, f"push {path}") if raw else None

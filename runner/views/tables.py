@@ -35,11 +35,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]
             for row in cells]
 
 
-def list_rows(records: Iterable[RunRecord]) -> list[list[object]]:
-    return [[r.metadata.uid, r.metadata.name, r.metadata.job or "-", r.status.state,
-             (r.status.start or "")[:19], _results_brief(r.status.results)] for r in records]
-
-
 def compare_lines(records: Sequence[RunRecord]) -> list[str]:
     """Params and results side by side; '*' marks a row whose values differ."""
     headers = ["", *[r.metadata.uid for r in records]]
@@ -59,10 +54,6 @@ def _params(record: RunRecord) -> Mapping[str, Any]:
 
 def _results(record: RunRecord) -> Mapping[str, Any]:
     return record.status.results
-
-
-def _results_brief(results: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={_value(v)}" for k, v in list(results.items())[:4])
 
 
 def _value(value: object) -> str:
