@@ -8,6 +8,7 @@ their plain form and in the encodings a handler is likely to print them in.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -34,27 +35,32 @@ class Secrets:
     def for_function(self, function: Function) -> dict[str, str]:
         return {name: value for name, value in self.values.items() if name in function.secrets}
 
-    def forms(self) -> list[str]:
-        """Every value in the forms it is masked in, longest first."""
+    @functools.cached_property
+    def forms(self) -> tuple[str, ...]:
+        """Every value in the forms it is masked in, longest first (worked out once: a
+        log masks every line, a record every field)."""
         found: set[str] = set()
         for value in self.values.values():
             encoded = value.encode()
             found |= {value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
                       base64.b64encode(encoded).decode().rstrip("="), encoded.hex(), repr(value)[1:-1]}
-        return sorted((form for form in found if form), key=len, reverse=True)
+        return tuple(sorted((form for form in found if form), key=len, reverse=True))
+
+    @functools.cached_property
+    def _byte_forms(self) -> tuple[bytes, ...]:
+        return tuple(form.encode() for form in self.forms)
 
     def mask(self, value: T) -> T:
         """`value` (text, or a structure of mappings and lists) with every secret masked."""
-        forms = self.forms()
-        return _mask(value, forms) if forms else value
+        return _mask(value, self.forms) if self.forms else value
 
     def mask_bytes(self, data: bytes) -> bytes:
-        for form in self.forms():
-            data = data.replace(form.encode(), MASK.encode())
+        for form in self._byte_forms:
+            data = data.replace(form, MASK.encode())
         return data
 
 
-def _mask(value: Any, forms: list[str]) -> Any:
+def _mask(value: Any, forms: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         for form in forms:
             value = value.replace(form, MASK)
@@ -65,5 +71,6 @@ def _mask(value: Any, forms: list[str]) -> Any:
         return type(value)(_mask(item, forms) for item in value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         shown = str(value)
-        return _mask(shown, forms) if _mask(shown, forms) != shown else value
+        masked = _mask(shown, forms)
+        return masked if masked != shown else value
     return value

@@ -9,6 +9,7 @@ from typing import Any
 from runner.project.selector import Selector
 from runner.record.model import RunRecord, TrialSummary
 from runner.record.results import run_folder
+from runner.views.runs import value_text
 
 
 def summary_lines(record: RunRecord, branch: str) -> list[str]:
@@ -19,17 +20,17 @@ def summary_lines(record: RunRecord, branch: str) -> list[str]:
     if status.error:
         lines.append(f"  error: {status.error}")
     for key, value in status.results.items():
-        lines.append(f"  result   {key} = {_value(value)}")
+        lines.append(f"  result   {key} = {value_text(value)}")
     for artifact in status.artifacts:
         lines.append(f"  artifact {artifact.key} ({artifact.kind}, {artifact.size} bytes, "
                      f"{(artifact.hash or '')[:19]})")
-    lines.append(f"  params   {_value(dict(record.spec.params.resolved))}")
+    lines.append(f"  params   {value_text(dict(record.spec.params.resolved))}")
     lines.append(f"  record   git show {branch}:{run_folder(meta.uid)}/run.yaml")
     return lines
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    cells = [[str(h) for h in headers]] + [[_value(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[value_text(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in cells]
@@ -54,14 +55,6 @@ def _params(record: RunRecord) -> Mapping[str, Any]:
 
 def _results(record: RunRecord) -> Mapping[str, Any]:
     return record.status.results
-
-
-def _value(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 def trial_lines(record: RunRecord) -> list[str]:
