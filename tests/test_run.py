@@ -379,6 +379,8 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert len(set(written)) == 100
     with closing(ResultsBranch(repo / ".git", BRANCH)) as results:
         assert sorted(results.uids()) == sorted(written)
+        assert results.indexed()  # each writer's rows went in with its records
+        assert sorted(row.uid for row in results.listing().rows) == sorted(written)
         for uid in written[::10]:
             assert results.log(uid) == f"log of {uid}\n".encode()
     history = git(repo, "rev-list", "--count", BRANCH).strip()
