@@ -243,7 +243,7 @@ class ProjectHandle:
         condition = _condition(where)
         results, store, _ = self._records()
         with contextlib.closing(results):
-            rows = [row for row in results.listing().rows
+            rows = [row for row in results.listing(children=True).rows
                     if (job is None or row.job == job)
                     and (condition is None or condition.evaluate(row.results))]
             return [RunObject(results, store, row.uid, results.read(row.uid)) for row in rows]

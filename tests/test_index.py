@@ -86,7 +86,8 @@ def test_a_broken_index_or_record_is_named_and_the_rest_is_listed(results: Resul
     uids = [new_uid() for _ in range(4)]
     for uid in uids:
         results.write(_record(uid))
-    results.store.commit({index.shard_path(uids[0]): b'{"version": 1, "rows": [[1, 2]]}',
+    broken = index.shard_path(index.row_of(_record(uids[0])))
+    results.store.commit({broken: b'{"version": 2, "rows": [[1, 2]]}',
                           f"{run_folder(uids[1])}/run.yaml": b"kind: run\n"}, "edited by hand")
     listing = results.listing()
     assert "cannot be read" in listing.problems[0]
@@ -118,7 +119,8 @@ def test_the_index_and_its_records_land_in_one_commit(results: ResultsBranch) ->
     uid = new_uid()
     results.write(_record(uid))
     changed = git(results.store.git_dir.parent, "show", "--name-only", "--format=", BRANCH).split()
-    assert f"{run_folder(uid)}/run.yaml" in changed and index.shard_path(uid) in changed
+    assert f"{run_folder(uid)}/run.yaml" in changed
+    assert index.shard_path(index.row_of(_record(uid))) in changed
 
 
 def test_runs_reindex_from_the_command_line(results: ResultsBranch, tmp_path: Path) -> None:
@@ -134,3 +136,13 @@ def test_runs_reindex_from_the_command_line(results: ResultsBranch, tmp_path: Pa
     assert done.returncode == 0 and "indexed 2 runs" in done.stdout, done.stderr
     listed = runyard("runs", "list", "--branch", BRANCH, cwd=repo)
     assert listed.returncode == 0 and listed.stderr == "" and listed.stdout.count("tune") == 2
+
+
+def test_a_shown_prefix_is_unique_among_children_too(results: ResultsBranch) -> None:
+    top, child = "abcdef1200000000", "abcdef1299999999"
+    results.write(_record(top))
+    results.write(_record(child, parent=top, iteration=1))
+    assert results.short_prefixes([top]) == {top: "abcdef120"}
+    assert results.listing().rows[0].uid == top and len(results.listing().rows) == 1
+    assert {row.uid for row in results.listing(children=True).rows} == {top, child}
+    assert results.find("abcdef129") == child

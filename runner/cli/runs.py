@@ -70,10 +70,10 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
     query = Query(job, state, parse_where(where) if where else None,
                   SortKey.parse(sort) if sort else None, limit, unfold)
     results = open_results(project_dir, branch)
-    listing = results.listing()
+    listing = results.listing(children=unfold)
     for problem in listing.problems:
         click.echo(f"warning: {problem}", err=True)
-    lines = list_runs(listing.rows, query)
+    lines = list_runs(listing.rows, query, results.short_prefixes)
     if as_json:
         echo_json([results.read(line.run.uid).to_dict() for line in lines])
         return

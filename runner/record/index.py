@@ -1,13 +1,16 @@
 """The index of a results branch: one row per run, all that listing, filtering, sorting and
 finding runs needs, so that none of it reads a record.
 
-    index/runs/<first two characters of the uid>.json   {"version": V, "rows": [[...], ...]}
-    index/version                                       V, when the index holds every run
+    index/runs/<first two characters of the uid>.json       top-level runs
+    index/children/<first two characters of the uid>.json   trials and steps
+    index/version                                           V, when the index holds every run
 
-Each row is written in the same commit as its record (`ResultsBranch.write`), so the two
-never disagree. The version file is written with the first record of a branch, or by
-`runyard runs reindex` on a branch whose records are older than the index (or than its
-version): without it, readers read the records themselves.
+Each shard is `{"version": V, "rows": [[...], ...]}`, its rows sorted by uid. Top-level
+runs and their children are kept apart because most of a branch is trials, and the usual
+listing needs none of them. Each row is written in the same commit as its record
+(`ResultsBranch.write`), so the two never disagree. The version file is written with the
+first record of a branch, or by `runyard runs reindex` on a branch whose records are older
+than the index (or than its version): without it, readers read the records themselves.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Any, NamedTuple
 from runner.record.gitstore import AtCommit
 from runner.record.model import RunRecord
 
-VERSION = 1
-FOLDER = "index/runs"
+VERSION = 2
+TOP, CHILDREN = "index/runs", "index/children"
 VERSION_PATH = "index/version"
 MAX_KEYS = 64  # params or results kept in a row; `runs show` has them all
 MAX_TEXT = 200  # characters of a text value kept in a row
@@ -77,8 +80,13 @@ def _scalars(values: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def shard_path(uid: str) -> str:
-    return f"{FOLDER}/{uid[:2]}.json"
+def shard_path(row: IndexRow) -> str:
+    return f"{CHILDREN if row.parent else TOP}/{row.uid[:2]}.json"
+
+
+def shards_of(prefix: str) -> list[str]:
+    """The shards that hold the runs whose uids start with `prefix` (two characters or more)."""
+    return [f"{folder}/{prefix[:2]}.json" for folder in (TOP, CHILDREN)]
 
 
 def with_rows(base: AtCommit, rows: Iterable[IndexRow]) -> dict[str, bytes | None]:
@@ -88,7 +96,7 @@ def with_rows(base: AtCommit, rows: Iterable[IndexRow]) -> dict[str, bytes | Non
     reindex completes the rest."""
     by_shard: dict[str, dict[str, IndexRow]] = {}
     for row in rows:
-        path = shard_path(row.uid)
+        path = shard_path(row)
         if path not in by_shard:
             by_shard[path] = {r.uid: r for r in _readable(base.read(path))}
         by_shard[path][row.uid] = row
@@ -110,7 +118,7 @@ def shards(rows: Iterable[IndexRow]) -> dict[str, bytes | None]:
     """The whole index of these rows (a reindex)."""
     by_shard: dict[str, list[IndexRow]] = {}
     for row in rows:
-        by_shard.setdefault(shard_path(row.uid), []).append(row)
+        by_shard.setdefault(shard_path(row), []).append(row)
     return {**{path: encode(found) for path, found in by_shard.items()},
             VERSION_PATH: str(VERSION).encode()}
 

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from runner.record.index import IndexRow, row_of
 from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, dump
 
 RUNNING = "index/running"  # one file per running run, naming its runner
+MIN_PREFIX = 7  # characters of a uid shown, as git shows commits
 
 
 def new_uid() -> str:
@@ -116,14 +118,25 @@ class ResultsBranch:
         return matches[0]
 
     def _uids_starting(self, prefix: str) -> list[str]:
-        """The uids that may start with `prefix`: one shard of the index, when it holds them."""
-        if len(prefix) >= 2 and self.indexed():
+        """The uids that may start with `prefix`: two shards of the index, when it holds them."""
+        return self._uids_sharing({prefix[:2]}) if len(prefix) >= 2 else self.uids()
+
+    def _uids_sharing(self, starts: set[str]) -> list[str]:
+        """The uids that start with any of these two characters (or more, without an index)."""
+        if self.indexed():
             try:
-                return [row.uid for row in index.decode(self.store.read(index.shard_path(prefix))
-                                                        or b"")]
+                return [row.uid for start in starts for path in index.shards_of(start)
+                        for row in index.decode(self.store.read(path) or b"")]
             except index.IndexProblem:
                 pass
         return self.uids()
+
+    def short_prefixes(self, uids: Iterable[str]) -> dict[str, str]:
+        """Each of `uids`, shortened to the fewest characters (MIN_PREFIX at least) that no
+        other run's uid on the branch starts with."""
+        wanted = list(uids)
+        among = sorted(set(self._uids_sharing({uid[:2] for uid in wanted})) | set(wanted))
+        return {uid: _shortest(uid, among) for uid in wanted}
 
     def log(self, uid: str) -> bytes:
         return self.store.read(f"{run_folder(uid)}/log.txt") or b""
@@ -134,8 +147,8 @@ class ResultsBranch:
                 if path.count("/") == 1]
 
     def records(self, limit: int | None = None) -> Iterator[RunRecord]:
-        """The records, the newest first (those that cannot be read left out)."""
-        for row in self.listing().rows[:limit]:
+        """The records, children too, the newest first (those that cannot be read left out)."""
+        for row in self.listing(children=True).rows[:limit]:
             try:
                 yield self.read(row.uid)
             except RunyardError:
@@ -145,11 +158,13 @@ class ResultsBranch:
         """Whether the branch's index holds every run (see runner.record.index)."""
         return self.store.read(index.VERSION_PATH) == str(index.VERSION).encode()
 
-    def listing(self) -> Listing:
-        """Every run's row, from the index; from the records when there is no index."""
+    def listing(self, children: bool = False) -> Listing:
+        """The rows of the top-level runs (with `children`, of their trials and steps too),
+        the newest first: from the index; from the records when there is no index."""
         if self.indexed():
             try:
-                rows = [row for raw in self.store.contents(index.FOLDER).values()
+                folders = [index.TOP, index.CHILDREN] if children else [index.TOP]
+                rows = [row for folder in folders for raw in self.store.contents(folder).values()
                         for row in index.decode(raw)]
                 return Listing(_newest_first(rows), [])
             except index.IndexProblem as problem:
@@ -159,7 +174,8 @@ class ResultsBranch:
         rows, problems = self._rows_from_records()
         note = (f"branch {self.branch}: {why}, so every record was read; "
                 "`runyard runs reindex` makes the index")
-        return Listing(_newest_first(rows), [note, *problems])
+        kept = rows if children else [row for row in rows if not row.parent]
+        return Listing(_newest_first(kept), [note, *problems])
 
     def _rows_from_records(self, commit: str | None = None) -> tuple[list[IndexRow], list[str]]:
         rows, problems = [], []
@@ -179,8 +195,8 @@ class ResultsBranch:
         def fresh_index(base: AtCommit) -> dict[str, bytes | None]:
             rows, problems = self._rows_from_records(base.commit)
             made.append(Listing(_newest_first(rows), problems))
-            stale = {f"{index.FOLDER}/{name}": None
-                     for name in self.store.list(index.FOLDER, base.commit)}
+            stale = {f"{folder}/{name}": None for folder in (index.TOP, index.CHILDREN)
+                     for name in self.store.list(folder, base.commit)}
             return {**stale, **index.shards(rows)}
 
         if self.store.head() is None:
@@ -240,6 +256,19 @@ class ResultsBranch:
     def newest_artifact(self, key: str) -> Artifact | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
         return Artifact.read(yaml.safe_load(raw), f"artifact {key}") if raw else None
+
+
+def _shortest(uid: str, among: list[str]) -> str:
+    """`uid`'s shortest prefix that neither neighbour in the sorted `among` shares."""
+    at = bisect_left(among, uid)
+    neighbours = [among[i] for i in (at - 1, at + 1) if 0 <= i < len(among)]
+    shared = max((_common_length(uid, other) for other in neighbours), default=0)
+    return uid[:max(MIN_PREFIX, shared + 1)]
+
+
+def _common_length(a: str, b: str) -> int:
+    return next((at for at, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
 
 
 def _newest_first(rows: list[IndexRow]) -> list[IndexRow]:

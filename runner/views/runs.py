@@ -11,14 +11,13 @@ branch (runner.record.index), never a record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
 from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.record.index import IndexRow
 
-MIN_PREFIX = 7
 SHOWN_KEYS = 4  # params and results shown per row; --json has them all
 
 
@@ -61,37 +60,21 @@ def parse_where(text: str) -> Condition:
         raise RunyardError(f"--where {text!r}: {error}") from error
 
 
-def short_prefixes(uids: Iterable[str]) -> dict[str, str]:
-    """Each uid's shortest prefix that no other uid shares, of MIN_PREFIX characters at least."""
-    ordered = sorted(set(uids))
-    found = {}
-    for i, uid in enumerate(ordered):
-        neighbours = ordered[max(i - 1, 0):i] + ordered[i + 1:i + 2]
-        shared = max((_common_length(uid, other) for other in neighbours), default=0)
-        found[uid] = uid[:max(MIN_PREFIX, shared + 1)]
-    return found
+Prefixes = Callable[[list[str]], Mapping[str, str]]  # uids -> their shortest unique prefixes
 
 
-def _common_length(a: str, b: str) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
-
-
-def list_runs(rows: Sequence[IndexRow], query: Query) -> list[RunRow]:
+def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> list[RunRow]:
     """The top-level runs the query picks, newest first unless sorted; with `unfold`, each
-    followed by its children (those the query's condition picks), depth first."""
-    prefixes = short_prefixes(row.uid for row in rows)
-    tops = [RunRow(row, prefixes[row.uid], 0) for row in rows
-            if not row.parent and _picked(row, query)]
+    followed by its children (those the query's condition picks), depth first. `rows`
+    holds the children too when `unfold` asks for them."""
+    tops = [row for row in rows if not row.parent and _picked(row, query)]
     tops = [top for top in _ordered(tops, query) if _meets(top, query.where)][:query.limit]
-    if not query.unfold:
-        return tops
-    by_parent = _children(rows)
-    return [line for top in tops for line in _with_children(top, by_parent, prefixes, query)]
+    lines = [(top, 0) for top in tops]
+    if query.unfold:
+        by_parent = _children(rows)
+        lines = [line for top in tops for line in _with_children(top, 0, by_parent, query)]
+    shortened = prefixes([row.uid for row, _ in lines])
+    return [RunRow(row, shortened[row.uid], depth) for row, depth in lines]
 
 
 def _children(rows: Sequence[IndexRow]) -> dict[str, list[IndexRow]]:
@@ -105,32 +88,31 @@ def _children(rows: Sequence[IndexRow]) -> dict[str, list[IndexRow]]:
     return by_parent
 
 
-def _with_children(line: RunRow, by_parent: Mapping[str, list[IndexRow]],
-                   prefixes: Mapping[str, str], query: Query) -> list[RunRow]:
-    below = [RunRow(row, prefixes[row.uid], line.depth + 1)
-             for row in by_parent.get(line.run.uid, [])]
-    picked = _ordered([child for child in below if _meets(child, query.where)], query)
-    return [line, *[deeper for child in picked
-                    for deeper in _with_children(child, by_parent, prefixes, query)]]
+def _with_children(row: IndexRow, depth: int, by_parent: Mapping[str, list[IndexRow]],
+                   query: Query) -> list[tuple[IndexRow, int]]:
+    picked = _ordered([child for child in by_parent.get(row.uid, []) if _meets(child, query.where)],
+                      query)
+    return [(row, depth), *[line for child in picked
+                            for line in _with_children(child, depth + 1, by_parent, query)]]
 
 
 def _picked(row: IndexRow, query: Query) -> bool:
     return (not query.job or row.job == query.job) and (not query.state or row.state == query.state)
 
 
-def _meets(line: RunRow, where: Condition | None) -> bool:
+def _meets(row: IndexRow, where: Condition | None) -> bool:
     """Whether the run's results and params (results win) meet the condition."""
-    return where is None or where.evaluate({**line.run.params, **line.run.results})
+    return where is None or where.evaluate({**row.params, **row.results})
 
 
-def _ordered(rows: list[RunRow], query: Query) -> list[RunRow]:
+def _ordered(rows: list[IndexRow], query: Query) -> list[IndexRow]:
     """Sorted by the query's result (runs without it last, either way); else as given."""
     sort = query.sort
     if sort is None:
         return rows
-    having = [row for row in rows if _number(row.run.results.get(sort.result)) is not None]
-    lacking = [row for row in rows if _number(row.run.results.get(sort.result)) is None]
-    having.sort(key=lambda row: _number(row.run.results.get(sort.result)) or 0.0,
+    having = [row for row in rows if _number(row.results.get(sort.result)) is not None]
+    lacking = [row for row in rows if _number(row.results.get(sort.result)) is None]
+    having.sort(key=lambda row: _number(row.results.get(sort.result)) or 0.0,
                 reverse=sort.descending)
     return having + lacking
 
