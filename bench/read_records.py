@@ -86,8 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runyard("report", "-C", str(g), "--branch", BRANCH, "-o", str(r / f"site-{n}")))
         print(f"timing, {args.repeat} interleaved rounds after a warm-up"
               + ("" if has_report else " (this runyard has no `report` command)"), flush=True)
-        walls = {label: median(s.wall for s in samples)
-                 for label, samples in interleave(jobs, args.repeat, progress=True).items()}
+        samples = interleave(jobs, args.repeat, progress=True)
+        walls = {label: median(s.wall for s in runs) for label, runs in samples.items()}
+        print("\nCPU time (user + system) of each command, median: what a busy machine "
+              "does not inflate")
+        table({label: median(s.cpu for s in runs) for label, runs in samples.items()}, sizes)
+        print("\nwall time, median")
         report(walls, sizes)
     return 0
 
@@ -221,15 +225,21 @@ class Mix:
 # report ----------------------------------------------------------------------------------
 
 
+def table(seconds: dict[str, float], sizes: list[int]) -> list[str]:
+    """Prints each command's seconds at each size and its growth; the commands."""
+    commands = list(dict.fromkeys(label.split(" ", 1)[1] for label in seconds))
+    print(f"{'':<16}" + "".join(f"{size:>12,}" for size in sizes) + "   growth")
+    for command in commands:
+        times = [seconds[f"{size} {command}"] for size in sizes]
+        growth = ", ".join(f"{times[i] / times[0]:.2f}x at {size:,}"
+                           for i, size in enumerate(sizes) if i)
+        print(f"{command:<16}" + "".join(f"{t:>11.3f}s" for t in times) + f"   {growth}")
+    return commands
+
+
 def report(walls: dict[str, float], sizes: list[int]) -> None:
     smallest = sizes[0]
-    commands = list(dict.fromkeys(label.split(" ", 1)[1] for label in walls))
-    print(f"\n{'':<16}" + "".join(f"{size:>12,}" for size in sizes) + "   growth")
-    for command in commands:
-        times = [walls[f"{size} {command}"] for size in sizes]
-        growth = ", ".join(f"{times[i] / times[0]:.2f}x at {size:,}"
-                           for i, size in enumerate(sizes) if size != smallest)
-        print(f"{command:<16}" + "".join(f"{t:>11.3f}s" for t in times) + f"   {growth}")
+    commands = table(walls, sizes)
     print()
     for size, goal in GOALS.items():
         if size in sizes:
