@@ -91,14 +91,16 @@ def histogram_png(title: str, values: list[float], bins: int) -> bytes:
     """A bar chart of how `values` fall into `bins` equal bins, with its title and axis labels."""
     bins = max(1, bins)
     low, high = min(values), max(values)
-    width = (high - low) / bins or 1.0
+    if low == high:  # one value: a bin of width 1 around it
+        low, high = low - 0.5, high + 0.5
+    width = (high - low) / bins
     counts = [0] * bins
     for value in values:
         counts[min(int((value - low) / width), bins - 1)] += 1
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=14)
-    left, top, right, bottom = MARGIN, MARGIN, WIDTH - MARGIN // 2, HEIGHT - MARGIN
+    left, top, right, bottom = MARGIN + 8, MARGIN, WIDTH - MARGIN, HEIGHT - MARGIN
     draw.text((WIDTH // 2, MARGIN // 2), f"{title} (n={len(values)})", fill="black", font=font, anchor="mm")
     tallest = max(counts)
     step = (right - left) / bins
@@ -107,10 +109,16 @@ def histogram_png(title: str, values: list[float], bins: int) -> bytes:
         draw.rectangle([left + index * step + 1, bar_top, left + (index + 1) * step - 1, bottom],
                        fill="#4c78a8", outline="#2f4b7c")
     draw.line([(left, top), (left, bottom), (right, bottom)], fill="black", width=1)
-    draw.text((left - 6, top), str(tallest), fill="black", font=font, anchor="rm")
-    draw.text((left - 6, bottom), "0", fill="black", font=font, anchor="rm")
-    draw.text((left, bottom + 8), f"{low:g}", fill="black", font=font, anchor="ma")
-    draw.text((right, bottom + 8), f"{high:g}", fill="black", font=font, anchor="ma")
+    for count in sorted({0, tallest // 2, tallest}):
+        y = bottom - (bottom - top) * count / tallest
+        draw.line([(left - 4, y), (left, y)], fill="black")
+        draw.text((left - 8, y), str(count), fill="black", font=font, anchor="rm")
+    every = max(1, math.ceil(bins / 5))  # at most about six labels under the bars
+    for edge in sorted({*range(0, bins + 1, every), bins}):
+        x = left + edge * step
+        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
+        draw.text((x, bottom + 8), f"{low + edge * width:.4g}", fill="black", font=font, anchor="ma")
+    draw.text((left, top - 8), "count", fill="black", font=font, anchor="mb")
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
