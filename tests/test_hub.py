@@ -355,3 +355,48 @@ def test_the_temporary_clone_is_removed(tmp_path: Path) -> None:
         clone = opened.git_dir  # type: ignore[attr-defined]
         assert clone.is_dir()
     assert not os.path.exists(clone)
+
+
+def test_the_wheel_carries_every_file_of_the_default_hub() -> None:
+    """pyproject's package data globs, resolved as setuptools does, find each hub file."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["runner.hub"]
+    package = DEFAULT_FOLDER.parent
+    shipped = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
+    files = {path for path in DEFAULT_FOLDER.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    assert len(files) == 3 * len(BUILTIN)
+    assert files <= shipped
+
+
+def test_requirements_file_and_command_folders_move_with_the_code(project: Path, tmp_path: Path) -> None:
+    hub = make_repo(tmp_path / "hub")
+    folder = hub / "functions/tool"
+    (folder / "scripts").mkdir(parents=True)
+    (folder / "scripts/run.sh").write_text("echo hi\n")
+    (folder / "requirements.txt").write_text("six==1.16.0\n")
+    (folder / "README.md").write_text("# tool\n")
+    (folder / "function.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: function\nname: tool\ncode: scripts\n"
+        "command: [sh, scripts/run.sh, scripts, -x, README.md]\n"
+        "environment: {requirements_file: requirements.txt}\nlabels: {version: '2', team: data}\n")
+    commit_all(hub, "a tool")
+    with open_hub(str(hub)) as opened:
+        add_function(project, opened.function("tool"), "tool")
+    data = yaml.safe_load((project / "functions/tool.yaml").read_text())
+    assert data["code"] == "src/tool/scripts"
+    assert data["command"] == ["sh", "src/tool/scripts/run.sh", "src/tool/scripts", "-x",
+                               "src/tool/README.md"]
+    assert data["environment"] == {"requirements_file": "src/tool/requirements.txt"}
+    assert data["labels"]["team"] == "data" and "version" not in data["labels"]
+    assert (project / "src/tool/requirements.txt").read_text() == "six==1.16.0\n"
+
+
+def test_show_prints_the_readme_and_the_definition(run_cli: RunCli) -> None:
+    done = run_cli("hub", "show", "train-classifier")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("train-classifier 1.0.0 (hub builtin, sha256:")
+    assert "# train-classifier\n" in done.stdout
+    assert "  requirements:\n  - scikit-learn==1.5.2\n" in done.stdout  # what its image installs
+    assert done.stdout.rstrip().endswith("add it: runyard hub add train-classifier")

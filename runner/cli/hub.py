@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import yaml
 
 from runner.cli.common import echo_json
 from runner.errors import RunyardError
-from runner.hub.catalog import DEFAULT_HUB, open_hub, valid_name
+from runner.hub.catalog import DEFAULT_HUB, DEFINITION, open_hub, valid_name
 from runner.hub.install import (
     add_function,
     apply_update,
@@ -77,6 +78,8 @@ def hub_show(spec: str, location: str | None, as_json: bool) -> None:
         return
     click.echo(f"{function.name} {function.version} (hub {function.hub}, {function.revision})\n")
     click.echo(function.readme.rstrip() + "\n")
+    click.echo(f"{DEFINITION}:")
+    click.echo(yaml.safe_dump(dict(function.definition), sort_keys=False, width=4096).rstrip() + "\n")
     click.echo("files: " + ", ".join(f"{path} ({len(data)} bytes)"
                                      for path, data in sorted(function.files.items())))
     click.echo(f"add it: runyard hub add {function.name}"

@@ -68,7 +68,7 @@ def _definition_text(function: HubFunction, name: str, folder: str) -> str:
     header = (f"# yaml-language-server: $schema={SCHEMA_BASE}/function.schema.json\n"
               f"# From the runyard hub ({function.hub}): {function.name} {function.version}.\n"
               f"# {folder}/README.md says how to use it; `runyard hub update {name}` updates it.\n")
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=4096)
 
 
 def _moved(arg: str, function: HubFunction, folder: str) -> str:
