@@ -242,6 +242,10 @@ def test_quality_check_passes_and_fails_on_its_thresholds(repo: Path, tmp_path: 
     assert status["state"] == "failed"
     assert "missing_ratio of column 'age' is" in status["error"]
     assert "unique_values of column 'plan'" in status["error"]
+    assert status["results"]["failed_checks"] == 3  # what it found is kept all the same
+    report = json.loads(artifact_bytes(repo, failed["metadata"]["uid"], "quality-report", tmp_path))
+    failing = {(item["check"], item["column"]) for item in report["checks"] if not item["passed"]}
+    assert failing == {("missing_ratio", "age"), ("missing_ratio", "plan"), ("unique_values", "plan")}
 
 
 def test_a_pipeline_of_hub_functions_checks_splits_trains_evaluates_and_compares(
