@@ -400,3 +400,14 @@ def test_show_prints_the_readme_and_the_definition(run_cli: RunCli) -> None:
     assert "# train-classifier\n" in done.stdout
     assert "  requirements:\n  - scikit-learn==1.5.2\n" in done.stdout  # what its image installs
     assert done.stdout.rstrip().endswith("add it: runyard hub add train-classifier")
+
+
+def test_a_function_of_too_many_files_or_bytes_is_refused(tmp_path: Path) -> None:
+    hub = git_hub(tmp_path / "hub", "split-dataset")
+    small, large = blob(hub, "x\n"), blob(hub, "y" * MAX_FILE_BYTES)
+    commit_tree(hub, [f"100644 blob {small}\tfile{number}.txt" for number in range(101)])
+    with open_hub(str(hub)) as opened, pytest.raises(RunyardError, match="more than 100 files"):
+        opened.function("evil")
+    commit_tree(hub, [f"100644 blob {large}\tpart{number}.bin" for number in range(5)])
+    with open_hub(str(hub)) as opened, pytest.raises(RunyardError, match="the limit is 4194304"):
+        opened.function("evil")

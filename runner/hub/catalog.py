@@ -178,20 +178,18 @@ class GitHub:
     def _read(self, name: str, commit: str) -> HubFunction:
         folder = f"{FUNCTIONS}/{name}"
         tree = list_tree(self.git_dir, f"{commit}:{folder}", recursive=True) or []
+        if sum(entry.kind == "blob" for entry in tree) > MAX_FILES:  # before reading any
+            raise HubError(f"hub {self.label}: {folder} holds more than {MAX_FILES} files")
         kinds = {"blob": "file", "tree": "folder"}
-        entries = []
+        entries, contents = [], {}
         for entry in tree:
+            path = entry.path.removeprefix(folder + "/")
             kind = "link" if entry.mode == "120000" else kinds.get(entry.kind, "other")
-            found = self.reader.read(entry.object_id, limit=0) if kind == "file" else None
-            entries.append(Entry(entry.path.removeprefix(folder + "/"), kind, found.size if found else 0))
-
-        def read(path: str) -> bytes:
-            data = self.reader.blob(commit, f"{folder}/{path}")
-            if data is None:
-                raise HubError(f"hub {self.label}: {folder}/{path} cannot be read")
-            return data
-
-        return read_function(name, self.label, entries, read, revision=commit)
+            found = self.reader.read(entry.object_id, limit=MAX_FILE_BYTES) if kind == "file" else None
+            if found is not None and found.data is not None:
+                contents[path] = found.data
+            entries.append(Entry(path, kind, found.size if found else 0))
+        return read_function(name, self.label, entries, contents.__getitem__, revision=commit)
 
     def close(self) -> None:
         self.reader.close()
