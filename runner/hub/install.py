@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from runner.errors import ProjectInvalid, RunyardError
-from runner.hub.catalog import DEFINITION, HubFunction
+from runner.hub.catalog import HubFunction
 from runner.project.loader import load_project
 from runner.project.model import Project
 from runner.project.scaffold import SCHEMA_BASE
@@ -74,7 +74,7 @@ def _definition_text(function: HubFunction, name: str, folder: str) -> str:
 def _moved(arg: str, function: HubFunction, folder: str) -> str:
     """A command argument that names a file or folder of the function, as its project path."""
     names = arg in function.files or any(path.startswith(arg + "/") for path in function.files)
-    return f"{folder}/{arg}" if names and arg != DEFINITION else arg
+    return f"{folder}/{arg}" if names else arg
 
 
 def add_function(root: Path, function: HubFunction, name: str) -> list[str]:
@@ -96,6 +96,7 @@ def update_changes(root: Path, name: str, function: HubFunction) -> list[Change]
     """What updating the project's function `name` to `function` changes, file by file
     (unchanged files left out)."""
     project = _valid_project(root, "updating a function")
+    hub_origin(project, name)  # it is there, and from a hub
     current = project.functions[name]
     folder = code_folder(name)
     if not (current.code or "").startswith(folder + "/"):
