@@ -411,3 +411,18 @@ def test_a_function_of_too_many_files_or_bytes_is_refused(tmp_path: Path) -> Non
     commit_tree(hub, [f"100644 blob {large}\tpart{number}.bin" for number in range(5)])
     with open_hub(str(hub)) as opened, pytest.raises(RunyardError, match="the limit is 4194304"):
         opened.function("evil")
+
+
+def test_update_reads_the_hub_it_was_added_from_unless_told_another(
+        run_cli: RunCli, project: Path, tmp_path: Path) -> None:
+    first = git_hub(tmp_path / "first", "split-dataset")
+    second = git_hub(tmp_path / "second", "split-dataset")
+    set_version(second, "split-dataset", "2.0.0")
+    assert run_cli("hub", "add", "split-dataset", "--hub", first, "-C", project).returncode == 0
+    env = {**os.environ, "RUNYARD_HUB": str(second)}  # for list, show and add; not for update
+    done = run_cli("hub", "update", "split-dataset", "-C", project, env=env)
+    assert "up to date with split-dataset 1.0.0" in done.stdout, done.stderr
+    done = run_cli("hub", "update", "split-dataset", "--hub", second, "--yes", "-C", project)
+    assert done.returncode == 0, done.stderr
+    labels = yaml.safe_load((project / "functions/split-dataset.yaml").read_text())["labels"]
+    assert (labels["hub-source"], labels["hub-version"]) == (str(second.resolve()), "2.0.0")

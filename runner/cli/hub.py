@@ -109,7 +109,8 @@ def hub_add(spec: str, new_name: str | None, location: str | None, project_dir: 
 @hub.command("update")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Apply the changes (without it, they are only shown).")
-@_hub_option
+@click.option("--hub", "location", metavar="URL-OR-PATH",
+              help="Update from this hub (default: the one it was added from, its label hub-source).")
 @_project_option
 def hub_update(name: str, yes: bool, location: str | None, project_dir: Path) -> None:
     """Show how the project's function NAME differs from its hub's newest version; apply it
