@@ -28,6 +28,7 @@ COMMANDS = {
     "rerun": "runner.cli.rerun:rerun",
     "pushes": "runner.cli.pushes:pushes",
     "functions": "runner.cli.functions:functions",
+    "hub": "runner.cli.hub:hub",
     "plan": "runner.cli.gitops:plan",
     "on-push": "runner.cli.gitops:on_push",
     "hook": "runner.cli.gitops:hook",
