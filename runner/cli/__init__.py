@@ -27,6 +27,7 @@ COMMANDS = {
     "runs": "runner.cli.runs:runs",
     "rerun": "runner.cli.rerun:rerun",
     "pushes": "runner.cli.pushes:pushes",
+    "diff": "runner.cli.diff:diff",
     "functions": "runner.cli.functions:functions",
     "plan": "runner.cli.gitops:plan",
     "on-push": "runner.cli.gitops:on_push",
