@@ -23,13 +23,15 @@ def change_text(change: Change) -> str:
     """The change; for values that are not both numbers, whether they differ."""
     if change.change is None:
         return "" if change.old == change.new else "changed"
-    return f"{change.change:+.6g}"
+    return f"{change.change:+.6g}" if change.change else "0"
 
 
 def percent_text(change: Change) -> str:
     if change.change is None:
         return ""
-    return "n/a" if change.percent is None else f"{change.percent:+.2f}%"
+    if change.percent is None:
+        return "n/a"
+    return f"{change.percent:+.2f}%" if change.percent else "0.00%"
 
 
 def title(diff: Diff) -> str:
