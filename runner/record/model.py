@@ -7,9 +7,9 @@ order they are written; an update makes a new record (`dataclasses.replace`,
 truncated or hand-edited record is a RunyardError that names it, never a traceback.
 
 Versions: a record says `apiVersion: runyard/v1`; one from another version is refused.
-Earlier v1 writers left out fields that later ones write (spec.pipeline and run_key;
-status.runner, host and containers; spec.tree and code, params.trial, trigger.by; an
-artifact's format; a push's received, finished
+Earlier v1 writers left out fields that later ones write (spec.pipeline, run_key, tree
+and code; params.trial, where a trial's values were in override; trigger.by;
+status.runner, host and containers; an artifact's format; a push's received, finished
 and reason). The migration: a field a record lacks reads as its default, and the record
 renders as it was read, so `git show`, `--json` and a rewrite keep its shape.
 """

@@ -134,9 +134,9 @@ def diff_runs(records: Sequence[RunRecord], old_revision: str, new_revision: str
     if job is not None and not jobs:
         raise RunyardError(f"job {job!r} has no results at {old_revision[:12]} or at "
                            f"{new_revision[:12]}")
-    crossings = tuple(_crossings(jobs, condition)) if condition else ()
     if condition is not None:
         _check_names(condition, fail_if or "", jobs)
+    crossings = tuple(_crossings(jobs, condition)) if condition else ()
     return Diff(old_revision, new_revision, tuple(jobs), fail_if, crossings)
 
 
