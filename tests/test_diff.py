@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -179,6 +181,22 @@ def test_colours_only_on_a_terminal(history: History) -> None:
     coloured = on_a_terminal({})
     assert "\x1b[32m" in coloured and "better" in coloured  # green
     assert not ESCAPE.search(on_a_terminal({"NO_COLOR": "1"}))
+
+
+def test_records_from_before_spec_code_have_their_code_read_from_git(history: History,
+                                                                     tmp_path: Path) -> None:
+    copy = tmp_path / "project"
+    shutil.copytree(history.repo, copy, symlinks=True)
+    results = ResultsBranch(copy / ".git", "runyard/results")
+    try:
+        for record in list(results.records()):  # as an older runyard wrote them
+            results.write(replace(record, spec=replace(record.spec, code={})))
+        assert not any(record.spec.code for record in results.records())
+    finally:
+        results.close()
+    _, second, third = history.revisions
+    found = json.loads(ok(runyard(copy, "diff", f"{second}..{third}", "--job", "tune", "--json")))
+    assert {"what": "code", "where": "", "detail": "src/fit.py"} in found["jobs"][0]["causes"]
 
 
 # --- runs show ---------------------------------------------------------------------------------
