@@ -94,7 +94,7 @@ def test_a_param_change_is_named_and_trials_are_joined(history: History) -> None
     assert "input" not in tune and "code" not in tune and "environment" not in tune
     # depth 1: accuracy 0.1*1*1 + 2/100 = 0.12 -> 0.1*1*2 + 0.02 = 0.22, better by the selector
     assert re.search(r"trial depth=1\s+accuracy\s+0\.12\s+0\.22\s+\+0\.1\s+\+83\.33%\s+better", tune)
-    assert re.search(r"best\s+accuracy\s+0\.22\s+0\.42\s+\+0\.2\s+\+90\.91%\s+better", tune)
+    assert re.search(r"best #2\s+accuracy\s+0\.22\s+0\.42\s+\+0\.2\s+\+90\.91%\s+better", tune)
     once = out.split("job once:")[1].split("job tune:")[0]
     assert re.search(r"run\s+model\s+v1\s+v2\s+changed", once)
     assert not ESCAPE.search(out)  # not a terminal: plain

@@ -29,13 +29,15 @@ def record(uid: str, revision: str, *, job: str = "fit", results: Mapping[str, A
            parent: str | None = None, iteration: int = 0, params: Mapping[str, Any] | None = None,
            trials: tuple[TrialSummary, ...] = (), steps: tuple[StepSummary, ...] = (),
            selector: str | None = None, state: str = "completed", start: str = "2026-01-01",
-           **spec: Any) -> RunRecord:
+           step_params: Mapping[str, Any] | None = None, **spec: Any) -> RunRecord:
+    best = max(trials, key=lambda t: t.results.get("accuracy", 0)).iteration if trials else None
     return RunRecord(
         Metadata(uid=uid, name=job, project="p", job=job, iteration=iteration, parent=parent),
-        Spec(revision=revision, params=Params(resolved=dict(params or {})),
+        Spec(revision=revision, params=Params(resolved=dict(params or {}),
+                                              step=dict(step_params or {})),
              hyper={"selector": selector} if selector else None, **spec),
         Status(state=state, start=start, results=dict(results or {}), trials=trials,  # type: ignore[arg-type]
-               steps=steps))
+               steps=steps, best_iteration=best))
 
 
 def trial(iteration: int, uid: str, params: Mapping[str, Any], accuracy: float) -> TrialSummary:
@@ -56,7 +58,9 @@ def test_trials_are_joined_by_their_params_and_one_sided_ones_listed() -> None:
     assert joined.change == pytest.approx(-0.1) and joined.percent == pytest.approx(-25.0)
     assert [(p.label, p.old_uid) for p in job.only_old] == [("trial depth=1", "t1")]
     assert [(p.label, p.new_uid) for p in job.only_new] == [("trial depth=3", "u2")]
-    assert "  only in A: trial depth=1 t1 (completed)" in plain_lines(diff_runs([old, new], A, B))
+    lines = plain_lines(diff_runs([old, new], A, B))
+    assert "  only in A: trial depth=1 t1 (completed)" in lines
+    assert any(line.startswith("  best #1 -> #2  accuracy") for line in lines)
 
 
 def test_steps_are_joined_by_name_with_their_own_results() -> None:
@@ -67,6 +71,22 @@ def test_steps_are_joined_by_name_with_their_own_results() -> None:
     (job,) = diff_runs([old, new, *children], A, B).jobs
     step = next(p for p in job.pairs if p.label == "step prep")
     assert (step.old_uid, step.new_uid, step.changes[0].change) == ("s1", "s2", 2.0)
+
+
+def test_causes_of_a_pipeline_are_named_by_step() -> None:
+    old = record("p1", A, steps=(StepSummary("prep", "s1", "completed"),
+                                 StepSummary("train", "s2", "completed")))
+    new = record("p2", B, steps=(StepSummary("prep", "u1", "completed"),
+                                 StepSummary("train", "u2", "completed")))
+    children = [record("s1", A, parent="p1", function="prep", code={"src/p.py": "1"}),
+                record("s2", A, parent="p1", function="train", step_params={"lr": 0.1},
+                       code={"src/t.py": "1"}),
+                record("u1", B, parent="p2", function="prep", code={"src/p.py": "1"}),
+                record("u2", B, parent="p2", function="train", step_params={"lr": 0.2},
+                       code={"src/t.py": "2"})]
+    (job,) = diff_runs([old, new, *children], A, B).jobs
+    assert [tuple(c) for c in job.causes] == [("params", "step train", "lr 0.1 -> 0.2"),
+                                              ("code", "step train", "src/t.py")]
 
 
 def test_a_job_at_one_revision_only_is_listed_with_no_counterpart() -> None:

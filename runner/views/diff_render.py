@@ -55,7 +55,11 @@ def cause_lines(job: JobDiff) -> list[str]:
             for cause in job.causes]
 
 
-def run_label(pair: Pair) -> str:
+def run_label(pair: Pair, job: JobDiff | None = None) -> str:
+    """The pair's name; a parent's best trial with its iteration at each side."""
+    if pair.label == "best" and job is not None and job.old and job.new:
+        old, new = job.old.status.best_iteration, job.new.status.best_iteration
+        return f"best #{old}" if old == new else f"best #{old} -> #{new}"
     return pair.label or "run"
 
 
@@ -64,10 +68,10 @@ def rows(job: JobDiff) -> list[tuple[tuple[str, ...], str]]:
     found: list[tuple[tuple[str, ...], str]] = []
     for pair in job.pairs:
         if not pair.changes:
-            found.append(((run_label(pair), "(no results)", pair.old_state or "",
+            found.append(((run_label(pair, job), "(no results)", pair.old_state or "",
                            pair.new_state or "", "", "", ""), ""))
         for change in pair.changes:
-            found.append(((run_label(pair), change.result, _value(change.old), _value(change.new),
+            found.append(((run_label(pair, job), change.result, _value(change.old), _value(change.new),
                            change_text(change), percent_text(change), change.verdict), change.verdict))
     return found
 
