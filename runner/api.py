@@ -241,9 +241,10 @@ class ProjectHandle:
         condition = _condition(where)
         results, store, _ = self._records()
         with contextlib.closing(results):
-            return [RunObject(results, store, r.metadata.uid, r) for r in results.records()
-                    if (job is None or r.metadata.job == job)
-                    and (condition is None or condition.evaluate(r.status.results))]
+            rows = [row for row in results.listing(children=True).rows
+                    if (job is None or row.job == job)
+                    and (condition is None or condition.evaluate(row.results))]
+            return [RunObject(results, store, row.uid, results.read(row.uid)) for row in rows]
 
     def get_run(self, uid: str) -> RunObject:
         """The run whose uid is, or starts with, `uid`."""

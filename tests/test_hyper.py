@@ -81,7 +81,7 @@ def children(repo: Path, parent: Record) -> list[Record]:
 
 
 def job_records(repo: Path, job: str) -> list[Record]:
-    done = runyard("runs", "list", "--job", job, "--limit", "10000", "--json", cwd=repo)
+    done = runyard("runs", "list", "--all", "--job", job, "--limit", "10000", "--json", cwd=repo)
     assert done.returncode == 0, done.stderr
     records: list[Record] = json.loads(done.stdout)
     return records

@@ -99,7 +99,18 @@ def _process(repo: Repository, update: RefUpdate, main: str,
             options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
             return None
         results = opened.enter_context(closing(ResultsBranch(repo.git_dir, settings.results_branch)))
+        _indexed(results, options.on_line)
         return _record(repo, source, update, results, options)
+
+
+def _indexed(results: ResultsBranch, on_line: OnLine) -> None:
+    """A branch an older runyard wrote gets its index, once, before more runs land on it."""
+    if results.store.head() is None or results.indexed():
+        return
+    listing = results.reindex()
+    on_line("push", f"indexed the {len(listing.rows)} runs of branch {results.branch}"
+                    + (f" ({len(listing.problems)} records could not be read)"
+                       if listing.problems else ""))
 
 
 def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdate,
