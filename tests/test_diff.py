@@ -237,14 +237,22 @@ def test_runs_show_of_a_trial_has_its_image_code_inputs_and_trial_params(history
     assert fields["parent"] == f"{history.tune[1]['metadata']['uid']} (iteration 1)"
 
 
-def test_runs_show_of_a_broken_record_exits_1_saying_what_is_wrong(history: History) -> None:
-    uid = "fffffffffff0broken"
-    results = ResultsBranch(history.repo / ".git", "runyard/results")
+def test_runs_show_of_a_broken_record_exits_1_saying_what_is_wrong(history: History,
+                                                                   tmp_path: Path) -> None:
+    copy = tmp_path / "project"
+    shutil.copytree(history.repo, copy, symlinks=True)
+    uid = history.once[0]["metadata"]["uid"]
+    results = ResultsBranch(copy / ".git", "runyard/results")
     try:
-        results.store.commit({f"{run_folder(uid)}/run.yaml":
-                              b"apiVersion: runyard/v1\nkind: run\nmetadata: {uid: x}\n"},
-                             "a hand-edited record")
+        raw = results.store.read(f"{run_folder(uid)}/run.yaml") or b""
+        cut = raw[:raw.index(b"spec:")]  # truncated: no spec, no status
+        results.store.commit({f"{run_folder(uid)}/run.yaml": cut}, "a truncated record")
     finally:
         results.close()
-    message = refused(runyard(history.repo, "runs", "show", "fffffffffff0b"))
-    assert f"the record of run {uid} is broken" in message and "missing" in message
+    message = refused(runyard(copy, "runs", "show", uid[:9]))
+    assert message.strip() == f"the record of run {uid} is broken: spec is missing"
+    # the diff reads the other runs and says which one it left out
+    first, second, _ = history.revisions
+    done = runyard(copy, "diff", f"{first}..{second}")
+    assert ok(done) and "job tune" in done.stdout
+    assert f"warning: left out: the record of run {uid} is broken" in done.stderr

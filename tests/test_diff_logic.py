@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from runner.errors import RunyardError
+from runner.record.index import row_of
 from runner.record.model import (
     Metadata,
     Params,
@@ -19,7 +20,7 @@ from runner.record.model import (
     StepSummary,
     TrialSummary,
 )
-from runner.views.diff import change_of, diff_runs, parse_better
+from runner.views.diff import change_of, diff_runs, needed, parse_better
 from runner.views.diff_render import diff_dict, markdown, plain_lines
 
 A, B = "a" * 40, "b" * 40
@@ -87,6 +88,15 @@ def test_causes_of_a_pipeline_are_named_by_step() -> None:
     (job,) = diff_runs([old, new, *children], A, B).jobs
     assert [tuple(c) for c in job.causes] == [("params", "step train", "lr 0.1 -> 0.2"),
                                               ("code", "step train", "src/t.py")]
+
+
+def test_only_the_runs_at_the_revisions_and_their_children_are_read() -> None:
+    runs = [record("p1", A, trials=(trial(1, "t1", {"d": 1}, 0.5),)),
+            record("t1", A, parent="p1", iteration=1), record("s9", A, parent="t1"),
+            record("p2", B, job="other"), record("p3", "c" * 40)]
+    rows = [row_of(r) for r in runs]
+    assert sorted(needed(rows, {A, B}, None)) == ["p1", "p2", "s9", "t1"]
+    assert needed(rows, {A, B}, "other") == ["p2"]
 
 
 def test_a_job_at_one_revision_only_is_listed_with_no_counterpart() -> None:
@@ -179,7 +189,7 @@ def test_the_newest_run_that_succeeded_is_compared() -> None:
 def test_an_unknown_job_or_one_without_results_at_either_side() -> None:
     runs = [record("o", A, results={"x": 1})]
     with pytest.raises(RunyardError, match="job 'nope' has no results on the results branch"):
-        diff_runs(runs, A, B, job="nope")
+        needed([row_of(r) for r in runs], {A, B}, "nope")
     with pytest.raises(RunyardError, match=f"job 'fit' has no results at {'c' * 12}"):
         diff_runs(runs, "c" * 40, B, job="fit")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,6 @@ from runner.cli.common import echo_json, fancy
 from runner.cli.runs import open_results, results_options
 from runner.errors import RunyardError
 from runner.git import commit_of, log
-from runner.record.model import RunRecord
 
 if TYPE_CHECKING:
     from runner.project.model import Project
@@ -43,15 +42,28 @@ def diff(project_dir: Path, branch: str | None, revisions: str | None, job: str 
     A..B defaults to the previous revision with results against HEAD; `A` alone is A..HEAD,
     `..B` the revision with results before B against B.
     """
-    from runner.views.diff import diff_runs, parse_better, parse_fail_if
+    from runner.views.diff import (
+        diff_runs,
+        needed,
+        parse_better,
+        parse_fail_if,
+        revisions_with_results,
+    )
 
     directions = parse_better(better)
     if fail_if:
         parse_fail_if(fail_if)  # a malformed gate is refused before anything is read
     results = open_results(project_dir, branch)
-    records = list(results.records())
-    git_dir = results.store.git_dir
-    old, new = _revisions(git_dir, revisions, records)
+    listing = results.listing(children=True)
+    for problem in listing.problems:
+        click.echo(f"warning: {problem}", err=True)
+    old, new = _revisions(results.store.git_dir, revisions, revisions_with_results(listing.rows))
+    records = []
+    for uid in needed(listing.rows, {old, new}, job):
+        try:
+            records.append(results.read(uid))
+        except RunyardError as error:  # compared without it, and said so
+            click.echo(f"warning: left out: {error}", err=True)
     found = diff_runs(records, old, new, job=job, better=directions, fail_if=fail_if,
                       code_at=_CodeAt(project_dir))
     _print(found, as_markdown, as_json)
@@ -76,13 +88,12 @@ def _print(found: Diff, as_markdown: bool, as_json: bool) -> None:
         click.echo("\n".join(plain_lines(found)))
 
 
-def _revisions(git_dir: Path, text: str | None, records: Sequence[RunRecord]) -> tuple[str, str]:
+def _revisions(git_dir: Path, text: str | None, with_results: Set[str]) -> tuple[str, str]:
     """(A, B) as full commit ids, from `A..B`, `A`, `..B` or nothing."""
     old_text, dots, new_text = (text or "").partition("..")
     new = _commit(git_dir, new_text if dots and new_text else "HEAD")
     if old_text:
         return _commit(git_dir, old_text), new
-    with_results = {r.spec.revision for r in records if not r.metadata.parent and r.metadata.job}
     earlier = [c.commit for c in log(git_dir, new)[1:] if c.commit in with_results]
     if not earlier:
         raise RunyardError(f"no revision before {new[:12]} has results to compare with: "

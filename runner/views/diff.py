@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 from runner.errors import RunyardError
 from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.project.selector import Selector
+from runner.record.index import IndexRow
 from runner.record.model import RunRecord
 
 Verdict = Literal["better", "worse", "same", ""]  # "": no direction known, or not numbers
@@ -114,6 +115,31 @@ def parse_better(texts: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def revisions_with_results(rows: Iterable[IndexRow]) -> set[str]:
+    """The revisions some job's top-level run ran at."""
+    return {row.revision for row in rows if not row.parent and row.job}
+
+
+def needed(rows: Sequence[IndexRow], revisions: Iterable[str], job: str | None) -> list[str]:
+    """The uids of the runs a diff of these revisions reads: the jobs' top-level runs at
+    them, and their trials and steps at any depth."""
+    if job is not None and not any(row.job == job and not row.parent for row in rows):
+        raise RunyardError(f"job {job!r} has no results on the results branch")
+    chosen = set(revisions)
+    wanted = [row.uid for row in rows if not row.parent and row.job and row.revision in chosen
+              and (job is None or row.job == job)]
+    by_parent: dict[str, list[str]] = {}
+    for row in rows:
+        if row.parent:
+            by_parent.setdefault(row.parent, []).append(row.uid)
+    found: list[str] = []
+    while wanted:
+        uid = wanted.pop()
+        found.append(uid)
+        wanted += by_parent.get(uid, [])
+    return found
+
+
 def diff_runs(records: Sequence[RunRecord], old_revision: str, new_revision: str, *,
               job: str | None = None, better: Mapping[str, str] | None = None,
               fail_if: str | None = None, code_at: CodeAt | None = None) -> Diff:
@@ -121,8 +147,6 @@ def diff_runs(records: Sequence[RunRecord], old_revision: str, new_revision: str
     condition = parse_fail_if(fail_if) if fail_if else None
     tops = [r for r in records if not r.metadata.parent and r.metadata.job
             and (job is None or r.metadata.job == job)]
-    if job is not None and not tops:
-        raise RunyardError(f"job {job!r} has no results on the results branch")
     by_parent = _children(records)
     jobs = []
     for name in sorted({r.metadata.job or "" for r in tops}):
