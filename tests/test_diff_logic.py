@@ -90,12 +90,13 @@ def test_causes_of_a_pipeline_are_named_by_step() -> None:
                                               ("code", "step train", "src/t.py")]
 
 
-def test_only_the_runs_at_the_revisions_and_their_children_are_read() -> None:
-    runs = [record("p1", A, trials=(trial(1, "t1", {"d": 1}, 0.5),)),
-            record("t1", A, parent="p1", iteration=1), record("s9", A, parent="t1"),
-            record("p2", B, job="other"), record("p3", "c" * 40)]
+def test_only_the_runs_at_the_revisions_their_steps_and_first_trial_are_read() -> None:
+    runs = [record("p1", A, trials=(trial(1, "t1", {"d": 1}, 0.5), trial(2, "t2", {"d": 2}, 0.4))),
+            record("t2", A, parent="p1", iteration=2),
+            record("t1", A, parent="p1", iteration=1, steps=(StepSummary("s", "s9", "completed"),)),
+            record("s9", A, parent="t1"), record("p2", B, job="other"), record("p3", "c" * 40)]
     rows = [row_of(r) for r in runs]
-    assert sorted(needed(rows, {A, B}, None)) == ["p1", "p2", "s9", "t1"]
+    assert sorted(needed(rows, {A, B}, None)) == ["p1", "p2", "s9", "t1"]  # the first trial only
     assert needed(rows, {A, B}, "other") == ["p2"]
 
 

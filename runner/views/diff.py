@@ -122,21 +122,25 @@ def revisions_with_results(rows: Iterable[IndexRow]) -> set[str]:
 
 def needed(rows: Sequence[IndexRow], revisions: Iterable[str], job: str | None) -> list[str]:
     """The uids of the runs a diff of these revisions reads: the jobs' top-level runs at
-    them, and their trials and steps at any depth."""
+    them, each step of theirs, and of a hyper-parameter parent's trials only the first
+    (its trial table holds every trial's params and results; the first stands for the
+    code, image and inputs they share), at any depth."""
     if job is not None and not any(row.job == job and not row.parent for row in rows):
         raise RunyardError(f"job {job!r} has no results on the results branch")
     chosen = set(revisions)
-    wanted = [row.uid for row in rows if not row.parent and row.job and row.revision in chosen
+    wanted = [row for row in rows if not row.parent and row.job and row.revision in chosen
               and (job is None or row.job == job)]
-    by_parent: dict[str, list[str]] = {}
+    by_parent: dict[str, list[IndexRow]] = {}
     for row in rows:
         if row.parent:
-            by_parent.setdefault(row.parent, []).append(row.uid)
+            by_parent.setdefault(row.parent, []).append(row)
     found: list[str] = []
     while wanted:
-        uid = wanted.pop()
-        found.append(uid)
-        wanted += by_parent.get(uid, [])
+        row = wanted.pop()
+        found.append(row.uid)
+        children = by_parent.get(row.uid, [])
+        wanted += children if row.kind != "trial" else \
+            sorted(children, key=lambda child: child.iteration)[:1]
     return found
 
 
