@@ -27,6 +27,7 @@ COMMANDS = {
     "runs": "runner.cli.runs:runs",
     "rerun": "runner.cli.rerun:rerun",
     "pushes": "runner.cli.pushes:pushes",
+    "diff": "runner.cli.diff:diff",
     "functions": "runner.cli.functions:functions",
     "hub": "runner.cli.hub:hub",
     "plan": "runner.cli.gitops:plan",

@@ -15,7 +15,7 @@ from runner.errors import RunyardError
 from runner.git import find_repository
 from runner.record.model import RunRecord
 from runner.record.results import ResultsBranch
-from runner.views.tables import compare_lines, step_lines, summary_lines, trial_lines
+from runner.views.tables import compare_lines
 
 
 def open_results(project_dir: Path, branch: str | None) -> ResultsBranch:
@@ -87,7 +87,12 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
               help="Print the definition and code of the function the run used, at its revision.")
 @click.option("--json", "as_json", is_flag=True)
 def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: bool) -> None:
-    """One run: state, results, artifacts, params and where its record is."""
+    """Exactly what ran: revision and tree, function and handler, image, environment hash,
+    code, inputs with their hashes, params by level and resolved, trigger, host, times,
+    results, artifacts, and a parent's trials or steps with their uids. UID may be any
+    unique prefix. A broken record exits 1, saying what is wrong with it."""
+    from runner.views.show import provenance_lines
+
     results = open_results(project_dir, branch)
     record = results.read(results.find(uid))
     if code:
@@ -96,7 +101,7 @@ def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: b
     if as_json:
         echo_json(record.to_dict())
         return
-    for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, results.branch)]:
+    for line in provenance_lines(record, results.branch):
         click.echo(line)
 
 

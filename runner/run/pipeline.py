@@ -86,7 +86,8 @@ class PipelineRun:
         project = self.session.project
         function = project.functions[step.function]
         params = ParamLevels(project=self.params.project, pipeline=self.params.pipeline,
-                             job=self.params.job, override=self.params.override, step=step.params)
+                             job=self.params.job, override=self.params.override,
+                             trial=self.params.trial, step=step.params)
         return Task(name=step.name, function=function,
                     handler=None if function.command else (step.handler or function.handler),
                     params=params, inputs={**self.inputs, **step.inputs}, job=self.job,

@@ -10,26 +10,31 @@ from runner.errors import RunyardError
 from runner.project.model import Function, Job, Project, Resources
 
 LEVELS = ("project", "pipeline", "job", "override", "step")  # as runtime/spec.py has them
+RECORDED = ("project", "pipeline", "job", "override", "trial", "step")  # as the record has them
 
 
 @dataclass(frozen=True)
 class ParamLevels:
-    """Parameters by level, kept apart; `resolved` is what the handler's arguments get."""
+    """Parameters by level, kept apart; `resolved` is what the handler's arguments get.
+    A trial's own values are a level of the record; the runtime sees them as overrides."""
 
     project: Mapping[str, Any] = field(default_factory=dict)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     job: Mapping[str, Any] = field(default_factory=dict)
     override: Mapping[str, Any] = field(default_factory=dict)
+    trial: Mapping[str, Any] = field(default_factory=dict)
     step: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        for level in LEVELS:  # later levels win: step, then overrides, job, pipeline, project
+        for level in RECORDED:  # later levels win: step, trial, overrides, job, pipeline, project
             merged.update(getattr(self, level))
         return merged
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {level: dict(getattr(self, level)) for level in LEVELS}
+        """The levels as the runtime reads them."""
+        levels = {level: dict(getattr(self, level)) for level in LEVELS}
+        return {**levels, "override": {**self.override, **self.trial}}
 
 
 @dataclass(frozen=True)

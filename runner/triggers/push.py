@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
-from runner.git import ZERO, Repository, open_repository, symbolic_ref
+from runner.git import ZERO, Repository, author_of, open_repository, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
@@ -211,7 +211,8 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
         return
 
     trigger = Trigger("push", ref=update.ref,
-                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}")
+                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}",
+                      by=author_of(git_dir, update.new))
     with open_session(source, git_dir, project, policy, backend=options.backend,
                       functions=_functions_of(project, jobs), trigger=trigger,
                       memoize=not options.force, on_line=options.on_line) as session:
