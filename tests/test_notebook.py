@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import secrets
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from runner.project.environment import NOTEBOOK_REQUIREMENTS, image_spec, notebo
 from runner.project.loader import load_project
 from runner.project.notebooks import problems
 from runner.project.source import DirectorySource
+from runner.run.secrets import Secrets
 from runner.run.task import function_task
 from tests.helpers import CHECKOUT, RunCli, committed_copy, copy_project
 
@@ -145,6 +147,19 @@ def test_a_notebook_needs_jupyters_packages_and_says_so(tmp_path: Path) -> None:
     assert "needs nbclient, nbformat, nbconvert, ipykernel" in error["message"]
 
 
+def test_secrets_are_masked_in_the_notebook_as_the_host_masks_them() -> None:
+    values = ["pa$$ \"word\"/é", "x" * 3]
+    host = Secrets({f"S{i}": value for i, value in enumerate(values)})
+    assert notebook_runtime.secret_forms(values) == host.forms
+    executed = notebook([{**cell("print(1)"), "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": [f"is {values[0]}\n"]},
+        {"output_type": "execute_result", "data": {"text/plain": repr(values[0])}}]}])
+    masked = notebook_runtime.mask(executed, host.forms)
+    outputs = masked["cells"][0]["outputs"]
+    assert outputs[0]["text"] == ["is ***\n"] and outputs[1]["data"]["text/plain"] == "'***'"
+    assert masked["nbformat"] == 4 and executed["cells"][0]["outputs"][0]["text"] == [f"is {values[0]}\n"]
+
+
 # --- the checks ------------------------------------------------------------------------------
 
 
@@ -206,7 +221,7 @@ def test_a_handler_for_a_notebook_is_refused(run_cli: RunCli, tmp_path: Path) ->
     done = _validate(run_cli, project)
     assert done.returncode == 1
     out = done.stdout + done.stderr
-    assert "functions/explore.yaml:8:10: a notebook runs top to bottom and has no handler" in out
+    assert "functions/explore.yaml:9:10: a notebook runs top to bottom and has no handler" in out
     assert "jobs/explore.yaml:4:35: function 'explore' runs a notebook; a notebook runs" in out
 
 
@@ -248,13 +263,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
 
 
-def _runyard(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd,
+def _runyard(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
-def _run(repo: Path, *args: str, expect: int) -> dict[str, Any]:
-    done = _runyard("run", *args, "--json", cwd=repo)
+def _run(repo: Path, *args: str, expect: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = _runyard("run", *args, "--json", cwd=repo, env=env)
     assert done.returncode == expect, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     record: dict[str, Any] = json.loads(done.stdout)
     return record
@@ -263,10 +279,12 @@ def _run(repo: Path, *args: str, expect: int) -> dict[str, Any]:
 @pytest.mark.docker
 def test_a_notebook_runs_with_params_inputs_and_context(repo: Path, tmp_path: Path) -> None:
     marker = f"zebra-{secrets.token_hex(4)}"
-    record = _run(repo, "explore", "-p", f"title={marker}", expect=0)
+    secret = f"s3cr3t-{secrets.token_hex(8)}"
+    record = _run(repo, "explore", "-p", f"title={marker}", expect=0,
+                  env={**os.environ, "RY_NB_SECRET": secret})
     status = record["status"]
     assert status["state"] == "completed", status
-    assert status["results"] == {"above": 2, "title": marker, "seed": 7}
+    assert status["results"] == {"above": 2, "title": marker, "seed": 7, "work_files": ["names.txt"]}
     assert {a["key"] for a in status["artifacts"]} == {"names", "notebook", "notebook-html"}
     uid = record["metadata"]["uid"]
     assert record["spec"]["handler"] is None
@@ -277,6 +295,7 @@ def test_a_notebook_runs_with_params_inputs_and_context(repo: Path, tmp_path: Pa
     page = html.read_text("utf-8")
     assert page.lstrip().lower().startswith("<!doctype html>")
     assert marker in page  # in the injected cell, and in the cell output that printed it
+    assert "the secret is ***" in page and secret not in page
 
     executed = json.loads(_runyard("runs", "artifact", uid, "notebook", cwd=repo).stdout)
     tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
@@ -286,8 +305,13 @@ def test_a_notebook_runs_with_params_inputs_and_context(repo: Path, tmp_path: Pa
     assert "table = context.get_input('table')" in injected
     printed = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("name") == "stdout"]
     assert any(f"{marker}: 2 of 4 rows above 2" in "".join(o["text"]) for o in printed)
+    assert any("the secret is ***" in "".join(o["text"]) for o in printed)
     log = _runyard("runs", "logs", uid, cwd=repo).stdout
     assert f"{marker}: 2 of 4 rows above 2" in log  # a cell's printed output reaches the log
+    found = subprocess.run(["git", "grep", "-F", secret, "runyard/results"], cwd=repo,
+                           capture_output=True, text=True)
+    assert found.returncode == 1, found.stdout
+    assert secret not in json.dumps(executed)
     assert _runyard("runs", "artifact", uid, "names", cwd=repo).stdout == "cyd\ndee"
     # the kernel worked in the hardened container, without any network
     assert yaml.safe_load((repo / "functions" / "explore.yaml").read_text())["network"] == "none"

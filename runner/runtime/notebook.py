@@ -15,6 +15,7 @@ folders go there too: the container's root is read-only, and HOME is the work fo
 
 from __future__ import annotations
 
+import base64
 import json
 import keyword
 import logging
@@ -23,6 +24,8 @@ import os
 import re
 import sys
 import tempfile
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .context import RunContext, make_logger
@@ -39,6 +42,7 @@ KERNEL_PACKAGES = ("nbclient", "nbformat", "nbconvert", "ipykernel")
 _ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entry.py")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _SOCKET_PATH_MAX = 100  # a Unix socket path is at most 107 bytes; the kernel adds "-N"
+MASK = "***"
 
 
 class NotebookError(RunError):
@@ -75,6 +79,8 @@ def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging
     client = NotebookClient(
         notebook, km=_kernel_manager(kernel_dirs), kernel_name=KERNEL_NAME, timeout=None,
         allow_errors=False, resources={"metadata": {"path": spec.paths.work}},
+        # Every cell has run and its outputs are in: a graceful shutdown only costs seconds.
+        shutdown_kernel="immediate",
         on_cell_executed=on_cell_executed, on_cell_error=on_cell_error)
     try:
         client.execute()
@@ -85,7 +91,7 @@ def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging
     finally:
         store.load_results_file()  # what the kernel's context logged
         store.load_artifacts_file()
-        _keep(notebook, spec.code, store, logger)
+        _keep(nbformat.from_dict(mask(notebook, secret_forms(_secrets(spec)))), spec.code, store, logger)
 
 
 def read_notebook(path: str, label: str) -> dict[str, Any]:
@@ -163,6 +169,44 @@ def kernel_context(spec_path: str) -> RunContext:
     spec = load_spec(spec_path)
     logger = make_logger(spec.uid, sys.stderr)
     return RunContext(spec, OutputStore(spec.paths.outputs, logger.warning, autosave=True), logger)
+
+
+def secret_forms(values: Iterable[str]) -> tuple[str, ...]:
+    """Each secret in the forms the host masks it in, longest first: the same as
+    runner/run/secrets.py's Secrets.forms (a test keeps them alike), for the runtime
+    imports nothing of the host's."""
+    found: set[str] = set()
+    for value in values:
+        encoded = value.encode()
+        found |= {value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
+                  base64.b64encode(encoded).decode().rstrip("="), encoded.hex(), repr(value)[1:-1]}
+    return tuple(sorted((form for form in found if form), key=len, reverse=True))
+
+
+def mask(value: Any, forms: tuple[str, ...]) -> Any:
+    """`value` (a notebook, or any JSON value) with every form of a secret as `***`: the
+    executed notebook and its HTML are made by runyard, so they hide what the log hides."""
+    if isinstance(value, str):
+        for form in forms:
+            value = value.replace(form, MASK)
+        return value
+    if isinstance(value, Mapping):
+        return {key: mask(item, forms) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask(item, forms) for item in value]
+    return value
+
+
+def _secrets(spec: Spec) -> list[str]:
+    """The values of the secrets the run was given (what the context's get_secret reads)."""
+    values = []
+    for name in spec.secrets if spec.paths.secrets else ():
+        try:
+            with open(os.path.join(spec.paths.secrets or "", name), encoding="utf-8") as handle:
+                values.append(handle.read())
+        except OSError:
+            continue  # not given after all: nothing of it to mask
+    return [value for value in values if value]
 
 
 def _is_variable(name: str) -> bool:
