@@ -92,6 +92,16 @@ def test_without_a_parameters_cell_the_params_go_first() -> None:
     assert all("id" not in c for c in injected["cells"])  # format 4.4 has no cell ids
 
 
+def test_cells_an_earlier_run_injected_are_replaced_not_doubled() -> None:
+    first, _ = notebook_runtime.inject(notebook([cell("a = 1", "parameters"), cell("print(a)")]),
+                                       "s", "e", {"a": 2}, [])
+    again, origins = notebook_runtime.inject(first, "s", "e", {"a": 3}, [])
+    assert [c["metadata"]["tags"] for c in again["cells"]] == [
+        ["runyard-context"], ["parameters"], ["injected-parameters"], []]
+    assert again["cells"][2]["source"].endswith("a = 3")
+    assert origins == [None, 1, None, 3]  # indexes in the notebook as it was given
+
+
 def test_the_parameters_cell_sets_every_value_as_it_was() -> None:
     params = {"lr": 0.1, "name": "it's \"quoted\"\n", "flags": [True, None, {"a": [1, 2]}],
               "big": 10**30, "inf": math.inf, "nan": math.nan, "my-param": 3, "class": 1,

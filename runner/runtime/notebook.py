@@ -111,11 +111,15 @@ def inject(notebook: dict[str, Any], spec_path: str, entry: str, params: dict[st
            inputs: list[str]) -> tuple[dict[str, Any], list[int | None]]:
     """The notebook with the context cell first and the parameters cell after the one
     tagged `parameters` (else after the context cell); and, for each cell of the result,
-    its index in the original (None for an injected one)."""
-    cells = list(notebook["cells"])
-    tagged = [index for index, cell in enumerate(cells) if PARAMETERS_TAG in cell_tags(cell)]
+    its index in the original (None for an injected one). Cells injected by an earlier
+    run (a kept notebook committed again) are replaced, as papermill replaces its own."""
+    kept = [(index, cell) for index, cell in enumerate(notebook["cells"])
+            if not {INJECTED_TAG, CONTEXT_TAG} & set(cell_tags(cell))]
+    cells = [cell for _, cell in kept]
+    tagged = [position for position, cell in enumerate(cells) if PARAMETERS_TAG in cell_tags(cell)]
     after = tagged[0] + 1 if tagged else 0
-    origins: list[int | None] = [None, *range(after), None, *range(after, len(cells))]
+    indexes = [index for index, _ in kept]
+    origins: list[int | None] = [None, *indexes[:after], None, *indexes[after:]]
     with_ids = notebook.get("nbformat_minor", 0) >= 5  # cells have ids from format 4.5 on
     injected = [_code_cell(context_source(spec_path, entry), CONTEXT_TAG, with_ids), *cells[:after],
                 _code_cell(parameters_source(params, inputs), INJECTED_TAG, with_ids), *cells[after:]]
