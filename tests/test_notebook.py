@@ -340,3 +340,14 @@ def test_a_notebook_that_raises_fails_the_run_with_the_cells_error(repo: Path) -
     assert "first cell ran" in log
     assert "----> 1 check(3)" in log and "ValueError: the data is bad: 3 rows" in log
     assert "\x1b[" not in log  # the kernel's colours are taken out
+
+
+@pytest.mark.docker
+def test_a_kernel_that_dies_fails_the_run_naming_the_cell(repo: Path) -> None:
+    record = _run(repo, "dies", expect=1)
+    status = record["status"]
+    assert status["state"] == "failed"
+    assert status["error"] == "NotebookError: the kernel died while it ran cell 2 of notebooks/dies.ipynb"
+    assert {a["key"] for a in status["artifacts"]} == {"notebook", "notebook-html"}
+    log = _runyard("runs", "logs", record["metadata"]["uid"], cwd=repo).stdout
+    assert "about to end the kernel" in log

@@ -25,7 +25,7 @@ import re
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .context import RunContext, make_logger
@@ -56,7 +56,7 @@ def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging
     try:
         import nbformat
         from nbclient import NotebookClient
-        from nbclient.exceptions import CellExecutionError
+        from nbclient.exceptions import CellExecutionError, DeadKernelError
     except ImportError as exc:
         raise NotebookError(f"running a notebook needs {', '.join(KERNEL_PACKAGES)} ({exc}); "
                             "the function's image has them, this Python does not") from exc
@@ -68,30 +68,57 @@ def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging
     notebook = nbformat.from_dict(injected)
     os.chdir(spec.paths.work)
     kernel_dirs = _kernel_environment(spec)
-    failed: list[int] = []
-
-    def on_cell_executed(cell: Any, cell_index: int, execute_reply: Any) -> None:
-        _echo_streams(cell)
-
-    def on_cell_error(cell: Any, cell_index: int, execute_reply: Any) -> None:
-        failed.append(cell_index)
-
-    client = NotebookClient(
-        notebook, km=_kernel_manager(kernel_dirs), kernel_name=KERNEL_NAME, timeout=None,
-        allow_errors=False, resources={"metadata": {"path": spec.paths.work}},
-        # Every cell has run and its outputs are in: a graceful shutdown only costs seconds.
-        shutdown_kernel="immediate",
-        on_cell_executed=on_cell_executed, on_cell_error=on_cell_error)
+    started: list[int] = []  # the cells, as they start
+    client = _client(NotebookClient, notebook, kernel_dirs, spec.paths.work, started.append)
+    kernel_log = os.path.join(kernel_dirs, "kernel.log")
     try:
-        client.execute()
+        # The kernel's own output goes to a file: its warnings, and a copy of what
+        # subprocesses print, which it sends as cell output too (so the log has it once).
+        with open(kernel_log, "wb") as log:
+            client.execute(stdout=log, stderr=log)
     except CellExecutionError as error:
         print(_ANSI.sub("", str(error)), file=sys.stderr)
-        where = _cell_label(failed[-1] if failed else None, origins, spec.code)
+        where = _cell_label(started[-1] if started else None, origins, spec.code)
         raise NotebookError(f"{where} raised {error.ename}: {error.evalue}") from None
+    except DeadKernelError:
+        _print_tail(kernel_log)
+        where = _cell_label(started[-1] if started else None, origins, spec.code)
+        raise NotebookError(f"the kernel died while it ran {where}") from None
+    except Exception:  # the kernel did not start, or stopped answering: what it said is the clue
+        _print_tail(kernel_log)
+        raise
     finally:
         store.load_results_file()  # what the kernel's context logged
         store.load_artifacts_file()
         _keep(nbformat.from_dict(mask(notebook, secret_forms(_secrets(spec)))), spec.code, store, logger)
+
+
+def _client(base: type[Any], notebook: Any, kernel_dirs: str, work: str,
+            on_start: Callable[[int], None]) -> Any:
+    """An nbclient NotebookClient (`base`, imported by the caller) that passes on what
+    cells print as the kernel sends it, so the log follows the notebook as it runs."""
+
+    class Client(base):  # type: ignore[misc]
+        def output(self, outs: Any, msg: dict[str, Any], display_id: Any, cell_index: int) -> Any:
+            _echo(msg)
+            return super().output(outs, msg, display_id, cell_index)
+
+    return Client(
+        notebook, km=_kernel_manager(kernel_dirs), kernel_name=KERNEL_NAME, timeout=None,
+        allow_errors=False, resources={"metadata": {"path": work}},
+        # Every cell has run and its outputs are in: a graceful shutdown only costs seconds.
+        shutdown_kernel="immediate",
+        on_cell_start=lambda cell, cell_index: on_start(cell_index))
+
+
+def _print_tail(path: str, lines: int = 30) -> None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            tail = handle.read().splitlines()[-lines:]
+    except OSError:
+        return
+    if tail:
+        print("the kernel's last words:", *tail, sep="\n", file=sys.stderr)
 
 
 def read_notebook(path: str, label: str) -> dict[str, Any]:
@@ -249,20 +276,23 @@ def _kernel_environment(spec: Spec) -> str:
 
 
 def _kernel_manager(base: str) -> Any:
-    from jupyter_client.manager import KernelManager  # with nbclient: see run_notebook
+    # The async manager, as nbclient makes by default: with the blocking one, nbclient
+    # never learns that a kernel died and waits for its reply for ever.
+    from jupyter_client.manager import AsyncKernelManager  # with nbclient: see run_notebook
 
     sockets = os.path.join(base, "k")
     if len(sockets) <= _SOCKET_PATH_MAX:
-        return KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=sockets)
-    return KernelManager(kernel_name=KERNEL_NAME, transport="tcp", ip="127.0.0.1")
+        return AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=sockets)
+    return AsyncKernelManager(kernel_name=KERNEL_NAME, transport="tcp", ip="127.0.0.1")
 
 
-def _echo_streams(cell: Any) -> None:
-    """A cell's printed output, passed on to the run's log as it ran."""
-    for output in cell.get("outputs", ()):
-        if output.get("output_type") == "stream":
-            stream = sys.stderr if output.get("name") == "stderr" else sys.stdout
-            stream.write(output.get("text", ""))
+def _echo(message: dict[str, Any]) -> None:
+    """What a cell printed (also its subprocesses: the kernel captures their output too),
+    passed on to the run's log."""
+    content = message.get("content") or {}
+    if message.get("msg_type") == "stream" and isinstance(content.get("text"), str):
+        stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
+        stream.write(content["text"])
 
 
 def _keep(notebook: Any, code: str, store: OutputStore, logger: logging.Logger) -> None:
