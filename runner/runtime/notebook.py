@@ -50,9 +50,9 @@ class NotebookError(RunError):
 
 
 def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging.Logger) -> None:
-    # nbclient, nbformat and nbconvert are in the image only when the function's code is
-    # a notebook (the host adds them to its requirements), and the rest of the runtime is
-    # stdlib-only and runs in images without them: so they are imported here, and only here.
+    # Jupyter's packages (KERNEL_PACKAGES) are in the image only when the function's code
+    # is a notebook (the host adds them to its requirements), and the rest of the runtime
+    # is stdlib-only and runs in images without them: so they are imported here, only here.
     try:
         import nbformat
         from nbclient import NotebookClient
