@@ -62,10 +62,10 @@ def function_task(project: Project, name: str, *, handler: str | None = None,
     if function is None:
         known = ", ".join(sorted(project.functions)) or "none"
         raise RunyardError(f"no function named {name!r} (functions: {known})")
-    chosen = handler or function.handler
-    if chosen is None and function.command is None:
+    chosen = _handler(function, handler or function.handler)
+    if chosen is None and function.command is None and not function.is_notebook:
         raise RunyardError(f"function {name!r} has no default handler: pass --handler")
-    return Task(name=name, function=function, handler=chosen if function.command is None else None,
+    return Task(name=name, function=function, handler=chosen,
                 params=ParamLevels(project=project.params, override=dict(params or {})),
                 inputs=dict(inputs or {}),
                 resources=function.resources.over(project.resources))
@@ -77,13 +77,20 @@ def job_task(project: Project, job: Job, *, handler: str | None = None,
     """A function job's run; pipeline jobs are made of step tasks instead."""
     assert job.run.function is not None, "a pipeline job runs as a PipelineRun"
     function = project.functions[job.run.function]
-    chosen = handler or job.run.handler or function.handler
+    chosen = _handler(function, handler or job.run.handler or function.handler)
     resources = function.resources.over(project.resources)
     if job.timeout is not None:
         resources = Resources(timeout=job.timeout).over(resources)
-    return Task(name=job.name, function=function,
-                handler=chosen if function.command is None else None,
+    return Task(name=job.name, function=function, handler=chosen,
                 params=ParamLevels(project=project.params, job=job.params,
                                    override=dict(params or {})),
                 inputs={**job.inputs, **(inputs or {})}, job=job.name, labels=job.labels,
                 retries=job.retries, resources=resources)
+
+
+def _handler(function: Function, handler: str | None) -> str | None:
+    """The handler a run of `function` calls: none for a command, and a notebook has none."""
+    if function.is_notebook and handler is not None:
+        raise RunyardError(f"function {function.name!r} runs the notebook {function.code}, "
+                           f"top to bottom: it has no handler {handler!r} to call")
+    return handler if function.command is None else None
