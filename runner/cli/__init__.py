@@ -27,6 +27,8 @@ COMMANDS = {
     "runs": "runner.cli.runs:runs",
     "rerun": "runner.cli.rerun:rerun",
     "pushes": "runner.cli.pushes:pushes",
+    "report": "runner.cli.report:report",
+    "ui": "runner.cli.report:ui",
     "functions": "runner.cli.functions:functions",
     "plan": "runner.cli.gitops:plan",
     "on-push": "runner.cli.gitops:on_push",
