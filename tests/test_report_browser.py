@@ -1,0 +1,172 @@
+"""The report and the live view in a real browser (Debian's chromium, driven by Playwright)
+on records of real runs of the sample project in Docker: every page renders with no
+console error and no request leaving the site, the tune job's trials and charts, the
+pipeline's steps, an image artifact, and a run that lands while the live view is open."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+
+from runner.views.report import job_page, run_page
+from tests.helpers import SAMPLE_PROJECT, commit_all, copy_project, make_repo
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/bootstrap installs it); never a download
+
+
+def runyard(*args: str | Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"runyard {args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+class Sample(NamedTuple):
+    repo: Path
+    site: Path
+    tune: dict[str, Any]
+    train: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    """The sample's train and tune jobs run once in Docker, and the report of their records."""
+    repo = copy_project(SAMPLE_PROJECT, tmp_path_factory.mktemp("report") / "sample")
+    make_repo(repo)
+    commit_all(repo, "the sample project")
+    train = json.loads(runyard("run", "train", "--json", cwd=repo).stdout)
+    tune = json.loads(runyard("run", "tune", "--json", cwd=repo).stdout)
+    site = repo.parent / "site"
+    runyard("report", "-o", site, cwd=repo)
+    return Sample(repo, site, tune, train)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class Watched(NamedTuple):
+    page: Page
+    errors: list[str]
+    outside: list[str]
+
+
+def watched(browser: Browser, inside: str) -> Watched:
+    """A page that notes console errors and every request outside `inside` (a URL prefix)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    outside: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    def request(sent: Request) -> None:
+        if not (sent.url.startswith(inside) or sent.url.startswith(("data:", "blob:", "about:"))):
+            outside.append(sent.url)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", request)
+    return Watched(page, errors, outside)
+
+
+@pytest.mark.docker
+def test_every_page_renders_without_errors_or_outside_requests(sample: Sample, browser: Browser) -> None:
+    root = sample.site.as_uri() + "/"
+    pages = sorted(str(path.relative_to(sample.site)) for path in sample.site.rglob("*.html"))
+    assert len(pages) >= 1 + 2 + 1 + len(sample.tune["status"]["trials"]) * 5  # runs, jobs, index
+    seen = watched(browser, root)
+    for path in pages:
+        seen.page.goto(root + path)
+        seen.page.wait_for_load_state("load")
+        assert seen.page.locator("main h1").count() >= 1, path
+        assert not seen.errors, f"{path}: {seen.errors}"
+    assert not seen.outside
+
+
+@pytest.mark.docker
+def test_the_tune_job_shows_its_trials_the_best_marked_and_charts(sample: Sample, browser: Browser) -> None:
+    root = sample.site.as_uri() + "/"
+    seen = watched(browser, root)
+    seen.page.goto(root + job_page("tune"))
+    uid = sample.tune["metadata"]["uid"]
+    assert seen.page.locator(f'tr[data-uid="{uid}"]').count() == 1
+    seen.page.wait_for_selector(".chart.history .main-svg")  # plotly drew the history
+    seen.page.goto(root + run_page(uid))
+    trials = sample.tune["status"]["trials"]
+    rows = seen.page.locator("table.trials tbody tr[data-iteration]")
+    assert rows.count() == len(trials) == 5
+    best = seen.page.locator("table.trials tr.best")
+    assert best.count() == 1
+    assert best.get_attribute("data-iteration") == str(sample.tune["status"]["best_iteration"])
+    assert "best" in best.inner_text()
+    assert seen.page.locator("tr.excluded").count() == 1  # {lr: 0.05, depth: 5}
+    seen.page.wait_for_selector(".chart.parcoords .main-svg")
+    assert seen.page.locator(".chart.parcoords").inner_text().find("WebGL is not supported") < 0
+    assert seen.page.locator(".chart.scatter.js-plotly-plot").count() == 2  # lr and depth
+    seen.page.locator("table.trials thead th", has_text="accuracy").first.click()  # sortable
+    assert not seen.errors and not seen.outside
+
+
+@pytest.mark.docker
+def test_the_pipeline_shows_every_step_and_a_click_opens_it(sample: Sample, browser: Browser) -> None:
+    root = sample.site.as_uri() + "/"
+    trial = sample.tune["status"]["trials"][0]
+    seen = watched(browser, root)
+    seen.page.goto(root + run_page(trial["uid"]))
+    steps = seen.page.locator("svg.dag a.step")
+    assert [steps.nth(i).get_attribute("data-step") for i in range(steps.count())] == \
+        ["prep", "train", "evaluate", "report"]
+    for name in ("prep", "train", "evaluate", "report"):
+        assert "completed" in (seen.page.locator(f'a.step[data-step="{name}"]').text_content() or "")
+    labels = seen.page.locator("svg.dag g.edge-data text").all_text_contents()
+    assert sorted(labels) == ["metrics", "model", "test_set", "train_set"]
+    assert seen.page.locator('svg.dag g.edge-after[data-from="train"][data-to="evaluate"]').count() == 1
+    assert seen.page.locator('section.artifact[data-key="report"] .markdown h1').inner_text() == "Churn model"
+    seen.page.locator('a.step[data-step="evaluate"]').click()
+    seen.page.wait_for_load_state("load")
+    assert "evaluate" in seen.page.locator("main h1").inner_text()
+    image = seen.page.locator('section.artifact[data-key="confusion"] img.preview')
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 96  # the 2x2 heatmap
+    assert seen.page.locator('section.artifact[data-key="metrics"] pre').inner_text().startswith("{")
+    assert not seen.errors and not seen.outside
+
+
+@pytest.mark.docker
+def test_the_live_view_shows_a_run_that_lands_while_it_is_open(sample: Sample, browser: Browser) -> None:
+    server = subprocess.Popen([sys.executable, "-m", "runner", "ui", "--port", "0"], cwd=sample.repo,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/", server.stderr.readline())
+        assert found, "runyard ui said no address"
+        base = found.group(0)
+        seen = watched(browser, base)
+        seen.page.goto(base)
+        runs = seen.page.locator('tr[data-job="train"] td:nth-child(6)')
+        assert runs.inner_text() == "1"
+        landed = json.loads(runyard("run", "train", "-p", "lr=0.3", "--json", cwd=sample.repo).stdout)
+        seen.page.wait_for_function(
+            "() => document.querySelector('tr[data-job=\"train\"] td:nth-child(6)').textContent === '2'",
+            timeout=30_000)
+        assert landed["metadata"]["uid"].startswith(
+            seen.page.locator('tr[data-job="train"] td:nth-child(2) code').inner_text())
+        seen.page.goto(base + run_page(landed["metadata"]["uid"]))
+        assert "lr=0.3" in seen.page.locator("table.params").inner_text()
+        assert not seen.errors and not seen.outside
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
