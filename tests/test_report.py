@@ -4,6 +4,7 @@ server serves the site's paths alone (no file by its name, no writes)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from runner.views.previews import ReadHead, preview, render_markdown
 from runner.views.report import read_snapshot, run_page, slug
 from runner.views.site import Readers, Site
 from tests.helpers import git
+from tests.helpers.gitops import Remote, fsck_clean, read
 
 BRANCH = "runyard/results"
 START = "2026-01-01T00:00:00.000+00:00"
@@ -182,6 +184,17 @@ def status_of(url: str, method: str = "GET") -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def test_a_running_runs_log_follows_its_runners_copy(results: ResultsBranch, server: str,
+                                                     tmp_path: Path) -> None:
+    results.write(record("0002", state="running"))
+    (tmp_path / "0002.log").write_bytes(b"epoch 1\n")
+    assert json.loads(status_of(f"{server}/api/log/0002")[1]) == {"text": "epoch 1\n", "next": 8}
+    with (tmp_path / "0002.log").open("ab") as log:
+        log.write(b"epoch 2\n")
+    assert json.loads(status_of(f"{server}/api/log/0002?from=8")[1]) == {"text": "epoch 2\n", "next": 16}
+    assert 'data-state="running"' in status_of(f"{server}/{run_page('0002')}")[1].decode()
+
+
 def test_the_live_server_serves_its_pages_alone(server: str) -> None:
     assert status_of(f"{server}/")[0] == 200
     assert status_of(f"{server}/{run_page('0001')}")[0] == 200
@@ -193,3 +206,20 @@ def test_the_live_server_serves_its_pages_alone(server: str) -> None:
         assert code == 404 and b"secret" not in body and b"root:" not in body, path
     for method in ("POST", "PUT", "DELETE"):
         assert status_of(f"{server}/index.html", method)[0] == 501
+
+
+def test_the_runner_commits_the_report_with_each_push_record(pushed: Remote) -> None:
+    first = pushed.first
+    index = read(pushed.bare, "report/index.html") or ""
+    assert first["revision"][:12] in index and "completed" in index
+    for run in first["runs"]:
+        assert f'data-job="{run["job"]}"' in index
+        assert read(pushed.bare, f"report/{run_page(run['uid'])}") is not None
+    assert read(pushed.bare, "report/assets/plotly.min.js") is not None
+    sha = pushed.append("README.md", "\nMore words.\n", "docs only")
+    pushed.push("main")
+    assert pushed.wait(sha)["status"] == "nothing-to-run"
+    # written in the push record's commit: the report never lags the record it shows
+    index = read(pushed.bare, "report/index.html") or ""
+    assert sha[:12] in index and "did not need it" in index
+    fsck_clean(pushed.bare)

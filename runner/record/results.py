@@ -127,9 +127,10 @@ class ResultsBranch:
         raw = self.store.read(f"index/jobs/{job}.yaml")
         return NewestRun.read(yaml.safe_load(raw), f"job {job}'s newest run") if raw else None
 
-    def write_push(self, push: PushRecord) -> str:
-        """The record of one processed push, and the newest revision processed."""
-        files = {push_path(push.revision, push.ref): push.to_yaml(),
+    def write_push(self, push: PushRecord, extra: Mapping[str, bytes | None] | None = None) -> str:
+        """The record of one processed push, and the newest revision processed (with `extra`
+        files written or, where None, removed in the same commit)."""
+        files = {**(extra or {}), push_path(push.revision, push.ref): push.to_yaml(),
                  "index/last-push.yaml": dump({"revision": push.revision, "ref": push.ref})}
         branch = push.ref.removeprefix("refs/heads/")
         return self.store.commit(files, f"push {push.revision[:12]} to {branch}: {push.status}")

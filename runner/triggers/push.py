@@ -129,9 +129,7 @@ def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdat
                                       f"{update.new[:12]}:\n{traceback.format_exc()}"))
         progress.push = replace(progress.push, status="error",
                                 reason=f"internal error: {type(error).__name__}: {error}")
-    push = _finish(results, progress.push.masked(secrets.mask), options.on_line)
-    publish_report(results, progress.store, repo, options)
-    return push
+    return _finish(results, progress.push.masked(secrets.mask), progress.store, repo, options)
 
 
 @dataclass
@@ -145,20 +143,24 @@ class _Progress:
 REPORT = "report"
 
 
-def publish_report(results: ResultsBranch, store: ArtifactStore | None, repo: Repository,
-                   options: PushOptions) -> None:
-    """The report made again under `report/` on the results branch, in one commit: any git
-    host that serves a branch as pages shows it. Copies of artifacts stay (they are named
-    by their content); pages no longer made go. A report that cannot be made never fails
-    the push: the runner's log says why."""
+def report_files(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
+                 repo: Repository, options: PushOptions) -> dict[str, bytes | None]:
+    """The report, made again with `push`, as files under `report/` of the results branch
+    (written with the push record, so any git host that serves a branch as pages shows
+    it): pages no longer made go; copies of artifacts, named by their content, stay. A
+    report that cannot be made never fails the push: the runner's log says why."""
     try:
-        site = Site(read_snapshot(results), readers_for(results, store, repo, options.prefix))
+        snapshot = read_snapshot(results)
+        others = tuple(p for p in snapshot.pushes if (p.revision, p.ref) != (push.revision, push.ref))
+        site = Site(replace(snapshot, pushes=(push, *others)),
+                    readers_for(results, store, repo, options.prefix))
         files: dict[str, bytes | None] = {f"{REPORT}/{path}": data for path, data in site.files()}
-        gone = {f"{REPORT}/{path}": None for path in results.store.files(REPORT)
-                if f"{REPORT}/{path}" not in files and not path.startswith("objects/")}
-        results.store.commit({**gone, **files}, f"report of {len(site.snapshot.runs)} runs")
     except (RunyardError, OSError) as error:
         options.on_line("push", f"the report could not be made: {error}")
+        return {}
+    gone = {f"{REPORT}/{path}": None for path in results.store.files(REPORT)
+            if f"{REPORT}/{path}" not in files and not path.startswith("objects/")}
+    return {**gone, **files}
 
 
 def _earlier(results: ResultsBranch, update: RefUpdate, options: PushOptions) -> PushRecord | None:
@@ -291,11 +293,12 @@ def _push_record(update: RefUpdate) -> PushRecord:
     return PushRecord(revision=update.new, old=update.old, ref=update.ref, received=_now())
 
 
-def _finish(results: ResultsBranch, push: PushRecord, on_line: OnLine) -> PushRecord:
+def _finish(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
+            repo: Repository, options: PushOptions) -> PushRecord:
     push = replace(push, finished=_now())
-    results.write_push(push)
+    results.write_push(push, extra=report_files(results, push, store, repo, options))
     reason = f": {push.reason}" if push.reason else ""
-    on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
+    options.on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
     return push
 
 
