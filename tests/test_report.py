@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from runner.record.artifacts import ArtifactStore
 from runner.record.model import Artifact, Metadata, RunRecord, Spec, Status, TrialSummary
 from runner.record.results import ResultsBranch, run_folder
 from runner.views.live import LiveSite, make_server
 from runner.views.previews import ReadHead, preview, render_markdown
 from runner.views.report import read_snapshot, run_page, slug
-from runner.views.site import Readers, Site
+from runner.views.site import Readers, Site, readers_for
 from tests.helpers import git
 from tests.helpers.gitops import Remote, fsck_clean, read
 
@@ -223,3 +224,24 @@ def test_the_runner_commits_the_report_with_each_push_record(pushed: Remote) -> 
     index = read(pushed.bare, "report/index.html") or ""
     assert sha[:12] in index and "did not need it" in index
     fsck_clean(pushed.bare)
+
+
+def test_a_huge_artifact_is_previewed_by_its_head_and_not_copied(results: ResultsBranch,
+                                                                tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"), tmp_path)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"".join(b"row %d\n" % n for n in range(500_000)))  # about 4.9 MB
+    small = tmp_path / "plot.png"
+    small.write_bytes(b"\x89PNG\r\n\x1a\n")
+    stored = [store.put(big), store.put(small)]
+    artifacts = (Artifact("big", format="txt", hash=stored[0].hash, size=stored[0].size),
+                 Artifact("plot", format="png", hash=stored[1].hash, size=stored[1].size))
+    results.write(record("0001", artifacts=artifacts))
+    site = Site(read_snapshot(results), readers_for(results, store))
+    html = page(site, run_page("0001"))
+    assert "row 0\n" in html and "row 59" in html and "row 60" not in html
+    assert "only the beginning is shown" in html
+    assert "runyard runs artifact 0001 big" in html  # not kept: fetched with runyard
+    kept = site.objects()
+    assert list(kept) == [f"objects/{stored[1].hash.removeprefix('sha256:')}.png"]
+    assert f'src="../{next(iter(kept))}"' in html

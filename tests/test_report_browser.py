@@ -117,7 +117,14 @@ def test_the_tune_job_shows_its_trials_the_best_marked_and_charts(sample: Sample
     seen.page.wait_for_selector(".chart.parcoords .main-svg")
     assert seen.page.locator(".chart.parcoords").inner_text().find("WebGL is not supported") < 0
     assert seen.page.locator(".chart.scatter.js-plotly-plot").count() == 2  # lr and depth
-    seen.page.locator("table.trials thead th", has_text="accuracy").first.click()  # sortable
+    header = seen.page.locator("table.trials thead th").filter(has_text="accuracy").first
+    column = header.evaluate("th => th.cellIndex")
+    cells = f"table.trials tbody tr[data-iteration] td:nth-child({column + 1})"
+    header.click()
+    ascending = [float(text) for text in seen.page.locator(cells).all_inner_texts()]
+    assert ascending == sorted(ascending)
+    header.click()
+    assert seen.page.locator("table.trials tbody tr").first.get_attribute("class") == "best trial-completed"
     assert not seen.errors and not seen.outside
 
 

@@ -62,7 +62,7 @@ class LiveSite:
                 asset = site.asset(path.removeprefix("assets/"))
                 return NOT_FOUND if asset is None else Answer(200, _kind(path), asset)
             if path.startswith("objects/"):
-                stored = dict(site.objects()).get(path)
+                stored = site.objects().get(path)
                 return NOT_FOUND if stored is None else Answer(200, _kind(path), stored.read_bytes())
             page = site.render(path)
             return NOT_FOUND if page is None else Answer(200, "text/html; charset=utf-8", page)

@@ -31,6 +31,8 @@ TREND_POINTS = 30
 COMPARE_RUNS = 50  # columns of a comparison page at most
 
 ReadLog = Callable[[str], bytes]
+Kept = Callable[[Artifact], "str | None"]
+"""Where the site keeps a copy of an artifact's stored object; None when it keeps none."""
 Definitions = Callable[[str, str], "Pipeline | None"]
 """(revision, pipeline name) -> the pipeline as committed then, None when unknown."""
 
@@ -52,7 +54,10 @@ class Snapshot:
 
 
 def read_snapshot(results: ResultsBranch) -> Snapshot:
-    """Every run and push record of the branch (the one place the report reads records)."""
+    """Every run and push record of the branch (the one place the report reads records).
+    The tip is read first: a commit landing while the records are read makes the snapshot
+    look older than it is (read again), never newer (kept although it missed records)."""
+    tip = results.store.tip()
     runs, problems = [], []
     for uid in results.uids():
         try:
@@ -68,7 +73,7 @@ def read_snapshot(results: ResultsBranch) -> Snapshot:
         except RunyardError as error:
             problems.append(Problem(f"pushes/{path}", str(error)))
     pushes.sort(key=lambda push: push.received or "", reverse=True)
-    return Snapshot(results.branch, results.store.tip(), tuple(runs), tuple(pushes), tuple(problems))
+    return Snapshot(results.branch, tip, tuple(runs), tuple(pushes), tuple(problems))
 
 
 # --- names of pages ----------------------------------------------------------------------------
@@ -293,7 +298,7 @@ class RunView(NamedTuple):
 
 
 def run_view(snapshot: Snapshot, record: RunRecord, read_log: ReadLog, read_head: ReadHead,
-             definitions: Definitions | None = None) -> RunView:
+             kept: Kept, definitions: Definitions | None = None) -> RunView:
     meta, spec, status = record.metadata, record.spec, record.status
     kind = "hyper" if status.trials or spec.hyper else "pipeline" if spec.pipeline else "function"
     log = read_log(meta.uid)
@@ -306,7 +311,7 @@ def run_view(snapshot: Snapshot, record: RunRecord, read_log: ReadLog, read_head
               for level in ("project", "pipeline", "job", "override", "step", "resolved")
               if (values := getattr(spec.params, level))),
         tuple((key, value_text(value)) for key, value in status.results.items()),
-        tuple(ArtifactView(a, file_type(a), preview(a, read_head), object_file(a))
+        tuple(ArtifactView(a, file_type(a), preview(a, read_head), kept(a))
               for a in status.artifacts),
         log[-LOG_TAIL:].decode("utf-8", errors="replace"), max(len(log) - LOG_TAIL, 0),
         f"runyard rerun {meta.uid}",
@@ -456,7 +461,7 @@ class CompareView(NamedTuple):
     images: tuple[tuple[tuple[str, str | None], ...], ...]  # per run: (key, file)
 
 
-def compare_view(title: str, records: Sequence[RunRecord]) -> CompareView:
+def compare_view(title: str, records: Sequence[RunRecord], kept: Kept) -> CompareView:
     rows = []
     sections: tuple[tuple[str, Callable[[RunRecord], Mapping[str, Any]]], ...] = (
         ("run", lambda r: {"state": r.status.state, "revision": r.spec.revision[:12],
@@ -467,7 +472,7 @@ def compare_view(title: str, records: Sequence[RunRecord]) -> CompareView:
         for key in sorted({k for r in records for k in pick(r)}):
             values = tuple(value_text(pick(r).get(key, "-")) for r in records)
             rows.append(CompareRow(section, key, values, len(set(values)) > 1))
-    images = tuple(tuple((a.key, object_file(a)) for a in r.status.artifacts
+    images = tuple(tuple((a.key, kept(a)) for a in r.status.artifacts
                          if file_type(a) in IMAGE_TYPES) for r in records)
     return CompareView(title, tuple(records), tuple(rows), images)
 

@@ -23,7 +23,7 @@ from runner.project.loader import load_project
 from runner.project.model import Pipeline
 from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
-from runner.record.model import RunRecord
+from runner.record.model import Artifact, RunRecord
 from runner.record.results import ResultsBranch
 from runner.views.previews import ReadHead
 from runner.views.report import (
@@ -84,6 +84,7 @@ class Site:
         self.by_uid = {record.metadata.uid: record for record in snapshot.runs}
         self.jobs = sorted({r.metadata.job for r in snapshot.runs if r.metadata.job})
         self.comparisons = compared_runs(snapshot)
+        self._kept: dict[str, Path] | None = None
 
     def pages(self) -> list[str]:
         return ["index.html", *(job_page(job) for job in self.jobs),
@@ -110,12 +111,13 @@ class Site:
                                        "compare": compare_page(f"job-{job}")}
         for name, (title, records) in self.comparisons.items():
             if path == compare_page(name):
-                return "compare.html.j2", {"view": compare_view(title, records)}
+                return "compare.html.j2", {"view": compare_view(title, records, self.kept)}
         record = self._run_at(path)
         if record is None:
             return None
         readers = self.readers
-        view = run_view(self.snapshot, record, readers.log, readers.head, readers.definitions)
+        view = run_view(self.snapshot, record, readers.log, readers.head, self.kept,
+                        readers.definitions)
         compare = compare_page(f"trials-{record.metadata.uid}") if view.hyper else None
         return "run.html.j2", {"view": view, "compare": compare}
 
@@ -135,18 +137,23 @@ class Site:
             return (resources.files("runner") / "templates" / "report" / "assets" / name).read_bytes()
         return None
 
-    def objects(self) -> Iterator[tuple[str, Path]]:
-        """The stored files the site keeps a copy of: (path in the site, file)."""
-        seen = set()
-        for record in self.snapshot.runs:
-            for artifact in record.status.artifacts:
-                target = object_file(artifact)
-                if target is None or target in seen or (artifact.size or 0) > OBJECT_LIMIT:
-                    continue
-                stored = self.readers.object_path(artifact.hash or "")
-                if stored is not None and stored.is_file() and stored.stat().st_size <= OBJECT_LIMIT:
-                    seen.add(target)
-                    yield target, stored
+    def objects(self) -> dict[str, Path]:
+        """The stored files the site keeps a copy of, by their path in the site."""
+        if self._kept is None:
+            self._kept = {}
+            for record in self.snapshot.runs:
+                for artifact in record.status.artifacts:
+                    target = object_file(artifact)
+                    if target is None or target in self._kept or (artifact.size or 0) > OBJECT_LIMIT:
+                        continue
+                    stored = self.readers.object_path(artifact.hash or "")
+                    if stored is not None and stored.is_file() and stored.stat().st_size <= OBJECT_LIMIT:
+                        self._kept[target] = stored
+        return self._kept
+
+    def kept(self, artifact: Artifact) -> str | None:
+        target = object_file(artifact)
+        return target if target is not None and target in self.objects() else None
 
     def files(self) -> Iterator[tuple[str, bytes]]:
         """Every file of the site: its pages, assets and copies of artifacts."""
@@ -154,7 +161,7 @@ class Site:
             yield page, self.render(page) or b""
         for name in (*ASSETS, PLOTLY):
             yield f"assets/{name}", self.asset(name) or b""
-        for target, stored in self.objects():
+        for target, stored in self.objects().items():
             yield target, stored.read_bytes()
 
 

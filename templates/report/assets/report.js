@@ -80,13 +80,15 @@ function makeSortable(table) {
       const body = table.tBodies[0];
       const down = header.dataset.order !== "asc";
       header.dataset.order = down ? "asc" : "desc";
-      const rows = Array.from(body.rows).filter((row) => row.cells.length > column);
+      // rows without the column's cell (an excluded combination) stay at the end
+      const rows = Array.from(body.rows).filter((row) => !row.classList.contains("excluded"));
+      const fixed = Array.from(body.rows).filter((row) => row.classList.contains("excluded"));
       rows.sort((a, b) => {
         const x = sortKey(a.cells[column]), y = sortKey(b.cells[column]);
         const order = x[0] - y[0] || x[1] - y[1] || x[2].localeCompare(y[2]);
         return down ? order : -order;
       });
-      rows.forEach((row) => body.appendChild(row));
+      [...rows, ...fixed].forEach((row) => body.appendChild(row));
     });
   });
 }
