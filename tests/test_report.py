@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from runner.record.artifacts import ArtifactStore
-from runner.record.model import Artifact, Metadata, RunRecord, Spec, Status, TrialSummary
+from runner.record.model import Artifact, Metadata, PushRecord, RunRecord, Spec, Status, TrialSummary
 from runner.record.results import ResultsBranch, run_folder
 from runner.views.live import LiveSite, make_server
 from runner.views.previews import ReadHead, preview, render_markdown
-from runner.views.report import read_snapshot, run_page, slug
+from runner.views.report import Snapshot, overview, read_snapshot, run_page, slug
 from runner.views.site import Readers, Site, readers_for
 from tests.helpers import git
 from tests.helpers.gitops import Remote, fsck_clean, read
@@ -245,3 +245,19 @@ def test_a_huge_artifact_is_previewed_by_its_head_and_not_copied(results: Result
     kept = site.objects()
     assert list(kept) == [f"objects/{stored[1].hash.removeprefix('sha256:')}.png"]
     assert f'src="../{next(iter(kept))}"' in html
+
+
+def test_the_overview_says_whether_each_job_is_up_to_date_with_the_newest_push() -> None:
+    old, new = "1" * 40, "2" * 40
+    runs = (record("0003", job="skipped", revision=old), record("0002", job="planned", revision=old),
+            record("0001", job="ran", revision=new))
+    plan = {"jobs": [{"name": "skipped", "runs": False, "reasons": ["nothing it uses changed"]},
+                     {"name": "planned", "runs": True, "reasons": ["code changed: src/a.py"]},
+                     {"name": "ran", "runs": True, "reasons": ["new job"]}]}
+    push = PushRecord(new, old, "refs/heads/main", received=START, status="failed", plan=plan)
+    jobs = {job.name: job for job in overview(Snapshot(BRANCH, None, runs, (push,))).jobs}
+    assert (jobs["ran"].current, jobs["skipped"].current, jobs["planned"].current) == (True, True, False)
+    assert jobs["skipped"].why == f"the newest push {new[:12]} did not need it: nothing it uses changed"
+    assert "planned it (code changed: src/a.py) but no run of that revision" in jobs["planned"].why
+    by_hand = overview(Snapshot(BRANCH, None, runs, ())).jobs[0]
+    assert by_hand.current is None and "started by hand" in by_hand.why

@@ -123,7 +123,7 @@ class JobSummary(NamedTuple):
     runs: int
     last: RunRow
     selector: str | None
-    current: bool
+    current: bool | None  # None: not known (no push recorded)
     why: str
     trend: tuple[Point, ...]
 
@@ -161,10 +161,10 @@ def _job_summary(name: str, runs: Sequence[RunRecord], head: PushRecord | None,
                       f"{selector.best}.{selector.key}" if selector else key, current, why, trend)
 
 
-def _staleness(job: str, newest: RunRecord, head: PushRecord | None) -> tuple[bool, str]:
+def _staleness(job: str, newest: RunRecord, head: PushRecord | None) -> tuple[bool | None, str]:
     """Whether the job's newest results are those of the newest pushed revision, and why."""
     if head is None:
-        return True, "no push recorded: the runs were started by hand"
+        return None, "no push recorded: its runs were started by hand"
     revision = head.revision[:12]
     if newest.spec.revision == head.revision:
         return True, f"ran at the newest push {revision}"
