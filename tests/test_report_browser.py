@@ -9,15 +9,21 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
-from runner.views.report import job_page, run_page
-from tests.helpers import SAMPLE_PROJECT, commit_all, copy_project, make_repo
+from runner.record.artifacts import ArtifactStore
+from runner.record.model import Artifact, Metadata, RunRecord, Spec, Status
+from runner.record.results import ResultsBranch
+from runner.views.report import job_page, read_snapshot, run_page
+from runner.views.site import Site, readers_for, write_site
+from tests.helpers import SAMPLE_PROJECT, commit_all, copy_project, git, make_repo
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/bootstrap installs it); never a download
 
@@ -92,7 +98,7 @@ def test_every_page_renders_without_errors_or_outside_requests(sample: Sample, b
     for path in pages:
         seen.page.goto(root + path)
         seen.page.wait_for_load_state("load")
-        assert seen.page.locator("main h1").count() >= 1, path
+        assert seen.page.locator("main > h1").count() >= 1, path
         assert not seen.errors, f"{path}: {seen.errors}"
     assert not seen.outside
 
@@ -145,7 +151,7 @@ def test_the_pipeline_shows_every_step_and_a_click_opens_it(sample: Sample, brow
     assert seen.page.locator('section.artifact[data-key="report"] .markdown h1').inner_text() == "Churn model"
     seen.page.locator('a.step[data-step="evaluate"]').click()
     seen.page.wait_for_load_state("load")
-    assert "evaluate" in seen.page.locator("main h1").inner_text()
+    assert "evaluate" in seen.page.locator("main > h1").inner_text()
     image = seen.page.locator('section.artifact[data-key="confusion"] img.preview')
     assert image.evaluate("img => img.complete && img.naturalWidth") == 96  # the 2x2 heatmap
     assert seen.page.locator('section.artifact[data-key="metrics"] pre').inner_text().startswith("{")
@@ -177,3 +183,73 @@ def test_the_live_view_shows_a_run_that_lands_while_it_is_open(sample: Sample, b
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+class Listener:
+    """An HTTP server on this machine that notes every request it gets: the outside world."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def outside() -> Iterator[Listener]:
+    listener = Listener()
+    yield listener
+    listener.close()
+
+
+def test_hostile_artifacts_load_nothing_and_run_nothing(tmp_path: Path, browser: Browser,
+                                                        outside: Listener) -> None:
+    """An HTML artifact's page (in a sandboxed frame) and a Markdown one may point anywhere:
+    nothing is fetched (the server they point at hears nothing), no script runs, and a
+    record's `<script>` is text."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(repo))
+    store = ArtifactStore(str(tmp_path / "store"), tmp_path)
+    there = outside.url
+    hostile = {"page.html": f"<h1 id=t>framed</h1><img src='{there}/frame.png'>"
+                            f"<link rel=stylesheet href='{there}/frame.css'>"
+                            f"<script>fetch('{there}/script');parent.document.title='owned'</script>",
+               "notes.md": f"# Notes\n![x]({there}/md.png)\n<img src='{there}/raw.png'>\n"}
+    artifacts = []
+    for name, text in hostile.items():
+        (tmp_path / name).write_text(text)
+        stored = store.put(tmp_path / name)
+        artifacts.append(Artifact(name.split(".")[0], format=name.split(".")[1], hash=stored.hash,
+                                  size=stored.size))
+    results = ResultsBranch(repo / ".git", "runyard/results")
+    results.write(RunRecord(Metadata("0001", "<script>document.title='owned'</script>", "demo", job="j"),
+                            Spec(function="f", revision="a" * 40),
+                            Status("completed", artifacts=tuple(artifacts),
+                                   results={"<script>document.title='owned'</script>": 1})))
+    site = tmp_path / "site"
+    write_site(Site(read_snapshot(results), readers_for(results, store)), site)
+    results.close()
+    seen = watched(browser, site.as_uri() + "/")
+    seen.page.goto(site.as_uri() + "/" + run_page("0001"))
+    frame = seen.page.frame_locator('section.artifact[data-key="page"] iframe')
+    assert frame.locator("#t").inner_text() == "framed"
+    assert seen.page.locator('section.artifact[data-key="notes"] .markdown h1').inner_text() == "Notes"
+    seen.page.wait_for_timeout(1000)
+    assert seen.page.evaluate("document.title") != "owned"
+    assert "<script>document.title='owned'</script>" in seen.page.locator("main > h1").inner_text()
+    assert outside.hits == [] and not seen.outside
