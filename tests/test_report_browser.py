@@ -253,3 +253,58 @@ def test_hostile_artifacts_load_nothing_and_run_nothing(tmp_path: Path, browser:
     assert seen.page.evaluate("document.title") != "owned"
     assert "<script>document.title='owned'</script>" in seen.page.locator("main > h1").inner_text()
     assert outside.hits == [] and not seen.outside
+
+
+@pytest.mark.docker
+def test_compare_shows_the_picked_runs_side_by_side(sample: Sample, browser: Browser) -> None:
+    root = sample.site.as_uri() + "/"
+    seen = watched(browser, root)
+    seen.page.goto(root + run_page(sample.tune["metadata"]["uid"]))
+    seen.page.get_by_text("Compare the best trials").click()
+    seen.page.wait_for_load_state("load")
+    table = seen.page.locator("table.compare")
+    assert table.locator("thead th.col").count() == 5
+    assert table.locator("tr.differ").filter(has_text="param lr").count() == 1
+    assert table.locator("tr.same").filter(has_text="param epochs").count() == 1
+    images = table.locator('tr.images img[alt="confusion"]')
+    assert images.count() == 5
+    assert all(images.nth(i).evaluate("img => img.naturalWidth") == 96 for i in range(5))
+    trials = sample.tune["status"]["trials"]
+    picked = [trials[0]["uid"], trials[1]["uid"]]  # lr 0.05, depth 2 and 3
+    seen.page.goto(seen.page.url.split("#")[0] + "#" + ",".join(picked))
+    assert table.locator("thead th.col:not(.hidden)").count() == 2
+    assert table.locator("tr.same").filter(has_text="param lr").count() == 1  # the same lr now
+    assert table.locator("tr.differ").filter(has_text="param depth").count() == 1
+    assert not seen.errors and not seen.outside
+
+
+def test_the_live_view_follows_a_running_runs_log(tmp_path: Path, browser: Browser) -> None:
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(repo))
+    results = ResultsBranch(repo / ".git", "runyard/results")
+    results.write(RunRecord(Metadata("0001", "train", "demo", job="train"),
+                            Spec(function="f", revision="a" * 40),
+                            Status("running", start="2026-01-01T00:00:00.000+00:00")))
+    results.close()
+    live = repo / ".runyard" / "live"
+    live.mkdir(parents=True)
+    (live / "0001.log").write_text("epoch 1\n")
+    server = subprocess.Popen([sys.executable, "-m", "runner", "ui", "--port", "0",
+                               "--branch", "runyard/results"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/", server.stderr.readline())
+        assert found, "runyard ui said no address"
+        seen = watched(browser, found.group(0))
+        seen.page.goto(found.group(0) + run_page("0001"))
+        log = seen.page.locator("#log")
+        seen.page.wait_for_function("() => document.getElementById('log').textContent === 'epoch 1\\n'")
+        with (live / "0001.log").open("a") as handle:
+            handle.write("epoch 2\n")
+        seen.page.wait_for_function(
+            "() => document.getElementById('log').textContent === 'epoch 1\\nepoch 2\\n'")
+        assert log.get_attribute("data-state") == "running"
+        assert not seen.errors and not seen.outside
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
