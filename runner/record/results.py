@@ -8,6 +8,8 @@
     pushes/<revision>/<branch>.yaml           one record per pushed revision and branch
                                               (`/` in a branch name written %2F)
     pushes/<revision>.yaml                    the older layout: one record per revision
+    report/                                   the report (runner.views.site), written by the
+                                              runner with each push record
 """
 
 from __future__ import annotations

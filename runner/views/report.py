@@ -19,14 +19,14 @@ from typing import Any, NamedTuple
 from runner.errors import RunyardError
 from runner.project.model import Pipeline
 from runner.project.selector import Selector
-from runner.record.model import Artifact, PushRecord, RunRecord
+from runner.record.model import Artifact, PushRecord, RunRecord, StepSummary
 from runner.record.results import ResultsBranch, run_folder
 from runner.views.previews import IMAGE_TYPES, Preview, ReadHead, file_type, preview
 from runner.views.pushes import PushRow, push_rows
 from runner.views.runs import Query, RunRow, key_params, list_runs, run_row, short_prefixes, value_text
 
 LOG_TAIL = 256 * 1024  # of a log, the page shows the end
-PUSHES_SHOWN = 20
+SHOWN = 20  # pushes, and runs of no job, on the overview
 TREND_POINTS = 30
 COMPARE_RUNS = 50  # columns of a comparison page at most
 
@@ -147,8 +147,8 @@ def overview(snapshot: Snapshot) -> Overview:
     head = next((push for push in snapshot.pushes if push.plan), None)
     jobs = tuple(_job_summary(name, runs, head, prefixes) for name, runs in sorted(by_job.items()))
     loose = tuple(run_row(record, prefixes, 0) for record in tops if not record.metadata.job)
-    return Overview(snapshot.branch, snapshot.tip, jobs, loose[:PUSHES_SHOWN],
-                    tuple(push_rows(snapshot.pushes[:PUSHES_SHOWN])), snapshot.problems)
+    return Overview(snapshot.branch, snapshot.tip, jobs, loose[:SHOWN],
+                    tuple(push_rows(snapshot.pushes[:SHOWN])), snapshot.problems)
 
 
 def _job_summary(name: str, runs: Sequence[RunRecord], head: PushRecord | None,
@@ -426,7 +426,7 @@ def _links_from(pipeline: Pipeline) -> list[tuple[str, str, str, str]]:
     return links
 
 
-def _links_by_hash(summaries: Sequence[Any], by_name: Mapping[str, RunRecord]) \
+def _links_by_hash(summaries: Sequence[StepSummary], by_name: Mapping[str, RunRecord]) \
         -> list[tuple[str, str, str, str]]:
     made: dict[str, tuple[str, str]] = {}
     links = []

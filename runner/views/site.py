@@ -23,7 +23,7 @@ from runner.project.loader import load_project
 from runner.project.model import Pipeline
 from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
-from runner.record.model import Artifact, RunRecord
+from runner.record.model import Artifact
 from runner.record.results import ResultsBranch
 from runner.views.previews import ReadHead
 from runner.views.report import (
@@ -82,14 +82,16 @@ class Site:
         self.live = live
         self.env = templates()
         self.by_uid = {record.metadata.uid: record for record in snapshot.runs}
-        self.jobs = sorted({r.metadata.job for r in snapshot.runs if r.metadata.job})
         self.comparisons = compared_runs(snapshot)
+        # each page's path, and what it shows
+        self.job_paths = {job_page(job): job for job in
+                          sorted({r.metadata.job for r in snapshot.runs if r.metadata.job})}
+        self.compare_paths = {compare_page(name): name for name in self.comparisons}
+        self.run_paths = {run_page(record.metadata.uid): record for record in snapshot.runs}
         self._kept: dict[str, Path] | None = None
 
     def pages(self) -> list[str]:
-        return ["index.html", *(job_page(job) for job in self.jobs),
-                *(compare_page(name) for name in self.comparisons),
-                *(run_page(uid) for uid in self.by_uid)]
+        return ["index.html", *self.job_paths, *self.compare_paths, *self.run_paths]
 
     def render(self, path: str) -> bytes | None:
         """The page at `path`, None when there is none."""
@@ -105,14 +107,14 @@ class Site:
     def _page(self, path: str) -> tuple[str, dict[str, Any]] | None:
         if path == "index.html":
             return "overview.html.j2", {"view": overview(self.snapshot)}
-        for job in self.jobs:
-            if path == job_page(job):
-                return "job.html.j2", {"view": job_view(self.snapshot, job),
-                                       "compare": compare_page(f"job-{job}")}
-        for name, (title, records) in self.comparisons.items():
-            if path == compare_page(name):
-                return "compare.html.j2", {"view": compare_view(title, records, self.kept)}
-        record = self._run_at(path)
+        if path in self.job_paths:
+            job = self.job_paths[path]
+            return "job.html.j2", {"view": job_view(self.snapshot, job),
+                                   "compare": compare_page(f"job-{job}")}
+        if path in self.compare_paths:
+            title, records = self.comparisons[self.compare_paths[path]]
+            return "compare.html.j2", {"view": compare_view(title, records, self.kept)}
+        record = self.run_paths.get(path)
         if record is None:
             return None
         readers = self.readers
@@ -120,15 +122,6 @@ class Site:
                         readers.definitions)
         compare = compare_page(f"trials-{record.metadata.uid}") if view.hyper else None
         return "run.html.j2", {"view": view, "compare": compare}
-
-    def _run_at(self, path: str) -> RunRecord | None:
-        if not path.startswith("run/"):
-            return None
-        uid = path.removeprefix("run/").removesuffix(".html")
-        record = self.by_uid.get(uid)
-        if record is not None and run_page(uid) == path:
-            return record
-        return next((r for u, r in self.by_uid.items() if run_page(u) == path), None)
 
     def asset(self, name: str) -> bytes | None:
         if name == PLOTLY:
