@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
 
 from runner.record.artifacts import ArtifactStore
 from runner.record.model import Artifact, Metadata, RunRecord, Spec, Status
@@ -172,14 +172,15 @@ def test_the_live_view_shows_a_run_that_lands_while_it_is_open(sample: Sample, b
         runs = seen.page.locator('tr[data-job="train"] td:nth-child(6)')
         assert runs.inner_text() == "1"
         landed = json.loads(runyard("run", "train", "-p", "lr=0.3", "--json", cwd=sample.repo).stdout)
-        seen.page.wait_for_function(
-            "() => document.querySelector('tr[data-job=\"train\"] td:nth-child(6)').textContent === '2'",
-            timeout=30_000)
-        assert landed["metadata"]["uid"].startswith(
-            seen.page.locator('tr[data-job="train"] td:nth-child(2) code').inner_text())
-        seen.page.goto(base + run_page(landed["metadata"]["uid"]))
-        assert "lr=0.3" in seen.page.locator("table.params").inner_text()
+        expect(runs).to_have_text("2", timeout=30_000)  # retried across the page's reloads
+        newest = seen.page.locator('tr[data-job="train"] td:nth-child(2) code')
+        expect(newest).to_have_text(re.compile(r"\w+"))
+        assert landed["metadata"]["uid"].startswith(newest.inner_text())
         assert not seen.errors and not seen.outside
+        opened = watched(browser, base)  # the first page may be reloading as the branch moves
+        opened.page.goto(base + run_page(landed["metadata"]["uid"]))
+        assert "lr=0.3" in opened.page.locator("table.params").inner_text()
+        assert not opened.errors and not opened.outside
     finally:
         server.terminate()
         server.wait(timeout=10)

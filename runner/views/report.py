@@ -48,7 +48,7 @@ class Snapshot:
 
     branch: str
     tip: str | None
-    runs: tuple[RunRecord, ...]  # newest first
+    runs: tuple[RunRecord, ...]  # newest first (by start: a uid need not sort by time)
     pushes: tuple[PushRecord, ...]  # newest received first
     problems: tuple[Problem, ...] = ()
 
@@ -73,6 +73,7 @@ def read_snapshot(results: ResultsBranch) -> Snapshot:
         except RunyardError as error:
             problems.append(Problem(f"pushes/{path}", str(error)))
     pushes.sort(key=lambda push: push.received or "", reverse=True)
+    runs.sort(key=lambda run: (run.status.start or "", run.metadata.uid), reverse=True)
     return Snapshot(results.branch, tip, tuple(runs), tuple(pushes), tuple(problems))
 
 
