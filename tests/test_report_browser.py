@@ -246,6 +246,8 @@ def test_hostile_artifacts_load_nothing_and_run_nothing(tmp_path: Path, browser:
     write_site(Site(read_snapshot(results), readers_for(results, store)), site)
     results.close()
     seen = watched(browser, site.as_uri() + "/")
+    blocked: list[str] = []
+    seen.page.on("requestfailed", lambda failed: blocked.append(failed.url))
     seen.page.goto(site.as_uri() + "/" + run_page("0001"))
     frame = seen.page.frame_locator('section.artifact[data-key="page"] iframe')
     assert frame.locator("#t").inner_text() == "framed"
@@ -253,7 +255,8 @@ def test_hostile_artifacts_load_nothing_and_run_nothing(tmp_path: Path, browser:
     seen.page.wait_for_timeout(1000)
     assert seen.page.evaluate("document.title") != "owned"
     assert "<script>document.title='owned'</script>" in seen.page.locator("main > h1").inner_text()
-    assert outside.hits == [] and not seen.outside
+    # Chromium may announce a load the frame's policy then stops: it must never get out
+    assert outside.hits == [] and set(seen.outside) <= set(blocked)
 
 
 @pytest.mark.docker

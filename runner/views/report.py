@@ -298,12 +298,20 @@ class RunView(NamedTuple):
     dag: DagView | None
 
 
-def run_view(snapshot: Snapshot, record: RunRecord, read_log: ReadLog, read_head: ReadHead,
+def children_of(snapshot: Snapshot) -> dict[str, list[RunRecord]]:
+    """Each parent's uid, and its trials or steps."""
+    found: dict[str, list[RunRecord]] = {}
+    for record in snapshot.runs:
+        if record.metadata.parent:
+            found.setdefault(record.metadata.parent, []).append(record)
+    return found
+
+
+def run_view(record: RunRecord, children: Sequence[RunRecord], read_log: ReadLog, read_head: ReadHead,
              kept: Kept, definitions: Definitions | None = None) -> RunView:
     meta, spec, status = record.metadata, record.spec, record.status
     kind = "hyper" if status.trials or spec.hyper else "pipeline" if spec.pipeline else "function"
     log = read_log(meta.uid)
-    children = [r for r in snapshot.runs if r.metadata.parent == meta.uid]
     prefixes = short_prefixes(r.metadata.uid for r in children)
     return RunView(
         record, kind, _provenance(record),

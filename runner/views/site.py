@@ -30,6 +30,7 @@ from runner.views.report import (
     Definitions,
     ReadLog,
     Snapshot,
+    children_of,
     compare_page,
     compare_view,
     compared_runs,
@@ -83,6 +84,7 @@ class Site:
         self.env = templates()
         self.by_uid = {record.metadata.uid: record for record in snapshot.runs}
         self.comparisons = compared_runs(snapshot)
+        self.children = children_of(snapshot)
         # each page's path, and what it shows
         self.job_paths = {job_page(job): job for job in
                           sorted({r.metadata.job for r in snapshot.runs if r.metadata.job})}
@@ -118,8 +120,8 @@ class Site:
         if record is None:
             return None
         readers = self.readers
-        view = run_view(self.snapshot, record, readers.log, readers.head, self.kept,
-                        readers.definitions)
+        view = run_view(record, self.children.get(record.metadata.uid, []), readers.log,
+                        readers.head, self.kept, readers.definitions)
         compare = compare_page(f"trials-{record.metadata.uid}") if view.hyper else None
         return "run.html.j2", {"view": view, "compare": compare}
 
