@@ -217,7 +217,9 @@ def job_view(snapshot: Snapshot, job: str) -> JobView:
     records = [r for r in snapshot.runs if r.metadata.job == job]
     tops = [r for r in records if not r.metadata.parent]
     rows = tuple(list_runs(records, Query(job=job)))
-    keys = sorted({key for r in tops for key in r.status.results})
+    selector = selector_of(tops[0]) if tops else None
+    keys = sorted({key for r in tops for key in r.status.results},
+                  key=lambda key: (selector is None or key != selector.key, key))  # its own first
     series = {key: _series(tops, key) for key in keys}
     not_numbers = {key: sum(1 for r in tops if key in r.status.results
                             and number(r.status.results[key]) is None) for key in keys}
