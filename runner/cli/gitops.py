@@ -81,7 +81,7 @@ def _commit(git_dir: Path, revision: str) -> str:
 @click.option("--after", metavar="NEW", help="The pushed revision (CI systems).")
 @click.option("--ref", default=None, help="The pushed ref, e.g. refs/heads/main.")
 @click.option("--force", is_flag=True, help="Run again what already ran (no memoization).")
-@click.option("--backend", type=click.Choice(["docker", "local"]))
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]))
 @click.option("--json", "as_json", is_flag=True)
 def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
             ref: str | None, force: bool, backend: str | None, as_json: bool) -> None:
@@ -241,7 +241,7 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
 @click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
 @click.option("--once", is_flag=True, help="Run what is due now, then stop.")
 @click.option("--now", "now_text", metavar="ISO-TIME", help="Pretend it is this time (with --once).")
-@click.option("--backend", type=click.Choice(["docker", "local"]))
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]))
 def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
              now_text: str | None, backend: str | None) -> None:
     """Run the jobs with `triggers.schedule` when they are due (cron, UTC unless the

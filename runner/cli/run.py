@@ -42,8 +42,9 @@ def _hyper(values: tuple[str, ...]) -> dict[str, list[Any]]:
               help="Try these values (a grid with the job's other hyper-parameters).")
 @click.option("--selector", metavar="min.KEY|max.KEY", help="Pick the best trial by this result.")
 @click.option("--handler", help="Call this handler instead of the default one.")
-@click.option("--backend", type=click.Choice(["docker", "local"]),
-              help="docker (default) or local: a subprocess on this machine, for debugging.")
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]),
+              help="docker (default); local: a subprocess on this machine, for debugging; "
+                   "swarm: a service of the Docker Swarm this engine manages.")
 @click.option("--local-changes", is_flag=True,
               help="Run the working tree as it is, uncommitted changes included.")
 @click.option("--detach", is_flag=True, help="Start the run in the background; print its uid.")

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
@@ -26,6 +27,10 @@ from runner.run.execute import ImageRef, OnLine, Session
 from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
+from runner.run.swarm import SwarmBackend, reconcile_services
+
+if TYPE_CHECKING:
+    import docker
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -95,6 +100,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         images: dict[str, ImageRef] = {}
         if chosen == "docker":
             runner, images = _docker(project, source, functions, policy, on_line)
+        elif chosen == "swarm":
+            runner, images = _swarm(project, source, functions, policy, on_line)
         elif lost or aborted:  # a lost runner may have left containers, whatever this backend
             _reconcile_containers_if_engine(note)
         owner = Owner.current()
@@ -127,7 +134,28 @@ def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
+    client, images = _built(project, source, functions, policy, on_line)
+    return DockerBackend(client), images
 
+
+def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
+           on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
+    """The environment images built here; each run's image (code on top) goes to the registry."""
+    if not project.registry:
+        raise RunyardError(f"{project.file}: the swarm backend needs a registry every node "
+                           "pulls from: set execution.registry (HOST:PORT)")
+    client, images = _built(project, source, functions, policy, on_line)
+    try:
+        backend = SwarmBackend(client, project.registry)
+        reconcile_services(client, lambda line: on_line("setup", line))
+        return backend, images
+    except RunyardError:
+        client.close()
+        raise
+
+
+def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
+           on_line: OnLine) -> tuple[docker.DockerClient, dict[str, ImageRef]]:
     client = connect(lambda line: on_line("setup", line))
     reconcile_containers(client, lambda line: on_line("setup", line))
     local = LocalImages.read(client)
@@ -140,7 +168,7 @@ def _docker(project: Project, source: ProjectSource, functions: Sequence[str], p
     ids = LocalImages.read(client).ids if any(o.action == "built" for o in outcomes) else local.ids
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
-    return DockerBackend(client), images
+    return client, images
 
 
 def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:

@@ -186,7 +186,7 @@ def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: R
 
 def _base_image_ids(backend: str) -> dict[str, str] | None:
     """For images: the engine's image ids, so the plan's hashes are those built."""
-    if backend != "docker":
+    if backend not in ("docker", "swarm"):
         return None
 
     return reachable_image_ids()
