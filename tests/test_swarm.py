@@ -95,17 +95,21 @@ def swarm_project(dest: Path, name: str = NAME, registry: str = REGISTRY) -> Pat
     return dest
 
 
-def untag_images(repo: Path) -> None:
-    """Untag the images this session's runs made (their layers stay cached)."""
-    done = runyard("runs", "list", "--limit", "1000", "--json", cwd=repo)
+def untag_images(repo: Path, *, environments: bool = True) -> None:
+    """Untag the run images this session's runs pushed, and with `environments` their
+    environment images too (not the sample's: other tests share it); layers stay cached."""
+    done = runyard("runs", "list", "--all", "--limit", "1000", "--json", cwd=repo)
     records = json.loads(done.stdout) if done.returncode == 0 else []
-    tags = {r["spec"]["image"] for r in records if r["spec"].get("image")}
-    pinned = {r["status"]["image_digest"] for r in records if r["status"].get("image_digest")}
-    repositories = {ref.partition("@")[0] for ref in pinned}
-    lines = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
-                           capture_output=True, text=True, check=True).stdout.split()
-    mine = [ref for ref in lines if ref.rpartition(":")[0] in repositories]
-    subprocess.run(["docker", "image", "rm", *tags, *mine], capture_output=True, check=False)
+    tags = {r["spec"]["image"] for r in records if r["spec"].get("image")} if environments \
+        else set()
+    repositories = {r["status"]["image_digest"].partition("@")[0] for r in records
+                    if r["status"].get("image_digest")}
+    for repository in repositories:
+        found = subprocess.run(["docker", "images", repository, "--format",
+                                "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True,
+                               check=True).stdout.split()
+        tags.update(found)
+    subprocess.run(["docker", "image", "rm", *tags], capture_output=True, check=False)
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -161,6 +165,9 @@ def test_run_on_swarm_matches_docker_and_records_where(repo: Path) -> None:
          f"http://{REGISTRY}/v2/{repository}/manifests/{digest}"],
         capture_output=True, text=True, check=False)
     assert manifest.stdout == "200", manifest
+    shown = runyard("runs", "show", on_swarm["metadata"]["uid"], cwd=repo)
+    assert f"swarm    node {status['node']}, service {status['service']}, image " \
+        f"{status['image_digest']}" in shown.stdout
     assert project_services() == []
     assert leftovers("config") == []
 
@@ -382,6 +389,9 @@ def test_validate_warns_of_a_local_store_on_swarm(tmp_path: Path) -> None:
     assert "project.yaml" in done.stderr
     assert "is a folder of the runner's machine, but the swarm backend runs tasks on any " \
         "node" in done.stderr
+    # a push may not name the registry the runner's engine pushes code to: the operator does
+    assert f"runs started by a push use only the one the runner's operator names (--registry); " \
+        f"the project names {REGISTRY}, the operator none" in done.stderr
 
 
 def test_placement_is_validated(tmp_path: Path) -> None:
@@ -409,7 +419,7 @@ def test_sample_tune_on_swarm_equals_docker(tmp_path: Path, swarm_ready: None) -
         outcomes = {backend: run_json(repo, "tune", "--backend", backend, timeout=900)
                     for backend in ("docker", "swarm")}
     finally:
-        untag_images(repo)
+        untag_images(repo, environments=False)
     docker_run, swarm_run = outcomes["docker"], outcomes["swarm"]
     assert swarm_run["spec"]["backend"] == "swarm"
     assert swarm_run["status"]["state"] == docker_run["status"]["state"] == "completed"

@@ -144,6 +144,9 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     if not project.registry:
         raise RunyardError(f"{project.file}: the swarm backend needs a registry every node "
                            "pulls from: set execution.registry (HOST:PORT)")
+    refusal = policy.registry_refusal(project.registry)
+    if refusal:
+        raise RunyardError(f"{project.file}: {refusal}")
     client, images = _built(project, source, functions, policy, on_line)
     try:
         backend = SwarmBackend(client, project.registry)

@@ -25,6 +25,9 @@ def summary_lines(record: RunRecord, branch: str) -> list[str]:
         lines.append(f"  artifact {artifact.key} ({artifact.kind}, {artifact.size} bytes, "
                      f"{(artifact.hash or '')[:19]})")
     lines.append(f"  params   {value_text(dict(record.spec.params.resolved))}")
+    if status.service:
+        lines.append(f"  swarm    node {status.node or '?'}, service {status.service}, "
+                     f"image {status.image_digest}")
     lines.append(f"  record   git show {branch}:{run_folder(meta.uid)}/run.yaml")
     return lines
 
