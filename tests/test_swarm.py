@@ -172,6 +172,14 @@ def test_run_on_swarm_matches_docker_and_records_where(repo: Path) -> None:
     assert leftovers("config") == []
 
 
+def test_a_job_overrides_the_project_backend(repo: Path) -> None:
+    record = run_json(repo, "on-docker")
+    assert record["spec"]["backend"] == "docker"
+    assert record["status"]["results"]["sum"] == 6
+    assert "service" not in record["status"]
+    assert record["status"]["containers"]
+
+
 def test_swarm_task_is_hardened(repo: Path) -> None:
     """Not root, no capabilities, read-only code, no Docker socket; no-new-privileges is
     what Swarm (API 1.41) cannot set (README: Swarm)."""

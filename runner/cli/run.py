@@ -73,7 +73,7 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     progress = _Progress(uid, quiet=as_json)
     interrupt_on_sigterm()
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=progress.line) as session:
+                     on_line=progress.line, job=target) as session:
         session.on_record = progress.record
         record = run_interruptibly(session, lambda: run_target(
             session, target, uid, handler=handler, params=_pairs(params, "--param", True),

@@ -61,13 +61,13 @@ def workspace_of(source: ProjectSource) -> Path:
 
 @contextmanager
 def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
-                backend: str | None = None, on_line: OnLine = lambda name, line: None
-                ) -> Iterator[Session]:
+                backend: str | None = None, on_line: OnLine = lambda name, line: None,
+                job: str | None = None) -> Iterator[Session]:
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
     with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
-                                       backend=backend, on_line=on_line) as session:
+                                       backend=backend, on_line=on_line, job=job) as session:
         yield session
 
 
@@ -75,12 +75,14 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
 def open_session(source: ProjectSource, git_dir: Path, project: Project, policy: Policy, *,
                  backend: str | None = None, functions: Sequence[str] = (),
                  trigger: Trigger | None = None, memoize: bool = False,
-                 on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
-    """Snapshot, backend (images built for `functions`, or all) and stores for runs.
+                 on_line: OnLine = lambda name, line: None,
+                 job: str | None = None) -> Iterator[Session]:
+    """Snapshot, backend (images built for `functions`, or all) and stores for runs of
+    `job` (or of anything).
 
     First it puts right what lost runners left (records, containers, scratch).
     """
-    chosen = backend or project.backend
+    chosen = backend_of(project, job, backend)
     if chosen == "local" and not policy.local_backend:
         raise RunyardError("the local backend runs code on this host, outside any container: "
                            "this runner's operator does not allow it for runs it starts")
@@ -120,6 +122,13 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         finally:
             runner.close()
             remove_tree(workdir)
+
+
+def backend_of(project: Project, job: str | None, given: str | None = None) -> str:
+    """Where runs of `job` go: the backend given (command line), else the job's, else the
+    project's (execution.backend)."""
+    found = project.jobs.get(job or "")
+    return given or (found.backend if found else None) or project.backend
 
 
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
