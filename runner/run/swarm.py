@@ -129,7 +129,7 @@ class SwarmBackend:
         self.images: dict[tuple[str, str], str] = {}  # (environment image, code dir) -> pinned
         self.image_lock = threading.Lock()
         self.running: set[str] = set()
-        self.stopped: set[str] = set()
+        self.stopping = threading.Event()  # an interruption: every run ends, none starts
         self.lock = threading.Lock()
 
     def layout(self, launch: Launch) -> Layout:
@@ -182,9 +182,9 @@ class SwarmBackend:
         return self.hostnames[node]
 
     def stop_all(self) -> None:
+        self.stopping.set()  # a service created from now on is removed by its own run
         with self.lock:
             services = list(self.running)
-            self.stopped.update(services)
         for service in services:
             _quietly(self.client.api.remove_service, service)
 
@@ -275,10 +275,12 @@ class SwarmBackend:
         waiting_since = time.monotonic()
         started: float | None = None
         while True:
-            if service in self.stopped:
+            if self.stopping.is_set():
                 return Exit(None, "interrupted")
             found = self.client.api.tasks(filters={"service": service})
-            task = TaskState.of(found[0]) if found else TaskState("new", None, None, None, None)
+            # The first task is the run: one the swarm makes after it (its node left) is not.
+            first = min(found, key=lambda t: t.get("CreatedAt", "")) if found else None
+            task = TaskState.of(first) if first else TaskState("new", None, None, None, None)
             now = time.monotonic()
             if task.state in FINAL_STATES:
                 return self._ended(task, launch)
@@ -322,9 +324,12 @@ class SwarmBackend:
         placed = Placed(task.node, "", "")
         if task.state == "complete":  # some engines leave a zero exit code out
             return Exit(task.exit_code or 0, placed=placed)
-        if task.state in ("rejected", "orphaned") or task.exit_code is None:
-            return Exit(None, "engine", f"the swarm {task.state} the run's task: "
-                        f"{task.error or 'no reason given'}", placed)
+        if task.state != "failed" or task.exit_code is None:  # it did not end by itself
+            why = {"shutdown": "shut the run's task down (its node was drained or left)",
+                   "orphaned": "lost the run's task (its node is unreachable)"}.get(
+                       task.state, f"{task.state} the run's task")
+            return Exit(None, "engine", f"the swarm {why}: {task.error or 'no reason given'}",
+                        placed)
         return Exit(task.exit_code, "oom" if self._oom(task, launch) else None, placed=placed)
 
     def _oom(self, task: TaskState, launch: Launch) -> bool:
