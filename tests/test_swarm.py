@@ -258,6 +258,17 @@ def test_no_node_satisfies_the_placement(repo: Path) -> None:
     assert project_services() == []
 
 
+def test_resources_no_node_has_fail_at_once(repo: Path) -> None:
+    started = time.monotonic()
+    record = run_json(repo, "greedy", expect=1)
+    assert time.monotonic() - started < 40  # not the 60 s a placement may wait for nodes
+    status = record["status"]
+    assert (status["state"], status["reason"]) == ("failed", "unplaced")
+    assert "no node of the swarm has 0 cpu, 67108864 bytes of memory and 1 gpus" in \
+        status["error"]
+    assert project_services() == []
+
+
 def test_interruption_removes_the_service_and_records_aborted(repo: Path) -> None:
     runner = subprocess.Popen([sys.executable, "-m", "runner", "run", "napper", "--json"],
                               cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -299,11 +299,10 @@ class SwarmBackend:
         """Why the task will not find a node, once that is sure; None while it may."""
         error = task.error or ""
         if "insufficient resources" in error:
-            biggest = self._largest_node()
             wanted = launch.resources
-            if (wanted.memory or 0) > biggest[1] or (wanted.cpu or 0) * 1e9 > biggest[0]:
-                return (f"no node of the swarm has {wanted.cpu or 0} cpu and "
-                        f"{wanted.memory or 0} bytes of memory for the run ({error})")
+            if not any(_holds(node, wanted) for node in self.client.api.nodes()):
+                return (f"no node of the swarm has {wanted.cpu or 0} cpu, {wanted.memory or 0} "
+                        f"bytes of memory and {wanted.gpus} gpus for the run ({error})")
             return None  # other runs hold them now
         limit = min(self.pending_timeout, launch.resources.timeout or self.pending_timeout)
         if waited > limit:
@@ -312,13 +311,6 @@ class SwarmBackend:
             return (f"no node of the swarm took the run in {limit:g} s{why} "
                     f"(placement: {constraints})")
         return None
-
-    def _largest_node(self) -> tuple[float, int]:
-        nodes = [n for n in self.client.api.nodes()
-                 if (n.get("Status") or {}).get("State") == "ready"]
-        sizes = [((n["Description"]["Resources"].get("NanoCPUs", 0)),
-                  n["Description"]["Resources"].get("MemoryBytes", 0)) for n in nodes]
-        return max(sizes, default=(0, 0))
 
     def _ended(self, task: TaskState, launch: Launch) -> Exit:
         placed = Placed(task.node, "", "")
@@ -379,6 +371,20 @@ class _Follow:
                         return
                     self.passed += len(chunk)
                     self.on_output(chunk)
+
+
+def _holds(node: Mapping[str, Any], wanted: Resources) -> bool:
+    """Whether a ready node has, in all, the cpu, memory and gpus a run reserves."""
+    if (node.get("Status") or {}).get("State") != "ready":
+        return False
+    has = (node.get("Description") or {}).get("Resources") or {}
+    gpus = sum(spec.get("DiscreteResourceSpec", {}).get("Value", 0)
+               + (1 if spec.get("NamedResourceSpec") else 0)
+               for spec in has.get("GenericResources") or ()
+               if (spec.get("DiscreteResourceSpec") or spec.get("NamedResourceSpec") or {})
+               .get("Kind") == "gpu")
+    return bool((wanted.cpu or 0) * 1e9 <= has.get("NanoCPUs", 0)
+                and (wanted.memory or 0) <= has.get("MemoryBytes", 0) and wanted.gpus <= gpus)
 
 
 def _resources(resources: Resources) -> Any:
