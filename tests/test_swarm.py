@@ -190,6 +190,15 @@ def test_swarm_task_is_hardened(repo: Path) -> None:
     }
 
 
+def test_network_none_has_no_way_out(repo: Path) -> None:
+    """`network: none` joins an internal overlay network: the host's bridge is out of reach,
+    as it is not for a function on the default network."""
+    online = run_json(repo, "online")
+    offline = run_json(repo, "offline")
+    assert online["status"]["results"] == {"reached": True}
+    assert offline["status"]["results"]["reached"] is False
+
+
 # --- how runs end --------------------------------------------------------------------------
 
 

@@ -19,3 +19,16 @@ def picky(context, x: int = 1):
     if x == 2:
         raise ValueError("two is refused")
     context.log_result("square", x * x)
+
+
+def reach(context, host: str = "172.17.0.1", port: int = 5000):
+    """Whether a TCP connection to host:port gets anywhere (refused counts: it got there)."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return {"reached": True}
+    except ConnectionRefusedError:
+        return {"reached": True}
+    except OSError as error:
+        return {"reached": False, "error": type(error).__name__}
