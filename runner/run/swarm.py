@@ -291,7 +291,7 @@ class SwarmBackend:
             elif started is None:
                 started = now
             if started is not None and timeout and now - started > timeout:
-                _quietly(self.client.api.remove_service, service)
+                # run() removes the service, once the log is read to this moment
                 return Exit(None, "timeout", placed=Placed(task.node, service, ""))
             time.sleep(self.poll)
 
@@ -418,7 +418,7 @@ def _secrets(client: docker.DockerClient, launch: Launch, made: list[tuple[str, 
 
     references = []
     for path in sorted((launch.run_dir / "secrets").iterdir()):
-        name = f"{launch.name}-{path.name}".lower()
+        name = f"{launch.name}-{path.name}"
         found = client.api.create_secret(name, path.read_bytes(), labels=dict(launch.labels))["ID"]
         made.append(("secret", found))
         references.append(docker.types.SecretReference(
