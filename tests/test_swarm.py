@@ -433,6 +433,28 @@ def test_placement_is_validated(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_swarm_setup_is_idempotent(swarm_ready: None) -> None:
+    """With the swarm and the registry in place, scripts/swarm-setup only checks."""
+    done = subprocess.run([str(CHECKOUT / "scripts" / "swarm-setup")], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_run_image_context_names_its_tree(tmp_path: Path) -> None:
+    """The same files make the same build context (so the same tag), whatever their times;
+    a changed file makes another."""
+    from runner.run.execute import runtime_dir
+    from runner.run.swarm import run_image_context
+
+    code = copy_project(RUN_PROJECT, tmp_path / "code")
+    first = run_image_context("runyard/x:abc", runtime_dir(), code)
+    os.utime(code / "project.yaml", (1, 1))
+    assert run_image_context("runyard/x:abc", runtime_dir(), code) == first
+    (code / "src" / "handlers.py").write_text("# changed\n")
+    assert run_image_context("runyard/x:abc", runtime_dir(), code) != first
+    assert run_image_context("runyard/y:abc", runtime_dir(), code) != first
+
+
 # --- the sample project's hyper-parameter pipeline ----------------------------------------
 
 

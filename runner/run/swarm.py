@@ -208,7 +208,7 @@ class SwarmBackend:
         import docker
 
         assert launch.image is not None
-        context = _layer_context(launch.image, launch.runtime, launch.code)
+        context = run_image_context(launch.image, launch.runtime, launch.code)
         tree = hashlib.sha256(context).hexdigest()[:12]
         name, _, env_hash = launch.image.rpartition(":")
         repository = f"{self.registry}/{name}"
@@ -427,7 +427,7 @@ def _secrets(client: docker.DockerClient, launch: Launch, made: list[tuple[str, 
     return references
 
 
-def _layer_context(base: str, runtime: Path, code: Path) -> bytes:
+def run_image_context(base: str, runtime: Path, code: Path) -> bytes:
     """The build context of a run image, the same bytes for the same files (so its hash
     names the tree): a Dockerfile, the runtime and the code, all owned by root."""
     dockerfile = (f"FROM {base}\nCOPY runtime /runyard/runtime\nCOPY code /runyard/code\n")
