@@ -172,6 +172,17 @@ def test_run_on_swarm_matches_docker_and_records_where(repo: Path) -> None:
     assert leftovers("config") == []
 
 
+def test_rerun_of_a_swarm_run_reproduces_on_the_swarm(repo: Path) -> None:
+    first = run_json(repo, "calc", "-p", "x=2")
+    done = runyard("rerun", first["metadata"]["uid"], "--json", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert "of lost runner" not in done.stdout + done.stderr  # the first run left nothing
+    rerun = json.loads(done.stdout)
+    assert (rerun["reproduced"], rerun["differences"]) == (True, []), rerun
+    assert rerun["record"]["spec"]["backend"] == "swarm"
+    assert rerun["record"]["status"]["service"] != first["status"]["service"]
+
+
 def test_a_job_overrides_the_project_backend(repo: Path) -> None:
     record = run_json(repo, "on-docker")
     assert record["spec"]["backend"] == "docker"

@@ -242,7 +242,9 @@ class SwarmBackend:
         container = types.ContainerSpec(
             image, command=["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
             user=f"{NON_ROOT_ID}:{NON_ROOT_ID}", workdir=inside.work, read_only=True,
-            cap_drop=["ALL"], labels=dict(launch.labels),
+            # The service carries the runner's label; its containers go with it (and not one
+            # by one, as reconcile_containers would remove a lost runner's).
+            cap_drop=["ALL"], labels={k: v for k, v in launch.labels.items() if k != RUNNER_LABEL},
             env={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
                  "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp},
             mounts=[types.Mount(target, source, type="bind", read_only=read_only)
