@@ -12,8 +12,8 @@ processes. Goal: a/b <= 2.
 
 Where the rest goes: an anatomy of one swarm run, N times in a row on the image
 the runs used (pinned by digest): the service-create call, create -> task running
-(scheduling, image resolution, container start), running -> complete, the remove
-call; beside a bare `docker run --rm` of the same image.
+(scheduling, image resolution, container start), running -> complete, the removal
+of the service and its container; beside a bare `docker run --rm` of the same image.
 
 A benchmark, not a test: it prints figures and exits 0 whatever they are, non-zero
 only when it cannot measure. The images it made are untagged at the end.
@@ -127,10 +127,12 @@ def anatomy(image: str, count: int) -> None:
     """Time the phases of `count` services run one after the other, and bare containers."""
     import docker
 
+    from runner.run.swarm import remove_service
+
     client = docker.from_env()
     types = docker.types
     phases: dict[str, list[float]] = {"create call": [], "create -> running": [],
-                                      "running -> complete": [], "remove call": [],
+                                      "running -> complete": [], "removal (+ container)": [],
                                       "whole service": [], "bare docker run --rm": []}
     for _ in range(count):
         start = time.perf_counter()
@@ -151,12 +153,12 @@ def anatomy(image: str, count: int) -> None:
                 break
             time.sleep(0.02)
         ended = time.perf_counter()
-        client.api.remove_service(service)
+        remove_service(client, service)
         removed = time.perf_counter()
         phases["create call"].append(created - start)
         phases["create -> running"].append((running or ended) - created)
         phases["running -> complete"].append(ended - (running or ended))
-        phases["remove call"].append(removed - ended)
+        phases["removal (+ container)"].append(removed - ended)
         phases["whole service"].append(removed - start)
         bare = time.perf_counter()
         subprocess.run(["docker", "run", "--rm", image, "python3", "-c", "print(1)"],

@@ -67,6 +67,20 @@ def project_services(name: str = NAME) -> list[str]:
     return done.stdout.split()
 
 
+def task_containers(label: str) -> list[str]:
+    """The containers of swarm tasks with `label` (`KEY=VALUE`), running or not."""
+    done = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.swarm.task",
+                           "--filter", f"label={label}"], capture_output=True, text=True,
+                          check=True)
+    return done.stdout.split()
+
+
+def left_behind(name: str = NAME) -> list[str]:
+    """Services, task containers, secrets and configs runs of project `name` left."""
+    return [*project_services(name), *task_containers(f"dev.runyard.project={name}"),
+            *leftovers("secret", name), *leftovers("config", name)]
+
+
 def leftovers(kind: str, name: str = NAME) -> list[str]:
     """The secrets or configs (`kind`) runs of project `name` left."""
     done = subprocess.run(["docker", kind, "ls", "-q", "--filter",
@@ -168,8 +182,7 @@ def test_run_on_swarm_matches_docker_and_records_where(repo: Path) -> None:
     shown = runyard("runs", "show", on_swarm["metadata"]["uid"], cwd=repo)
     assert f"swarm    node {status['node']}, service {status['service']}, image " \
         f"{status['image_digest']}" in shown.stdout
-    assert project_services() == []
-    assert leftovers("config") == []
+    assert left_behind() == []
 
 
 def test_rerun_of_a_swarm_run_reproduces_on_the_swarm(repo: Path) -> None:
@@ -223,7 +236,7 @@ def test_failing_trial_among_parallel_services(repo: Path) -> None:
     assert child["status"]["reason"] == "error"
     assert "two is refused" in child["status"]["error"]
     assert child["status"]["exit_code"] not in (0, None)
-    assert project_services() == []
+    assert left_behind() == []
 
 
 def test_timeout(repo: Path) -> None:
@@ -233,7 +246,7 @@ def test_timeout(repo: Path) -> None:
     assert record["status"]["state"] == "failed"
     assert record["status"]["reason"] == "timeout"
     assert "going to sleep" in show(repo, record_path(record["metadata"]["uid"], "log.txt"))
-    assert project_services() == []
+    assert left_behind() == []
 
 
 def test_out_of_memory(repo: Path) -> None:
@@ -263,7 +276,7 @@ def test_retries_keep_every_attempt_each_its_service(repo: Path) -> None:
         assert "boom on purpose" in show(repo, record_path(uid, f"attempt-{attempt}.log"))
         services.add(earlier["status"]["service"])
     assert len(services) == 3  # one service per attempt: Swarm never restarted a task
-    assert project_services() == []
+    assert left_behind() == []
 
 
 def test_no_node_satisfies_the_placement(repo: Path) -> None:
@@ -275,7 +288,7 @@ def test_no_node_satisfies_the_placement(repo: Path) -> None:
     assert "no node of the swarm took the run in 3 s" in status["error"]
     assert "node.labels.runyard-test-nowhere == true" in status["error"]
     assert status.get("node") is None
-    assert project_services() == []
+    assert left_behind() == []
 
 
 def test_resources_no_node_has_fail_at_once(repo: Path) -> None:
@@ -286,7 +299,7 @@ def test_resources_no_node_has_fail_at_once(repo: Path) -> None:
     assert (status["state"], status["reason"]) == ("failed", "unplaced")
     assert "no node of the swarm has 0 cpu, 67108864 bytes of memory and 1 gpus" in \
         status["error"]
-    assert project_services() == []
+    assert left_behind() == []
 
 
 def test_interruption_removes_the_service_and_records_aborted(repo: Path) -> None:
@@ -309,8 +322,7 @@ def test_interruption_removes_the_service_and_records_aborted(repo: Path) -> Non
     record = json.loads(out)
     assert record["status"]["state"] == "aborted"
     assert record["status"]["reason"] == "interrupted"
-    assert project_services() == []
-    assert leftovers("config") == []
+    assert left_behind() == []
 
 
 def _running_task(name: str) -> bool:
@@ -325,16 +337,18 @@ def _running_task(name: str) -> bool:
 def test_services_of_a_lost_runner_are_removed(repo: Path) -> None:
     lost = f"{socket.gethostname()}/{2**22 + 1}:1"  # no such pid: its runner is gone
     labels = ["--label", f"dev.runyard.runner={lost}", "--label", f"dev.runyard.project={NAME}"]
-    subprocess.run(["docker", "service", "create", "--detach", "--mode", "replicated-job",
-                    "--restart-condition", "none", "--name", f"{NAME}-lost", *labels,
-                    "python:3.11-slim", "sleep", "600"], capture_output=True, check=True)
+    lost_service = subprocess.run(
+        ["docker", "service", "create", "--detach", "--quiet", "--mode", "replicated-job",
+         "--restart-condition", "none", "--name", f"{NAME}-lost", *labels, "python:3.11-slim",
+         "sleep", "600"], capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run(["docker", "secret", "create", *labels, f"{NAME}-lost", "-"],
                    input=b"left behind", capture_output=True, check=True)
     assert len(project_services()) == 1 and len(leftovers("secret")) == 1
     done = runyard("run", "calc", cwd=repo)
     assert done.returncode == 0, done.stderr
     assert f"removed service {NAME}-lost of lost runner {lost}" in done.stdout
-    assert project_services() == []
+    assert task_containers(f"com.docker.swarm.service.id={lost_service}") == []
+    assert left_behind() == []
     assert leftovers("secret") == []
 
 

@@ -11,12 +11,14 @@ Retries stay runyard's: the service never restarts its task.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -95,6 +97,16 @@ def registry_problem(registry: str, timeout: float = 5.0) -> str | None:
     return f"the registry {registry} does not answer ({'; '.join(errors)})"
 
 
+def remove_service(client: docker.DockerClient, service: str) -> None:
+    """Remove a service and its containers on this node: the engine (20.10) leaves a removed
+    service's containers behind, running ones too. (Other nodes' are their engines' to end.)"""
+    _quietly(client.api.remove_service, service)
+    label = f"com.docker.swarm.service.id={service}"
+    with contextlib.suppress(Exception):
+        for found in client.api.containers(all=True, filters={"label": label}):
+            _quietly(functools.partial(client.api.remove_container, found["Id"], force=True))
+
+
 def reconcile_services(client: docker.DockerClient, on_note: Callable[[str], None]) -> None:
     """Remove the services, secrets and configs of lost runners (labelled with their runner)."""
     label = {"label": RUNNER_LABEL}
@@ -105,7 +117,10 @@ def reconcile_services(client: docker.DockerClient, on_note: Callable[[str], Non
             owner = Owner.parse(labels.get(RUNNER_LABEL, ""))
             if owner is None or not owner.is_lost():
                 continue
-            _quietly(getattr(client.api, f"remove_{kind}"), found["ID"])
+            if kind == "service":
+                remove_service(client, found["ID"])
+            else:
+                _quietly(getattr(client.api, f"remove_{kind}"), found["ID"])
             name = (found.get("Spec") or {}).get("Name", found["ID"])
             on_note(f"removed {kind} {name} of lost runner {owner}")
 
@@ -131,6 +146,9 @@ class SwarmBackend:
         self.running: set[str] = set()
         self.stopping = threading.Event()  # an interruption: every run ends, none starts
         self.lock = threading.Lock()
+        # Removing a finished run's service and container takes a while; the next run need
+        # not wait for it.
+        self.removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runyard-rm")
 
     def layout(self, launch: Launch) -> Layout:
         return SWARM_LAYOUT
@@ -164,9 +182,15 @@ class SwarmBackend:
             if service is not None:
                 with self.lock:
                     self.running.discard(service)
-                _quietly(self.client.api.remove_service, service)
-            for kind, made_id in made:
-                _quietly(getattr(self.client.api, f"remove_{kind}"), made_id)
+            self.removals.submit(self._remove, service, made)
+
+    def _remove(self, service: str | None, made: list[tuple[str, str]]) -> None:
+        """Remove a run's service, its container on this node (the engine leaves it for a
+        while), then its secrets and config (not before: the service holds them)."""
+        if service is not None:
+            remove_service(self.client, service)
+        for kind, made_id in made:
+            _quietly(getattr(self.client.api, f"remove_{kind}"), made_id)
 
     def _hostname(self, node: str | None) -> str | None:
         """A node's hostname, as `docker node ls` shows it (its id, if it has left)."""
@@ -186,10 +210,11 @@ class SwarmBackend:
         with self.lock:
             services = list(self.running)
         for service in services:
-            _quietly(self.client.api.remove_service, service)
+            remove_service(self.client, service)
 
     def close(self) -> None:
-        """Nothing to wait for: each run removes its own service."""
+        """Wait for the removal of the finished runs' services, secrets and configs."""
+        self.removals.shutdown(wait=True)
 
     # --- the image: environment + code + runtime -----------------------------------------
 
