@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -180,8 +181,8 @@ def test_run_on_swarm_matches_docker_and_records_where(repo: Path) -> None:
         capture_output=True, text=True, check=False)
     assert manifest.stdout == "200", manifest
     shown = runyard("runs", "show", on_swarm["metadata"]["uid"], cwd=repo)
-    assert f"swarm    node {status['node']}, service {status['service']}, image " \
-        f"{status['image_digest']}" in shown.stdout
+    placed = f"node {status['node']}, service {status['service']}, image {status['image_digest']}"
+    assert re.search(rf"^  swarm +{re.escape(placed)}$", shown.stdout, re.M), shown.stdout
     assert left_behind() == []
 
 

@@ -25,11 +25,19 @@ def summary_lines(record: RunRecord, branch: str) -> list[str]:
         lines.append(f"  artifact {artifact.key} ({artifact.kind}, {artifact.size} bytes, "
                      f"{(artifact.hash or '')[:19]})")
     lines.append(f"  params   {value_text(dict(record.spec.params.resolved))}")
-    if status.service:
-        lines.append(f"  swarm    node {status.node or '?'}, service {status.service}, "
-                     f"image {status.image_digest}")
+    placed = placed_text(record)
+    if placed:
+        lines.append(f"  swarm    {placed}")
     lines.append(f"  record   git show {branch}:{run_folder(meta.uid)}/run.yaml")
     return lines
+
+
+def placed_text(record: RunRecord) -> str | None:
+    """Where a run on the swarm ran: node, service and the image pinned by digest."""
+    status = record.status
+    if not status.service:
+        return None
+    return f"node {status.node or '?'}, service {status.service}, image {status.image_digest}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
@@ -61,7 +69,8 @@ def _results(record: RunRecord) -> Mapping[str, Any]:
 
 
 def trial_lines(record: RunRecord) -> list[str]:
-    """A parent run's trials, best first by its selector, the best marked with '*'."""
+    """A parent run's trials with their uids, best first by its selector, the best marked
+    with '*'."""
     trials = record.status.trials
     if not trials:
         return []
@@ -74,12 +83,12 @@ def trial_lines(record: RunRecord) -> list[str]:
         return (*rank, trial.iteration)
 
     chosen = record.status.best_iteration
-    rows = [["*" if t.iteration == chosen else "", t.iteration, t.state,
+    rows = [["*" if t.iteration == chosen else "", t.iteration, t.state, t.uid,
              *[t.params.get(k, "") for k in param_keys],
              *[t.results.get(k, "") for k in result_keys]]
             for t in sorted(trials, key=order)]
     result_headers = [f"{k} (result)" if k in param_keys else k for k in result_keys]
-    return table(["", "#", "STATE", *param_keys, *result_headers], rows)
+    return table(["", "#", "STATE", "UID", *param_keys, *result_headers], rows)
 
 
 def step_lines(record: RunRecord) -> list[str]:
