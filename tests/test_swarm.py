@@ -183,6 +183,12 @@ def test_run_on_swarm_matches_docker_and_records_where(repo: Path) -> None:
     shown = runyard("runs", "show", on_swarm["metadata"]["uid"], cwd=repo)
     placed = f"node {status['node']}, service {status['service']}, image {status['image_digest']}"
     assert re.search(rf"^  swarm +{re.escape(placed)}$", shown.stdout, re.M), shown.stdout
+    site = repo / ".runyard" / "test-site"
+    report = runyard("report", "-o", site, cwd=repo)
+    assert report.returncode == 0, report.stderr
+    page = (site / "run" / f"{on_swarm['metadata']['uid']}.html").read_text()
+    assert f"swarm service</th><td>{status['service']}" in page
+    assert f"image digest</th><td>{status['image_digest']}" in page
     assert left_behind() == []
 
 
