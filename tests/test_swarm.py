@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,12 @@ def untag_images(repo: Path, *, environments: bool = True) -> None:
     """Untag the run images this session's runs pushed, and with `environments` their
     environment images too (not the sample's: other tests share it); layers stay cached."""
     done = runyard("runs", "list", "--all", "--limit", "1000", "--json", cwd=repo)
-    records = json.loads(done.stdout) if done.returncode == 0 else []
+    untag_images_of(json.loads(done.stdout) if done.returncode == 0 else [],
+                    environments=environments)
+
+
+def untag_images_of(records: Iterable[dict[str, Any]], *, environments: bool = True) -> None:
+    records = list(records)
     tags = {r["spec"]["image"] for r in records if r["spec"].get("image")} if environments \
         else set()
     repositories = {r["status"]["image_digest"].partition("@")[0] for r in records
@@ -485,6 +490,57 @@ def test_run_image_context_names_its_tree(tmp_path: Path) -> None:
     (code / "src" / "handlers.py").write_text("# changed\n")
     assert run_image_context("runyard/x:abc", runtime_dir(), code) != first
     assert run_image_context("runyard/y:abc", runtime_dir(), code) != first
+
+
+def test_push_on_swarm_uses_only_the_operators_registry(tmp_path: Path,
+                                                        swarm_ready: None) -> None:
+    """The project names the registry; a push runs on the swarm only where the operator
+    named the same one (hook install --registry), and is refused before that."""
+    from tests.helpers.gitops import Remote, ok, ran, run_records
+    from tests.helpers.gitops import runyard as hook_runyard
+
+    name = f"ryswarm-{secrets.token_hex(3)}"
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(RUN_PROJECT / "src", work / "src")
+    files = {
+        "project.yaml": f"apiVersion: runyard/v1\nkind: project\nname: {name}\n"
+                        f"execution: {{backend: swarm, registry: '{REGISTRY}'}}\n",
+        "functions/calc.yaml": "apiVersion: runyard/v1\nkind: function\nname: calc\n"
+                               "code: src/handlers.py\nhandler: calc\n"
+                               "environment: {base_image: python:3.11-slim}\n",
+        "jobs/sum.yaml": "apiVersion: runyard/v1\nkind: job\nname: sum\n"
+                         "run: {function: calc}\nparams: {x: 4}\n",
+    }
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    make_repo(work)
+    commit_all(work, "a swarm project")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "--quiet", "--bare", "-b", "main", str(bare))
+    ok(hook_runyard("hook", "install", bare))
+    git(work, "remote", "add", "origin", str(bare))
+    remote = Remote(bare, work)
+    refused = remote.push_and_wait("main")
+    assert refused["status"] == "refused", refused
+    assert any(f"the project names {REGISTRY}, the operator none" in problem
+               for problem in refused["problems"]), refused["problems"]
+    installed = ok(hook_runyard("hook", "install", bare, "--registry", REGISTRY))
+    assert f"swarm registry: {REGISTRY}" in installed
+    remote.append("project.yaml", "# the operator named the registry\n", "again")
+    try:
+        pushed = remote.push_and_wait("main")
+        records = list(run_records(bare).values())
+    finally:
+        untag_images_of(run_records(bare).values())
+    assert pushed["status"] == "completed", pushed
+    assert ran(pushed) == {"sum": "completed"}
+    (record,) = records
+    assert record["spec"]["backend"] == "swarm"
+    assert record["status"]["results"]["sum"] == 6
+    assert record["status"]["image_digest"].startswith(f"{REGISTRY}/runyard/{name}@sha256:")
+    assert left_behind(name) == []
 
 
 # --- the sample project's hyper-parameter pipeline ----------------------------------------
