@@ -348,6 +348,8 @@ def _provenance(record: RunRecord) -> tuple[tuple[str, str], ...]:
             ("environment hash", spec.env_hash or ""), ("backend", spec.backend),
             ("trigger", " ".join(filter(None, (trigger.kind, trigger.ref, trigger.detail)))),
             ("host", status.host or ""), ("runner", status.runner or ""),
+            ("swarm node", status.node or ""), ("swarm service", status.service or ""),
+            ("image digest", status.image_digest or ""),
             ("start", status.start or ""), ("end", status.end or ""),
             ("duration", f"{status.duration:.3f}s" if status.duration is not None else ""),
             ("exit code", "" if status.exit_code is None else str(status.exit_code)),
