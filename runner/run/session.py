@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -43,10 +42,13 @@ def open_project(project_dir: Path, revision: str | None,
     git_dir = found.repository.git_dir
     if local_changes:
         return DirectorySource(root), git_dir
-    if revision is None and commit_of(git_dir, "HEAD") is None:
-        raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
-                           "or run with --local-changes")
-    return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
+    try:
+        return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
+    except RunyardError:
+        if revision is None and commit_of(git_dir, "HEAD") is None:
+            raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
+                               "or run with --local-changes") from None
+        raise
 
 
 def workspace_of(source: ProjectSource) -> Path:
@@ -118,29 +120,28 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
     try:
-        client = connect(note, start=False)
+        engine = connect(note, start=False)
     except RunyardError:
         return  # no engine, so no container of anyone's
-    with contextlib.closing(client):
-        reconcile_containers(client, note)
+    reconcile_containers(engine, note)
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
 
-    client = connect(lambda line: on_line("setup", line))
-    reconcile_containers(client, lambda line: on_line("setup", line))
-    local = LocalImages.read(client)
+    engine = connect(lambda line: on_line("setup", line))
+    reconcile_containers(engine, lambda line: on_line("setup", line))
+    local = LocalImages.read(engine)
     needs = image_needs(project, source, local, functions)
-    outcomes = build_images(client, project, needs, local, source.state_dir / "builds",
+    outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))
-    ids = LocalImages.read(client).ids if any(o.action == "built" for o in outcomes) else local.ids
+    ids = LocalImages.read(engine).ids if any(o.action == "built" for o in outcomes) else local.ids
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
-    return DockerBackend(client), images
+    return DockerBackend(engine), images
 
 
 def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:
