@@ -87,10 +87,18 @@ class GitStore:
         return [entry.path for entry in entries or [] if entry.kind == "blob"]
 
     def list(self, path: str, commit: str | None = None) -> list[str]:
-        """Names in the folder `path` of the branch (empty when it does not exist)."""
+        """Names in the folder `path` of the branch (empty when it does not exist), read
+        from the trees along it (no process, unless they are packed)."""
         commit = commit or self.tip()
-        entries = list_tree(self.git_dir, f"{commit}:{path}") if commit else None
-        return [entry.path for entry in entries or []]
+        if commit is None:
+            return []
+        entries = self._tree_entries(self._commit_tree(commit))
+        for folder in filter(None, path.split("/")):
+            found = entries.get(folder.encode())
+            if found is None or found[0] != _TREE:
+                return []
+            entries = self._tree_entries(found[1])
+        return sorted(name.decode("utf-8", "surrogateescape") for name in entries)
 
     # writing
 
