@@ -100,6 +100,27 @@ def test_the_results_branch_reads_through_one_process(work: Path) -> None:
     assert _cat_files(git_dir) == []
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_folder_of_the_results_branch_is_listed_as_git_lists_it(work: Path, packed: bool) -> None:
+    git_dir = work / ".git"
+    results = ResultsBranch(git_dir, "results")
+    files = {"index/running/b2": b"x", "index/running/a1": b"y", "index/running/sub/c": b"z",
+             "index/last": b"w", "top": b"t"}
+    results.store.commit(files, "files")
+    if packed:  # the trees are then read through git cat-file
+        git(work, "gc", "-q")
+        assert not list((git_dir / "objects").glob("??/*"))
+    try:
+        for folder in ("", "index", "index/running", "index/running/sub", "top", "nowhere",
+                       "index/nowhere/deeper"):
+            listed = rgit.list_tree(git_dir, f"results:{folder}") or []
+            expected = sorted(entry.path for entry in listed) if folder != "top" else []
+            assert results.store.list(folder) == expected, folder
+        assert results.running() == {"a1": "y", "b2": "x", "sub": ""}
+    finally:
+        results.close()
+
+
 def test_compare_and_swap_refuses_a_stale_old_value(work: Path) -> None:
     git_dir = work / ".git"
     one, two = (rgit.commit_of(git_dir, revision) for revision in ("HEAD~1", "HEAD"))

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -31,7 +31,7 @@ RUNNING = "index/running"  # one file per running run, naming its runner
 
 def new_uid() -> str:
     """Sortable by time (milliseconds), unique by a random tail."""
-    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+    return f"{int(time.time() * 1000):011x}{os.urandom(3).hex()}"
 
 
 def run_folder(uid: str) -> str:

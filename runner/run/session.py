@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -89,21 +90,29 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         def note(line: str) -> None:
             on_line("setup", line)
 
-        lost = reconcile_scratch(scratch_root, note)
-        aborted = reconcile_records(results, note)
-        for uid in aborted:
-            (live_dir / f"{uid}.log").unlink(missing_ok=True)
-        runner: Backend = LocalBackend()
-        images: dict[str, ImageRef] = {}
-        if chosen == "docker":
-            runner, images = _docker(project, source, functions, policy, on_line)
-        elif lost or aborted:  # a lost runner may have left containers, whatever this backend
-            _reconcile_containers_if_engine(note)
         owner = Owner.current()
         workdir = scratch_root / owner.folder_name
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            code = make_snapshot(source, workdir / "code")
+            # The code snapshot (git archive) is made while the leftovers of lost runners
+            # are put right and the engine is asked for the images: they do not meet.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
+                snapshot = aside.submit(make_snapshot, source, workdir / "code")
+                lost = reconcile_scratch(scratch_root, note)
+                aborted = reconcile_records(results, note)
+                for uid in aborted:
+                    (live_dir / f"{uid}.log").unlink(missing_ok=True)
+                runner: Backend = LocalBackend()
+                images: dict[str, ImageRef] = {}
+                if chosen == "docker":
+                    runner, images = _docker(project, source, functions, policy, on_line)
+                elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+                    _reconcile_containers_if_engine(note)
+                code = snapshot.result()
+        except BaseException:
+            remove_tree(workdir)  # the snapshot is done (or failed): the executor waited for it
+            raise
+        try:
             yield Session(
                 project=project, code=code, workdir=workdir, backend=runner,
                 store=ArtifactStore(policy.store_for(project), workspace_of(source)),
