@@ -239,6 +239,16 @@ class ObjectReader:
     def read(self, name: str, limit: int | None = None) -> GitObject | None:
         """The object `name` names (an id, or `REV:PATH`), or None when there is none.
         Over `limit` bytes, its data is not read."""
+        found = self._answer(name, limit)
+        return found[1] if found is not None else None
+
+    def commit_of(self, revision: str) -> str | None:
+        """The commit `revision` names (as `commit_of` says it, without a process of its
+        own), or None when it names none."""
+        found = self._answer(f"{revision}^{{commit}}", None)
+        return found[0] if found is not None and found[1].kind == "commit" else None
+
+    def _answer(self, name: str, limit: int | None) -> tuple[str, GitObject] | None:
         if "\n" in name:
             return None  # one request is one line
         with self._lock:
@@ -253,7 +263,8 @@ class ObjectReader:
         found = self.read(f"{revision}:{path}")
         return found.data if found is not None and found.kind == "blob" else None
 
-    def _request(self, name: str, limit: int | None) -> GitObject | None:
+    def _request(self, name: str, limit: int | None) -> tuple[str, GitObject] | None:
+        """The object's id and the object."""
         process = self._started()
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
@@ -263,12 +274,12 @@ class ObjectReader:
             raise RunyardError(f"git cat-file stopped reading {self.git_dir}")
         if header.endswith((b" missing\n", b" ambiguous\n")):
             return None
-        _, kind, size = header.split()
+        object_id, kind, size = header.decode().split()
         if limit is not None and int(size) > limit:
             self._stop()  # rather than read what is not wanted
-            return GitObject(kind.decode(), int(size), None)
+            return object_id, GitObject(kind, int(size), None)
         data = process.stdout.read(int(size) + 1)  # and the newline after it
-        return GitObject(kind.decode(), int(size), data[:-1])
+        return object_id, GitObject(kind, int(size), data[:-1])
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:

@@ -100,6 +100,18 @@ def test_the_results_branch_reads_through_one_process(work: Path) -> None:
     assert _cat_files(git_dir) == []
 
 
+def test_the_reader_resolves_a_commit_as_rev_parse_does(work: Path) -> None:
+    git_dir = work / ".git"
+    git(work, "tag", "-a", "-m", "a tag", "v1", "HEAD~1")
+    tree = git(work, "rev-parse", "HEAD^{tree}").strip()
+    with rgit.ObjectReader(git_dir) as reader:
+        for revision in ("HEAD", "HEAD~1", "v1", "main", tree, "nowhere", "HEAD~9", "-h",
+                         "HEAD..HEAD~1", "HEAD:sub"):
+            assert reader.commit_of(revision) == rgit.commit_of(git_dir, revision), revision
+        assert reader.commit_of("v1") is not None and reader.commit_of(tree) is None
+        assert reader.blob("HEAD", "sub/deep/file.txt") == b"two\n"  # still in step
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_a_folder_of_the_results_branch_is_listed_as_git_lists_it(work: Path, packed: bool) -> None:
     git_dir = work / ".git"
