@@ -135,8 +135,9 @@ def test_function_run_in_docker_completes(repo: Path, calc_run: dict[str, Any]) 
     assert newest["hash"] == sha256(b"a b\n")
 
 
-def test_a_run_loads_no_docker_sdk_and_no_http_library(repo: Path, calc_run: dict[str, Any]) -> None:
-    """What keeps `runyard run` light: the engine is reached with the standard library."""
+def test_a_run_loads_neither_the_docker_sdk_nor_requests(repo: Path, calc_run: dict[str, Any]) -> None:
+    """What keeps `runyard run` light: the engine is reached with the standard library
+    (http.client), and nothing of building or reporting is loaded."""
     script = (
         "import sys, runner.cli\n"
         "try:\n"
