@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from runner.errors import RunyardError
 
@@ -136,6 +136,70 @@ def symbolic_ref(git_dir: Path, name: str = "HEAD") -> str | None:
 def update_ref(git_dir: Path, ref: str, new: str, old: str | None) -> bool:
     """Move `ref` to `new` if it is still at `old` (None: if it does not exist yet)."""
     return run("update-ref", ref, new, old or ZERO, git_dir=git_dir).ok
+
+
+class RefMover:
+    """`update_ref` for one repository through one `git update-ref --stdin` process, a
+    transaction per move: started by the first move, stopped by `close()`. git ends that
+    process when a transaction fails (a lost race); the move is then tried once more as
+    `update_ref`, which gives the answer, and the next move starts a new process. A git
+    without transactions (before 2.27) gets `update_ref` for every move. Threads may share
+    it; it makes one move at a time."""
+
+    _ANSWERS: ClassVar[list[bytes]] = [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._transactions = True
+
+    def move(self, ref: str, new: str, old: str | None) -> bool:
+        """Move `ref` to `new` if it is still at `old` (None: if it does not exist yet)."""
+        with self._lock:
+            if self._transactions and self._transaction(ref, new, old):
+                return True
+            return update_ref(self.git_dir, ref, new, old)
+
+    def _transaction(self, ref: str, new: str, old: str | None) -> bool:
+        process = self._started()
+        assert process.stdin is not None and process.stdout is not None
+        answers: list[bytes] = []
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(f"start\nupdate {ref} {new} {old or ZERO}\nprepare\ncommit\n"
+                                .encode("utf-8", "surrogateescape"))
+            process.stdin.flush()
+            answers = [process.stdout.readline() for _ in self._ANSWERS]
+        if answers == self._ANSWERS:
+            return True
+        self._transactions = answers[:1] == self._ANSWERS[:1]  # else git knows no `start`
+        self._stop()
+        return False
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(_command(["update-ref", "--stdin"], self.git_dir),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, env=_environment())
+        return self._process
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None and process.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()  # its input ends: git ends
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
 
 
 # trees

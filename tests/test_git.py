@@ -25,14 +25,15 @@ def work(tmp_path: Path) -> Path:
     return repo
 
 
-def _cat_files(git_dir: Path) -> list[int]:
-    """The `git cat-file` processes on `git_dir` this test process has started and not reaped."""
+def _cat_files(git_dir: Path, what: bytes = b"cat-file") -> list[int]:
+    """The `git cat-file` (or `what`) processes on `git_dir` this test process has started
+    and not reaped."""
     children: list[int] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         children += [int(pid) for pid in (task / "children").read_text().split()]
     command = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
     return [pid for pid, args in zip(children, command, strict=True)
-            if b"cat-file" in args and str(git_dir).encode() in args]
+            if what in args and str(git_dir).encode() in args]
 
 
 def test_finds_the_repository_from_a_subfolder(work: Path) -> None:
@@ -141,6 +142,28 @@ def test_compare_and_swap_refuses_a_stale_old_value(work: Path) -> None:
     assert not rgit.update_ref(git_dir, "refs/heads/cas", two, None)  # it exists now
     assert rgit.update_ref(git_dir, "refs/heads/cas", two, one)
     assert not rgit.update_ref(git_dir, "refs/heads/cas", one, one)  # one is stale
+    assert rgit.commit_of(git_dir, "cas") == two
+
+
+def test_refs_move_through_one_process_and_a_lost_race_is_told(work: Path) -> None:
+    git_dir = work / ".git"
+    one, two = (rgit.commit_of(git_dir, revision) for revision in ("HEAD~1", "HEAD"))
+    assert one and two
+    mover = rgit.RefMover(git_dir)
+    try:
+        assert _cat_files(git_dir, b"update-ref") == []  # started by the first move
+        assert mover.move("refs/heads/cas", one, None)
+        assert not mover.move("refs/heads/cas", two, None)  # it exists now
+        assert mover.move("refs/heads/cas", two, one)
+        assert not mover.move("refs/heads/cas", one, one)  # one is stale
+        assert rgit.commit_of(git_dir, "cas") == two
+        for _ in range(20):
+            assert mover.move("refs/heads/cas", one, two) and mover.move("refs/heads/cas", two, one)
+        assert len(_cat_files(git_dir, b"update-ref")) == 1
+        assert not (git_dir / "refs" / "heads" / "cas.lock").exists()
+    finally:
+        mover.close()
+    assert _cat_files(git_dir, b"update-ref") == []
     assert rgit.commit_of(git_dir, "cas") == two
 
 

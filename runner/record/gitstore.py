@@ -6,7 +6,7 @@ Trees are written directly into the object database. A path such as
 `runs/ab/<uid>/run.yaml` only rewrites the trees along that path, so the cost of a
 commit does not grow with the number of records already on the branch. Reads go
 through one `git cat-file --batch` process, started by the first read and stopped
-by `close()`.
+by `close()`; the branch moves through one `git update-ref --stdin` process as well.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from hashlib import sha1
 from pathlib import Path
 
-from runner.git import ObjectReader, list_tree, update_ref
+from runner.git import ObjectReader, RefMover, list_tree
 
 _TREE, _BLOB = b"40000", b"100644"
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
@@ -32,10 +32,12 @@ class GitStore:
         self.ref = f"refs/heads/{branch}"
         self.objects = git_dir / "objects"
         self.reader = ObjectReader(git_dir)
+        self.refs = RefMover(git_dir)
 
     def close(self) -> None:
-        """Stop the process reads go through (the next read starts it again)."""
+        """Stop the processes reads and commits go through (the next starts them again)."""
         self.reader.close()
+        self.refs.close()
 
     # reading
 
@@ -113,7 +115,7 @@ class GitStore:
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
-            if update_ref(self.git_dir, self.ref, commit, parent):
+            if self.refs.move(self.ref, commit, parent):
                 return commit
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
