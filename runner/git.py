@@ -127,6 +127,25 @@ def commit_of(git_dir: Path, revision: str) -> str | None:
     return done.text() if done.ok else None
 
 
+def tree_of(git_dir: Path, revision: str) -> str | None:
+    """The tree of the commit `revision` names, or None when it names none."""
+    done = run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{tree}}",
+               git_dir=git_dir)
+    return done.text() if done.ok else None
+
+
+def author_of(git_dir: Path, revision: str) -> str | None:
+    """`Name <email>` of the author of the commit `revision`, or None when it names none."""
+    done = run("log", "-1", "--format=%an <%ae>", "--end-of-options", revision, git_dir=git_dir)
+    return done.text() or None if done.ok else None
+
+
+def user_name(git_dir: Path) -> str | None:
+    """The person git commits as here (`user.name`), or None when it is not set."""
+    done = run("config", "--get", "user.name", git_dir=git_dir)
+    return done.text() or None if done.ok else None
+
+
 def symbolic_ref(git_dir: Path, name: str = "HEAD") -> str | None:
     """The ref `name` points to (`refs/heads/main`), or None when it is no symbolic ref."""
     done = run("symbolic-ref", "--quiet", name, git_dir=git_dir)
@@ -290,6 +309,9 @@ class GitObject(NamedTuple):
     data: bytes | None  # None when it was over the limit it was read with
 
 
+_AHEAD = 64  # names sent before their answers are read: ~6 KiB, far below a pipe's 64 KiB
+
+
 class ObjectReader:
     """Objects of one repository, read through one `git cat-file --batch` process: started
     by the first read, stopped by `close()` or the end of a `with` block (a later read
@@ -303,16 +325,6 @@ class ObjectReader:
     def read(self, name: str, limit: int | None = None) -> GitObject | None:
         """The object `name` names (an id, or `REV:PATH`), or None when there is none.
         Over `limit` bytes, its data is not read."""
-        found = self._answer(name, limit)
-        return found[1] if found is not None else None
-
-    def commit_of(self, revision: str) -> str | None:
-        """The commit `revision` names (as `commit_of` says it, without a process of its
-        own), or None when it names none."""
-        found = self._answer(f"{revision}^{{commit}}", None)
-        return found[0] if found is not None and found[1].kind == "commit" else None
-
-    def _answer(self, name: str, limit: int | None) -> tuple[str, GitObject] | None:
         if "\n" in name:
             return None  # one request is one line
         with self._lock:
@@ -322,17 +334,68 @@ class ObjectReader:
                 self._stop()  # the answer is half read: the next request starts afresh
                 raise
 
+    def read_all(self, names: Sequence[str]) -> list[GitObject | None]:
+        """`read` of each name, the requests sent some at a time ahead of the answers (no
+        round trip per object). A batch of names stays well under a pipe's buffer, so git
+        never waits for its next name while its answers wait to be read."""
+        found: list[GitObject | None] = []
+        with self._lock:
+            try:
+                for at in range(0, len(names), _AHEAD):
+                    found += self._requests(names[at:at + _AHEAD])
+            except BaseException:
+                self._stop()
+                raise
+        return found
+
+    def _requests(self, names: Sequence[str]) -> list[GitObject | None]:
+        process = self._started()
+        assert process.stdin is not None
+        asked = [name for name in names if "\n" not in name]
+        process.stdin.write(b"".join(name.encode("utf-8", "surrogateescape") + b"\n"
+                                     for name in asked))
+        process.stdin.flush()
+        answers = iter([self._answer(process, None) for _ in asked])
+        return [None if "\n" in name else next(answers) for name in names]
+
+    def commit_of(self, revision: str) -> str | None:
+        """The commit `revision` names (as `commit_of` says it, without a process of its
+        own), or None when it names none."""
+        name = f"{revision}^{{commit}}"
+        if "\n" in name:
+            return None
+        with self._lock:
+            try:
+                process = self._started()
+                assert process.stdin is not None
+                process.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
+                process.stdin.flush()
+                found = self._identified(process, None)
+            except BaseException:
+                self._stop()
+                raise
+        return found[0] if found is not None and found[1].kind == "commit" else None
+
     def blob(self, revision: str, path: str) -> bytes | None:
         """The content of the file at `path` in `revision`; None when there is no file there."""
         found = self.read(f"{revision}:{path}")
         return found.data if found is not None and found.kind == "blob" else None
 
-    def _request(self, name: str, limit: int | None) -> tuple[str, GitObject] | None:
-        """The object's id and the object."""
+    def _request(self, name: str, limit: int | None) -> GitObject | None:
         process = self._started()
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
         process.stdin.flush()
+        return self._answer(process, limit)
+
+    def _answer(self, process: subprocess.Popen[bytes], limit: int | None) -> GitObject | None:
+        found = self._identified(process, limit)
+        return found[1] if found is not None else None
+
+    def _identified(self, process: subprocess.Popen[bytes],
+                    limit: int | None) -> tuple[str, GitObject] | None:
+        """The next answer: the object's id and the object."""
+        assert process.stdout is not None
         header = process.stdout.readline()
         if not header:
             raise RunyardError(f"git cat-file stopped reading {self.git_dir}")

@@ -7,7 +7,8 @@ order they are written; an update makes a new record (`dataclasses.replace`,
 truncated or hand-edited record is a RunyardError that names it, never a traceback.
 
 Versions: a record says `apiVersion: runyard/v1`; one from another version is refused.
-Earlier v1 writers left out fields that later ones write (spec.pipeline and run_key;
+Earlier v1 writers left out fields that later ones write (spec.pipeline, run_key, tree
+and code; params.trial, where a trial's values were in override; trigger.by;
 status.runner, host and containers; an artifact's format; a push's received, finished
 and reason). The migration: a field a record lacks reads as its default, and the record
 renders as it was read, so `git show`, `--json` and a rewrite keep its shape.
@@ -19,7 +20,8 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, Union, get_args, get_origin, get_type_hints
+from functools import cache
+from typing import Any, ClassVar, Literal, Self, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -82,12 +84,11 @@ class Part:
         `whose` (`run UID`) and the part by `where` in it (`status.trials[2]`)."""
         if not isinstance(data, Mapping):
             raise _broken(whose, where, data, "a mapping")
-        known = {item.name: item for item in fields(cls) if item.name != "absent"}
+        known, hints = _shape(cast(type, cls))  # mypy: a type[Self] is hashable too
         unknown = [key for key in data if key not in known]
         if unknown:
             raise RunyardError(f"the record of {whose} is broken: "
                                f"{_at(where, str(unknown[0]))} is not a field of it")
-        hints = get_type_hints(cls)
         values = {}
         for name, item in known.items():
             if name in data:
@@ -98,6 +99,14 @@ class Part:
 
     def _values(self) -> list[tuple[Field[Any], Any]]:
         return [(item, getattr(self, item.name)) for item in fields(self) if item.name != "absent"]
+
+
+@cache
+def _shape(part: type) -> tuple[dict[str, Field[Any]], dict[str, Any]]:
+    """A part's fields by name and their types: worked out once a class, as every record
+    read asks for them (get_type_hints alone took most of the time of reading a record)."""
+    return ({item.name: item for item in fields(part) if item.name != "absent"},
+            get_type_hints(part))
 
 
 @dataclass(frozen=True)
@@ -154,12 +163,15 @@ class Metadata(Part):
 
 @dataclass(frozen=True)
 class Params(Part):
-    """Parameters by level, as given, and `resolved`: what the handler received."""
+    """Parameters by level, as given, and `resolved`: what the handler received. `trial`
+    holds a trial's own values (older records have them in `override`)."""
 
+    LEAVE_OUT = frozenset({"trial"})
     project: Mapping[str, Any] = field(default_factory=dict)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     job: Mapping[str, Any] = field(default_factory=dict)
     override: Mapping[str, Any] = field(default_factory=dict)
+    trial: Mapping[str, Any] = field(default_factory=dict)
     step: Mapping[str, Any] = field(default_factory=dict)
     resolved: Mapping[str, Any] = field(default_factory=dict)
 
@@ -175,12 +187,14 @@ class RunInput(Part):
 
 @dataclass(frozen=True)
 class Trigger(Part):
-    """What started the run: `manual`, `push`, `schedule` or `api`."""
+    """What started the run: `manual`, `push`, `schedule` or `api`; `by` whom (the person
+    who ran it by hand, or the author of the pushed revision), where known."""
 
-    LEAVE_OUT = frozenset({"ref", "detail"})
+    LEAVE_OUT = frozenset({"ref", "detail", "by"})
     kind: str
     ref: str | None = None
     detail: str | None = None
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,7 @@ class RunResources(Part):
 
 @dataclass(frozen=True)
 class Spec(Part):
+    LEAVE_OUT = frozenset({"tree", "code"})  # older records lack them
     function: str | None = None
     pipeline: str | None = None
     handler: str | None = None
@@ -208,6 +223,8 @@ class Spec(Part):
     image_id: str | None = None
     env_hash: str | None = None
     revision: str = ""
+    tree: str | None = None  # the revision's git tree
+    code: Mapping[str, str | None] = field(default_factory=dict)  # the function's files: object ids
     dirty: bool = False
     trigger: Trigger = field(default_factory=lambda: Trigger("manual"))
     backend: str = "docker"
@@ -358,9 +375,9 @@ def _masked(value: Any, mask: Mask) -> Any:
 
 def _convert(hint: Any, value: object, whose: str, where: str) -> Any:
     """`value` as the field typed `hint` holds it, or the error that names the field."""
-    origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
         return value
+    origin, args = _origin_args(hint)
     if isinstance(hint, type) and issubclass(hint, Part):
         return hint.read(value, whose, where)
     if origin in (Union, types.UnionType):
@@ -379,12 +396,19 @@ def _convert(hint: Any, value: object, whose: str, where: str) -> Any:
             return tuple(_convert(args[0], item, whose, f"{where}[{index}]")
                          for index, item in enumerate(value))
     elif origin is Mapping:
+        if isinstance(value, Mapping) and args == (str, Any) and all(type(key) is str for key in value):
+            return dict(value)  # free-form values (params, results): nothing to convert
         if isinstance(value, Mapping):
             return {_convert(args[0], key, whose, where): _convert(args[1], item, whose, _at(where, key))
                     for key, item in value.items()}
     elif _is(hint, value):
         return value
     raise _broken(whose, where, value, _expected(hint))
+
+
+@cache
+def _origin_args(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    return get_origin(hint), get_args(hint)
 
 
 def _is(kind: Any, value: object) -> bool:

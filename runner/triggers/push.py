@@ -22,19 +22,22 @@ from typing import NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
-from runner.git import ZERO, Repository, open_repository, symbolic_ref
+from runner.git import ZERO, Repository, author_of, open_repository, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
 from runner.project.policy import Policy, operator_policy, refusals
 from runner.project.source import GitSource
+from runner.record.artifacts import ArtifactStore
 from runner.record.model import PushRecord, PushRun, Trigger
 from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
 from runner.run.secrets import Secrets
-from runner.run.session import open_session
+from runner.run.session import open_session, workspace_of
 from runner.triggers.locks import exclusive, lock_path
+from runner.views.report import read_snapshot
+from runner.views.site import Site, readers_for
 
 
 class RefUpdate(NamedTuple):
@@ -99,7 +102,18 @@ def _process(repo: Repository, update: RefUpdate, main: str,
             options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
             return None
         results = opened.enter_context(closing(ResultsBranch(repo.git_dir, settings.results_branch)))
+        _indexed(results, options.on_line)
         return _record(repo, source, update, results, options)
+
+
+def _indexed(results: ResultsBranch, on_line: OnLine) -> None:
+    """A branch an older runyard wrote gets its index, once, before more runs land on it."""
+    if results.store.head() is None or results.indexed():
+        return
+    listing = results.reindex()
+    on_line("push", f"indexed the {len(listing.rows)} runs of branch {results.branch}"
+                    + (f" ({len(listing.problems)} records could not be read)"
+                       if listing.problems else ""))
 
 
 def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdate,
@@ -126,7 +140,7 @@ def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdat
                                       f"{update.new[:12]}:\n{traceback.format_exc()}"))
         progress.push = replace(progress.push, status="error",
                                 reason=f"internal error: {type(error).__name__}: {error}")
-    return _finish(results, progress.push.masked(secrets.mask), options.on_line)
+    return _finish(results, progress.push.masked(secrets.mask), progress.store, repo, options)
 
 
 @dataclass
@@ -134,6 +148,30 @@ class _Progress:
     """The push record as far as the push got: what a failure keeps of it."""
 
     push: PushRecord
+    store: ArtifactStore | None = None  # where its runs' artifacts are, once known
+
+
+REPORT = "report"
+
+
+def report_files(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
+                 repo: Repository, options: PushOptions) -> dict[str, bytes | None]:
+    """The report, made again with `push`, as files under `report/` of the results branch
+    (written with the push record, so any git host that serves a branch as pages shows
+    it): pages no longer made go; copies of artifacts, named by their content, stay. A
+    report that cannot be made never fails the push: the runner's log says why."""
+    try:
+        snapshot = read_snapshot(results)
+        others = tuple(p for p in snapshot.pushes if (p.revision, p.ref) != (push.revision, push.ref))
+        site = Site(replace(snapshot, pushes=(push, *others)),
+                    readers_for(results, store, repo, options.prefix))
+        files: dict[str, bytes | None] = {f"{REPORT}/{path}": data for path, data in site.files()}
+    except (RunyardError, OSError) as error:
+        options.on_line("push", f"the report could not be made: {error}")
+        return {}
+    gone = {f"{REPORT}/{path}": None for path in results.store.files(REPORT)
+            if f"{REPORT}/{path}" not in files and not path.startswith("objects/")}
+    return {**gone, **files}
 
 
 def _earlier(results: ResultsBranch, update: RefUpdate, options: PushOptions) -> PushRecord | None:
@@ -163,6 +201,7 @@ def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: R
               progress: _Progress, options: PushOptions) -> None:
     """Load, plan and run; `progress` is kept up to date, so a failure keeps what was done."""
     project = load_project(source)
+    progress.store = _artifact_store(project, source, repo.git_dir, options)
     backend = options.backend or project.backend
     plan = make_plan(project, source, plan_base(results, update.old, update.ref),
                      _base_image_ids(backend))
@@ -184,6 +223,15 @@ def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: R
         if failed else None)
 
 
+def _artifact_store(project: Project, source: GitSource, git_dir: Path,
+                    options: PushOptions) -> ArtifactStore | None:
+    try:
+        return ArtifactStore(operator_policy(git_dir, options.backend).store_for(project),
+                             workspace_of(source))
+    except RunyardError:  # refused: the runs will say so; the report shows no previews
+        return None
+
+
 def _base_image_ids(backend: str) -> dict[str, str] | None:
     """For images: the engine's image ids, so the plan's hashes are those built."""
     if backend != "docker":
@@ -200,7 +248,8 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
         return
 
     trigger = Trigger("push", ref=update.ref,
-                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}")
+                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}",
+                      by=author_of(git_dir, update.new))
     with open_session(source, git_dir, project, policy, backend=options.backend,
                       functions=_functions_of(project, jobs), trigger=trigger,
                       memoize=not options.force, on_line=options.on_line) as session:
@@ -256,11 +305,12 @@ def _push_record(update: RefUpdate) -> PushRecord:
     return PushRecord(revision=update.new, old=update.old, ref=update.ref, received=_now())
 
 
-def _finish(results: ResultsBranch, push: PushRecord, on_line: OnLine) -> PushRecord:
+def _finish(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
+            repo: Repository, options: PushOptions) -> PushRecord:
     push = replace(push, finished=_now())
-    results.write_push(push)
+    results.write_push(push, extra=report_files(results, push, store, repo, options))
     reason = f": {push.reason}" if push.reason else ""
-    on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
+    options.on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
     return push
 
 
