@@ -153,6 +153,27 @@ def test_an_engine_that_is_gone_is_unreachable(tmp_path: Path) -> None:
         gone.ping()
 
 
+def test_a_log_stream_cut_short_is_an_engine_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def answer_half() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        frame = b"\x01\x00\x00\x00\x00\x00\x00\x10ab"  # says 16 bytes follow; 2 do
+        connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           + f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+        connection.close()  # the engine dies mid-frame
+
+    threading.Thread(target=answer_half, daemon=True).start()
+    with pytest.raises(EngineError) as cut:
+        list(DockerEngine(f"unix://{path}").logs("abc"))
+    assert cut.value.status is None
+    listener.close()
+
+
 def test_an_engine_runyard_cannot_speak_to_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "ssh://someone@somewhere")
     with pytest.raises(RunyardError, match="ssh://"):

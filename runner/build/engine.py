@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -135,12 +136,12 @@ class DockerEngine:
         """What the container prints (standard output and error as they come), until it ends."""
         response = self.request("GET", f"/containers/{container}/logs",
                                 params={"stdout": "1", "stderr": "1", "follow": "1"}, timeout=None)
-        with response:
-            while header := response.read(8):
+        with response:  # frames: 8 bytes of header (the stream, the size), then the bytes
+            while header := _read(functools.partial(response.read, 8)):
                 if len(header) < 8:
                     return
-                chunk = response.read(int.from_bytes(header[4:], "big"))
-                if chunk:
+                size = int.from_bytes(header[4:], "big")
+                if chunk := _read(functools.partial(response.read, size)):
                     yield chunk
 
     def build(self, context: bytes, params: Mapping[str, str],
