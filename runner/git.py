@@ -127,13 +127,6 @@ def commit_of(git_dir: Path, revision: str) -> str | None:
     return done.text() if done.ok else None
 
 
-def tree_of(git_dir: Path, revision: str) -> str | None:
-    """The tree of the commit `revision` names, or None when it names none."""
-    done = run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{tree}}",
-               git_dir=git_dir)
-    return done.text() if done.ok else None
-
-
 def author_of(git_dir: Path, revision: str) -> str | None:
     """`Name <email>` of the author of the commit `revision`, or None when it names none."""
     done = run("log", "-1", "--format=%an <%ae>", "--end-of-options", revision, git_dir=git_dir)
@@ -361,7 +354,13 @@ class ObjectReader:
     def commit_of(self, revision: str) -> str | None:
         """The commit `revision` names (as `commit_of` says it, without a process of its
         own), or None when it names none."""
-        name = f"{revision}^{{commit}}"
+        return self._id_of(f"{revision}^{{commit}}", "commit")
+
+    def tree_of(self, revision: str) -> str | None:
+        """The tree of the commit `revision` names, or None when it names none."""
+        return self._id_of(f"{revision}^{{tree}}", "tree")
+
+    def _id_of(self, name: str, kind: str) -> str | None:
         if "\n" in name:
             return None
         with self._lock:
@@ -374,7 +373,7 @@ class ObjectReader:
             except BaseException:
                 self._stop()
                 raise
-        return found[0] if found is not None and found[1].kind == "commit" else None
+        return found[0] if found is not None and found[1].kind == kind else None
 
     def blob(self, revision: str, path: str) -> bytes | None:
         """The content of the file at `path` in `revision`; None when there is no file there."""

@@ -110,6 +110,8 @@ def test_the_reader_resolves_a_commit_as_rev_parse_does(work: Path) -> None:
                          "HEAD..HEAD~1", "HEAD:sub"):
             assert reader.commit_of(revision) == rgit.commit_of(git_dir, revision), revision
         assert reader.commit_of("v1") is not None and reader.commit_of(tree) is None
+        assert reader.tree_of("HEAD") == tree and reader.tree_of("v1") != tree
+        assert reader.tree_of("nowhere") is None
         assert reader.blob("HEAD", "sub/deep/file.txt") == b"two\n"  # still in step
 
 

@@ -257,6 +257,10 @@ class GitSource:
     def close(self) -> None:
         self.reader.close()
 
+    def tree(self) -> str | None:
+        """The id of the revision's whole tree (the repository's, whatever the prefix)."""
+        return self.reader.tree_of(self.revision or "")
+
     @property
     def state_dir(self) -> Path:
         """Beside the project in a working tree; in a bare repository, inside it."""

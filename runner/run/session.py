@@ -12,7 +12,7 @@ from pathlib import Path
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
 from runner.errors import RunyardError
-from runner.git import commit_of, find_repository, tree_of, user_name
+from runner.git import commit_of, find_repository, user_name
 from runner.plan import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
@@ -124,8 +124,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
                 code_files=_code_files(source), live_dir=live_dir, policy=policy,
-                tree=tree_of(git_dir, revision) if isinstance(source, GitSource) and revision
-                else None,
+                tree=source.tree() if isinstance(source, GitSource) else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
         finally:
             runner.close()
