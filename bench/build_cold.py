@@ -50,6 +50,7 @@ import docker
 from common import PACKAGE_ROOT, new_parser, verdict, work_folder
 
 from runner.build.builder import HOST_CA_BUNDLE, LocalImages, image_needs, render_dockerfile
+from runner.build.engine import DockerEngine
 from runner.project.environment import LABEL_ENV_HASH, LABEL_FUNCTIONS, LABEL_PROJECT
 from runner.project.loader import load_project
 from runner.project.source import open_source
@@ -99,7 +100,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def trainer_env_hash(client: docker.DockerClient, project_dir: Path) -> str:
     source = open_source(project_dir)
     project = load_project(source)
-    (need,) = image_needs(project, source, LocalImages.read(client), [FUNCTION])
+    (need,) = image_needs(project, source, LocalImages.read(DockerEngine()), [FUNCTION])
     return need.spec.env_hash
 
 
@@ -155,7 +156,7 @@ def docker_side(client: docker.DockerClient, folder: Path, no_cache: bool) -> tu
     """`docker build` of the same Dockerfile, context and labels, by hand."""
     source = open_source(SAMPLE)
     project = load_project(source)
-    (need,) = image_needs(project, source, LocalImages.read(client), [FUNCTION])
+    (need,) = image_needs(project, source, LocalImages.read(DockerEngine()), [FUNCTION])
     spec = need.spec
     ca_bundle = HOST_CA_BUNDLE.is_file()
     folder.mkdir(parents=True)

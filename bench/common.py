@@ -79,6 +79,26 @@ def runyard(*args: str) -> list[str]:
     return [sys.executable, "-m", "runner", *args]
 
 
+def runner_env(folder: Path) -> dict[str, str]:
+    """The environment that makes `python -m runner` import the `runner/` in `folder`,
+    whatever checkout the editable install points at."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def compile_runyard(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """Compile the `runner` package that `runyard()` runs (with `env`, in `cwd`) to bytecode, as
+    `pip install` does, and return its folder. A checkout never run with bytecode
+    writing allowed (PYTHONDONTWRITEBYTECODE=1) would otherwise compile every module
+    again in every timed round, which no installed runyard does; the runtime's bytecode
+    is then there for the containers' Python too, as in an installed runyard."""
+    done = run([sys.executable, "-c", "import os, runner; print(os.path.dirname(runner.__file__))"],
+               env=env, cwd=cwd)
+    package = Path(done.stdout.strip())
+    run([sys.executable, "-m", "compileall", "-q", str(package)])
+    return package
+
+
 def run(command: Sequence[str], *, stdin: str | None = None, cwd: Path | None = None,
         env: Mapping[str, str] | None = None, timeout: float | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:

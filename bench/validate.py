@@ -35,6 +35,7 @@ from common import (
     add_repeat,
     interleave,
     new_parser,
+    runner_env,
     runyard,
     timed,
     verdict,
@@ -94,13 +95,6 @@ def commands(root: Path, sample: Path, repo: Path,
         jobs["baseline"] = lambda: runyard_validate(root, baseline)
         jobs["baseline sample"] = lambda: runyard_validate(sample, baseline)
     return jobs
-
-
-def runner_env(folder: Path) -> dict[str, str]:
-    """The environment that makes `python -m runner` import the `runner/` in `folder`,
-    whatever checkout the editable install points at."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def runyard_validate(project: Path, env: Mapping[str, str]) -> Sample:

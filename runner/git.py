@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from runner.errors import RunyardError
 
@@ -127,13 +127,6 @@ def commit_of(git_dir: Path, revision: str) -> str | None:
     return done.text() if done.ok else None
 
 
-def tree_of(git_dir: Path, revision: str) -> str | None:
-    """The tree of the commit `revision` names, or None when it names none."""
-    done = run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{tree}}",
-               git_dir=git_dir)
-    return done.text() if done.ok else None
-
-
 def author_of(git_dir: Path, revision: str) -> str | None:
     """`Name <email>` of the author of the commit `revision`, or None when it names none."""
     done = run("log", "-1", "--format=%an <%ae>", "--end-of-options", revision, git_dir=git_dir)
@@ -155,6 +148,70 @@ def symbolic_ref(git_dir: Path, name: str = "HEAD") -> str | None:
 def update_ref(git_dir: Path, ref: str, new: str, old: str | None) -> bool:
     """Move `ref` to `new` if it is still at `old` (None: if it does not exist yet)."""
     return run("update-ref", ref, new, old or ZERO, git_dir=git_dir).ok
+
+
+class RefMover:
+    """`update_ref` for one repository through one `git update-ref --stdin` process, a
+    transaction per move: started by the first move, stopped by `close()`. git ends that
+    process when a transaction fails (a lost race); the move is then tried once more as
+    `update_ref`, which gives the answer, and the next move starts a new process. A git
+    without transactions (before 2.27) gets `update_ref` for every move. Threads may share
+    it; it makes one move at a time."""
+
+    _ANSWERS: ClassVar[list[bytes]] = [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._transactions = True
+
+    def move(self, ref: str, new: str, old: str | None) -> bool:
+        """Move `ref` to `new` if it is still at `old` (None: if it does not exist yet)."""
+        with self._lock:
+            if self._transactions and self._transaction(ref, new, old):
+                return True
+            return update_ref(self.git_dir, ref, new, old)
+
+    def _transaction(self, ref: str, new: str, old: str | None) -> bool:
+        process = self._started()
+        assert process.stdin is not None and process.stdout is not None
+        answers: list[bytes] = []
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(f"start\nupdate {ref} {new} {old or ZERO}\nprepare\ncommit\n"
+                                .encode("utf-8", "surrogateescape"))
+            process.stdin.flush()
+            answers = [process.stdout.readline() for _ in self._ANSWERS]
+        if answers == self._ANSWERS:
+            return True
+        self._transactions = answers[:1] == self._ANSWERS[:1]  # else git knows no `start`
+        self._stop()
+        return False
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(_command(["update-ref", "--stdin"], self.git_dir),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, env=_environment())
+        return self._process
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None and process.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()  # its input ends: git ends
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
 
 
 # trees
@@ -294,6 +351,30 @@ class ObjectReader:
         answers = iter([self._answer(process, None) for _ in asked])
         return [None if "\n" in name else next(answers) for name in names]
 
+    def commit_of(self, revision: str) -> str | None:
+        """The commit `revision` names (as `commit_of` says it, without a process of its
+        own), or None when it names none."""
+        return self._id_of(f"{revision}^{{commit}}", "commit")
+
+    def tree_of(self, revision: str) -> str | None:
+        """The tree of the commit `revision` names, or None when it names none."""
+        return self._id_of(f"{revision}^{{tree}}", "tree")
+
+    def _id_of(self, name: str, kind: str) -> str | None:
+        if "\n" in name:
+            return None
+        with self._lock:
+            try:
+                process = self._started()
+                assert process.stdin is not None
+                process.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
+                process.stdin.flush()
+                found = self._identified(process, None)
+            except BaseException:
+                self._stop()
+                raise
+        return found[0] if found is not None and found[1].kind == kind else None
+
     def blob(self, revision: str, path: str) -> bytes | None:
         """The content of the file at `path` in `revision`; None when there is no file there."""
         found = self.read(f"{revision}:{path}")
@@ -307,18 +388,24 @@ class ObjectReader:
         return self._answer(process, limit)
 
     def _answer(self, process: subprocess.Popen[bytes], limit: int | None) -> GitObject | None:
+        found = self._identified(process, limit)
+        return found[1] if found is not None else None
+
+    def _identified(self, process: subprocess.Popen[bytes],
+                    limit: int | None) -> tuple[str, GitObject] | None:
+        """The next answer: the object's id and the object."""
         assert process.stdout is not None
         header = process.stdout.readline()
         if not header:
             raise RunyardError(f"git cat-file stopped reading {self.git_dir}")
         if header.endswith((b" missing\n", b" ambiguous\n")):
             return None
-        _, kind, size = header.split()
+        object_id, kind, size = header.decode().split()
         if limit is not None and int(size) > limit:
             self._stop()  # rather than read what is not wanted
-            return GitObject(kind.decode(), int(size), None)
+            return object_id, GitObject(kind, int(size), None)
         data = process.stdout.read(int(size) + 1)  # and the newline after it
-        return GitObject(kind.decode(), int(size), data[:-1])
+        return object_id, GitObject(kind, int(size), data[:-1])
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:

@@ -25,14 +25,15 @@ def work(tmp_path: Path) -> Path:
     return repo
 
 
-def _cat_files(git_dir: Path) -> list[int]:
-    """The `git cat-file` processes on `git_dir` this test process has started and not reaped."""
+def _cat_files(git_dir: Path, what: bytes = b"cat-file") -> list[int]:
+    """The `git cat-file` (or `what`) processes on `git_dir` this test process has started
+    and not reaped."""
     children: list[int] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         children += [int(pid) for pid in (task / "children").read_text().split()]
     command = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
     return [pid for pid, args in zip(children, command, strict=True)
-            if b"cat-file" in args and str(git_dir).encode() in args]
+            if what in args and str(git_dir).encode() in args]
 
 
 def test_finds_the_repository_from_a_subfolder(work: Path) -> None:
@@ -100,6 +101,41 @@ def test_the_results_branch_reads_through_one_process(work: Path) -> None:
     assert _cat_files(git_dir) == []
 
 
+def test_the_reader_resolves_a_commit_as_rev_parse_does(work: Path) -> None:
+    git_dir = work / ".git"
+    git(work, "tag", "-a", "-m", "a tag", "v1", "HEAD~1")
+    tree = git(work, "rev-parse", "HEAD^{tree}").strip()
+    with rgit.ObjectReader(git_dir) as reader:
+        for revision in ("HEAD", "HEAD~1", "v1", "main", tree, "nowhere", "HEAD~9", "-h",
+                         "HEAD..HEAD~1", "HEAD:sub"):
+            assert reader.commit_of(revision) == rgit.commit_of(git_dir, revision), revision
+        assert reader.commit_of("v1") is not None and reader.commit_of(tree) is None
+        assert reader.tree_of("HEAD") == tree and reader.tree_of("v1") != tree
+        assert reader.tree_of("nowhere") is None
+        assert reader.blob("HEAD", "sub/deep/file.txt") == b"two\n"  # still in step
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_folder_of_the_results_branch_is_listed_as_git_lists_it(work: Path, packed: bool) -> None:
+    git_dir = work / ".git"
+    results = ResultsBranch(git_dir, "results")
+    files = {"index/running/b2": b"x", "index/running/a1": b"y", "index/running/sub/c": b"z",
+             "index/last": b"w", "top": b"t"}
+    results.store.commit(files, "files")
+    if packed:  # the trees are then read through git cat-file
+        git(work, "gc", "-q")
+        assert not list((git_dir / "objects").glob("??/*"))
+    try:
+        for folder in ("", "index", "index/running", "index/running/sub", "top", "nowhere",
+                       "index/nowhere/deeper"):
+            listed = rgit.list_tree(git_dir, f"results:{folder}") or []
+            expected = sorted(entry.path for entry in listed) if folder != "top" else []
+            assert results.store.list(folder) == expected, folder
+        assert results.running() == {"a1": "y", "b2": "x", "sub": ""}
+    finally:
+        results.close()
+
+
 def test_compare_and_swap_refuses_a_stale_old_value(work: Path) -> None:
     git_dir = work / ".git"
     one, two = (rgit.commit_of(git_dir, revision) for revision in ("HEAD~1", "HEAD"))
@@ -108,6 +144,28 @@ def test_compare_and_swap_refuses_a_stale_old_value(work: Path) -> None:
     assert not rgit.update_ref(git_dir, "refs/heads/cas", two, None)  # it exists now
     assert rgit.update_ref(git_dir, "refs/heads/cas", two, one)
     assert not rgit.update_ref(git_dir, "refs/heads/cas", one, one)  # one is stale
+    assert rgit.commit_of(git_dir, "cas") == two
+
+
+def test_refs_move_through_one_process_and_a_lost_race_is_told(work: Path) -> None:
+    git_dir = work / ".git"
+    one, two = (rgit.commit_of(git_dir, revision) for revision in ("HEAD~1", "HEAD"))
+    assert one and two
+    mover = rgit.RefMover(git_dir)
+    try:
+        assert _cat_files(git_dir, b"update-ref") == []  # started by the first move
+        assert mover.move("refs/heads/cas", one, None)
+        assert not mover.move("refs/heads/cas", two, None)  # it exists now
+        assert mover.move("refs/heads/cas", two, one)
+        assert not mover.move("refs/heads/cas", one, one)  # one is stale
+        assert rgit.commit_of(git_dir, "cas") == two
+        for _ in range(20):
+            assert mover.move("refs/heads/cas", one, two) and mover.move("refs/heads/cas", two, one)
+        assert len(_cat_files(git_dir, b"update-ref")) == 1
+        assert not (git_dir / "refs" / "heads" / "cas.lock").exists()
+    finally:
+        mover.close()
+    assert _cat_files(git_dir, b"update-ref") == []
     assert rgit.commit_of(git_dir, "cas") == two
 
 

@@ -135,6 +135,24 @@ def test_function_run_in_docker_completes(repo: Path, calc_run: dict[str, Any]) 
     assert newest["hash"] == sha256(b"a b\n")
 
 
+def test_a_run_loads_neither_the_docker_sdk_nor_requests(repo: Path, calc_run: dict[str, Any]) -> None:
+    """What keeps `runyard run` light: the engine is reached with the standard library
+    (http.client), and nothing of building or reporting is loaded."""
+    script = (
+        "import sys, runner.cli\n"
+        "try:\n"
+        f"    runner.cli.main(['run', 'calc', '-p', 'x=4', '-C', {str(repo)!r}])\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code)\n"
+        "heavy = ('docker', 'requests', 'urllib3', 'jinja2', 'rich', 'jsonschema')\n"
+        "print('loaded:', *sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "loaded:", done.stdout
+
+
 def test_record_read_with_git_show_is_valid(repo: Path, calc_run: dict[str, Any]) -> None:
     record = yaml.safe_load(show(repo, record_path(calc_run["metadata"]["uid"])))
     schema = json.loads(RUN_SCHEMA.read_text("utf-8"))

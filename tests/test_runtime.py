@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import stat
@@ -467,6 +468,25 @@ def test_a_run_ends_itself_at_its_deadline(layout: Layout) -> None:
     assert time.monotonic() - started < 20
     assert outcome.exit_code == 137
     assert "passed its deadline" in outcome.stderr
+
+
+def test_the_deadline_watch_wakes_when_the_run_ends() -> None:
+    """A run with a deadline ends when its handler does, not at the next poll: the
+    supervisor waits on the child's pidfd."""
+    from runner.runtime.main import _end_of
+
+    child = os.fork()
+    if child == 0:
+        time.sleep(0.2)
+        os._exit(3)
+    ended = _end_of(child)
+    assert ended is not None, "this kernel offers pidfds"
+    try:
+        assert select.select([ended], [], [], 0)[0] == []  # still running
+        assert select.select([ended], [], [], 30)[0] == [ended]
+    finally:
+        os.close(ended)
+        assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 3
 
 
 def test_output_and_log_lines_reach_the_host(layout: Layout) -> None:

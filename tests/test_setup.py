@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from runner.build.base_images import BaseImageOutcome, ensure_base_images
-from runner.build.engine import connect
+from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
 
 PYTHON = "python:3.11-slim"
@@ -17,17 +17,23 @@ MISSING = "runyard-test/does-not-exist:1"
 
 
 @pytest.fixture(scope="module")
+def engine() -> DockerEngine:
+    return connect(lambda line: None)
+
+
+@pytest.fixture(scope="module")
 def client() -> Iterator[docker.DockerClient]:
-    client = connect(lambda line: None)
+    """The Docker SDK, for the tests' own look at what setup made."""
+    client = docker.from_env()
     yield client
     client.close()
 
 
 @pytest.fixture(scope="module")
-def python_image(client: docker.DockerClient) -> BaseImageOutcome:
+def python_image(engine: DockerEngine) -> BaseImageOutcome:
     """python:3.11-slim, pulled or built the first time this runs on a machine."""
     lines: list[str] = []
-    outcomes = ensure_base_images(client, [PYTHON], lines.append)
+    outcomes = ensure_base_images(engine, [PYTHON], lines.append)
     assert len(outcomes) == 1
     assert lines, "progress is reported"
     return outcomes[0]
@@ -53,8 +59,9 @@ def test_connect_without_engine_says_what_to_do(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.docker
-def test_connect_returns_a_client_that_pings(client: docker.DockerClient) -> None:
-    assert client.ping() is True
+def test_connect_returns_an_engine_that_answers(engine: DockerEngine) -> None:
+    engine.ping()
+    assert any(PYTHON in (image.get("RepoTags") or ()) for image in engine.images())
 
 
 @pytest.mark.docker
@@ -70,10 +77,10 @@ def test_python_image_is_made_present(
 
 @pytest.mark.docker
 def test_second_call_finds_it_present_quickly(
-    client: docker.DockerClient, python_image: BaseImageOutcome
+    engine: DockerEngine, python_image: BaseImageOutcome
 ) -> None:
     started = time.monotonic()
-    outcomes = ensure_base_images(client, [PYTHON, PYTHON], lambda line: None)
+    outcomes = ensure_base_images(engine, [PYTHON, PYTHON], lambda line: None)
     assert time.monotonic() - started < 2
     assert outcomes == [BaseImageOutcome(PYTHON, "present")]
 
@@ -119,7 +126,7 @@ def test_venv_with_pip_works(client: docker.DockerClient, python_image: BaseImag
 
 
 @pytest.mark.docker
-def test_an_image_that_cannot_be_pulled_is_named(client: docker.DockerClient) -> None:
+def test_an_image_that_cannot_be_pulled_is_named(engine: DockerEngine) -> None:
     with pytest.raises(RunyardError, match="does-not-exist") as caught:
-        ensure_base_images(client, [MISSING], lambda line: None)
+        ensure_base_images(engine, [MISSING], lambda line: None)
     assert "docker load" in str(caught.value)

@@ -10,27 +10,23 @@ index trusted). Any other missing image must be brought with `docker load`.
 from __future__ import annotations
 
 import configparser
-import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-import docker
-import requests
-from docker.auth import get_config_header, resolve_repository_name
-from docker.errors import ImageNotFound
+from docker.auth import encode_header, load_config, resolve_authconfig, resolve_repository_name
 from docker.utils import parse_repository_tag
 
+from runner.build.engine import DockerEngine, EngineError, Unreachable
 from runner.errors import RunyardError
 
 Report = Callable[[str], None]
 
-PULL_CONNECT_TIMEOUT = 10.0
 # Seconds without a byte from the engine before a pull counts as hung; a pull
 # that progresses streams a line at least every few seconds.
 PULL_IDLE_TIMEOUT = 60.0
@@ -85,19 +81,19 @@ class BaseImageOutcome(NamedTuple):
 
 
 def ensure_base_images(
-    client: docker.DockerClient, images: Iterable[str], report: Report
+    engine: DockerEngine, images: Iterable[str], report: Report
 ) -> list[BaseImageOutcome]:
     """Make every image present locally; say for each what that took."""
-    return [_ensure(client, image, report) for image in dict.fromkeys(images)]
+    return [_ensure(engine, image, report) for image in dict.fromkeys(images)]
 
 
-def _ensure(client: docker.DockerClient, image: str, report: Report) -> BaseImageOutcome:
-    if _present(client, image):
+def _ensure(engine: DockerEngine, image: str, report: Report) -> BaseImageOutcome:
+    if _present(engine, image):
         report(f"{image}: present")
         return BaseImageOutcome(image, "present")
     report(f"{image}: pulling")
-    error = _pull(client, image)
-    if error is None and _present(client, image):
+    error = _pull(engine, image)
+    if error is None and _present(engine, image):
         report(f"{image}: pulled")
         return BaseImageOutcome(image, "pulled")
     why = error or "pulled, but still not present"
@@ -105,61 +101,31 @@ def _ensure(client: docker.DockerClient, image: str, report: Report) -> BaseImag
         raise RunyardError(_cannot_pull(image, why))
     _check_can_debootstrap(image, why)
     report(f"{image}: no registry reachable; building a stand-in with debootstrap (a few minutes)")
-    _build_python_stand_in(client, image, report)
+    _build_python_stand_in(engine, image, report)
     report(f"{image}: built a stand-in from Debian {SUITE}")
     return BaseImageOutcome(image, "built-stand-in")
 
 
-def _present(client: docker.DockerClient, image: str) -> bool:
-    try:
-        client.images.get(image)
-    except ImageNotFound:
-        return False
-    return True
+def _present(engine: DockerEngine, image: str) -> bool:
+    return engine.inspect_image(image) is not None
 
 
-def _pull(client: docker.DockerClient, image: str) -> str | None:
+def _pull(engine: DockerEngine, image: str) -> str | None:
     """Pull `image`; None when it worked, else why not.
 
-    The SDK's pull waits without a timeout, so an unreachable registry could
-    hang it: talk to the engine's API directly, with an idle timeout.
+    An unreachable registry could hang it: it stops after PULL_IDLE_TIMEOUT seconds
+    without a word from the engine.
     """
     repository, tag = parse_repository_tag(image)
     registry, _ = resolve_repository_name(repository)
-    auth = get_config_header(client.api, registry)
-    url = f"{client.api.base_url}/v{client.api.api_version}/images/create"
+    login = resolve_authconfig(load_config(), registry)
+    auth = encode_header(login).decode() if login else None
     try:
-        with client.api.post(
-            url,
-            params={"fromImage": repository, "tag": tag or "latest"},
-            headers={"X-Registry-Auth": auth} if auth else {},
-            stream=True,
-            timeout=(PULL_CONNECT_TIMEOUT, PULL_IDLE_TIMEOUT),
-        ) as response:
-            if response.status_code != 200:
-                return _api_message(response)
-            return _stream_error(response.iter_lines())
-    except requests.RequestException as error:
+        for event in engine.pull(repository, tag or "latest", auth, PULL_IDLE_TIMEOUT):
+            if event.get("error"):
+                return str(event["error"])
+    except Unreachable as error:
         return str(error)
-
-
-def _api_message(response: requests.Response) -> str:
-    try:
-        return str(response.json()["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"{response.status_code} {response.reason}"
-
-
-def _stream_error(lines: Iterator[bytes]) -> str | None:
-    for line in lines:
-        if not line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("error"):
-            return str(event["error"])
     return None
 
 
@@ -184,7 +150,7 @@ def _cannot_pull(image: str, error: str) -> str:
 # -- the python stand-in -----------------------------------------------------
 
 
-def _build_python_stand_in(client: docker.DockerClient, image: str, report: Report) -> None:
+def _build_python_stand_in(engine: DockerEngine, image: str, report: Report) -> None:
     work = Path(tempfile.mkdtemp(prefix="runyard-stand-in-", dir=_work_parent()))
     try:
         rootfs = work / "rootfs"
@@ -193,7 +159,7 @@ def _build_python_stand_in(client: docker.DockerClient, image: str, report: Repo
         _debootstrap(rootfs, mirror)
         _make_official_like(rootfs, mirror)
         report(f"{image}: importing into Docker")
-        _import(client, _pack(rootfs, work / "rootfs.tar"), image)
+        _import(engine, _pack(rootfs, work / "rootfs.tar"), image)
     finally:
         _remove_work_dir(work)
 
@@ -401,12 +367,16 @@ def _pack(rootfs: Path, tarball: Path) -> Path:
     return tarball
 
 
-def _import(client: docker.DockerClient, tarball: Path, image: str) -> None:
+def _import(engine: DockerEngine, tarball: Path, image: str) -> None:
     repository, tag = parse_repository_tag(image)
-    client.api.import_image(
-        src=str(tarball), repository=repository, tag=tag or "latest", changes=IMPORT_CHANGES
-    )
-    if not _present(client, image):
+    try:
+        for event in engine.import_image(tarball, repository, tag or "latest", IMPORT_CHANGES):
+            if event.get("error"):
+                raise RunyardError(f"docker import of the stand-in for {image} failed: "
+                                   f"{event['error']}")
+    except EngineError as error:
+        raise RunyardError(f"docker import of the stand-in for {image} failed: {error}") from error
+    if not _present(engine, image):
         raise RunyardError(f"docker import of the stand-in for {image} left no image")
 
 

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import docker
-
-from runner.build.engine import connect
+from runner.build.engine import DockerEngine, EngineError, Unreachable, connect, registry_config
 from runner.errors import RunyardError
 from runner.project import refs
 from runner.project.environment import (
@@ -62,9 +60,9 @@ class LocalImages(NamedTuple):
     ids: dict[str, str]
 
     @classmethod
-    def read(cls, client: docker.DockerClient) -> LocalImages:
+    def read(cls, engine: DockerEngine) -> LocalImages:
         ids: dict[str, str] = {}
-        for image in client.api.images():
+        for image in engine.images():
             for tag in image.get("RepoTags") or ():
                 ids[tag] = image["Id"]
         return cls(ids)
@@ -86,7 +84,7 @@ def image_needs(project: Project, source: ProjectSource, local: LocalImages,
     return [ImageNeed(spec, tuple(names)) for spec, names in by_hash.values()]
 
 
-def build_images(client: docker.DockerClient, project: Project, needs: Iterable[ImageNeed],
+def build_images(engine: DockerEngine, project: Project, needs: Iterable[ImageNeed],
                  local: LocalImages, log_dir: Path, on_line: OnLine,
                  force: bool = False, policy: Policy | None = None) -> list[BuildOutcome]:
     """Build what is missing (everything with `force`); a failure does not stop the others.
@@ -96,24 +94,24 @@ def build_images(client: docker.DockerClient, project: Project, needs: Iterable[
     policy = policy or Policy()
     outcomes = []
     for need in needs:
-        refusal = _base_refusal(client, project, need, policy)
+        refusal = _base_refusal(engine, project, need, policy)
         if refusal is not None:
             outcomes.append(BuildOutcome(need, "failed", error=refusal))
         elif need.spec.tag in local.ids and not force:
             outcomes.append(BuildOutcome(need, "reused"))
         else:
-            outcomes.append(_build(client, project, need, log_dir, on_line, force, policy))
+            outcomes.append(_build(engine, project, need, log_dir, on_line, force, policy))
     return outcomes
 
 
-def _base_refusal(client: docker.DockerClient, project: Project, need: ImageNeed,
+def _base_refusal(engine: DockerEngine, project: Project, need: ImageNeed,
                   policy: Policy) -> str | None:
     """Why the need's base image may not be built on here, at the file and line that names it."""
     base = need.spec.environment.base_image
-    try:  # what the engine takes the name for, whatever it is spelled like
-        labels = client.api.inspect_image(base)["Config"].get("Labels") or {}
-    except docker.errors.NotFound:  # the build says so, at its FROM
-        labels = {}
+    # what the engine takes the name for, whatever it is spelled like; a missing image
+    # is for the build to report, at its FROM
+    found = engine.inspect_image(base) or {}
+    labels = (found.get("Config") or {}).get("Labels") or {}
     why = policy.base_image_refusal(base, labels.get(LABEL_PROJECT))
     if why is None:
         return None
@@ -153,7 +151,7 @@ def _dockerfile_problems(spec: ImageSpec) -> Iterator[str | None]:
         yield refs.env_value_problem(value)
 
 
-def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_dir: Path,
+def _build(engine: DockerEngine, project: Project, need: ImageNeed, log_dir: Path,
            on_line: OnLine, force: bool, policy: Policy) -> BuildOutcome:
     spec = need.spec
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -162,22 +160,21 @@ def _build(client: docker.DockerClient, project: Project, need: ImageNeed, log_d
     dockerfile = render_dockerfile(spec, ca_bundle=ca_bundle)
     started = time.monotonic()
     step, error = "", None
-    watch = _Deadline(client, policy.build_timeout)
+    watch = _Deadline(engine, policy.build_timeout)
     with log_path.open("w", encoding="utf-8") as log, watch:
         log.write(dockerfile + "\n")
         try:
-            stream = client.api.build(
-                fileobj=_context(dockerfile, spec, ca_bundle), custom_context=True,
-                tag=spec.tag, rm=True, forcerm=True, decode=True, nocache=force,
-                container_limits={"memory": policy.build_memory, "memswap": policy.build_memory},
-                labels={LABEL_PROJECT: project.name, LABEL_ENV_HASH: spec.env_hash,
-                        LABEL_FUNCTIONS: ",".join(need.functions)},
-            )
+            labels = {LABEL_PROJECT: project.name, LABEL_ENV_HASH: spec.env_hash,
+                      LABEL_FUNCTIONS: ",".join(need.functions)}
+            stream = engine.build(_context(dockerfile, spec, ca_bundle), {
+                "t": spec.tag, "rm": "1", "forcerm": "1", "nocache": "1" if force else "0",
+                "memory": str(policy.build_memory), "memswap": str(policy.build_memory),
+                "labels": json.dumps(labels)}, registry_config())
             for chunk in stream:
                 step, error = _consume(chunk, step, error, log, lambda line: on_line(spec.tag, line))
                 watch.follow(chunk)
-        except docker.errors.APIError as api_error:
-            error = str(api_error.explanation or api_error)
+        except EngineError as api_error:
+            error = api_error.message
             log.write(error + "\n")
     if watch.expired.is_set():
         error = f"the build took longer than its limit of {policy.build_timeout:.0f} s"
@@ -196,8 +193,8 @@ class _Deadline:
 
     _RUNNING = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$")
 
-    def __init__(self, client: docker.DockerClient, seconds: float) -> None:
-        self.client = client
+    def __init__(self, engine: DockerEngine, seconds: float) -> None:
+        self.engine = engine
         self.expired = threading.Event()
         self.container: str | None = None
         self.lock = threading.Lock()
@@ -227,8 +224,8 @@ class _Deadline:
         with self.lock:
             container = self.container
         if container is not None:
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                self.client.api.kill(container)
+            with contextlib.suppress(*Unreachable):  # ended already
+                self.engine.kill(container)
 
 
 def _consume(chunk: dict[str, Any], step: str, error: str | None, log: io.TextIOBase,
@@ -246,7 +243,7 @@ def _consume(chunk: dict[str, Any], step: str, error: str | None, log: io.TextIO
     return step, error
 
 
-def _context(dockerfile: str, spec: ImageSpec, ca_bundle: bool) -> io.BytesIO:
+def _context(dockerfile: str, spec: ImageSpec, ca_bundle: bool) -> bytes:
     files = {"Dockerfile": dockerfile.encode(),
              "requirements.txt": "".join(f"{r}\n" for r in spec.requirements).encode()}
     if ca_bundle:
@@ -257,8 +254,7 @@ def _context(dockerfile: str, spec: ImageSpec, ca_bundle: bool) -> io.BytesIO:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    return buffer
+    return buffer.getvalue()
 
 
 def _failure(project: Project, need: ImageNeed, step: str, error: str, log_path: Path) -> str:
@@ -325,10 +321,6 @@ def reachable_image_ids() -> dict[str, str] | None:
     when no engine answers (nothing is started for it)."""
 
     try:
-        client = connect(lambda line: None, start=False)
+        return ids_by_name(LocalImages.read(connect(lambda line: None, start=False)).ids)
     except RunyardError:
         return None
-    try:
-        return ids_by_name(LocalImages.read(client).ids)
-    finally:
-        client.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import docker
-
 from runner.build.builder import LocalImages, image_needs
+from runner.build.engine import DockerEngine
 from runner.project.environment import LABEL_ENV_HASH, LABEL_PROJECT
 from runner.project.model import Project
 from runner.project.source import ProjectSource
@@ -20,12 +19,12 @@ class ProjectImage(NamedTuple):
     functions: tuple[str, ...]
 
 
-def project_images(client: docker.DockerClient, project: Project,
+def project_images(engine: DockerEngine, project: Project,
                    source: ProjectSource) -> list[ProjectImage]:
     used = {need.spec.env_hash: need.functions
-            for need in image_needs(project, source, LocalImages.read(client))}
+            for need in image_needs(project, source, LocalImages.read(engine))}
     found = []
-    for image in client.api.images(filters={"label": f"{LABEL_PROJECT}={project.name}"}):
+    for image in engine.images({"label": f"{LABEL_PROJECT}={project.name}"}):
         env_hash = (image.get("Labels") or {}).get(LABEL_ENV_HASH, "")
         for tag in image.get("RepoTags") or ("<none>",):
             found.append(ProjectImage(tag, image["Id"], env_hash, image.get("Size", 0),
@@ -33,19 +32,19 @@ def project_images(client: docker.DockerClient, project: Project,
     return sorted(found)
 
 
-def prune_images(client: docker.DockerClient, images: list[ProjectImage]) -> list[ProjectImage]:
+def prune_images(engine: DockerEngine, images: list[ProjectImage]) -> list[ProjectImage]:
     removed = []
     for image in images:
         if not image.functions:
-            client.images.remove(image.image_id if image.tag == "<none>" else image.tag)
+            engine.remove_image(image.image_id if image.tag == "<none>" else image.tag)
             removed.append(image)
     return removed
 
 
-def tags_by_env_hash(client: docker.DockerClient, project: str) -> dict[str, str]:
+def tags_by_env_hash(engine: DockerEngine, project: str) -> dict[str, str]:
     """A tag of each of the project's images on the engine, by its environment hash."""
     found = {}
-    for image in client.api.images(filters={"label": f"{LABEL_PROJECT}={project}"}):
+    for image in engine.images({"label": f"{LABEL_PROJECT}={project}"}):
         env_hash = (image.get("Labels") or {}).get(LABEL_ENV_HASH)
         if env_hash:
             found[env_hash] = (image.get("RepoTags") or [image["Id"]])[0]

@@ -1,7 +1,7 @@
 """The `runyard` command line: a thin layer over the package.
 
 Commands are imported only when called, so `runyard validate` never loads the
-Docker SDK or anything of building and running. Errors leave through one exit:
+engine's client or anything of building and running. Errors leave through one exit:
 a user's error prints its message and exits 1, a bug exits 3.
 """
 

@@ -47,10 +47,10 @@ def _engine(project: Project) -> Engine:
     from runner.build.inventory import tags_by_env_hash
 
     try:
-        client = connect(lambda _: None, start=False)
+        engine = connect(lambda _: None, start=False)
     except RunyardError:
         return Engine()
-    return Engine(ids_by_name(LocalImages.read(client).ids), tags_by_env_hash(client, project.name))
+    return Engine(ids_by_name(LocalImages.read(engine).ids), tags_by_env_hash(engine, project.name))
 
 
 def _image(engine: Engine, tag: str | None) -> str:

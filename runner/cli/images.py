@@ -12,7 +12,7 @@ from runner.errors import RunyardError
 from runner.project.model import DEFAULT_BASE_IMAGE
 
 if TYPE_CHECKING:
-    import docker
+    from runner.build.engine import DockerEngine
 
 
 @click.command()
@@ -29,21 +29,21 @@ def setup(project_dir: Path | None, swarm: bool) -> None:
     from runner.build.base_images import ensure_base_images
     from runner.build.engine import connect
 
-    client = connect(click.echo)
+    engine = connect(click.echo)
     images = {DEFAULT_BASE_IMAGE}
     if project_dir is not None:
         project, _ = load(project_dir, None)
         images |= {f.environment.base_image or project.base_image for f in project.functions.values()}
-    ensure_base_images(client, sorted(images), click.echo)  # reports each image as it goes
+    ensure_base_images(engine, sorted(images), click.echo)  # reports each image as it goes
     if swarm:
-        _check_swarm(client, project.registry if project_dir is not None else None)
+        _check_swarm(engine, project.registry if project_dir is not None else None)
     click.echo("ready")
 
 
-def _check_swarm(client: docker.DockerClient, registry: str | None) -> None:
+def _check_swarm(engine: DockerEngine, registry: str | None) -> None:
     from runner.run.swarm import registry_problem, swarm_problem
 
-    problems = [swarm_problem(client)]
+    problems = [swarm_problem(engine)]
     if registry is None:
         problems.append("no registry to check: give the project folder, whose project.yaml "
                         "names it (execution.registry: HOST:PORT)")
@@ -68,12 +68,12 @@ def build(functions: tuple[str, ...], project_dir: Path, revision: str | None, f
     from runner.project.source import prepare_state_dir
 
     project, source = load(project_dir, revision)
-    client = connect(click.echo)
-    local = LocalImages.read(client)
+    engine = connect(click.echo)
+    local = LocalImages.read(engine)
     needs = image_needs(project, source, local, functions)
     with live_lines("building") as on_line:
         state = prepare_state_dir(source.state_dir)
-        outcomes = build_images(client, project, needs, local, state / "builds",
+        outcomes = build_images(engine, project, needs, local, state / "builds",
                                 on_line if not as_json else _quiet, force)
     if as_json:
         echo_json([{"image": o.need.spec.tag, "functions": list(o.need.functions),
@@ -99,10 +99,10 @@ def images(project_dir: Path, revision: str | None, prune: bool, as_json: bool) 
     from runner.build.inventory import project_images, prune_images
 
     project, source = load(project_dir, revision)
-    client = connect(click.echo)
-    found = project_images(client, project, source)
+    engine = connect(click.echo)
+    found = project_images(engine, project, source)
     if prune:
-        for removed in prune_images(client, found):
+        for removed in prune_images(engine, found):
             click.echo(f"removed {removed.tag}")
         found = [image for image in found if image.functions]
     if as_json:

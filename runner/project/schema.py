@@ -38,16 +38,18 @@ def schema_text(kind: str) -> str:
 
 
 class SchemaSet:
-    """The schema of each kind, made once per load: a fast test that passes valid
-    documents, and a jsonschema validator, made (and imported) only when a
-    document fails the test, to say what is wrong with it."""
+    """The schema of each kind, made once per load and only for the kinds it meets: a
+    fast test that passes valid documents, and a jsonschema validator, made (and
+    imported) only when a document fails the test, to say what is wrong with it."""
 
     def __init__(self) -> None:
-        self.schemas = {kind: json.loads(schema_text(kind)) for kind in KINDS}
-        self.fast = {kind: fast_check(schema) for kind, schema in self.schemas.items()}
+        self.schemas: dict[str, dict[str, Any]] = {}
+        self.fast: dict[str, Check | None] = {}
         self.validators: dict[str, Validator] = {}
 
     def check(self, kind: str, doc: Document) -> Checked:
+        if kind not in self.fast:
+            self.fast[kind] = fast_check(self.schema(kind))
         fast = self.fast[kind]
         if fast is not None and fast(doc.data):
             return Checked([], doc)
@@ -55,9 +57,14 @@ class SchemaSet:
         problems = [problem for error in errors for problem in _describe(doc, error)]
         return Checked(problems, _usable(doc, errors))
 
+    def schema(self, kind: str) -> dict[str, Any]:
+        if kind not in self.schemas:
+            self.schemas[kind] = json.loads(schema_text(kind))
+        return self.schemas[kind]
+
     def validator(self, kind: str) -> Validator:
         if kind not in self.validators:
-            self.validators[kind] = validator_class()(inline_refs(self.schemas[kind]))
+            self.validators[kind] = validator_class()(inline_refs(self.schema(kind)))
         return self.validators[kind]
 
 

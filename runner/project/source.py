@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runner.errors import RunyardError
-from runner.git import ObjectReader, Repository, TreeEntry, commit_of, find_repository, list_tree
+from runner.git import ObjectReader, Repository, TreeEntry, find_repository, list_tree
 
 MAX_LINKS = 40  # as many as Linux follows in one path
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -225,21 +225,26 @@ class DirectorySource:
 class GitSource:
     """A project at one revision of a git repository, possibly under a sub-folder.
 
-    The revision's tree is listed once (`git ls-tree`), and files are read through
-    one `git cat-file --batch` process (runner.git.ObjectReader), so lookups are cheap
-    and threads may read at once. `close()` stops that process.
+    The revision is resolved and its files are read through one `git cat-file --batch`
+    process (runner.git.ObjectReader), and its tree is listed once (`git ls-tree`), so
+    lookups are cheap and threads may read at once. `close()` stops that process.
     """
 
     def __init__(self, repo: Repository, revision: str, prefix: str = "") -> None:
         self.repo = repo
         self.git_dir = repo.git_dir
         self.prefix = prefix.strip("/")
-        found = commit_of(self.git_dir, revision)
+        self.reader = ObjectReader(self.git_dir)
+        found = self.reader.commit_of(revision)
         if found is None:
+            self.reader.close()
             raise RunyardError(f"no revision {revision!r} in {self.git_dir}")
         self.revision: str | None = found
-        self.entries = self._list_tree(revision)
-        self.reader = ObjectReader(self.git_dir)
+        try:
+            self.entries = self._list_tree(revision)
+        except RunyardError:
+            self.reader.close()
+            raise
 
     def _list_tree(self, revision: str) -> dict[str, TreeEntry]:
         """Every file and folder below the prefix, by path."""
@@ -251,6 +256,10 @@ class GitSource:
 
     def close(self) -> None:
         self.reader.close()
+
+    def tree(self) -> str | None:
+        """The id of the revision's whole tree (the repository's, whatever the prefix)."""
+        return self.reader.tree_of(self.revision or "")
 
     @property
     def state_dir(self) -> Path:

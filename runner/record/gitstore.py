@@ -6,7 +6,7 @@ Trees are written directly into the object database. A path such as
 `runs/ab/<uid>/run.yaml` only rewrites the trees along that path, so the cost of a
 commit does not grow with the number of records already on the branch. Reads go
 through one `git cat-file --batch` process, started by the first read and stopped
-by `close()`.
+by `close()`; the branch moves through one `git update-ref --stdin` process as well.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
 
-from runner.git import ObjectReader, list_tree, update_ref
+from runner.git import ObjectReader, RefMover, list_tree
 
 _TREE, _BLOB = b"40000", b"100644"
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
@@ -48,10 +48,12 @@ class GitStore:
         self.ref = f"refs/heads/{branch}"
         self.objects = git_dir / "objects"
         self.reader = ObjectReader(git_dir)
+        self.refs = RefMover(git_dir)
 
     def close(self) -> None:
-        """Stop the process reads go through (the next read starts it again)."""
+        """Stop the processes reads and commits go through (the next starts them again)."""
         self.reader.close()
+        self.refs.close()
 
     # reading
 
@@ -121,10 +123,18 @@ class GitStore:
                 for name, (mode, sha) in _entries(found.data).items() if mode == _BLOB}
 
     def list(self, path: str, commit: str | None = None) -> list[str]:
-        """Names in the folder `path` of the branch (empty when it does not exist)."""
+        """Names in the folder `path` of the branch (empty when it does not exist), read
+        from the trees along it (no process, unless they are packed)."""
         commit = commit or self.tip()
-        entries = list_tree(self.git_dir, f"{commit}:{path}") if commit else None
-        return [entry.path for entry in entries or []]
+        if commit is None:
+            return []
+        entries = self._tree_entries(self._commit_tree(commit))
+        for folder in filter(None, path.split("/")):
+            found = entries.get(folder.encode())
+            if found is None or found[0] != _TREE:
+                return []
+            entries = self._tree_entries(found[1])
+        return sorted(name.decode("utf-8", "surrogateescape") for name in entries)
 
     # writing
 
@@ -141,7 +151,7 @@ class GitStore:
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
-            if update_ref(self.git_dir, self.ref, commit, parent):
+            if self.refs.move(self.ref, commit, parent):
                 return commit
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")

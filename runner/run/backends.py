@@ -18,16 +18,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-import requests
-import urllib3
-
+from runner.build.engine import DockerEngine, EngineError, EngineTimeout, Unreachable
 from runner.errors import RunyardError
 from runner.project.model import Resources
-
-if TYPE_CHECKING:
-    import docker
 
 OnOutput = Callable[[bytes], None]
 NON_ROOT_ID = 65534  # nobody
@@ -246,8 +241,8 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
+    def __init__(self, engine: DockerEngine) -> None:
+        self.engine = engine
         self.running: set[str] = set()
         self.lock = threading.Lock()
         # Removing a finished container takes a while; the next run need not wait for it.
@@ -257,51 +252,38 @@ class DockerBackend:
         return CONTAINER_LAYOUT
 
     def run(self, launch: Launch, on_output: OnOutput) -> Exit:
-        inside, host = CONTAINER_LAYOUT, host_layout(launch)
-        mounts = {host.runtime: {"bind": inside.runtime, "mode": "ro"},
-                  host.code: {"bind": inside.code, "mode": "ro"},
-                  host.inputs: {"bind": inside.inputs, "mode": "ro"},
-                  host.spec: {"bind": inside.spec, "mode": "ro"},
-                  host.secrets: {"bind": inside.secrets, "mode": "ro"},
-                  host.work: {"bind": inside.work, "mode": "rw"},
-                  host.outputs: {"bind": inside.outputs, "mode": "rw"},
-                  host.tmp: {"bind": inside.tmp, "mode": "rw"}}
-        limits = launch.resources
-        container = self.client.containers.run(
-            launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            detach=True, name=launch.name, user=NON_ROOT, working_dir=inside.work,
-            environment={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
-                         "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp},
-            volumes=mounts, read_only=True, security_opt=["no-new-privileges"], cap_drop=["ALL"],
-            network_mode=launch.network, pids_limit=4096, labels=dict(launch.labels),
-            log_config={"type": "json-file",
-                        "config": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}},
-            mem_limit=limits.memory, memswap_limit=limits.memory,
-            nano_cpus=int(limits.cpu * 1e9) if limits.cpu else None,
-        )
-        with self.lock:
-            self.running.add(container.id)
-        reader = threading.Thread(target=_drain, args=(container, on_output), daemon=True)
-        reader.start()
-        reason = None
         try:
-            status = container.wait(timeout=limits.timeout)
-            code: int | None = status.get("StatusCode")
-        except requests.exceptions.RequestException as error:
-            if not _timed_out(error):  # the engine went away: not the run's timeout
-                raise RunyardError(f"lost the Docker engine during run {launch.uid}: {error}") \
-                    from error
-            container.kill()
-            code, reason = container.wait().get("StatusCode"), "timeout"
-        finally:
+            container = self.engine.create_container(launch.name, container_config(launch))
+        except Unreachable as error:
+            raise _lost(launch, error) from error
+        with self.lock:
+            self.running.add(container)
+        reader = threading.Thread(target=_drain, args=(self.engine, container, on_output),
+                                  daemon=True)
+        try:
+            self.engine.start(container)
+            reader.start()
+            code, reason = self._wait(container, launch.resources.timeout)
             reader.join(timeout=10)
-            container.reload()
-            if container.attrs["State"].get("OOMKilled"):
-                reason = "oom"
+            state = (self.engine.inspect_container(container) or {}).get("State") or {}
+        except Unreachable as error:  # the engine went away: not the run's doing
+            raise _lost(launch, error) from error
+        finally:
             with self.lock:
-                self.running.discard(container.id)
-            self.removals.submit(container.remove, force=True)
-        return Exit(code, reason)
+                self.running.discard(container)
+            self.removals.submit(self._remove, container)
+        return Exit(code, "oom" if state.get("OOMKilled") else reason)
+
+    def _wait(self, container: str, timeout: float | None) -> tuple[int | None, str | None]:
+        try:
+            return self.engine.wait(container, timeout), None
+        except EngineTimeout:
+            self.engine.kill(container)
+            return self.engine.wait(container, None), "timeout"
+
+    def _remove(self, container: str) -> None:
+        with contextlib.suppress(*Unreachable):  # gone already, or no engine to ask
+            self.engine.remove_container(container)
 
     def close(self) -> None:
         """Wait for the removal of the finished containers."""
@@ -310,24 +292,46 @@ class DockerBackend:
     def stop_all(self) -> None:
         with self.lock:
             ids = list(self.running)
-        for container_id in ids:
-            with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
-                self.client.containers.get(container_id).kill()
+        for container in ids:
+            with contextlib.suppress(*Unreachable):  # it may have ended by itself meanwhile
+                self.engine.kill(container)
 
 
-def _timed_out(error: Exception) -> bool:
-    """Whether waiting on a container ended by its read timeout (requests wraps urllib3's
-    in a ConnectionError for a streamed response)."""
-    return isinstance(error, requests.exceptions.ReadTimeout) or any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args)
+def container_config(launch: Launch) -> dict[str, Any]:
+    """The engine's ContainerCreate body of a run: its image, the runtime, the mounts and
+    every hardening and limit."""
+    inside, host = CONTAINER_LAYOUT, host_layout(launch)
+    mounts = [f"{host.runtime}:{inside.runtime}:ro", f"{host.code}:{inside.code}:ro",
+              f"{host.inputs}:{inside.inputs}:ro", f"{host.spec}:{inside.spec}:ro",
+              f"{host.secrets}:{inside.secrets}:ro", f"{host.work}:{inside.work}:rw",
+              f"{host.outputs}:{inside.outputs}:rw", f"{host.tmp}:{inside.tmp}:rw"]
+    env = {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
+    limits = launch.resources
+    host_config: dict[str, Any] = {
+        "Binds": mounts, "ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges"],
+        "CapDrop": ["ALL"], "NetworkMode": launch.network, "PidsLimit": 4096,
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}},
+    }
+    if limits.memory:
+        host_config.update(Memory=limits.memory, MemorySwap=limits.memory)
+    if limits.cpu:
+        host_config["NanoCpus"] = int(limits.cpu * 1e9)
+    return {"Image": launch.image, "Cmd": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
+            "User": NON_ROOT, "WorkingDir": inside.work, "Labels": dict(launch.labels),
+            "Env": [f"{name}={value}" for name, value in env.items()], "HostConfig": host_config}
 
 
-def _drain(container: Any, on_output: OnOutput) -> None:
+def _lost(launch: Launch, error: Exception) -> RunyardError:
+    if isinstance(error, EngineError) and error.status is not None:
+        return RunyardError(f"the Docker engine refused run {launch.uid}: {error}")
+    return RunyardError(f"lost the Docker engine during run {launch.uid}: {error}")
+
+
+def _drain(engine: DockerEngine, container: str, on_output: OnOutput) -> None:
     """Pass on a container's output as it comes (none, if it is gone already)."""
-    import docker
-
     try:
-        for chunk in container.logs(stream=True, follow=True):
+        for chunk in engine.logs(container):
             on_output(chunk)
-    except docker.errors.APIError:  # removed, or marked for removal, before it was read
+    except Unreachable:  # removed, or marked for removal, before it was read; or no engine
         on_output(b"runyard: the container's output could not be read: it was removed\n")

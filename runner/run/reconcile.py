@@ -10,15 +10,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from runner.build.engine import DockerEngine, EngineError
 from runner.errors import RunyardError
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run import scratch
-
-if TYPE_CHECKING:
-    import docker
 
 OnNote = Callable[[str], None]
 LOST = "runner lost"
@@ -62,22 +59,20 @@ def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:
     return lost
 
 
-def reconcile_containers(client: docker.DockerClient, on_note: OnNote) -> None:
+def reconcile_containers(engine: DockerEngine, on_note: OnNote) -> None:
     """Remove the containers of lost runners (they carry their runner in a label).
 
     Read from one listing, never container by container: other runners' containers come
     and go meanwhile.
     """
-    import docker
-
-    for found in client.api.containers(all=True, filters={"label": RUNNER_LABEL}):
+    for found in engine.containers({"label": RUNNER_LABEL}):
         owner = Owner.parse((found.get("Labels") or {}).get(RUNNER_LABEL, ""))
         if owner is None or not owner.is_lost():
             continue
         try:
-            client.api.remove_container(found["Id"], force=True)
-        except docker.errors.APIError as error:
-            if error.status_code in (404, 409):  # gone, or being removed by another runner
+            engine.remove_container(found["Id"])
+        except EngineError as error:
+            if error.status in (404, 409):  # gone, or being removed by another runner
                 continue
             raise
         name = (found.get("Names") or [found["Id"][:12]])[0].lstrip("/")

@@ -201,10 +201,4 @@ def _use_images(session: Session, records: list[RunRecord], exact: bool, note: N
 
 
 def _has_image(backend: DockerBackend, image_id: str) -> bool:
-    import docker.errors
-
-    try:
-        backend.client.images.get(image_id)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
+    return backend.engine.inspect_image(image_id) is not None

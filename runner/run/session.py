@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from runner.build.builder import LocalImages, build_images, image_needs
-from runner.build.engine import connect
+from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
-from runner.git import commit_of, find_repository, tree_of, user_name
+from runner.git import commit_of, find_repository, user_name
 from runner.plan import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
@@ -28,10 +27,6 @@ from runner.run.execute import ImageRef, OnLine, Session
 from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
-from runner.run.swarm import SwarmBackend, reconcile_services
-
-if TYPE_CHECKING:
-    import docker
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -49,10 +44,13 @@ def open_project(project_dir: Path, revision: str | None,
     git_dir = found.repository.git_dir
     if local_changes:
         return DirectorySource(root), git_dir
-    if revision is None and commit_of(git_dir, "HEAD") is None:
-        raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
-                           "or run with --local-changes")
-    return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
+    try:
+        return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
+    except RunyardError:
+        if revision is None and commit_of(git_dir, "HEAD") is None:
+            raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
+                               "or run with --local-changes") from None
+        raise
 
 
 def workspace_of(source: ProjectSource) -> Path:
@@ -97,24 +95,32 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         def note(line: str) -> None:
             on_line("setup", line)
 
-        lost = reconcile_scratch(scratch_root, note)
-        aborted = reconcile_records(results, note)
-        for uid in aborted:
-            (live_dir / f"{uid}.log").unlink(missing_ok=True)
-        runner: Backend = LocalBackend()
-        images: dict[str, ImageRef] = {}
-        if chosen == "docker":
-            runner, images = _docker(project, source, functions, policy, on_line)
-        elif chosen == "swarm":
-            runner, images = _swarm(project, source, functions, policy, on_line)
-        elif lost or aborted:  # a lost runner may have left containers, whatever this backend
-            _reconcile_containers_if_engine(note)
         owner = Owner.current()
         workdir = scratch_root / owner.folder_name
         workdir.mkdir(parents=True, exist_ok=True)
         revision = source.revision or _head(git_dir)
         try:
-            code = make_snapshot(source, workdir / "code")
+            # The code snapshot (git archive) is made while the leftovers of lost runners
+            # are put right and the engine is asked for the images: they do not meet.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
+                snapshot = aside.submit(make_snapshot, source, workdir / "code")
+                lost = reconcile_scratch(scratch_root, note)
+                aborted = reconcile_records(results, note)
+                for uid in aborted:
+                    (live_dir / f"{uid}.log").unlink(missing_ok=True)
+                runner: Backend = LocalBackend()
+                images: dict[str, ImageRef] = {}
+                if chosen == "docker":
+                    runner, images = _docker(project, source, functions, policy, on_line)
+                elif chosen == "swarm":
+                    runner, images = _swarm(project, source, functions, policy, on_line)
+                elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+                    _reconcile_containers_if_engine(note)
+                code = snapshot.result()
+        except BaseException:
+            remove_tree(workdir)  # the snapshot is done (or failed): the executor waited for it
+            raise
+        try:
             yield Session(
                 project=project, code=code, workdir=workdir, backend=runner,
                 store=ArtifactStore(policy.store_for(project), workspace_of(source)),
@@ -122,8 +128,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
                 code_files=_code_files(source), live_dir=live_dir, policy=policy,
-                tree=tree_of(git_dir, revision) if isinstance(source, GitSource) and revision
-                else None,
+                tree=source.tree() if isinstance(source, GitSource) else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
         finally:
             runner.close()
@@ -140,29 +145,31 @@ def backend_of(project: Project, job: str | None, given: str | None = None) -> s
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
     try:
-        client = connect(note, start=False)
+        engine = connect(note, start=False)
     except RunyardError:
         return  # no engine, so no container of anyone's
-    with contextlib.closing(client):
-        reconcile_containers(client, note)
+    reconcile_containers(engine, note)
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
-    client, images = _built(project, source, functions, policy, on_line)
-    return DockerBackend(client), images
+    engine, images = _built(project, source, functions, policy, on_line)
+    return DockerBackend(engine), images
 
 
 def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
            on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
     """The environment images built here; each run's image (code on top) goes to the registry."""
+    from runner.run.swarm import SwarmBackend, reconcile_services, swarm_client
+
     if not project.registry:
         raise RunyardError(f"{project.file}: the swarm backend needs a registry every node "
                            "pulls from: set execution.registry (HOST:PORT)")
     refusal = policy.registry_refusal(project.registry)
     if refusal:
         raise RunyardError(f"{project.file}: {refusal}")
-    client, images = _built(project, source, functions, policy, on_line)
+    engine, images = _built(project, source, functions, policy, on_line)
+    client = swarm_client(engine)
     try:
         backend = SwarmBackend(client, project.registry)
         reconcile_services(client, lambda line: on_line("setup", line))
@@ -173,20 +180,20 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
 
 
 def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-           on_line: OnLine) -> tuple[docker.DockerClient, dict[str, ImageRef]]:
-    client = connect(lambda line: on_line("setup", line))
-    reconcile_containers(client, lambda line: on_line("setup", line))
-    local = LocalImages.read(client)
+           on_line: OnLine) -> tuple[DockerEngine, dict[str, ImageRef]]:
+    engine = connect(lambda line: on_line("setup", line))
+    reconcile_containers(engine, lambda line: on_line("setup", line))
+    local = LocalImages.read(engine)
     needs = image_needs(project, source, local, functions)
-    outcomes = build_images(client, project, needs, local, source.state_dir / "builds",
+    outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))
-    ids = LocalImages.read(client).ids if any(o.action == "built" for o in outcomes) else local.ids
+    ids = LocalImages.read(engine).ids if any(o.action == "built" for o in outcomes) else local.ids
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
-    return client, images
+    return engine, images
 
 
 def _code_files(source: ProjectSource) -> Callable[[Function], dict[str, str | None] | None]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import requests
 
+from runner.build.engine import DEFAULT_SOCKET, DockerEngine
 from runner.errors import RunyardError
 from runner.project.model import Resources
 from runner.record.owner import Owner
@@ -68,9 +69,17 @@ class TaskState(NamedTuple):
                    container.get("ContainerID"), found.get("NodeID"))
 
 
-def swarm_problem(client: docker.DockerClient) -> str | None:
+def swarm_client(engine: DockerEngine) -> docker.DockerClient:
+    """The Docker SDK's client of the same engine, for the services API."""
+    import docker
+
+    return docker.DockerClient(base_url=engine.host or f"unix://{DEFAULT_SOCKET}")
+
+
+def swarm_problem(engine: DockerEngine) -> str | None:
     """Why this engine cannot run swarm services, or None when it is a swarm manager."""
-    swarm = client.info().get("Swarm") or {}
+    info = engine.call("GET", "/info")
+    swarm = (info.get("Swarm") if isinstance(info, dict) else None) or {}
     if swarm.get("ControlAvailable"):
         return None
     state = swarm.get("LocalNodeState", "inactive")

@@ -6,6 +6,7 @@ import importlib
 import io
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -95,17 +96,35 @@ def _supervise(work: Callable[[], int], deadline: float) -> int:
     group = os.getpid() if leader else child
     signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(child, signal.SIGTERM))
     ends = time.monotonic() + deadline
-    while True:
-        done, status = os.waitpid(child, os.WNOHANG)
-        if done:
-            code = os.waitstatus_to_exitcode(status)
-            return code if code >= 0 else 128 - code
-        if time.monotonic() > ends:
-            print(f"runyard: the run passed its deadline ({deadline:.0f} s) and was killed",
-                  file=sys.stderr)
-            os.killpg(group, signal.SIGKILL)  # in a container, PID 1 survives this
-            return 128 + signal.SIGKILL
-        time.sleep(0.05)
+    ended = _end_of(child)
+    try:
+        while True:
+            done, status = os.waitpid(child, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code
+            left = ends - time.monotonic()
+            if left < 0:
+                print(f"runyard: the run passed its deadline ({deadline:.0f} s) and was killed",
+                      file=sys.stderr)
+                os.killpg(group, signal.SIGKILL)  # in a container, PID 1 survives this
+                return 128 + signal.SIGKILL
+            if ended is not None:
+                select.select([ended], [], [], left)  # wakes as the child ends, not a poll later
+            else:
+                time.sleep(min(left, 0.05))
+    finally:
+        if ended is not None:
+            os.close(ended)
+
+
+def _end_of(pid: int) -> int | None:
+    """A descriptor that turns readable when the child `pid` ends (a pidfd); None where the
+    kernel (before 5.3) or a seccomp profile offers none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _run(spec: Spec, spec_path: str, store: OutputStore, logger: logging.Logger) -> Failure | None:

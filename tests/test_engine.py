@@ -1,0 +1,180 @@
+"""runyard's client of the Docker engine, against the real engine: no mocks.
+
+What the runs rely on: a container's exit code, its output as it comes (standard
+output and error alike), a wait that ends by its timeout apart from an engine that
+is gone, a missing image or container that reads as None, and the engine's own
+error message when it refuses a call.
+"""
+
+from __future__ import annotations
+
+import socket
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.build.engine import DockerEngine, EngineError, EngineTimeout, Unreachable, connect
+from runner.errors import RunyardError
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "python:3.11-slim"
+
+
+@pytest.fixture(scope="module")
+def engine() -> DockerEngine:
+    return connect(lambda line: None, start=False)
+
+
+@pytest.fixture
+def container(engine: DockerEngine) -> Iterator[tuple[DockerEngine, str]]:
+    """A container to create; removed afterwards whatever happened to it."""
+    name = f"runyard-test-engine-{uuid.uuid4().hex[:8]}"
+    yield engine, name
+    try:
+        engine.remove_container(name)
+    except EngineError as error:
+        assert error.status == 404
+
+
+def _create(engine: DockerEngine, name: str, script: str) -> str:
+    return engine.create_container(name, {
+        "Image": IMAGE, "Cmd": ["python3", "-c", script], "User": "65534:65534",
+        "HostConfig": {"NetworkMode": "none", "ReadonlyRootfs": True},
+        "Labels": {"dev.runyard.test": "engine"}})
+
+
+def test_a_container_runs_and_its_output_and_exit_code_come_back(
+        container: tuple[DockerEngine, str]) -> None:
+    engine, name = container
+    script = ("import sys, time\nprint('out one', flush=True)\n"
+              "print('err one', file=sys.stderr, flush=True)\ntime.sleep(0.3)\n"
+              "print('out two', flush=True)\nsys.exit(3)\n")
+    created = _create(engine, name, script)
+    engine.start(created)
+    output = b"".join(engine.logs(created))
+    assert engine.wait(created, 30) == 3
+    lines = output.decode().splitlines()  # two streams: in order within each, not across
+    assert sorted(lines[:2]) == ["err one", "out one"] and lines[2:] == ["out two"]
+    state = (engine.inspect_container(created) or {})["State"]
+    assert state["ExitCode"] == 3 and state["OOMKilled"] is False
+    assert engine.containers({"name": name})[0]["Id"] == created
+
+
+def test_output_streams_while_the_container_runs(container: tuple[DockerEngine, str]) -> None:
+    engine, name = container
+    created = _create(engine, name, "import time\nprint('early', flush=True)\ntime.sleep(30)\n")
+    engine.start(created)
+    first: list[bytes] = []
+    got = threading.Event()
+
+    def read() -> None:
+        for chunk in engine.logs(created):
+            first.append(chunk)
+            got.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert got.wait(20), "the first line came only at the end"
+    assert b"early" in b"".join(first)
+    engine.kill(created)
+    assert engine.wait(created, 30) == 137
+
+
+def test_a_wait_past_its_timeout_is_a_timeout_not_a_lost_engine(
+        container: tuple[DockerEngine, str]) -> None:
+    engine, name = container
+    created = _create(engine, name, "import time\ntime.sleep(60)\n")
+    engine.start(created)
+    with pytest.raises(EngineTimeout):
+        engine.wait(created, 0.5)
+    engine.kill(created)
+    assert engine.wait(created, 30) == 137
+
+
+def test_missing_things_read_as_none_and_refusals_say_why(engine: DockerEngine) -> None:
+    assert engine.inspect_image("runyard-test/no-such-image:1") is None
+    assert engine.inspect_container(f"runyard-no-such-{uuid.uuid4().hex}") is None
+    with pytest.raises(EngineError) as refused:
+        engine.create_container(f"runyard-test-{uuid.uuid4().hex[:8]}",
+                                {"Image": "runyard-test/no-such-image:1", "Cmd": ["true"]})
+    assert refused.value.status == 404
+    assert "no-such-image" in refused.value.message
+
+
+def test_images_are_listed_with_filters(engine: DockerEngine) -> None:
+    found = engine.images({"reference": IMAGE})
+    assert IMAGE in [tag for image in found for tag in image.get("RepoTags") or ()]
+    assert engine.inspect_image(IMAGE) is not None
+
+
+def test_a_root_file_system_is_imported_as_an_image(engine: DockerEngine, tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hello").write_text("hello\n")
+    tarball = tmp_path / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(root, arcname=".")
+    image = f"runyard-test/imported-{uuid.uuid4().hex[:8]}"
+    events = list(engine.import_image(tarball, image, "1", ("LABEL dev.runyard.test=imported",
+                                                             'CMD ["/bin/true"]')))
+    try:
+        assert not [event for event in events if event.get("error")], events
+        found = engine.inspect_image(f"{image}:1") or {}
+        assert found["Config"]["Labels"] == {"dev.runyard.test": "imported"}
+        assert found["Config"]["Cmd"] == ["/bin/true"]
+    finally:
+        engine.remove_image(f"{image}:1")
+    assert engine.inspect_image(f"{image}:1") is None
+
+
+def test_an_engine_that_is_gone_is_unreachable(tmp_path: Path) -> None:
+    path = tmp_path / "gone.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    gone = DockerEngine(f"unix://{path}")
+
+    def answer_nothing() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()  # the engine dies mid-call
+
+    threading.Thread(target=answer_nothing, daemon=True).start()
+    with pytest.raises(EngineError) as lost:
+        gone.wait("abc", None)
+    assert not isinstance(lost.value, EngineTimeout) and lost.value.status is None
+    listener.close()
+    path.unlink()
+    with pytest.raises(Unreachable):
+        gone.ping()
+
+
+def test_a_log_stream_cut_short_is_an_engine_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def answer_half() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        frame = b"\x01\x00\x00\x00\x00\x00\x00\x10ab"  # says 16 bytes follow; 2 do
+        connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           + f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+        connection.close()  # the engine dies mid-frame
+
+    threading.Thread(target=answer_half, daemon=True).start()
+    with pytest.raises(EngineError) as cut:
+        list(DockerEngine(f"unix://{path}").logs("abc"))
+    assert cut.value.status is None
+    listener.close()
+
+
+def test_an_engine_runyard_cannot_speak_to_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "ssh://someone@somewhere")
+    with pytest.raises(RunyardError, match="ssh://"):
+        connect(lambda line: None, start=False)
