@@ -160,7 +160,7 @@ def _docker(project: Project, source: ProjectSource, functions: Sequence[str], p
 def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
            on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
     """The environment images built here; each run's image (code on top) goes to the registry."""
-    from runner.run.swarm import SwarmBackend, reconcile_services, swarm_client
+    from runner.run.swarm import SwarmBackend, reconcile_services
 
     if not project.registry:
         raise RunyardError(f"{project.file}: the swarm backend needs a registry every node "
@@ -169,14 +169,13 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     if refusal:
         raise RunyardError(f"{project.file}: {refusal}")
     engine, images = _built(project, source, functions, policy, on_line)
-    client = swarm_client(engine)
+    backend = SwarmBackend(engine, project.registry)
     try:
-        backend = SwarmBackend(client, project.registry)
-        reconcile_services(client, lambda line: on_line("setup", line))
-        return backend, images
+        reconcile_services(backend.client, lambda line: on_line("setup", line))
     except RunyardError:
-        client.close()
+        backend.close()
         raise
+    return backend, images
 
 
 def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,

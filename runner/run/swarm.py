@@ -139,12 +139,12 @@ class SwarmBackend:
 
     name = "swarm"
 
-    def __init__(self, client: docker.DockerClient, registry: str, *,
+    def __init__(self, engine: DockerEngine, registry: str, *,
                  pending_timeout: float = 60.0, poll: float = 0.2) -> None:
-        problem = swarm_problem(client)
+        problem = swarm_problem(engine)
         if problem:
             raise RunyardError(problem)
-        self.client = client
+        self.client = swarm_client(engine)
         self.registry = registry
         # How long a task may find no node for it (at most its own timeout): nodes may join.
         self.pending_timeout = pending_timeout
