@@ -7,13 +7,11 @@ runtime sees differ (`Layout`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +23,7 @@ import urllib3
 
 from runner.errors import RunyardError
 from runner.project.model import Resources
+from runner.run.forkclient import ForkChannel, ServerGone, follow_file
 
 if TYPE_CHECKING:
     import docker
@@ -121,7 +120,8 @@ class LocalBackend:
         with self.lock:
             self.running.add(pid)
         ended = threading.Event()
-        reader = threading.Thread(target=_tail, args=(output, on_output, ended), daemon=True)
+        reader = threading.Thread(target=follow_file, args=(output.open("rb"), on_output, ended),
+                                  daemon=True)
         reader.start()
         try:
             code, reason = self.server.wait(pid, launch.resources.timeout), None
@@ -146,83 +146,47 @@ class LocalBackend:
 
 
 class _ForkServer:
-    """The host's end of runtime/forkserver.py: start a run, wait for its end."""
+    """A fork server on this host (runtime/forkserver.py), started at the first run."""
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
-        self.changed = threading.Condition()
-        self.pids: dict[int, int] = {}  # request id -> pid
-        self.codes: dict[int, int] = {}  # pid -> exit code
-        self.next_id = 0
+        self.channel: ForkChannel | None = None
+        self.lock = threading.Lock()
 
     def start(self, runtime: Path, spec: str, cwd: str, env: Mapping[str, str],
               log: Path) -> int:
-        with self.changed:
-            process = self._running(runtime)
-            self.next_id += 1
-            request = self.next_id
-            assert process.stdin is not None
-            process.stdin.write(json.dumps({"id": request, "spec": spec, "cwd": cwd,
-                                            "env": dict(env), "log": str(log)}).encode() + b"\n")
-            process.stdin.flush()
-            while request not in self.pids:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the local backend's fork server died ({process.returncode})")
-                self.changed.wait(1)
-            return self.pids.pop(request)
+        try:
+            return self._running(runtime).start({"spec": spec, "cwd": cwd, "env": dict(env),
+                                                 "log": str(log)})
+        except ServerGone:
+            code = self.process.poll() if self.process else None
+            raise RuntimeError(f"the local backend's fork server died ({code})") from None
 
     def wait(self, pid: int, timeout: float | None) -> int | None:
-        """The run's exit code, or None when `timeout` seconds passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.changed:
-            while pid not in self.codes:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self.changed.wait(left if left is not None else 1)
-            return self.codes.pop(pid)
+        """The run's exit code (None when the server died), or None when `timeout`
+        seconds passed first."""
+        assert self.channel is not None
+        try:
+            return self.channel.wait(pid, timeout)
+        except ServerGone:
+            return None
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()  # the server ends when its input does
+            assert self.channel is not None
+            self.channel.close()
             self.process.wait(timeout=10)
 
-    def _running(self, runtime: Path) -> subprocess.Popen[bytes]:
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(
-                [sys.executable, "-u", str(runtime / "entry.py"), "--serve"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-            threading.Thread(target=self._listen, args=(self.process,), daemon=True).start()
-        return self.process
-
-    def _listen(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            message = json.loads(line)
-            with self.changed:
-                if "code" in message:
-                    self.codes[message["pid"]] = message["code"]
-                else:
-                    self.pids[message["id"]] = message["pid"]
-                self.changed.notify_all()
-        with self.changed:
-            self.changed.notify_all()
-
-
-def _tail(path: Path, on_output: OnOutput, ended: threading.Event) -> None:
-    """Pass on what a run writes to its output file, until it has ended."""
-    with path.open("rb") as handle:
-        while True:
-            finished = ended.is_set()
-            chunk = handle.read()
-            if chunk:
-                on_output(chunk)
-            elif finished:
-                return
-            else:
-                ended.wait(0.05)
+    def _running(self, runtime: Path) -> ForkChannel:
+        with self.lock:
+            if self.process is None or self.process.poll() is not None or self.channel is None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-u", str(runtime / "entry.py"), "--serve"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                assert self.process.stdin is not None and self.process.stdout is not None
+                self.channel = ForkChannel(self.process.stdin, self.process.stdout)
+            return self.channel
 
 
 def _kill_group(pid: int) -> None:
@@ -258,16 +222,9 @@ class DockerBackend:
         limits = launch.resources
         container = self.client.containers.run(
             launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            detach=True, name=launch.name, user=NON_ROOT, working_dir=inside.work,
-            environment={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
-                         "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp},
-            volumes=mounts, read_only=True, security_opt=["no-new-privileges"], cap_drop=["ALL"],
-            network_mode=launch.network, pids_limit=4096, labels=dict(launch.labels),
-            log_config={"type": "json-file",
-                        "config": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}},
-            mem_limit=limits.memory, memswap_limit=limits.memory,
-            nano_cpus=int(limits.cpu * 1e9) if limits.cpu else None,
-        )
+            detach=True, name=launch.name, working_dir=inside.work,
+            environment=container_env(launch, inside), volumes=mounts,
+            **hardening(launch.resources, launch.network, launch.labels))
         with self.lock:
             self.running.add(container.id)
         reader = threading.Thread(target=_drain, args=(container, on_output), daemon=True)
@@ -302,6 +259,23 @@ class DockerBackend:
         for container_id in ids:
             with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
                 self.client.containers.get(container_id).kill()
+
+
+def container_env(launch: Launch, inside: Layout) -> dict[str, str]:
+    return {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
+
+
+def hardening(limits: Resources, network: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """What every container of a run (or of a trial worker) is started with: not root, no
+    capabilities, no new privileges, a read-only root, the run's limits and labels."""
+    return {"user": NON_ROOT, "read_only": True, "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"], "network_mode": network, "pids_limit": 4096,
+            "labels": dict(labels),
+            "log_config": {"type": "json-file",
+                           "config": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}},
+            "mem_limit": limits.memory, "memswap_limit": limits.memory,
+            "nano_cpus": int(limits.cpu * 1e9) if limits.cpu else None}
 
 
 def _timed_out(error: Exception) -> bool:
