@@ -1,6 +1,7 @@
 """Hyper-parameter runs: one parent run (iteration 0) and a child run per trial.
 
-Trials run in parallel up to `hyper.parallel`. After each trial, `stop_condition`
+Trials run in parallel up to `hyper.parallel`, on the Docker backend in warm
+workers unless `hyper.isolation` is `container` (runner/run/workers.py). After each trial, `stop_condition`
 and `max_errors` decide whether new trials may start; trials never started are
 recorded `skipped` with the reason. `selector` picks the best trial, whose
 results and artifacts the parent carries, with a table of every trial; without a
@@ -23,6 +24,7 @@ from runner.record.model import RunRecord, State, TrialSummary
 from runner.record.results import new_uid
 from runner.run.execute import Session, new_record, skip
 from runner.run.task import ParamLevels
+from runner.run.workers import trial_backend
 
 # Runs trial `iteration` with these params under `parent`, with the given uid.
 TrialRunner = Callable[[int, Mapping[str, Any], str, str], RunRecord]
@@ -45,6 +47,14 @@ def _best(hyper: Hyper, records: list[RunRecord]) -> RunRecord | None:
 def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
                labels: Mapping[str, str], params: ParamLevels, run_trial: TrialRunner,
                never_started: TrialRecord, uid: str | None = None) -> RunRecord:
+    with trial_backend(session, hyper) as used:
+        return _run_trials(session, used, name=name, job=job, labels=labels, params=params,
+                           run_trial=run_trial, never_started=never_started, uid=uid)
+
+
+def _run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
+                labels: Mapping[str, str], params: ParamLevels, run_trial: TrialRunner,
+                never_started: TrialRecord, uid: str | None) -> RunRecord:
     parent = uid or new_uid()
     trials = expand_trials(hyper.strategy, hyper.params, exclude=hyper.exclude,
                            max_trials=hyper.max_trials,

@@ -1,0 +1,392 @@
+"""Warm trial workers: the trials of a hyper-parameter job forked inside long-lived
+containers of the function's image, instead of a container per trial.
+
+A worker is a container started once, with the same hardening and limits as a
+run's own (backends.hardening), whose first process is the runtime's fork server
+(runtime/forkserver.py), reached through two named pipes. It runs one trial at a
+time, so its memory limit is exactly the trial's.
+
+Every trial keeps its own folder as any run does (execute._run_dir: spec, inputs,
+secrets and a size-bound scratch). For the trial's time, the runner mounts that
+folder into the worker: read-only at /runyard/run (its scratch stays writable)
+and the scratch's tmp at /tmp. The worker's mounts of those two places are
+slaves of a shared mount of the worker's folder, so the runner's mounts appear
+inside the running container, and leave it again when the trial ends. A file a
+trial leaves behind goes with its scratch; a process it leaves behind is killed
+by the fork server before the next trial starts.
+
+A trial's timeout kills the trial's processes, not the worker. A trial that runs
+the worker out of memory is recorded `oom` (the kernel's count of the worker's
+OOM kills went up); a worker that died is replaced by a new one. Workers carry
+the runner's label, so the next runner removes them if this one is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from runner.errors import RunyardError
+from runner.project.model import Hyper
+from runner.record.results import new_uid
+from runner.run.backends import (
+    NON_ROOT_ID,
+    DockerBackend,
+    Exit,
+    Launch,
+    Layout,
+    OnOutput,
+    container_env,
+    hardening,
+)
+from runner.run.execute import Session
+from runner.run.forkclient import ForkChannel, ServerGone, follow_file
+
+WORKER_LAYOUT = Layout("/runyard/runtime", "/runyard/code", "/runyard/run/inputs",
+                       "/runyard/run/scratch/work", "/runyard/run/scratch/outputs",
+                       "/runyard/run/spec.json", "/runyard/run/secrets", "/tmp")
+CONTROL = "/runyard/control"
+OUTPUT = "output.log"  # the trial's output, at the root of its scratch
+WORKER_LABEL = "dev.runyard.worker"
+RUN_LABEL = "dev.runyard.run"
+START_TIMEOUT = 60.0  # seconds for a new worker to answer
+KILL_GRACE = 10.0  # seconds for a killed trial to be reaped before its worker is given up
+
+
+@contextmanager
+def trial_backend(session: Session, hyper: Hyper) -> Iterator[Hyper]:
+    """Run the trials of `hyper` in warm workers when it asks for process isolation (the
+    default on the Docker backend): the session's backend is a WorkerPool meanwhile.
+    Yields `hyper` with the isolation that is used (None where it does not apply)."""
+    backend = session.backend
+    if not isinstance(backend, DockerBackend):
+        yield replace(hyper, isolation=None)
+        return
+    if hyper.isolation == "container":
+        yield hyper
+        return
+    if os.geteuid() != 0:  # the trials' folders are mounted into the workers
+        session.on_line("setup", "trial workers need root (mounts): a container per trial")
+        yield replace(hyper, isolation="container")
+        return
+    try:
+        pool = WorkerPool(backend, session.workdir / f"workers-{new_uid()}")
+    except RunyardError as error:
+        session.on_line("setup", f"no trial workers ({error.message}): a container per trial")
+        yield replace(hyper, isolation="container")
+        return
+    session.backend = pool
+    try:
+        yield replace(hyper, isolation="process")
+    finally:
+        session.backend = backend
+        pool.close()
+
+
+class WorkerPool:
+    """A Backend whose runs are forked in workers: an idle worker of the same image and
+    settings if there is one, else a new one."""
+
+    name = "docker"
+
+    def __init__(self, docker: DockerBackend, root: Path) -> None:
+        self.docker = docker
+        self.root = root
+        self.lock = threading.Lock()
+        self.idle: dict[tuple[Any, ...], list[Worker]] = {}
+        self.workers: list[Worker] = []
+        self.stopping = False
+        (root / "stage").mkdir(parents=True)
+        (root / "workers").mkdir()
+        try:  # mounts made below it reach the workers' slave mounts (see the module's doc)
+            _mount("--bind", root / "workers", root / "workers")
+            _mount("--make-shared", root / "workers")
+        except RunyardError:
+            _unmount(root / "workers")
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+
+    def layout(self, launch: Launch) -> Layout:
+        return WORKER_LAYOUT
+
+    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+        worker = self._take(launch)
+        if worker is None:
+            return Exit(None, "interrupted")
+        try:
+            exit_ = worker.run(launch, on_output)
+        except BaseException:
+            worker.kill()
+            raise
+        finally:
+            self._give_back(worker)
+        if exit_.reason is None and self.stopping and exit_.code != 0:
+            return Exit(exit_.code, "interrupted")
+        return exit_
+
+    def stop_all(self) -> None:
+        with self.lock:
+            self.stopping = True
+            workers = list(self.workers)
+        for worker in workers:
+            worker.kill()
+        self.docker.stop_all()
+
+    def close(self) -> None:
+        with self.lock:
+            self.stopping = True
+            workers, self.workers = self.workers, []
+            self.idle.clear()
+        for worker in workers:
+            worker.remove(self.docker)
+        _unmount(self.root / "workers")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _take(self, launch: Launch) -> Worker | None:
+        key = _key(launch)
+        with self.lock:
+            if self.stopping:
+                return None
+            idle = self.idle.get(key)
+            if idle:
+                return idle.pop()
+        name = new_uid()
+        worker = Worker(self.docker, launch, self.root / "workers" / name,
+                        self.root / "stage" / name)
+        with self.lock:
+            self.workers.append(worker)
+            stopping = self.stopping
+        if stopping:  # stop_all came while it started
+            worker.kill()
+            return None
+        return worker
+
+    def _give_back(self, worker: Worker) -> None:
+        with self.lock:
+            if worker.alive and not self.stopping:
+                self.idle.setdefault(worker.key, []).append(worker)
+                return
+            if worker in self.workers:
+                self.workers.remove(worker)
+        worker.remove(self.docker)
+
+
+def _key(launch: Launch) -> tuple[Any, ...]:
+    """What must be alike for two runs to share a worker: all the container is made with."""
+    labels = {k: v for k, v in launch.labels.items() if k != RUN_LABEL}
+    return (launch.image, str(launch.runtime), str(launch.code), launch.resources,
+            launch.network, tuple(sorted(launch.env.items())), tuple(sorted(labels.items())))
+
+
+class Worker:
+    """One container with a fork server, and its folder on the host:
+    run/ and tmp/ (where a trial's folder is mounted) and control/ (the named pipes)."""
+
+    def __init__(self, docker: DockerBackend, launch: Launch, folder: Path, stage: Path) -> None:
+        self.key = _key(launch)
+        self.folder, self.stage = folder, stage
+        self.stopped = False  # killed by the runner
+        for name in ("run", "tmp", "control"):
+            (folder / name).mkdir(parents=True)
+        stage.mkdir()
+        pipes = [folder / "control" / name for name in ("in", "out")]
+        for pipe in pipes:
+            os.mkfifo(pipe, 0o600)
+            os.chown(pipe, NON_ROOT_ID, NON_ROOT_ID)
+        labels = {k: v for k, v in launch.labels.items() if k != RUN_LABEL}
+        inside = WORKER_LAYOUT
+        mounts = [_bind(launch.runtime, inside.runtime), _bind(launch.code, inside.code),
+                  _bind(folder / "control", CONTROL),
+                  _bind(folder / "run", "/runyard/run", slave=True),
+                  _bind(folder / "tmp", inside.tmp, read_only=False, slave=True)]
+        try:
+            self.container = docker.client.containers.run(
+                launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", "--serve", CONTROL],
+                detach=True, name=f"runyard-worker-{folder.name}", working_dir="/",
+                environment=container_env(launch, inside), mounts=mounts,
+                **hardening(launch.resources, launch.network, {**labels, WORKER_LABEL: "1"}))
+        except Exception as error:  # the engine refused it: the trial fails, the job goes on
+            raise RunyardError(f"could not start a trial worker of {launch.image}: {error}") \
+                from error
+        self.channel: ForkChannel | None = None
+        try:
+            self.channel = self._connect(*pipes)
+        except BaseException:
+            self.kill()
+            raise
+        for pipe in pipes:  # connected: nothing else in the container may open them now
+            pipe.chmod(0)
+        self.env = dict(item.partition("=")[::2]
+                        for item in self.container.attrs["Config"]["Env"] or [])
+        self.oom_counter = _oom_counter(self.container.id)
+
+    @property
+    def alive(self) -> bool:
+        return self.channel is not None and self.channel.open and not self.stopped
+
+    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+        output = _trial_output(launch.run_dir / "scratch" / OUTPUT)
+        ended = threading.Event()
+        reader = threading.Thread(target=follow_file, args=(output, on_output, ended), daemon=True)
+        reader.start()
+        try:
+            self._attach(launch.run_dir)
+            ooms = self._ooms()
+            code, reason = self._trial(launch)
+            if self._ooms() > ooms or (code is None and self._oom_killed()):
+                reason = "oom"
+        finally:
+            self._detach()
+            ended.set()
+            reader.join(timeout=10)
+        return Exit(code, reason)
+
+    def _trial(self, launch: Launch) -> tuple[int | None, str | None]:
+        assert self.channel is not None
+        inside = WORKER_LAYOUT
+        try:
+            pid = self.channel.start({"spec": inside.spec, "cwd": inside.work, "env": self.env,
+                                      "log": f"/runyard/run/scratch/{OUTPUT}"})
+            code = self.channel.wait(pid, launch.resources.timeout or None)
+            if code is not None:
+                return code, None
+            self.channel.kill(pid)
+            code = self.channel.wait(pid, KILL_GRACE)
+            if code is None:  # the worker does not answer: give it up
+                self.kill()
+            return code, "timeout"
+        except ServerGone:  # the worker died (or was killed) with the trial
+            return None, "interrupted" if self.stopped else None
+
+    def kill(self) -> None:
+        """Kill the container (its trial with it); the channel sees it go."""
+        self.stopped = True
+        with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
+            self.container.kill()
+
+    def remove(self, docker: DockerBackend) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        docker.removals.submit(self.container.remove, force=True)
+        self._detach()
+
+    def _connect(self, requests: Path, replies: Path) -> ForkChannel:
+        """Open the pipes once the fork server has; its first reply says it is ready."""
+        deadline = time.monotonic() + START_TIMEOUT
+        writer = None
+        while writer is None:
+            try:
+                writer = os.open(requests, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                self._check_starting(deadline)
+                time.sleep(0.01)
+        os.set_blocking(writer, True)
+        reader = os.open(replies, os.O_RDONLY | os.O_NONBLOCK)
+        ready = b""
+        while not ready.endswith(b"\n"):
+            chunk = b""
+            with contextlib.suppress(BlockingIOError):
+                chunk = os.read(reader, 64 - len(ready))
+            if not chunk:
+                self._check_starting(deadline)
+                time.sleep(0.01)
+            ready += chunk
+            if len(ready) >= 64:
+                break
+        if ready != b'{"ready": true}\n':
+            os.close(writer)
+            os.close(reader)
+            raise RunyardError(f"trial worker {self.container.name} did not start its fork server")
+        os.set_blocking(reader, True)
+        return ForkChannel(os.fdopen(writer, "wb"), os.fdopen(reader, "rb"))
+
+    def _check_starting(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise RunyardError(f"trial worker {self.container.name} did not answer within "
+                               f"{START_TIMEOUT:.0f} s")
+        self.container.reload()
+        if self.container.status not in ("created", "running"):
+            logs = self.container.logs(tail=20).decode("utf-8", "replace")
+            raise RunyardError(f"trial worker {self.container.name} ended at its start: {logs}")
+
+    def _attach(self, run_dir: Path) -> None:
+        """The trial's folder at /runyard/run (read-only; its scratch as it is) and its
+        tmp at /tmp. Made read-only before it moves under the shared mount: a remount
+        there would not reach the worker's copy."""
+        _mount("--rbind", "-o", "ro,nosuid,nodev", run_dir, self.stage)
+        try:
+            _mount("--move", self.stage, self.folder / "run")
+        except RunyardError:
+            _unmount(self.stage)
+            raise
+        _mount("--bind", run_dir / "scratch" / "tmp", self.folder / "tmp")
+
+    def _detach(self) -> None:
+        for place in (self.folder / "tmp", self.folder / "run"):
+            if os.path.ismount(place):
+                _unmount(place)
+
+    def _ooms(self) -> int:
+        """How many processes the kernel killed in the worker for its memory limit."""
+        if self.oom_counter is None:
+            return 0
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.oom_counter.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+        return 0
+
+    def _oom_killed(self) -> bool:
+        with contextlib.suppress(Exception):
+            self.container.reload()
+            return bool(self.container.attrs["State"].get("OOMKilled"))
+        return False
+
+
+def _trial_output(path: Path) -> IO[bytes]:
+    """The trial's output file, made by the runner (the trial, nobody, may write it) and
+    opened for reading before the trial runs."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    os.fchown(fd, NON_ROOT_ID, NON_ROOT_ID)
+    os.close(fd)
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
+def _oom_counter(container_id: str) -> Path | None:
+    """The file of the worker's cgroup that counts its OOM kills (cgroup v1 or v2)."""
+    for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control",
+                 f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.events",
+                 f"/sys/fs/cgroup/docker/{container_id}/memory.events"):
+        if os.path.exists(path):
+            return Path(path)
+    return None
+
+
+def _bind(source: Path, target: str, *, read_only: bool = True,
+          slave: bool = False) -> Mapping[str, Any]:
+    mount: dict[str, Any] = {"Type": "bind", "Source": str(source), "Target": target,
+                             "ReadOnly": read_only}
+    if slave:
+        mount["BindOptions"] = {"Propagation": "rslave"}
+    return mount
+
+
+def _mount(*args: str | Path) -> None:
+    done = subprocess.run(["mount", *map(str, args)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RunyardError(f"mount {' '.join(map(str, args))}: {done.stderr.strip()}")
+
+
+def _unmount(path: Path) -> None:
+    subprocess.run(["umount", "--recursive", "--lazy", str(path)], capture_output=True,
+                   check=False)
