@@ -97,6 +97,12 @@ def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
         assert "started" in git(repo, "show", f"{BRANCH}:runs/{trial['uid'][-2:]}/"
                                 f"{trial['uid']}/log.txt")
     assert containers("--all") == []  # the workers are gone with the job
+    assert mounts_under(repo) == []  # and so are the mounts of the trials' folders
+
+
+def mounts_under(folder: Path) -> list[str]:
+    points = (line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines())
+    return [point for point in points if point.startswith(f"{folder.resolve()}/")]
 
 
 def test_a_trial_that_times_out_does_not_stop_the_others(repo: Path) -> None:

@@ -7,9 +7,11 @@ run's own (backends.hardening), whose first process is the runtime's fork server
 time, so its memory limit is exactly the trial's.
 
 Every trial keeps its own folder as any run does (execute._run_dir: spec, inputs,
-secrets and a size-bound scratch). For the trial's time, the runner mounts that
-folder into the worker: read-only at /runyard/run (its scratch stays writable)
-and the scratch's tmp at /tmp. The worker's mounts of those two places are
+secrets and a size-bound scratch). For the trial's time, the runner mounts its
+parts into the worker at the paths a run's own container has them
+(/runyard/inputs and /runyard/secrets read-only, /runyard/work,
+/runyard/outputs and /tmp from its scratch), with its spec in /runyard/trial
+and its output file in /runyard/log. The worker's mounts of those places are
 slaves of a shared mount of the worker's folder, so the runner's mounts appear
 inside the running container, and leave it again when the trial ends. A file a
 trial leaves behind goes with its scratch; a process it leaves behind is killed
@@ -24,9 +26,10 @@ the runner's label, so the next runner removes them if this one is killed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -39,6 +42,7 @@ from runner.errors import RunyardError
 from runner.project.model import Hyper
 from runner.record.results import new_uid
 from runner.run.backends import (
+    CONTAINER_LAYOUT,
     NON_ROOT_ID,
     DockerBackend,
     Exit,
@@ -51,11 +55,16 @@ from runner.run.backends import (
 from runner.run.execute import Session
 from runner.run.forkclient import ForkChannel, ServerGone, follow_file
 
-WORKER_LAYOUT = Layout("/runyard/runtime", "/runyard/code", "/runyard/run/inputs",
-                       "/runyard/run/scratch/work", "/runyard/run/scratch/outputs",
-                       "/runyard/run/spec.json", "/runyard/run/secrets", "/tmp")
+WORKER_LAYOUT = CONTAINER_LAYOUT._replace(spec="/runyard/trial/spec.json")
 CONTROL = "/runyard/control"
-OUTPUT = "output.log"  # the trial's output, at the root of its scratch
+LOG = "/runyard/log"  # a folder of the trial's scratch with its output file
+OUTPUT = "output.log"
+# Where a trial's parts go: (in its folder, in the worker, read-only).
+PLACES = (("", "/runyard/trial", True), ("inputs", CONTAINER_LAYOUT.inputs, True),
+          ("secrets", CONTAINER_LAYOUT.secrets, True),
+          ("scratch/work", CONTAINER_LAYOUT.work, False),
+          ("scratch/outputs", CONTAINER_LAYOUT.outputs, False),
+          ("scratch/tmp", CONTAINER_LAYOUT.tmp, False), ("scratch/log", LOG, False))
 WORKER_LABEL = "dev.runyard.worker"
 RUN_LABEL = "dev.runyard.run"
 START_TIMEOUT = 60.0  # seconds for a new worker to answer
@@ -108,8 +117,8 @@ class WorkerPool:
         (root / "stage").mkdir(parents=True)
         (root / "workers").mkdir()
         try:  # mounts made below it reach the workers' slave mounts (see the module's doc)
-            _mount("--bind", root / "workers", root / "workers")
-            _mount("--make-shared", root / "workers")
+            _mount(root / "workers", root / "workers", MS_BIND)
+            _mount(None, root / "workers", MS_SHARED)
         except RunyardError:
             _unmount(root / "workers")
             shutil.rmtree(root, ignore_errors=True)
@@ -195,8 +204,10 @@ class Worker:
         self.key = _key(launch)
         self.folder, self.stage = folder, stage
         self.stopped = False  # killed by the runner
-        for name in ("run", "tmp", "control"):
-            (folder / name).mkdir(parents=True)
+        folder.mkdir()
+        for number in range(len(PLACES)):
+            (folder / str(number)).mkdir()
+        (folder / "control").mkdir()
         stage.mkdir()
         pipes = [folder / "control" / name for name in ("in", "out")]
         for pipe in pipes:
@@ -206,8 +217,8 @@ class Worker:
         inside = WORKER_LAYOUT
         mounts = [_bind(launch.runtime, inside.runtime), _bind(launch.code, inside.code),
                   _bind(folder / "control", CONTROL),
-                  _bind(folder / "run", "/runyard/run", slave=True),
-                  _bind(folder / "tmp", inside.tmp, read_only=False, slave=True)]
+                  *(_bind(folder / str(number), target, read_only=read_only, slave=True)
+                    for number, (_, target, read_only) in enumerate(PLACES))]
         try:
             self.container = docker.client.containers.run(
                 launch.image, ["python3", "-u", f"{inside.runtime}/entry.py", "--serve", CONTROL],
@@ -234,7 +245,8 @@ class Worker:
         return self.channel is not None and self.channel.open and not self.stopped
 
     def run(self, launch: Launch, on_output: OnOutput) -> Exit:
-        output = _trial_output(launch.run_dir / "scratch" / OUTPUT)
+        (launch.run_dir / "scratch" / "log").mkdir()
+        output = _trial_output(launch.run_dir / "scratch" / "log" / OUTPUT)
         ended = threading.Event()
         reader = threading.Thread(target=follow_file, args=(output, on_output, ended), daemon=True)
         reader.start()
@@ -255,7 +267,7 @@ class Worker:
         inside = WORKER_LAYOUT
         try:
             pid = self.channel.start({"spec": inside.spec, "cwd": inside.work, "env": self.env,
-                                      "log": f"/runyard/run/scratch/{OUTPUT}"})
+                                      "log": f"{LOG}/{OUTPUT}"})
             code = self.channel.wait(pid, launch.resources.timeout or None)
             if code is not None:
                 return code, None
@@ -319,21 +331,24 @@ class Worker:
             raise RunyardError(f"trial worker {self.container.name} ended at its start: {logs}")
 
     def _attach(self, run_dir: Path) -> None:
-        """The trial's folder at /runyard/run (read-only; its scratch as it is) and its
-        tmp at /tmp. Made read-only before it moves under the shared mount: a remount
-        there would not reach the worker's copy."""
-        _mount("--rbind", "-o", "ro,nosuid,nodev", run_dir, self.stage)
-        try:
-            _mount("--move", self.stage, self.folder / "run")
-        except RunyardError:
-            _unmount(self.stage)
-            raise
-        _mount("--bind", run_dir / "scratch" / "tmp", self.folder / "tmp")
+        """The trial's parts at their places. A read-only one is made read-only before it
+        moves under the shared mount: a remount there would not reach the worker's copy."""
+        for number, (part, _, read_only) in enumerate(PLACES):
+            source, place = run_dir / part if part else run_dir, self.folder / str(number)
+            if not read_only:
+                _mount(source, place, MS_BIND)
+                continue
+            _mount(source, self.stage, MS_BIND)
+            try:
+                _mount(None, self.stage, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                _mount(self.stage, place, MS_MOVE)
+            except RunyardError:
+                _unmount(self.stage)
+                raise
 
     def _detach(self) -> None:
-        for place in (self.folder / "tmp", self.folder / "run"):
-            if os.path.ismount(place):
-                _unmount(place)
+        for number in range(len(PLACES)):  # (os.path.ismount misses a bind of the same disk)
+            _unmount(self.folder / str(number))
 
     def _ooms(self) -> int:
         """How many processes the kernel killed in the worker for its memory limit."""
@@ -381,12 +396,26 @@ def _bind(source: Path, target: str, *, read_only: bool = True,
     return mount
 
 
-def _mount(*args: str | Path) -> None:
-    done = subprocess.run(["mount", *map(str, args)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RunyardError(f"mount {' '.join(map(str, args))}: {done.stderr.strip()}")
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
+MS_BIND, MS_MOVE, MS_SHARED = 4096, 8192, 1 << 20
+MNT_DETACH = 2
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: Path | None, target: Path, flags: int) -> None:
+    """mount(2): a few system calls a trial, where `mount` processes would cost milliseconds."""
+    done = _libc().mount(str(source).encode() if source else None, str(target).encode(), None,
+                         flags, None)
+    if done != 0:
+        error = ctypes.get_errno()
+        raise RunyardError(f"mount {source or ''} {target} (flags {flags:#x}): "
+                           f"{os.strerror(error)}")
 
 
 def _unmount(path: Path) -> None:
-    subprocess.run(["umount", "--recursive", "--lazy", str(path)], capture_output=True,
-                   check=False)
+    """Detach the mount at `path` and every mount below it."""
+    _libc().umount2(str(path).encode(), MNT_DETACH)
