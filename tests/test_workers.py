@@ -195,3 +195,49 @@ def test_an_unknown_isolation_is_refused_with_its_place(tmp_path: Path) -> None:
     text = done.stdout + done.stderr
     assert "jobs/same.yaml:9" in text and "isolation" in text, text
     assert "Traceback" not in text
+
+
+def test_the_sample_projects_tune_gives_the_same_results_either_way(sample_repo: Path) -> None:
+    # a pipeline job with hyper: each step function has its own workers
+    workers = run_json(sample_repo, "tune")
+    edit_file(sample_repo / "jobs" / "tune.yaml", "  max_errors: 2\n",
+              "  max_errors: 2\n  isolation: container\n")
+    commit_all(sample_repo, "a container per trial")
+    alone = run_json(sample_repo, "tune")
+    assert (workers["spec"]["hyper"]["isolation"], alone["spec"]["hyper"]["isolation"]) == (
+        "process", "container")
+
+    def outcome(parent: Record) -> list[tuple[Any, ...]]:
+        return [(t["params"], t["state"], t["results"]) for t in trials(parent)]
+
+    assert [t["state"] for t in trials(workers)] == ["completed"] * 5
+    assert outcome(workers) == outcome(alone)
+    for key in ("best_iteration", "results", "artifacts"):
+        assert workers["status"][key] == alone["status"][key], key
+
+
+def test_the_workers_of_a_killed_runner_are_removed_by_the_next(repo: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", "sleepers"], cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_pass_lines, args=(process.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 240
+    try:
+        while sum("started" in line for line in seen) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "".join(seen)
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+    finally:
+        process.kill()  # no chance to clean up
+        process.wait()
+    assert len(containers("--all")) == 2
+    assert mounts_under(repo) != []
+    run_json(repo, "same")  # the next runner puts right what the lost one left
+    assert containers("--all") == []
+    assert mounts_under(repo) == []
+    runs = json.loads(runyard("runs", "list", "--job", "sleepers", "--json", cwd=repo).stdout)
+    lost = [r for r in runs if r["status"]["reason"] == "runner lost"]
+    assert lost and all(r["status"]["state"] == "aborted" for r in lost)
