@@ -68,6 +68,7 @@ PLACES = (("", "/runyard/trial", True), ("inputs", CONTAINER_LAYOUT.inputs, True
 WORKER_LABEL = "dev.runyard.worker"
 RUN_LABEL = "dev.runyard.run"
 START_TIMEOUT = 60.0  # seconds for a new worker to answer
+READY = b'{"ready": true}\n'  # the fork server's first reply
 KILL_GRACE = 10.0  # seconds for a killed trial to be reaped before its worker is given up
 
 
@@ -197,8 +198,8 @@ def _key(launch: Launch) -> tuple[Any, ...]:
 
 
 class Worker:
-    """One container with a fork server, and its folder on the host:
-    run/ and tmp/ (where a trial's folder is mounted) and control/ (the named pipes)."""
+    """One container with a fork server, and its folder on the host: a folder for each of
+    PLACES (where a trial's parts are mounted) and control/ (the named pipes)."""
 
     def __init__(self, docker: DockerBackend, launch: Launch, folder: Path, stage: Path) -> None:
         self.key = _key(launch)
@@ -233,6 +234,7 @@ class Worker:
             self.channel = self._connect(*pipes)
         except BaseException:
             self.kill()
+            docker.removals.submit(self.container.remove, force=True)
             raise
         for pipe in pipes:  # connected: nothing else in the container may open them now
             pipe.chmod(0)
@@ -293,42 +295,35 @@ class Worker:
 
     def _connect(self, requests: Path, replies: Path) -> ForkChannel:
         """Open the pipes once the fork server has; its first reply says it is ready."""
-        deadline = time.monotonic() + START_TIMEOUT
+        check = _StartCheck(self.container)
         writer = None
         while writer is None:
             try:
                 writer = os.open(requests, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:  # no reader yet
-                self._check_starting(deadline)
-                time.sleep(0.01)
-        os.set_blocking(writer, True)
-        reader = os.open(replies, os.O_RDONLY | os.O_NONBLOCK)
-        ready = b""
-        while not ready.endswith(b"\n"):
-            chunk = b""
-            with contextlib.suppress(BlockingIOError):
-                chunk = os.read(reader, 64 - len(ready))
-            if not chunk:
-                self._check_starting(deadline)
-                time.sleep(0.01)
-            ready += chunk
-            if len(ready) >= 64:
-                break
-        if ready != b'{"ready": true}\n':
+                check()
+        reader = -1
+        try:
+            os.set_blocking(writer, True)
+            reader = os.open(replies, os.O_RDONLY | os.O_NONBLOCK)
+            ready = b""
+            while not ready.endswith(b"\n") and len(ready) < len(READY):
+                chunk = b""
+                with contextlib.suppress(BlockingIOError):
+                    chunk = os.read(reader, len(READY) - len(ready))
+                if not chunk:  # (no writer yet reads as an empty pipe)
+                    check()
+                ready += chunk
+            if ready != READY:
+                raise RunyardError(f"trial worker {self.container.name} did not start its "
+                                   "fork server")
+            os.set_blocking(reader, True)
+            return ForkChannel(os.fdopen(writer, "wb"), os.fdopen(reader, "rb"))
+        except BaseException:
             os.close(writer)
-            os.close(reader)
-            raise RunyardError(f"trial worker {self.container.name} did not start its fork server")
-        os.set_blocking(reader, True)
-        return ForkChannel(os.fdopen(writer, "wb"), os.fdopen(reader, "rb"))
-
-    def _check_starting(self, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            raise RunyardError(f"trial worker {self.container.name} did not answer within "
-                               f"{START_TIMEOUT:.0f} s")
-        self.container.reload()
-        if self.container.status not in ("created", "running"):
-            logs = self.container.logs(tail=20).decode("utf-8", "replace")
-            raise RunyardError(f"trial worker {self.container.name} ended at its start: {logs}")
+            if reader >= 0:
+                os.close(reader)
+            raise
 
     def _attach(self, run_dir: Path) -> None:
         """The trial's parts at their places. A read-only one is made read-only before it
@@ -366,6 +361,30 @@ class Worker:
             self.container.reload()
             return bool(self.container.attrs["State"].get("OOMKilled"))
         return False
+
+
+class _StartCheck:
+    """Called while a worker starts: waits a little, and fails once the container ended
+    or took too long (its state asked of the engine every half second)."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.deadline = time.monotonic() + START_TIMEOUT
+        self.next_look = time.monotonic() + 0.5
+
+    def __call__(self) -> None:
+        time.sleep(0.005)
+        now = time.monotonic()
+        if now > self.deadline:
+            raise RunyardError(f"trial worker {self.container.name} did not answer within "
+                               f"{START_TIMEOUT:.0f} s")
+        if now < self.next_look:
+            return
+        self.next_look = now + 0.5
+        self.container.reload()
+        if self.container.status not in ("created", "running"):
+            logs = self.container.logs(tail=20).decode("utf-8", "replace")
+            raise RunyardError(f"trial worker {self.container.name} ended as it started: {logs}")
 
 
 def _trial_output(path: Path) -> IO[bytes]:
