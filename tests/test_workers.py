@@ -105,6 +105,22 @@ def mounts_under(folder: Path) -> list[str]:
     return [point for point in points if point.startswith(f"{folder.resolve()}/")]
 
 
+def test_a_trial_cannot_reach_its_worker_nor_change_what_it_reads(repo: Path) -> None:
+    parent = run_json(repo, "attack")
+    rows = trials(parent)
+    assert [t["state"] for t in rows] == ["completed"] * 2
+    for trial in rows:
+        results = {k: v for k, v in trial["results"].items() if k != "n"}
+        assert results == {
+            "input": "PermissionError", "spec": "PermissionError",
+            "control_in": "PermissionError", "control_out": "PermissionError",  # chmod 0
+            "server_fds": "PermissionError", "server_environ": "PermissionError",  # not dumpable
+            "code": "PermissionError", "root": "PermissionError", "input_mount": "OSError",
+            # and what the trial reads is on read-only mounts, as in a run's own container
+            "read_only": ["/runyard/code", "/runyard/inputs", "/runyard/secrets",
+                          "/runyard/trial"]}, trial
+
+
 def test_a_trial_that_times_out_does_not_stop_the_others(repo: Path) -> None:
     parent = run_json(repo, "timeout")  # one failed trial of four: the job completes
     rows = trials(parent)

@@ -55,3 +55,44 @@ def probe(context, n=0, m=1, leave=False, sleep=0, sleep_on=None, hog_on=None):
     time.sleep(sleep)
     context.log_results(results)
     print(f"trial n={n} done", flush=True)
+
+
+def _try(action):
+    try:
+        action()
+    except OSError as error:
+        return type(error).__name__
+    return "done"
+
+
+def _write(path):
+    with open(path, "a") as handle:
+        handle.write("changed by a trial")
+
+
+def attack(context, data=None):
+    """What a trial may do to its worker and the trials after it: everything should be refused."""
+    def read_fork_server_fds():
+        os.listdir("/proc/1/fd")
+
+    def read_fork_server_environ():
+        with open("/proc/1/environ", "rb") as handle:
+            handle.read()
+
+    context.log_results({
+        "input": _try(lambda: _write(data.local())),
+        "spec": _try(lambda: _write("/runyard/trial/spec.json")),
+        "control_in": _try(lambda: os.close(os.open("/runyard/control/in",
+                                                    os.O_WRONLY | os.O_NONBLOCK))),
+        "control_out": _try(lambda: os.close(os.open("/runyard/control/out",
+                                                     os.O_RDONLY | os.O_NONBLOCK))),
+        "server_fds": _try(read_fork_server_fds),
+        "server_environ": _try(read_fork_server_environ),
+        "code": _try(lambda: _write("/runyard/code/src/probe.py")),
+        "root": _try(lambda: _write("/etc/passwd")),
+        "input_mount": _try(lambda: _write("/runyard/inputs/new-file")),
+        "read_only": sorted(path for path in ("/runyard/trial", "/runyard/inputs",
+                                              "/runyard/secrets", "/runyard/code", "/runyard/work",
+                                              "/runyard/outputs", "/tmp", "/runyard/log")
+                            if os.statvfs(path).f_flag & os.ST_RDONLY),
+    })
