@@ -257,3 +257,11 @@ def test_the_workers_of_a_killed_runner_are_removed_by_the_next(repo: Path) -> N
     runs = json.loads(runyard("runs", "list", "--job", "sleepers", "--json", cwd=repo).stdout)
     lost = [r for r in runs if r["status"]["reason"] == "runner lost"]
     assert lost and all(r["status"]["state"] == "aborted" for r in lost)
+
+
+def test_the_local_backend_has_no_workers_and_records_no_isolation(repo: Path) -> None:
+    done = runyard("run", "same", "--backend", "local", "--json", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    parent = json.loads(done.stdout)
+    assert parent["status"]["state"] == "completed"
+    assert "isolation" not in parent["spec"]["hyper"]

@@ -144,9 +144,9 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         except RunyardError as error:
             return _finish(record, log, Exit(None), error=error.message, reason="refused"), log.text()[0]
         _write_spec(session, task, uid, launch, inputs)
-        record = replace(record, status=replace(  # (a trial worker's is not the run's own)
-            record.status, containers=(launch.name,) if isinstance(session.backend, DockerBackend)
-            else ()))
+        own = session.backend.name == "docker" and isinstance(session.backend, DockerBackend)
+        record = replace(record, status=replace(  # (a trial worker's container is not the run's)
+            record.status, containers=(launch.name,) if own else ()))
         session.write(record)  # `running`, with its runner: a lost runner is found by the next
         try:
             exit_ = session.backend.run(launch, log.feed)

@@ -78,7 +78,7 @@ def trial_backend(session: Session, hyper: Hyper) -> Iterator[Hyper]:
     default on the Docker backend): the session's backend is a WorkerPool meanwhile.
     Yields `hyper` with the isolation that is used (None where it does not apply)."""
     backend = session.backend
-    if not isinstance(backend, DockerBackend):
+    if not isinstance(backend, DockerBackend) or backend.name != "docker":  # this engine's only
         yield replace(hyper, isolation=None)
         return
     if hyper.isolation == "container":
