@@ -156,7 +156,9 @@ class WorkerPool:
             self.stopping = True
             workers, self.workers = self.workers, []
             self.idle.clear()
-        for worker in workers:
+        for worker in workers:  # their fork servers end with their input, and so the containers
+            worker.end()
+        for worker in workers:  # (removing an ended container is quicker than a running one)
             worker.remove(self.docker)
         _unmount(self.root / "workers")
         shutil.rmtree(self.root, ignore_errors=True)
@@ -287,9 +289,12 @@ class Worker:
         with contextlib.suppress(Exception):  # it may have ended by itself meanwhile
             self.container.kill()
 
-    def remove(self, docker: DockerBackend) -> None:
+    def end(self) -> None:
         if self.channel is not None:
             self.channel.close()
+
+    def remove(self, docker: DockerBackend) -> None:
+        self.end()
         docker.removals.submit(self.container.remove, force=True)
         self._detach()
 
