@@ -26,6 +26,7 @@ from pathlib import Path
 
 from common import new_parser, run, verdict, work_folder
 
+from runner.record.index import row_of, with_rows
 from runner.record.model import RunRecord
 from runner.record.results import ResultsBranch, new_uid, run_folder
 
@@ -146,13 +147,16 @@ def fill(results: ResultsBranch, want: int, how: str) -> None:
             time_write(results, index)
         return
     for first in range(0, want, BATCH):
-        files: dict[str, bytes] = {}
-        for index in range(first, min(first + BATCH, want)):
-            record = make_record(index)
+        files: dict[str, bytes | None] = {}
+        rows = []
+        for number in range(first, min(first + BATCH, want)):
+            record = make_record(number)
             folder = run_folder(record.metadata.uid)
             files[f"{folder}/run.yaml"] = record.to_yaml()
-            files[f"{folder}/log.txt"] = make_log(index)
-        results.store.commit(files, f"bench: fill {len(files) // 2} records from {first}")
+            files[f"{folder}/log.txt"] = make_log(number)
+            rows.append(row_of(record))
+        results.store.commit(files, f"bench: fill {len(files) // 2} records from {first}",
+                             derived=lambda base, rows=rows: with_rows(base, rows))
 
 
 def count_records(results: ResultsBranch) -> int:

@@ -24,7 +24,7 @@ from runner.record.model import Metadata, Params, RunRecord, Spec, Status
 from runner.record.results import ResultsBranch, new_uid
 from runner.run.launch import HyperOptions, run_target
 from runner.run.session import open_project, session_for, workspace_of
-from runner.views.tables import step_lines, summary_lines, trial_lines
+from runner.views.show import provenance_lines
 
 
 @dataclass(frozen=True)
@@ -166,10 +166,8 @@ class RunObject:
             return self._results.log(self._uid)
 
     def show(self) -> None:
-        """What `runyard runs show` prints: steps or trials, then the summary."""
-        record = self.record()
-        print("\n".join([*step_lines(record), *trial_lines(record),
-                         *summary_lines(record, self._results.branch)]))
+        """What `runyard runs show` prints: what ran, and what came of it."""
+        print("\n".join(provenance_lines(self.record(), self._results.branch)))
 
     def record(self) -> RunRecord:
         """The run's record, typed (runner.record.model)."""
@@ -243,9 +241,10 @@ class ProjectHandle:
         condition = _condition(where)
         results, store, _ = self._records()
         with contextlib.closing(results):
-            return [RunObject(results, store, r.metadata.uid, r) for r in results.records()
-                    if (job is None or r.metadata.job == job)
-                    and (condition is None or condition.evaluate(r.status.results))]
+            rows = [row for row in results.listing(children=True).rows
+                    if (job is None or row.job == job)
+                    and (condition is None or condition.evaluate(row.results))]
+            return [RunObject(results, store, row.uid, results.read(row.uid)) for row in rows]
 
     def get_run(self, uid: str) -> RunObject:
         """The run whose uid is, or starts with, `uid`."""

@@ -127,6 +127,25 @@ def commit_of(git_dir: Path, revision: str) -> str | None:
     return done.text() if done.ok else None
 
 
+def tree_of(git_dir: Path, revision: str) -> str | None:
+    """The tree of the commit `revision` names, or None when it names none."""
+    done = run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{tree}}",
+               git_dir=git_dir)
+    return done.text() if done.ok else None
+
+
+def author_of(git_dir: Path, revision: str) -> str | None:
+    """`Name <email>` of the author of the commit `revision`, or None when it names none."""
+    done = run("log", "-1", "--format=%an <%ae>", "--end-of-options", revision, git_dir=git_dir)
+    return done.text() or None if done.ok else None
+
+
+def user_name(git_dir: Path) -> str | None:
+    """The person git commits as here (`user.name`), or None when it is not set."""
+    done = run("config", "--get", "user.name", git_dir=git_dir)
+    return done.text() or None if done.ok else None
+
+
 def symbolic_ref(git_dir: Path, name: str = "HEAD") -> str | None:
     """The ref `name` points to (`refs/heads/main`), or None when it is no symbolic ref."""
     done = run("symbolic-ref", "--quiet", name, git_dir=git_dir)

@@ -102,7 +102,7 @@ def test_with_hyper_params_and_its_options(repo: Path) -> None:
         project.run_function("calc", task=bare, local=True)
 
 
-def test_list_runs_and_get_run(repo: Path) -> None:
+def test_list_runs_and_get_run(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = runner.load_project(repo)
     small = project.run_function("calc", params={"x": 1}, local=True)
     big = project.run_function("calc", params={"x": 10}, local=True)
@@ -117,6 +117,10 @@ def test_list_runs_and_get_run(repo: Path) -> None:
     short = next(big.uid()[:n] for n in range(1, 18)
                  if [u for u in uids if u.startswith(big.uid()[:n])] == [big.uid()])
     assert runner.get_run(short).outputs["sum"] == 12
+    capsys.readouterr()  # the runs' logs
+    runner.get_run(short).show()  # as `runyard runs show` prints it
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"run {big.uid()} (calc): completed") and "\n  tree " in shown
     with pytest.raises(RunyardError, match="no run"):
         runner.get_run("zzz")
     with pytest.raises(RunyardError, match="3 runs"):

@@ -84,7 +84,8 @@ def test_first_push_runs_every_push_triggered_job(pushed: Remote) -> None:
         assert record["spec"]["revision"] == sha
         assert record["spec"]["backend"] == "local"
         assert record["spec"]["trigger"] == {"kind": "push", "ref": "refs/heads/main",
-                                             "detail": f"..{sha[:12]}"}
+                                             "detail": f"..{sha[:12]}",
+                                             "by": "test <test@example.com>"}  # its author
     by_job = {run["job"]: run["uid"] for run in push["runs"]}
     assert records[by_job["alpha-job"]]["status"]["results"] == {"doubled": 20}
     assert records[by_job["beta-job"]]["status"]["results"] == {"incremented": 21}

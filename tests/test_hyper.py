@@ -81,7 +81,7 @@ def children(repo: Path, parent: Record) -> list[Record]:
 
 
 def job_records(repo: Path, job: str) -> list[Record]:
-    done = runyard("runs", "list", "--job", job, "--limit", "10000", "--json", cwd=repo)
+    done = runyard("runs", "list", "--all", "--job", job, "--limit", "10000", "--json", cwd=repo)
     assert done.returncode == 0, done.stderr
     records: list[Record] = json.loads(done.stdout)
     return records
@@ -145,15 +145,16 @@ def test_grid_never_runs_an_excluded_combination(repo: Path, journal: Path) -> N
         assert child["metadata"]["iteration"] == iteration
         assert child["metadata"]["job"] == "grid-exclude"
         assert child["status"]["state"] == "completed"
-        override = child["spec"]["params"]["override"]
-        assert {"a": override["a"], "b": override["b"]} == expected[iteration - 1]
-        assert child["status"]["results"]["a"] == override["a"]  # what the handler got
+        values = child["spec"]["params"]["trial"]  # the trial's own level
+        assert values == expected[iteration - 1]
+        assert not {"a", "b"} & set(child["spec"]["params"]["override"])  # given by hand only
+        assert child["status"]["results"]["a"] == values["a"]  # what the handler got
     assert sorted((e["a"], e["b"]) for e in started(journal)) == sorted(
         (p["a"], p["b"]) for p in expected)
     # the excluded combination has no record at all, in this or any run of the job
     for record in job_records(repo, "grid-exclude"):
-        override = record["spec"]["params"]["override"]
-        assert (override.get("a"), override.get("b")) != (2, 20)
+        values = record["spec"]["params"].get("trial", {})
+        assert (values.get("a"), values.get("b")) != (2, 20)
 
 
 @pytest.mark.parametrize(("job", "expected"), [
@@ -423,7 +424,7 @@ def test_sigterm_in_the_middle_of_a_grid(repo: Path, tmp_path: Path) -> None:
     for record in records[:2]:  # finished before the signal: kept, results and all
         assert record["status"]["state"] == "completed"
         assert record["spec"]["backend"] == "docker"
-        assert record["status"]["results"]["a"] == record["spec"]["params"]["override"]["a"]
+        assert record["status"]["results"]["a"] == record["spec"]["params"]["trial"]["a"]
         assert record["status"]["artifacts"][0]["key"] == "model"
     for record in records[2:]:
         assert record["status"]["state"] == "aborted"

@@ -2,6 +2,7 @@
 a stage of the flow, and imports that only go down it.
 
     cli, api  ->  triggers  ->  run  ->  build, plan  ->  project
+    cli  ->  hub  ->  project                      (the function hub: a source of project files)
                   views  ->  record, plan  ->  project
     runtime: alone (stdlib only; it runs inside images that have no runyard)
 
@@ -19,17 +20,19 @@ import pytest
 
 RUNNER = Path(__file__).resolve().parents[1] / "runner"
 BASE = {"errors", "git"}
+HUB_CONTENT = RUNNER / "hub" / "default"  # the functions runyard ships: code of projects, not of runyard
 # what each stage may import of the package, besides itself and BASE
 MAY_IMPORT = {
     "project": set(),
     "plan": {"project"},
+    "hub": {"project"},  # a source of project files: reads hubs, writes and checks the project
     "build": {"project"},
     "record": {"project"},
     "views": {"record", "project", "plan"},  # function history: plan's function_files
     "run": {"project", "plan", "build", "record"},
     "triggers": {"run", "plan", "build", "record", "project", "views"},
     "api": {"run", "plan", "build", "record", "project", "views", "triggers"},
-    "cli": {"api", "triggers", "run", "plan", "build", "record", "project", "views"},
+    "cli": {"api", "triggers", "run", "plan", "build", "record", "project", "views", "hub"},
     "package": {"api", "cli"},  # runner/__init__.py, runner/__main__.py
 }
 
@@ -42,7 +45,8 @@ def _stage(module: str) -> str:
 
 
 def _modules() -> list[Path]:
-    return sorted(path for path in RUNNER.rglob("*.py") if "runtime" not in path.parts)
+    return sorted(path for path in RUNNER.rglob("*.py")
+                  if "runtime" not in path.parts and HUB_CONTENT not in path.parents)
 
 
 def _module_name(path: Path) -> str:
@@ -96,7 +100,7 @@ def test_the_runtime_imports_nothing_of_the_package() -> None:
 
 
 def test_every_stage_says_what_it_does_and_may_import() -> None:
-    for folder in ("project", "build", "run", "record", "views", "triggers", "cli", "runtime"):
+    for folder in ("project", "hub", "build", "run", "record", "views", "triggers", "cli", "runtime"):
         doc = ast.get_docstring(ast.parse((RUNNER / folder / "__init__.py").read_text("utf-8")))
         assert doc, folder
         assert "import" in doc, f"{folder}/__init__.py does not say what it may import"

@@ -22,8 +22,9 @@ import pytest
 import yaml
 from docker.errors import APIError, ImageNotFound
 
+from runner.record import index
 from runner.record.gitstore import GitStore
-from runner.record.results import push_path
+from runner.record.results import ResultsBranch, push_path
 from tests.helpers import commit_all, copy_project, git, make_repo
 from tests.helpers.gitops import (
     BRANCH,
@@ -114,6 +115,20 @@ def test_push_records_of_the_older_layout_are_still_read(by_hand: Remote) -> Non
     (push,) = on_push(by_hand, line(beta, docs), code=0)
     assert push["plan"]["old"] == first  # planned from before the invalid push
     assert ran(push) == {"beta-job": "completed", "both-job": "completed"}
+
+
+def test_the_runner_indexes_a_branch_an_older_runyard_wrote(by_hand: Remote) -> None:
+    first = by_hand.first["revision"]
+    store = GitStore(by_hand.bare, BRANCH)
+    shards = [f"{folder}/{name}" for folder in (index.TOP, index.CHILDREN)
+              for name in store.list(folder)]
+    store.commit(dict.fromkeys([index.VERSION_PATH, *shards]), "as before there was an index")
+    docs = by_hand.append("README.md", "\nwords\n", "docs")
+    by_hand.push("main")
+    on_push(by_hand, line(first, docs), code=0)
+    with contextlib.closing(ResultsBranch(by_hand.bare, BRANCH)) as results:
+        assert results.indexed()
+        assert sorted(row.uid for row in results.listing(children=True).rows) == sorted(results.uids())
 
 
 # --- whatever fails, every update gets its record ------------------------------------------

@@ -100,7 +100,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _records(repo: Path) -> list[dict[str, Any]]:
-    done = runyard("runs", "list", "--limit", "1000", "--json", cwd=repo)
+    done = runyard("runs", "list", "--all", "--limit", "1000", "--json", cwd=repo)
     return json.loads(done.stdout) if done.returncode == 0 else []
 
 
@@ -379,6 +379,8 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert len(set(written)) == 100
     with closing(ResultsBranch(repo / ".git", BRANCH)) as results:
         assert sorted(results.uids()) == sorted(written)
+        assert results.indexed()  # each writer's rows went in with its records
+        assert sorted(row.uid for row in results.listing().rows) == sorted(written)
         for uid in written[::10]:
             assert results.log(uid) == f"log of {uid}\n".encode()
     history = git(repo, "rev-list", "--count", BRANCH).strip()
@@ -392,7 +394,7 @@ def test_records_survive_a_single_branch_clone(repo: Path, calc_run: dict[str, A
     git(tmp_path, "clone", "--quiet", "--single-branch", "--branch", BRANCH, str(repo),
         str(clone))
     assert not (clone / "project.yaml").exists()
-    listed = run_cli("runs", "list", "-C", clone, "--branch", BRANCH, "--limit", "1000",
+    listed = run_cli("runs", "list", "--all", "-C", clone, "--branch", BRANCH, "--limit", "1000",
                      "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     uids = [r["metadata"]["uid"] for r in json.loads(listed.stdout)]

@@ -133,11 +133,17 @@ def test_sort_by_a_result_both_ways(runs: Runs) -> None:
         assert tops == ["handoff", "grid-exclude", "-"]
 
 
-def test_json_is_the_records_filtered_and_sorted_the_same_way(runs: Runs) -> None:
-    records = json.loads(ok(runyard("runs", "list", "--json", "--job", "grid-exclude",
-                                    "--sort", "-accuracy", "--limit", "100", cwd=runs.repo)))
+def test_json_is_the_records_of_the_runs_listed_in_their_order(runs: Runs) -> None:
+    def listed(*args: str) -> list[dict[str, Any]]:
+        return json.loads(ok(runyard("runs", "list", "--json", "--job", "grid-exclude",
+                                     "--sort", "-accuracy", *args, cwd=runs.repo)))
+
+    assert [uid(r) for r in listed()] == [uid(runs.grid)]
+    parent, *records = listed("--all")
     accuracies = [r["status"]["results"]["accuracy"] for r in records]
-    assert len(records) == 6 and accuracies == sorted(accuracies, reverse=True)
+    assert uid(parent) == uid(runs.grid)
+    assert len(records) == 5 and accuracies == sorted(accuracies, reverse=True)
+    records.append(parent)
     assert {uid(r) for r in records} == {uid(runs.grid)} | {t["uid"] for t in
                                                              runs.grid["status"]["trials"]}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,8 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     from runner.run.launch import run_interruptibly, run_target
     from runner.run.session import session_for
 
+    if uid is not None and not re.fullmatch(r"[0-9a-f]{6,64}", uid):
+        raise RunyardError(f"--uid {uid!r}: a uid is 6 to 64 lower-case hexadecimal digits")
     uid = uid or new_uid()
     if detach:
         _detach(uid, project_dir)

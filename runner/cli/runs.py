@@ -15,7 +15,7 @@ from runner.errors import RunyardError
 from runner.git import find_repository
 from runner.record.model import RunRecord
 from runner.record.results import ResultsBranch
-from runner.views.tables import compare_lines, step_lines, summary_lines, trial_lines
+from runner.views.tables import compare_lines
 
 
 def open_results(project_dir: Path, branch: str | None) -> ResultsBranch:
@@ -60,20 +60,24 @@ def runs() -> None:
 @click.option("--all", "unfold", is_flag=True, help="Each run's trials and steps under it.")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True,
-              help="The records (children too), filtered and sorted the same way.")
+              help="The records of the runs listed (with --all, their children's too).")
 def list_(project_dir: Path, branch: str | None, job: str | None, state: str | None,
           where: str | None, sort: str | None, unfold: bool, limit: int, as_json: bool) -> None:
     """The newest top-level runs first, their trials and steps folded."""
     from runner.cli.render import print_table
-    from runner.views.runs import HEADERS, Query, SortKey, cells, list_runs, matching_records, parse_where
+    from runner.views.runs import HEADERS, Query, SortKey, cells, list_runs, parse_where
 
     query = Query(job, state, parse_where(where) if where else None,
                   SortKey.parse(sort) if sort else None, limit, unfold)
-    records = list(open_results(project_dir, branch).records())
+    results = open_results(project_dir, branch)
+    listing = results.listing(children=unfold)
+    for problem in listing.problems:
+        click.echo(f"warning: {problem}", err=True)
+    lines = list_runs(listing.rows, query, results.short_prefixes)
     if as_json:
-        echo_json([record.to_dict() for record in matching_records(records, query)])
+        echo_json([results.read(line.run.uid).to_dict() for line in lines])
         return
-    print_table(HEADERS, [cells(row) for row in list_runs(records, query)], HEADERS.index("STATE"))
+    print_table(HEADERS, [cells(line) for line in lines], HEADERS.index("STATE"))
 
 
 @runs.command()
@@ -83,7 +87,12 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
               help="Print the definition and code of the function the run used, at its revision.")
 @click.option("--json", "as_json", is_flag=True)
 def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: bool) -> None:
-    """One run: state, results, artifacts, params and where its record is."""
+    """Exactly what ran: revision and tree, function and handler, image, environment hash,
+    code, inputs with their hashes, params by level and resolved, trigger, host, times,
+    results, artifacts, and a parent's trials or steps with their uids. UID may be any
+    unique prefix. A broken record exits 1, saying what is wrong with it."""
+    from runner.views.show import provenance_lines
+
     results = open_results(project_dir, branch)
     record = results.read(results.find(uid))
     if code:
@@ -92,7 +101,7 @@ def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: b
     if as_json:
         echo_json(record.to_dict())
         return
-    for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, results.branch)]:
+    for line in provenance_lines(record, results.branch):
         click.echo(line)
 
 
@@ -157,6 +166,18 @@ def compare(project_dir: Path, branch: str | None, uids: tuple[str, ...]) -> Non
     results = open_results(project_dir, branch)
     for line in compare_lines([results.read(results.find(uid)) for uid in uids]):
         click.echo(line)
+
+
+@runs.command()
+@results_options
+def reindex(project_dir: Path, branch: str | None) -> None:
+    """Write the index of the results branch anew from its records (for a branch an older
+    runyard wrote, or an index edited by hand); one commit."""
+    results = open_results(project_dir, branch)
+    listing = results.reindex()
+    for problem in listing.problems:
+        click.echo(f"warning: {problem} (left out)", err=True)
+    click.echo(f"indexed {len(listing.rows)} runs on branch {results.branch}")
 
 
 def _store(project_dir: Path) -> tuple[str, Path]:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 
 from runner.errors import Problem
-from runner.project import refs, schedule, trials
+from runner.project import notebooks, refs, schedule, trials
 from runner.project.condition import ConditionError, parse_condition
 from runner.project.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
 from runner.project.source import ProjectSource, SourceError
@@ -42,6 +42,10 @@ def repo_path_problem(path: str) -> str | None:
         return f"{path!r} is not in normal form (no '.', '..' or '//' parts, no '/' at the end): " \
                f"write {normal!r}"
     return None
+
+
+_NO_NOTEBOOK_HANDLER = ("a notebook runs top to bottom and has no handler: remove `handler` "
+                        "(params are set in a cell after the one tagged `parameters`)")
 
 
 class _Checker:
@@ -87,7 +91,13 @@ class _Checker:
         code_ok = function.code is not None and self.repo_path(doc, ("code",), function.code, "code",
                                                                 folder_ok=True)
         self.environment(function)
-        if function.handler is not None and function.command is None and code_ok:
+        if function.is_notebook and code_ok:
+            if function.handler is not None:
+                self.add(doc, ("handler",), _NO_NOTEBOOK_HANDLER)
+            assert function.code is not None
+            if self.source.is_file(function.code):
+                self.notebook(function.code)
+        elif function.handler is not None and function.command is None and code_ok:
             self.handler(function, function.handler, doc, ("handler",))
         self.secrets(function)
 
@@ -169,9 +179,19 @@ class _Checker:
             return f"{value!r} is neither a regular file nor a folder"
         return f"{value!r} does not exist in the project"
 
+    def notebook(self, file: str) -> None:
+        """The notebook parses as a version 4 notebook with a Python kernel, and at most
+        one cell is tagged `parameters`; problems at the line of the file where they are."""
+        text = self.text(file)
+        if text is not None:
+            self.problems.extend(notebooks.problems(file, text))
+
     def handler(self, function: Function, handler: str, doc: Document | None, path: Path) -> None:
         if function.command is not None:
             self.add(doc, path, f"function {function.name!r} runs a `command`; it has no handlers")
+            return
+        if function.is_notebook:
+            self.add(doc, path, f"function {function.name!r} runs a notebook; {_NO_NOTEBOOK_HANDLER}")
             return
         code = function.code
         if code is None or repo_path_problem(code) or self.unreachable(code):
@@ -369,8 +389,10 @@ def _lost(doc: Document | None, path: Path) -> bool:
 
 
 def _lacks_handler(function: Function) -> bool:
-    """A function with neither handler nor command, for sure (not lost to a schema error)."""
-    return function.handler is None and function.command is None and not _lost(function.doc, ())
+    """A function with neither handler nor command nor a notebook, for sure (not lost to a
+    schema error)."""
+    return (function.handler is None and function.command is None and not function.is_notebook
+            and not _lost(function.doc, ()))
 
 
 def _all_steps(pipeline: Pipeline) -> bool:

@@ -17,6 +17,10 @@ IMAGE_PREFIX = "runyard"
 LABEL_PROJECT = "dev.runyard.project"
 LABEL_ENV_HASH = "dev.runyard.env-hash"
 LABEL_FUNCTIONS = "dev.runyard.functions"
+# What runner/runtime/notebook.py runs a notebook with: added to the image of a function
+# whose code is a notebook, and only to it (the user's own pin of one of them wins).
+NOTEBOOK_REQUIREMENTS = ("nbclient==0.11.0", "nbformat==5.11.1", "nbconvert==7.17.2",
+                         "ipykernel==7.4.0")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
     requirements = list(env.requirements)
     if env.requirements_file:
         requirements += _requirements_file(function, source)
+    if function.is_notebook:
+        requirements += notebook_requirements(requirements)
     resolved = Environment(base, tuple(requirements), env.requirements_file,
                            env.system_packages, env.setup, env.env)
     base_id = base_image_ids.get(base)
@@ -66,6 +72,22 @@ def environment_hash(environment: Environment, base_image_id: str | None) -> str
         "template": dockerfile_template(),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def notebook_requirements(requirements: list[str]) -> list[str]:
+    """The notebook runner's requirements that `requirements` does not name already."""
+    named = {_project_name(requirement) for requirement in requirements}
+    return [pin for pin in NOTEBOOK_REQUIREMENTS if _project_name(pin) not in named]
+
+
+def _project_name(requirement: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:  # the checks report it
+        return None
 
 
 def _requirements_file(function: Function, source: ProjectSource) -> list[str]:

@@ -17,6 +17,7 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_RESULTS_BRANCH = "runyard/results"
 DEFAULT_ARTIFACT_STORE = ".runyard/artifacts"
 DEFAULT_LOG_LIMIT = 1024 * 1024
+NOTEBOOK_SUFFIX = ".ipynb"  # as runner/runtime/spec.py has it
 
 Params = Mapping[str, Any]
 MiB = 1 << 20
@@ -80,6 +81,11 @@ class Function:
     labels: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()  # the project's secrets its runs may read
     doc: Document | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_notebook(self) -> bool:
+        """Whether its code is a Jupyter notebook, run top to bottom instead of a handler."""
+        return self.command is None and self.code is not None and self.code.endswith(NOTEBOOK_SUFFIX)
 
 
 @dataclass(frozen=True)

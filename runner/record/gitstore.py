@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from hashlib import sha1
 from pathlib import Path
 
@@ -22,6 +22,22 @@ from runner.git import ObjectReader, list_tree, update_ref
 
 _TREE, _BLOB = b"40000", b"100644"
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
+Derive = Callable[["AtCommit"], Mapping[str, bytes | None]]
+
+
+class AtCommit:
+    """The files of one commit, or of none (a branch yet to be made)."""
+
+    def __init__(self, reader: ObjectReader, commit: str | None) -> None:
+        self.reader, self.commit = reader, commit
+
+    def read(self, path: str) -> bytes | None:
+        """The file at `path`; None when there is no file there."""
+        return None if self.commit is None else self.reader.blob(self.commit, path)
+
+    def exists(self, path: str) -> bool:
+        """Whether there is a file or a folder at `path`."""
+        return self.commit is not None and self.reader.read(f"{self.commit}:{path}") is not None
 
 
 class GitStore:
@@ -73,9 +89,9 @@ class GitStore:
             return None
         return self.reader.blob(commit, path)
 
-    def folders(self, path: str) -> list[str]:
+    def folders(self, path: str, commit: str | None = None) -> list[str]:
         """Every folder below the folder `path` of the branch, at any depth, relative to it."""
-        commit = self.tip()
+        commit = commit or self.tip()
         entries = list_tree(self.git_dir, f"{commit}:{path}", recursive=True,
                             folders_only=True) if commit else None
         return [entry.path for entry in entries or []]
@@ -86,6 +102,16 @@ class GitStore:
         entries = list_tree(self.git_dir, f"{commit}:{path}", recursive=True) if commit else None
         return [entry.path for entry in entries or [] if entry.kind == "blob"]
 
+    def contents(self, path: str) -> dict[str, bytes]:
+        """The files directly in the folder `path` of the branch, name -> content, read
+        through the one reading process (no process per file)."""
+        commit = self.tip()
+        found = self.reader.read(f"{commit}:{path}") if commit else None
+        if found is None or found.kind != "tree" or found.data is None:
+            return {}
+        return {name.decode("utf-8", "surrogateescape"): self._read_object(sha)
+                for name, (mode, sha) in _entries(found.data).items() if mode == _BLOB}
+
     def list(self, path: str, commit: str | None = None) -> list[str]:
         """Names in the folder `path` of the branch (empty when it does not exist)."""
         commit = commit or self.tip()
@@ -94,14 +120,16 @@ class GitStore:
 
     # writing
 
-    def commit(self, files: Mapping[str, bytes | None], message: str, attempts: int = 50) -> str:
-        """Add or replace `files` (path -> content; None removes it) in one commit on the branch."""
-        for path in files:
-            _check_path(path)
-        blobs = {path: None if data is None else self._write_object(b"blob", data)
-                 for path, data in files.items()}
+    def commit(self, files: Mapping[str, bytes | None], message: str, attempts: int = 50,
+               derived: Derive | None = None) -> str:
+        """Add or replace `files` (path -> content; None removes it) in one commit on the branch.
+        `derived` adds the files that depend on what the branch holds (an index): it is given
+        a reader of the commit the new one builds on, again on every retry."""
+        blobs = self._blobs(files)
         for attempt in range(attempts):
             parent = self.head()
+            if derived is not None:
+                blobs = {**blobs, **self._blobs(derived(AtCommit(self.reader, parent)))}
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
@@ -109,6 +137,12 @@ class GitStore:
                 return commit
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
+
+    def _blobs(self, files: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
+        for path in files:
+            _check_path(path)
+        return {path: None if data is None else self._write_object(b"blob", data)
+                for path, data in files.items()}
 
     def _with_files(self, root: Entries, blobs: Mapping[str, bytes | None]) -> bytes | None:
         nested: dict[str, object] = {}
@@ -147,15 +181,7 @@ class GitStore:
         return bytes.fromhex(body[5:45].decode())
 
     def _tree_entries(self, sha: bytes) -> Entries:
-        data = self._read_object(sha)
-        entries: Entries = {}
-        at = 0
-        while at < len(data):
-            space = data.index(b" ", at)
-            nul = data.index(b"\0", space)
-            entries[data[space + 1 : nul]] = (data[at:space], data[nul + 1 : nul + 21])
-            at = nul + 21
-        return entries
+        return _entries(self._read_object(sha))
 
     def _write_tree(self, entries: Entries) -> bytes:
         def order(name: bytes) -> bytes:
@@ -191,6 +217,17 @@ class GitStore:
         if found is None or found.data is None:
             raise FileNotFoundError(f"no object {sha.hex()} in {self.git_dir}")
         return found.data
+
+
+def _entries(tree: bytes) -> Entries:
+    entries: Entries = {}
+    at = 0
+    while at < len(tree):
+        space = tree.index(b" ", at)
+        nul = tree.index(b"\0", space)
+        entries[tree[space + 1 : nul]] = (tree[at:space], tree[nul + 1 : nul + 21])
+        at = nul + 21
+    return entries
 
 
 def _check_path(path: str) -> None:

@@ -7,7 +7,8 @@ order they are written; an update makes a new record (`dataclasses.replace`,
 truncated or hand-edited record is a RunyardError that names it, never a traceback.
 
 Versions: a record says `apiVersion: runyard/v1`; one from another version is refused.
-Earlier v1 writers left out fields that later ones write (spec.pipeline and run_key;
+Earlier v1 writers left out fields that later ones write (spec.pipeline, run_key, tree
+and code; params.trial, where a trial's values were in override; trigger.by;
 status.runner, host and containers; an artifact's format; a push's received, finished
 and reason). The migration: a field a record lacks reads as its default, and the record
 renders as it was read, so `git show`, `--json` and a rewrite keep its shape.
@@ -154,12 +155,15 @@ class Metadata(Part):
 
 @dataclass(frozen=True)
 class Params(Part):
-    """Parameters by level, as given, and `resolved`: what the handler received."""
+    """Parameters by level, as given, and `resolved`: what the handler received. `trial`
+    holds a trial's own values (older records have them in `override`)."""
 
+    LEAVE_OUT = frozenset({"trial"})
     project: Mapping[str, Any] = field(default_factory=dict)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     job: Mapping[str, Any] = field(default_factory=dict)
     override: Mapping[str, Any] = field(default_factory=dict)
+    trial: Mapping[str, Any] = field(default_factory=dict)
     step: Mapping[str, Any] = field(default_factory=dict)
     resolved: Mapping[str, Any] = field(default_factory=dict)
 
@@ -175,12 +179,14 @@ class RunInput(Part):
 
 @dataclass(frozen=True)
 class Trigger(Part):
-    """What started the run: `manual`, `push`, `schedule` or `api`."""
+    """What started the run: `manual`, `push`, `schedule` or `api`; `by` whom (the person
+    who ran it by hand, or the author of the pushed revision), where known."""
 
-    LEAVE_OUT = frozenset({"ref", "detail"})
+    LEAVE_OUT = frozenset({"ref", "detail", "by"})
     kind: str
     ref: str | None = None
     detail: str | None = None
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,7 @@ class RunResources(Part):
 
 @dataclass(frozen=True)
 class Spec(Part):
+    LEAVE_OUT = frozenset({"tree", "code"})  # older records lack them
     function: str | None = None
     pipeline: str | None = None
     handler: str | None = None
@@ -208,6 +215,8 @@ class Spec(Part):
     image_id: str | None = None
     env_hash: str | None = None
     revision: str = ""
+    tree: str | None = None  # the revision's git tree
+    code: Mapping[str, str | None] = field(default_factory=dict)  # the function's files: object ids
     dirty: bool = False
     trigger: Trigger = field(default_factory=lambda: Trigger("manual"))
     backend: str = "docker"

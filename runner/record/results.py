@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,15 +23,19 @@ from urllib.parse import quote
 import yaml
 
 from runner.errors import RunyardError
-from runner.record.gitstore import GitStore
+from runner.record import index
+from runner.record.gitstore import AtCommit, GitStore
+from runner.record.index import IndexRow, row_of
 from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, dump
 
 RUNNING = "index/running"  # one file per running run, naming its runner
+MIN_PREFIX = 7  # characters of a uid shown, as git shows commits
 
 
 def new_uid() -> str:
-    """Sortable by time (milliseconds), unique by a random tail."""
-    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+    """Random, so that a few leading characters tell runs apart, as git's object ids do.
+    (Older runyards made uids of 17 characters that began with the time.)"""
+    return secrets.token_hex(8)
 
 
 def run_folder(uid: str) -> str:
@@ -41,6 +45,13 @@ def run_folder(uid: str) -> str:
 def push_path(revision: str, ref: str) -> str:
     """Where the record of `revision` pushed to `ref` (a branch) lives."""
     return f"pushes/{revision}/{quote(ref.removeprefix('refs/heads/'), safe='')}.yaml"
+
+
+class Listing(NamedTuple):
+    """Every run's index row, the newest first, and what could not be read."""
+
+    rows: list[IndexRow]
+    problems: list[str]
 
 
 class LastPush(NamedTuple):
@@ -87,36 +98,111 @@ class ResultsBranch:
             files[_key_path(record.spec.run_key)] = meta.uid.encode()
         running: dict[str, bytes | None] = {
             f"{RUNNING}/{meta.uid}": str(status.runner).encode() if status.state == "running" else None}
+        row = row_of(record)
         return self.store.commit({**files, **(extra or {}), **running},
-                                 f"run {meta.uid} {meta.name}: {status.state}")
+                                 f"run {meta.uid} {meta.name}: {status.state}",
+                                 derived=lambda base: index.with_rows(base, [row]))
 
-    def read(self, uid: str) -> RunRecord:
-        raw = self.store.read(f"{run_folder(uid)}/run.yaml")
+    def read(self, uid: str, commit: str | None = None) -> RunRecord:
+        raw = self.store.read(f"{run_folder(uid)}/run.yaml", commit)
         if raw is None:
             raise RunyardError(f"no run {uid!r} on branch {self.branch}")
         return RunRecord.from_yaml(raw, f"run {uid}")
 
     def find(self, prefix: str) -> str:
         """The full uid of the one run whose uid starts with `prefix`."""
-        matches = [uid for uid in self.uids() if uid.startswith(prefix)]
+        matches = [uid for uid in self._uids_starting(prefix) if uid.startswith(prefix)]
         if len(matches) != 1:
             what = "no run" if not matches else f"{len(matches)} runs"
             raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}")
         return matches[0]
 
+    def _uids_starting(self, prefix: str) -> list[str]:
+        """The uids that may start with `prefix`: two shards of the index, when it holds them."""
+        return self._uids_sharing({prefix[:2]}) if len(prefix) >= 2 else self.uids()
+
+    def _uids_sharing(self, starts: set[str]) -> list[str]:
+        """The uids that start with any of these two characters (or more, without an index)."""
+        if self.indexed():
+            try:
+                return [row.uid for start in starts for path in index.shards_of(start)
+                        for row in index.decode(self.store.read(path) or b"")]
+            except index.IndexProblem:
+                pass
+        return self.uids()
+
+    def short_prefixes(self, uids: Iterable[str]) -> dict[str, str]:
+        """Each of `uids`, shortened to the fewest characters (MIN_PREFIX at least) that no
+        other run's uid on the branch starts with."""
+        wanted = list(uids)
+        among = sorted(set(self._uids_sharing({uid[:2] for uid in wanted})) | set(wanted))
+        return {uid: _shortest(uid, among) for uid in wanted}
+
     def log(self, uid: str) -> bytes:
         return self.store.read(f"{run_folder(uid)}/log.txt") or b""
 
-    def uids(self) -> list[str]:
-        """Every run's uid, newest first."""
-        return sorted((p.rsplit("/", 1)[-1] for p in self.store.folders("runs") if p.count("/") == 1),
-                      reverse=True)
+    def uids(self, commit: str | None = None) -> list[str]:
+        """Every run's uid, from the folders of the records."""
+        return [path.rsplit("/", 1)[-1] for path in self.store.folders("runs", commit)
+                if path.count("/") == 1]
 
     def records(self, limit: int | None = None) -> Iterator[RunRecord]:
-        for count, uid in enumerate(self.uids()):
-            if limit is not None and count >= limit:
-                return
-            yield self.read(uid)
+        """The records, children too, the newest first (those that cannot be read left out)."""
+        for row in self.listing(children=True).rows[:limit]:
+            try:
+                yield self.read(row.uid)
+            except RunyardError:
+                continue
+
+    def indexed(self) -> bool:
+        """Whether the branch's index holds every run (see runner.record.index)."""
+        return self.store.read(index.VERSION_PATH) == str(index.VERSION).encode()
+
+    def listing(self, children: bool = False) -> Listing:
+        """The rows of the top-level runs (with `children`, of their trials and steps too),
+        the newest first: from the index; from the records when there is no index."""
+        if self.indexed():
+            try:
+                folders = [index.TOP, index.CHILDREN] if children else [index.TOP]
+                rows = [row for folder in folders for raw in self.store.contents(folder).values()
+                        for row in index.decode(raw)]
+                return Listing(_newest_first(rows), [])
+            except index.IndexProblem as problem:
+                why = f"its index cannot be read ({problem})"
+        else:
+            why = "it has no index of this runyard's version"
+        rows, problems = self._rows_from_records()
+        note = (f"branch {self.branch}: {why}, so every record was read; "
+                "`runyard runs reindex` makes the index")
+        kept = rows if children else [row for row in rows if not row.parent]
+        return Listing(_newest_first(kept), [note, *problems])
+
+    def _rows_from_records(self, commit: str | None = None) -> tuple[list[IndexRow], list[str]]:
+        rows, problems = [], []
+        for uid in self.uids(commit):
+            try:
+                rows.append(row_of(self.read(uid, commit)))
+            except RunyardError as error:
+                problems.append(f"{run_folder(uid)}/run.yaml: {error}")
+        return rows, problems
+
+    def reindex(self) -> Listing:
+        """Write the index anew from the records, in one commit (made again from the records
+        of the newest commit when another lands first); its rows, and the records that could
+        not be read (left out of it)."""
+        made: list[Listing] = []
+
+        def fresh_index(base: AtCommit) -> dict[str, bytes | None]:
+            rows, problems = self._rows_from_records(base.commit)
+            made.append(Listing(_newest_first(rows), problems))
+            stale = {f"{folder}/{name}": None for folder in (index.TOP, index.CHILDREN)
+                     for name in self.store.list(folder, base.commit)}
+            return {**stale, **index.shards(rows)}
+
+        if self.store.head() is None:
+            return Listing([], [])
+        self.store.commit({}, "index of the runs", derived=fresh_index)
+        return made[-1]
 
     def running(self) -> dict[str, str]:
         """The runs recorded `running`: uid -> the runner that started them."""
@@ -170,6 +256,23 @@ class ResultsBranch:
     def newest_artifact(self, key: str) -> Artifact | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
         return Artifact.read(yaml.safe_load(raw), f"artifact {key}") if raw else None
+
+
+def _shortest(uid: str, among: list[str]) -> str:
+    """`uid`'s shortest prefix that neither neighbour in the sorted `among` shares."""
+    at = bisect_left(among, uid)
+    neighbours = [among[i] for i in (at - 1, at + 1) if 0 <= i < len(among)]
+    shared = max((_common_length(uid, other) for other in neighbours), default=0)
+    return uid[:max(MIN_PREFIX, shared + 1)]
+
+
+def _common_length(a: str, b: str) -> int:
+    return next((at for at, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
+def _newest_first(rows: list[IndexRow]) -> list[IndexRow]:
+    return sorted(rows, key=lambda row: (row.start or "", row.uid), reverse=True)
 
 
 def _mapping(raw: bytes | None) -> dict[str, Any] | None:

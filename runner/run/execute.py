@@ -70,7 +70,9 @@ class Session:
     memoize: bool = False  # for runs started by a push: skip what already completed
     rerun_of: str | None = None  # the run a top-level run of this session repeats
     live_dir: Path | None = None  # where running runs' logs grow, for `runs logs --follow`
-    code_hash: Callable[[Function], str | None] = lambda function: None
+    # a function's files (YAML, code, requirements) and their git object ids; None for a working tree
+    code_files: Callable[[Function], Mapping[str, str | None] | None] = lambda function: None
+    tree: str | None = None  # the revision's git tree
     policy: Policy = field(default_factory=Policy)
     secrets: Secrets = field(default_factory=Secrets)
     owner: Owner = field(default_factory=Owner.current)
@@ -183,9 +185,10 @@ def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[Path]:
 
 def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:
     """What decides the run's outcome, hashed: resolved spec, code, inputs and image."""
-    code = session.code_hash(task.function)
-    if code is None:
+    files = session.code_files(task.function)
+    if files is None:
         return None
+    code = ",".join(f"{path}={object_id}" for path, object_id in files.items())
     image = session.images.get(task.function.name)
     content = {"job": task.job, "function": task.function.name, "handler": task.handler,
                "command": task.function.command, "params": task.params.resolved(),
@@ -205,8 +208,9 @@ def new_record(session: Session, *, uid: str, name: str, job: str | None, iterat
                  rerun_of=None if parent else session.rerun_of),
         Spec(params=Params(project=dict(params.project), pipeline=dict(params.pipeline),
                            job=dict(params.job), override=dict(params.override),
-                           step=dict(params.step), resolved=params.resolved()),
-             revision=session.revision or "", dirty=session.dirty, trigger=session.trigger,
+                           trial=dict(params.trial), step=dict(params.step), resolved=params.resolved()),
+             revision=session.revision or "", tree=session.tree, dirty=session.dirty,
+             trigger=session.trigger,
              backend=session.backend.name),
         Status(state="running", start=now(), logs="log.txt", runner=str(session.owner),
                host=session.owner.host))
@@ -222,7 +226,8 @@ def task_record(session: Session, task: Task, uid: str, attempt: int = 1) -> Run
         record.spec, function=function.name, handler=task.handler,
         command=tuple(function.command) if function.command else None,
         image=image.tag if image else None, image_id=image.image_id if image else None,
-        env_hash=image.env_hash if image else None, resources=_resources(task.resources)))
+        env_hash=image.env_hash if image else None, resources=_resources(task.resources),
+        code=dict(session.code_files(function) or {})))
 
 
 def _resources(resources: Resources) -> RunResources:

@@ -134,7 +134,7 @@ def _check(hyper: Hyper) -> None:
 
 
 def _trial(base: Task, iteration: int, values: Mapping[str, Any], parent: str) -> Task:
-    params = dataclasses.replace(base.params, override={**base.params.override, **values})
+    params = dataclasses.replace(base.params, trial=dict(values))
     return dataclasses.replace(base, params=params, iteration=iteration, parent=parent)
 
 
@@ -148,7 +148,7 @@ def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
 
     def one(iteration: int, values: Mapping[str, Any], parent: str | None,
             run_uid: str | None) -> PipelineRun:
-        params = dataclasses.replace(levels, override={**override, **values})
+        params = dataclasses.replace(levels, trial=dict(values))
         return PipelineRun(session, pipeline, params, name=name, job=job.name,
                            labels=job.labels, parent=parent, iteration=iteration,
                            parallel=job.parallel, retries=job.retries, inputs=inputs,
@@ -158,7 +158,7 @@ def _pipeline_job(session: Session, job: Job, hyper: Hyper | None,
         return one(0, {}, None, uid).run()
 
     def never_started(i: int, values: Mapping[str, Any], parent: str, run_uid: str) -> RunRecord:
-        params = dataclasses.replace(levels, override={**override, **values})
+        params = dataclasses.replace(levels, trial=dict(values))
         record = new_record(session, uid=run_uid, name=name, job=job.name, iteration=i,
                             parent=parent, labels=job.labels, params=params)
         return dataclasses.replace(record, spec=dataclasses.replace(record.spec, pipeline=pipeline.name))

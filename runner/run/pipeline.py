@@ -86,9 +86,11 @@ class PipelineRun:
         project = self.session.project
         function = project.functions[step.function]
         params = ParamLevels(project=self.params.project, pipeline=self.params.pipeline,
-                             job=self.params.job, override=self.params.override, step=step.params)
+                             job=self.params.job, override=self.params.override,
+                             trial=self.params.trial, step=step.params)
         return Task(name=step.name, function=function,
-                    handler=None if function.command else (step.handler or function.handler),
+                    handler=None if function.command or function.is_notebook
+                    else (step.handler or function.handler),
                     params=params, inputs={**self.inputs, **step.inputs}, job=self.job,
                     labels=self.labels,
                     retries=step.retries if step.retries is not None else self.retries,

@@ -24,7 +24,7 @@ from runner.run.execute import OnLine, Session, execute
 from runner.run.inputs import STORE_SCHEME, input_filename
 from runner.run.launch import HyperOptions, run_interruptibly, run_target
 from runner.run.session import open_project, session_for
-from runner.run.task import ParamLevels, Task, function_task, job_task
+from runner.run.task import RECORDED, ParamLevels, Task, function_task, job_task
 
 Note = Callable[[str], None]
 
@@ -150,7 +150,7 @@ def _task(session: Session, old: RunRecord, inputs: Mapping[str, str]) -> Task:
     base = (job_task(project, job, handler=spec.handler) if job and job.run.function
             else function_task(project, spec.function, handler=spec.handler))
     levels = {level: dict(getattr(spec.params, level))
-              for level in ("project", "pipeline", "job", "override", "step")}
+              for level in RECORDED}
     return dataclasses.replace(base, name=meta.name, job=meta.job, labels=meta.labels,
                                params=ParamLevels(**levels), inputs=inputs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -11,7 +12,7 @@ from pathlib import Path
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
 from runner.errors import RunyardError
-from runner.git import commit_of, find_repository
+from runner.git import commit_of, find_repository, tree_of, user_name
 from runner.plan import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
@@ -61,8 +62,10 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
+    trigger = Trigger("manual", by=user_name(git_dir) or _login())
     with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
-                                       backend=backend, on_line=on_line) as session:
+                                       backend=backend, trigger=trigger,
+                                       on_line=on_line) as session:
         yield session
 
 
@@ -100,15 +103,18 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         owner = Owner.current()
         workdir = scratch_root / owner.folder_name
         workdir.mkdir(parents=True, exist_ok=True)
+        revision = source.revision or _head(git_dir)
         try:
             code = make_snapshot(source, workdir / "code")
             yield Session(
                 project=project, code=code, workdir=workdir, backend=runner,
                 store=ArtifactStore(policy.store_for(project), workspace_of(source)),
-                results=results, revision=source.revision or _head(git_dir),
+                results=results, revision=revision,
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
-                code_hash=_code_hasher(source), live_dir=live_dir, policy=policy,
+                code_files=_code_files(source), live_dir=live_dir, policy=policy,
+                tree=tree_of(git_dir, revision) if isinstance(source, GitSource) and revision
+                else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
         finally:
             runner.close()
@@ -143,16 +149,22 @@ def _docker(project: Project, source: ProjectSource, functions: Sequence[str], p
     return DockerBackend(client), images
 
 
-def _code_hasher(source: ProjectSource) -> Callable[[Function], str | None]:
-    """The identity of a function's files at a revision; None for a working tree."""
+def _code_files(source: ProjectSource) -> Callable[[Function], dict[str, str | None] | None]:
+    """A function's files at a revision and their git object ids; None for a working tree."""
     if not isinstance(source, GitSource):
         return lambda function: None
 
-    def code_hash(function: Function) -> str | None:
+    def code_files(function: Function) -> dict[str, str | None]:
+        return {path: source.object_id(path) for path in function_files(function, source)}
 
-        return ",".join(f"{p}={source.object_id(p)}" for p in function_files(function, source))
+    return code_files
 
-    return code_hash
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        return None
 
 
 def _head(git_dir: Path) -> str | None:

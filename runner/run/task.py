@@ -10,26 +10,31 @@ from runner.errors import RunyardError
 from runner.project.model import Function, Job, Project, Resources
 
 LEVELS = ("project", "pipeline", "job", "override", "step")  # as runtime/spec.py has them
+RECORDED = ("project", "pipeline", "job", "override", "trial", "step")  # as the record has them
 
 
 @dataclass(frozen=True)
 class ParamLevels:
-    """Parameters by level, kept apart; `resolved` is what the handler's arguments get."""
+    """Parameters by level, kept apart; `resolved` is what the handler's arguments get.
+    A trial's own values are a level of the record; the runtime sees them as overrides."""
 
     project: Mapping[str, Any] = field(default_factory=dict)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     job: Mapping[str, Any] = field(default_factory=dict)
     override: Mapping[str, Any] = field(default_factory=dict)
+    trial: Mapping[str, Any] = field(default_factory=dict)
     step: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        for level in LEVELS:  # later levels win: step, then overrides, job, pipeline, project
+        for level in RECORDED:  # later levels win: step, trial, overrides, job, pipeline, project
             merged.update(getattr(self, level))
         return merged
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {level: dict(getattr(self, level)) for level in LEVELS}
+        """The levels as the runtime reads them."""
+        levels = {level: dict(getattr(self, level)) for level in LEVELS}
+        return {**levels, "override": {**self.override, **self.trial}}
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,10 @@ def function_task(project: Project, name: str, *, handler: str | None = None,
     if function is None:
         known = ", ".join(sorted(project.functions)) or "none"
         raise RunyardError(f"no function named {name!r} (functions: {known})")
-    chosen = handler or function.handler
-    if chosen is None and function.command is None:
+    chosen = _handler(function, handler or function.handler)
+    if chosen is None and function.command is None and not function.is_notebook:
         raise RunyardError(f"function {name!r} has no default handler: pass --handler")
-    return Task(name=name, function=function, handler=chosen if function.command is None else None,
+    return Task(name=name, function=function, handler=chosen,
                 params=ParamLevels(project=project.params, override=dict(params or {})),
                 inputs=dict(inputs or {}),
                 resources=function.resources.over(project.resources))
@@ -72,13 +77,20 @@ def job_task(project: Project, job: Job, *, handler: str | None = None,
     """A function job's run; pipeline jobs are made of step tasks instead."""
     assert job.run.function is not None, "a pipeline job runs as a PipelineRun"
     function = project.functions[job.run.function]
-    chosen = handler or job.run.handler or function.handler
+    chosen = _handler(function, handler or job.run.handler or function.handler)
     resources = function.resources.over(project.resources)
     if job.timeout is not None:
         resources = Resources(timeout=job.timeout).over(resources)
-    return Task(name=job.name, function=function,
-                handler=chosen if function.command is None else None,
+    return Task(name=job.name, function=function, handler=chosen,
                 params=ParamLevels(project=project.params, job=job.params,
                                    override=dict(params or {})),
                 inputs={**job.inputs, **(inputs or {})}, job=job.name, labels=job.labels,
                 retries=job.retries, resources=resources)
+
+
+def _handler(function: Function, handler: str | None) -> str | None:
+    """The handler a run of `function` calls: none for a command, and a notebook has none."""
+    if function.is_notebook and handler is not None:
+        raise RunyardError(f"function {function.name!r} runs the notebook {function.code}, "
+                           f"top to bottom: it has no handler {handler!r} to call")
+    return handler if function.command is None else None

@@ -3,6 +3,8 @@
 The host mounts this folder read-only into the run's container (or runs it as a
 subprocess for the local backend); `entry.py` imports the modules here under
 its own package name, never through `runner`. Nothing here imports `runner`.
+Only notebook.py imports packages beyond the stdlib (nbclient and its kin), inside
+the function that runs a notebook: only a notebook function's image has them.
 """
 
 from __future__ import annotations

@@ -19,12 +19,27 @@ import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 # The name the runtime's modules are imported under: one that no user code takes.
 PACKAGE = "_runyard_runtime"
 
 
 def load_main() -> Callable[[list[str]], int]:
+    """Import this folder as the package PACKAGE, and its `main`."""
+    _load_package()
+    main: Callable[[list[str]], int] = importlib.import_module(f"{PACKAGE}.main").main
+    return main
+
+
+def kernel_context(spec_path: str) -> Any:
+    """The run context, made in a notebook's kernel by the cell the runtime injects
+    (`runpy.run_path` of this file, then this function): see notebook.py."""
+    _load_package()
+    return importlib.import_module(f"{PACKAGE}.notebook").kernel_context(spec_path)
+
+
+def _load_package() -> None:
     """Import this folder as the package PACKAGE, without putting it on sys.path.
 
     Python put the folder at sys.path[0]; off it goes, so user code never
@@ -32,12 +47,12 @@ def load_main() -> Callable[[list[str]], int]:
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    if PACKAGE in sys.modules:
+        return
     spec = importlib.util.spec_from_loader(PACKAGE, loader=None, is_package=True)
     assert spec is not None and spec.submodule_search_locations is not None
     spec.submodule_search_locations.append(here)
     sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
-    main: Callable[[list[str]], int] = importlib.import_module(f"{PACKAGE}.main").main
-    return main
 
 
 if __name__ == "__main__":

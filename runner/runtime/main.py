@@ -52,17 +52,17 @@ def main(argv: list[str]) -> int:
         print(f"runyard runtime: {exc}", file=sys.stderr)
         return 2
     if spec.deadline is not None:
-        return _supervise(lambda: _execute(spec), spec.deadline)
-    return _execute(spec)
+        return _supervise(lambda: _execute(spec, argv[1]), spec.deadline)
+    return _execute(spec, argv[1])
 
 
-def _execute(spec: Spec) -> int:
+def _execute(spec: Spec, spec_path: str) -> int:
     logger = make_logger(spec.uid, sys.stderr)
     store = OutputStore(spec.paths.outputs, logger.warning)
     store.prepare()
     os.makedirs(spec.paths.work, exist_ok=True)
     signal.signal(signal.SIGTERM, _terminate)
-    failure = _run(spec, store, logger)
+    failure = _run(spec, spec_path, store, logger)
     # A stop request now would only lose the outputs that are about to be written.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store.adopt_loose_entries()
@@ -108,12 +108,16 @@ def _supervise(work: Callable[[], int], deadline: float) -> int:
         time.sleep(0.05)
 
 
-def _run(spec: Spec, store: OutputStore, logger: logging.Logger) -> Failure | None:
+def _run(spec: Spec, spec_path: str, store: OutputStore, logger: logging.Logger) -> Failure | None:
     try:
         if spec.command is not None:
             from .command import run_command  # only command functions need subprocess
 
             run_command(spec, store, logger)
+        elif spec.notebook:
+            from .notebook import run_notebook  # only notebook functions need Jupyter's packages
+
+            run_notebook(spec, spec_path, store, logger)
         else:
             run_python(spec, store, logger)
     except SystemExit as exc:

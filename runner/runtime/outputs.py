@@ -37,9 +37,12 @@ class ArtifactRecord:
 class OutputStore:
     """The run's results and artifacts, kept in memory and written out at the end."""
 
-    def __init__(self, outputs_dir: str, warn: Warn) -> None:
+    def __init__(self, outputs_dir: str, warn: Warn, autosave: bool = False) -> None:
+        """`autosave`: write the files after each change, for another process to read
+        (a notebook's kernel logs, the runtime's process keeps)."""
         self._outputs = outputs_dir
         self._warn = warn
+        self._autosave = autosave
         self._results: dict[str, Any] = {}
         self._artifacts: dict[str, ArtifactRecord] = {}
 
@@ -61,6 +64,8 @@ class OutputStore:
         if not isinstance(key, str) or not key:
             raise ValueError(f"a result key must be a non-empty string, not {key!r}")
         self._results[key] = to_jsonable(value, self._warn, f"result {key!r}")
+        if self._autosave:
+            self.write()
 
     def log_return(self, value: object) -> None:
         """A handler's return value: a mapping adds results, anything else is `return`."""
@@ -122,6 +127,8 @@ class OutputStore:
             raise
         self._artifacts.pop(key, None)
         self._artifacts[key] = ArtifactRecord(key, kind, f"{key}/{name}", fmt)
+        if self._autosave:
+            self.write()
         return os.path.join(final, name)
 
     def adopt_loose_entries(self) -> None:
@@ -144,23 +151,39 @@ class OutputStore:
             self._artifacts[key] = ArtifactRecord(key, "file", name, _suffix(name) if is_file else None)
 
     def load_results_file(self) -> None:
-        """Merge the results.json a command wrote itself, when it holds a JSON object."""
-        path = os.path.join(self._outputs, "results.json")
+        """Merge the results.json a command (or a notebook's kernel) wrote, when it holds
+        a JSON object."""
+        data = self._read_written("results.json", dict)
+        for key, value in (data or {}).items():
+            self.log_result(key, value)
+
+    def load_artifacts_file(self) -> None:
+        """Merge the artifacts.json a notebook's kernel wrote: its entries that name a
+        key and a path under the artifacts folder (the host checks them again)."""
+        for entry in self._read_written("artifacts.json", list) or ():
+            if not isinstance(entry, dict):
+                continue
+            key, kind, path, fmt = (entry.get(name) for name in ("key", "kind", "path", "format"))
+            if isinstance(key, str) and isinstance(kind, str) and isinstance(path, str) \
+                    and (fmt is None or isinstance(fmt, str)):
+                self._artifacts.pop(key, None)
+                self._artifacts[key] = ArtifactRecord(key, kind, path, fmt)
+
+    def _read_written(self, name: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
+        path = os.path.join(self._outputs, name)
         if not os.path.exists(path):
-            return
+            return None
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
-            self._warn(f"results.json written by the command is not readable JSON ({exc}); ignored")
-            return
-        if not isinstance(data, dict):
-            self._warn(
-                f"results.json written by the command is a {type(data).__name__}, not a JSON object; ignored"
-            )
-            return
-        for key, value in data.items():
-            self.log_result(key, value)
+            self._warn(f"{name} written by the run is not readable JSON ({exc}); ignored")
+            return None
+        if not isinstance(data, kind):
+            what = "a JSON object" if kind is dict else "a JSON list"
+            self._warn(f"{name} written by the run is a {type(data).__name__}, not {what}; ignored")
+            return None
+        return data
 
     def write(self) -> None:
         write_json(os.path.join(self._outputs, "results.json"), self._results)

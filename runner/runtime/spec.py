@@ -9,6 +9,7 @@ from typing import Any
 
 # The parameter levels, later ones winning; runner/run/task.py has the same (a test keeps them so).
 LEVELS = ("project", "pipeline", "job", "override", "step")
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 class RunError(Exception):
@@ -58,6 +59,15 @@ class Spec:
     paths: Paths
     deadline: float | None = None  # seconds: the run ends itself then, runner or not
 
+    @property
+    def notebook(self) -> bool:
+        """Whether the code is a notebook, run cell by cell (notebook.py) instead of a handler."""
+        return self.command is None and is_notebook(self.code)
+
+
+def is_notebook(code: str | None) -> bool:
+    return code is not None and code.endswith(NOTEBOOK_SUFFIX)
+
 
 def load_spec(path: str) -> Spec:
     try:
@@ -75,8 +85,8 @@ def parse_spec(data: dict[str, Any]) -> Spec:
     command = _command(data.get("command"))
     code = _maybe_text(data, "code")
     handler = _maybe_text(data, "handler")
-    if command is None and (code is None or handler is None):
-        raise SpecError("the spec needs either a command, or both code and handler")
+    if command is None and (code is None or (handler is None and not is_notebook(code))):
+        raise SpecError("the spec needs a command, a notebook as code, or both code and handler")
     return Spec(
         uid=_text(data, "uid"),
         name=name,

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
-from runner.git import ZERO, Repository, open_repository, symbolic_ref
+from runner.git import ZERO, Repository, author_of, open_repository, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
@@ -99,7 +99,18 @@ def _process(repo: Repository, update: RefUpdate, main: str,
             options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
             return None
         results = opened.enter_context(closing(ResultsBranch(repo.git_dir, settings.results_branch)))
+        _indexed(results, options.on_line)
         return _record(repo, source, update, results, options)
+
+
+def _indexed(results: ResultsBranch, on_line: OnLine) -> None:
+    """A branch an older runyard wrote gets its index, once, before more runs land on it."""
+    if results.store.head() is None or results.indexed():
+        return
+    listing = results.reindex()
+    on_line("push", f"indexed the {len(listing.rows)} runs of branch {results.branch}"
+                    + (f" ({len(listing.problems)} records could not be read)"
+                       if listing.problems else ""))
 
 
 def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdate,
@@ -200,7 +211,8 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
         return
 
     trigger = Trigger("push", ref=update.ref,
-                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}")
+                      detail=f"{(update.old or '')[:12]}..{update.new[:12]}",
+                      by=author_of(git_dir, update.new))
     with open_session(source, git_dir, project, policy, backend=options.backend,
                       functions=_functions_of(project, jobs), trigger=trigger,
                       memoize=not options.force, on_line=options.on_line) as session:

@@ -3,21 +3,21 @@ them), filtered by job, state and a condition, sorted by a result. Rendering is 
 `cells` turns a row into text, for a plain table or a coloured one.
 
 A top-level run is one without a parent: a function run, a hyper-parameter parent or
-a pipeline run. Its children (trials, steps) are found by `metadata.parent`, at any
-depth (a trial of a pipeline job has steps of its own).
+a pipeline run. Its children (trials, steps) are found by their parent, at any depth (a
+trial of a pipeline job has steps of its own). All of it reads the index of the results
+branch (runner.record.index), never a record.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
 from runner.project.condition import Condition, ConditionError, parse_condition
-from runner.record.model import RunRecord
+from runner.record.index import IndexRow
 
-MIN_PREFIX = 7
 SHOWN_KEYS = 4  # params and results shown per row; --json has them all
 
 
@@ -45,23 +45,11 @@ class Query(NamedTuple):
 
 
 class RunRow(NamedTuple):
-    """One line of `runs list`: a run, and under it (when unfolded) its children."""
+    """One line of `runs list`: a run (its index row), and how it is shown."""
 
-    uid: str
-    prefix: str
-    depth: int
-    name: str
-    job: str | None
-    state: str
-    revision: str
-    start: str | None
-    duration: float | None
-    iteration: int
-    children: int  # trials or steps
-    kind: str  # "trial", "step" or "" (no children)
-    best: int | None
-    params: Mapping[str, Any]
-    results: Mapping[str, Any]
+    run: IndexRow
+    prefix: str  # the uid's shortest prefix no other run shares
+    depth: int  # 0 for a top-level run, 1 for its trials or steps, ...
 
 
 def parse_where(text: str) -> Condition:
@@ -72,96 +60,52 @@ def parse_where(text: str) -> Condition:
         raise RunyardError(f"--where {text!r}: {error}") from error
 
 
-def short_prefixes(uids: Iterable[str]) -> dict[str, str]:
-    """Each uid's shortest prefix that no other uid shares, of MIN_PREFIX characters at least."""
-    ordered = sorted(set(uids))
-    found = {}
-    for i, uid in enumerate(ordered):
-        neighbours = ordered[max(i - 1, 0):i] + ordered[i + 1:i + 2]
-        shared = max((_common_length(uid, other) for other in neighbours), default=0)
-        found[uid] = uid[:max(MIN_PREFIX, shared + 1)]
-    return found
+Prefixes = Callable[[list[str]], Mapping[str, str]]  # uids -> their shortest unique prefixes
 
 
-def _common_length(a: str, b: str) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
-
-
-def list_runs(records: Sequence[RunRecord], query: Query) -> list[RunRow]:
+def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> list[RunRow]:
     """The top-level runs the query picks, newest first unless sorted; with `unfold`, each
-    followed by its children (those the query's condition picks), depth first."""
-    prefixes = short_prefixes(r.metadata.uid for r in records)
-    by_parent = _children(records)
-    tops = [record for record in records if not record.metadata.parent and _picked(record, query)]
-    top_rows = _ordered([run_row(r, prefixes, 0) for r in tops], query)
-    top_rows = [row for row in top_rows if _meets(row, query.where)][:query.limit]
-    if not query.unfold:
-        return top_rows
-    return [line for row in top_rows for line in _with_children(row, by_parent, prefixes, query)]
+    followed by its children (those the query's condition picks), depth first. `rows`
+    holds the children too when `unfold` asks for them."""
+    tops = [row for row in rows if not row.parent and _picked(row, query)]
+    tops = [top for top in _ordered(tops, query) if _meets(top, query.where)][:query.limit]
+    lines = [(top, 0) for top in tops]
+    if query.unfold:
+        by_parent = _children(rows)
+        lines = [line for top in tops for line in _with_children(top, 0, by_parent, query)]
+    shortened = prefixes([row.uid for row, _ in lines])
+    return [RunRow(row, shortened[row.uid], depth) for row, depth in lines]
 
 
-def matching_records(records: Sequence[RunRecord], query: Query) -> list[RunRecord]:
-    """Every record (children too) the query picks, in the order `list_runs` sorts: `--json`."""
-    rows = {r.metadata.uid: (r, run_row(r, {}, 0)) for r in records if _picked(r, query)}
-    kept = _ordered([row for _, row in rows.values() if _meets(row, query.where)], query)
-    return [rows[row.uid][0] for row in kept][:query.limit]
-
-
-def _children(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Each parent's children, in the order its table of trials or steps lists them."""
-    position = {uid: i for record in records for i, uid in enumerate(
-        [*(t.uid for t in record.status.trials), *(s.uid for s in record.status.steps)])}
-    by_parent: dict[str, list[RunRecord]] = {}
-    for record in records:
-        if record.metadata.parent:
-            by_parent.setdefault(record.metadata.parent, []).append(record)
+def _children(rows: Sequence[IndexRow]) -> dict[str, list[IndexRow]]:
+    """Each parent's children: trials by their iteration, steps by when they started."""
+    by_parent: dict[str, list[IndexRow]] = {}
+    for row in rows:
+        if row.parent:
+            by_parent.setdefault(row.parent, []).append(row)
     for children in by_parent.values():
-        children.sort(key=lambda r: (position.get(r.metadata.uid, len(position)), r.metadata.uid))
+        children.sort(key=lambda row: (row.iteration, row.start or "", row.uid))
     return by_parent
 
 
-def _with_children(row: RunRow, by_parent: Mapping[str, list[RunRecord]],
-                   prefixes: Mapping[str, str], query: Query) -> list[RunRow]:
-    below = [run_row(r, prefixes, row.depth + 1) for r in by_parent.get(row.uid, [])]
-    picked = _ordered([child for child in below if _meets(child, query.where)], query)
-    return [row, *[line for child in picked
-                   for line in _with_children(child, by_parent, prefixes, query)]]
+def _with_children(row: IndexRow, depth: int, by_parent: Mapping[str, list[IndexRow]],
+                   query: Query) -> list[tuple[IndexRow, int]]:
+    picked = _ordered([child for child in by_parent.get(row.uid, []) if _meets(child, query.where)],
+                      query)
+    return [(row, depth), *[line for child in picked
+                            for line in _with_children(child, depth + 1, by_parent, query)]]
 
 
-def run_row(record: RunRecord, prefixes: Mapping[str, str], depth: int) -> RunRow:
-    meta, spec, status = record.metadata, record.spec, record.status
-    best = next((t for t in status.trials if t.iteration == status.best_iteration), None)
-    children, kind = ((len(status.trials), "trial") if status.trials
-                      else (len(status.steps), "step") if status.steps else (0, ""))
-    return RunRow(meta.uid, prefixes.get(meta.uid, meta.uid[:MIN_PREFIX]), depth, meta.name, meta.job,
-                  status.state, spec.revision[:12], status.start, status.duration, meta.iteration,
-                  children, kind, status.best_iteration,
-                  {**key_params(record), **(best.params if best else {})}, status.results)
+def _picked(row: IndexRow, query: Query) -> bool:
+    return (not query.job or row.job == query.job) and (not query.state or row.state == query.state)
 
 
-def key_params(record: RunRecord) -> dict[str, Any]:
-    """The resolved params but those the project gives every run, as it gives them."""
-    params = record.spec.params
-    return {key: value for key, value in params.resolved.items()
-            if key not in params.project or params.project[key] != value}
-
-
-def _picked(record: RunRecord, query: Query) -> bool:
-    return ((not query.job or record.metadata.job == query.job)
-            and (not query.state or record.status.state == query.state))
-
-
-def _meets(row: RunRow, where: Condition | None) -> bool:
-    """Whether the row's results and resolved params (results win) meet the condition."""
+def _meets(row: IndexRow, where: Condition | None) -> bool:
+    """Whether the run's results and params (results win) meet the condition."""
     return where is None or where.evaluate({**row.params, **row.results})
 
 
-def _ordered(rows: list[RunRow], query: Query) -> list[RunRow]:
+def _ordered(rows: list[IndexRow], query: Query) -> list[IndexRow]:
     """Sorted by the query's result (runs without it last, either way); else as given."""
     sort = query.sort
     if sort is None:
@@ -185,15 +129,15 @@ HEADERS = ("UID", "JOB", "STATE", "REVISION", "STARTED", "DURATION", "RUNS", "BE
            "RESULTS")
 
 
-def cells(row: RunRow) -> tuple[str, ...]:
+def cells(line: RunRow) -> tuple[str, ...]:
     """The row as the table's text cells; a child is indented and named by its iteration
     (a trial) or its name (a step)."""
-    indent = "  " * row.depth
-    job = row.job or "-" if not row.depth else f"#{row.iteration}" if row.iteration else row.name
-    runs = f"{row.children} {row.kind}s" if row.children else ""
-    return (f"{indent}{row.prefix}", f"{indent}{job}", row.state, row.revision,
-            (row.start or "")[:19].replace("T", " "), duration_text(row.duration), runs,
-            "" if row.best is None else f"#{row.best}", brief(row.params), brief(row.results))
+    run, indent = line.run, "  " * line.depth
+    job = run.job or "-" if not line.depth else f"#{run.iteration}" if run.iteration else run.name
+    runs = f"{run.children} {run.kind}s" if run.children else ""
+    return (f"{indent}{line.prefix}", f"{indent}{job}", run.state, run.revision[:12],
+            (run.start or "")[:19].replace("T", " "), duration_text(run.duration), runs,
+            "" if run.best is None else f"#{run.best}", brief(run.params), brief(run.results))
 
 
 def duration_text(seconds: float | None) -> str:

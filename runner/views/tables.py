@@ -58,7 +58,8 @@ def _results(record: RunRecord) -> Mapping[str, Any]:
 
 
 def trial_lines(record: RunRecord) -> list[str]:
-    """A parent run's trials, best first by its selector, the best marked with '*'."""
+    """A parent run's trials with their uids, best first by its selector, the best marked
+    with '*'."""
     trials = record.status.trials
     if not trials:
         return []
@@ -71,12 +72,12 @@ def trial_lines(record: RunRecord) -> list[str]:
         return (*rank, trial.iteration)
 
     chosen = record.status.best_iteration
-    rows = [["*" if t.iteration == chosen else "", t.iteration, t.state,
+    rows = [["*" if t.iteration == chosen else "", t.iteration, t.state, t.uid,
              *[t.params.get(k, "") for k in param_keys],
              *[t.results.get(k, "") for k in result_keys]]
             for t in sorted(trials, key=order)]
     result_headers = [f"{k} (result)" if k in param_keys else k for k in result_keys]
-    return table(["", "#", "STATE", *param_keys, *result_headers], rows)
+    return table(["", "#", "STATE", "UID", *param_keys, *result_headers], rows)
 
 
 def step_lines(record: RunRecord) -> list[str]:

@@ -15,11 +15,12 @@ IDENTITY = (
 _IGNORED = (".runyard", "__pycache__")
 
 
-def git(cwd: Path, *args: str) -> str:
-    """Run `git ARGS` in `cwd` (check=True) and return its standard output."""
+def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
+    """Run `git ARGS` in `cwd` (check=True), fed `stdin`, and return its standard output."""
     done = subprocess.run(
         ["git", *IDENTITY, *args],
         cwd=cwd,
+        input=stdin,
         check=True,
         capture_output=True,
         text=True,
