@@ -19,8 +19,10 @@ by the fork server before the next trial starts.
 
 A trial's timeout kills the trial's processes, not the worker. A trial that runs
 the worker out of memory is recorded `oom` (the kernel's count of the worker's
-OOM kills went up); a worker that died is replaced by a new one. Workers carry
-the runner's label, so the next runner removes them if this one is killed.
+OOM kills went up); a worker that died is replaced by a new one. (The fork
+server itself takes some 15 MB of that limit.) Workers carry the runner's label:
+if the runner is killed, their fork servers see their input end and exit, which
+ends the trials, and the next runner removes the containers and the mounts.
 """
 
 from __future__ import annotations
