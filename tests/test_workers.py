@@ -79,8 +79,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
-    # every trial leaves a file in its working folder and in /tmp, and a process in a
-    # session of its own that keeps writing /tmp/still-here
+    # every trial leaves a file in its working folder, /tmp and /dev/shm, and a process in
+    # a session of its own that keeps writing /tmp/still-here
     parent = run_json(repo, "leftovers")
     assert parent["status"]["state"] == "completed", parent["status"]
     assert parent["spec"]["hyper"]["isolation"] == "process"
@@ -90,7 +90,8 @@ def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
     assert len(hosts) <= 2, hosts  # parallel: 2 -> two workers, each ran several trials
     for trial in rows:
         results = trial["results"]
-        assert (results["cwd"], results["tmp"], results["others"]) == ([], [], []), trial
+        assert (results["cwd"], results["tmp"], results["shm"], results["others"]) == (
+            [], [], [], []), trial
         assert results["tmpdir"] == "/tmp"
         record = read_record(repo, trial["uid"])
         assert record["spec"]["backend"] == "docker"

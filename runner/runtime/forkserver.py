@@ -15,7 +15,8 @@ container), they come through the named pipes CONTROL/in and CONTROL/out, the
 server says {"ready": true} first and makes itself non-dumpable, so that a
 trial (the same user) can neither trace it nor open its descriptors. As the
 container's first process it also kills every other process once a run has
-ended: what a trial left running never meets the next trial.
+ended and empties /dev/shm: what a trial left running or shared never meets
+the next trial.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import traceback
@@ -31,6 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 Main = Callable[[list[str]], int]
+# What a container's runs share that is neither their scratch nor read-only.
+SHARED_FOLDERS = ("/dev/shm", "/dev/mqueue")
 
 
 def serve(main: Main, control: str | None = None) -> int:
@@ -107,16 +111,33 @@ def _kill(pid: Any, runs: set[int], sole: bool) -> None:
 
 
 def _end_others() -> None:
-    """Kill every process of the container but this one, and reap them."""
+    """Kill every process of the container but this one, reap them, and empty the
+    container's own shared folders (its scratch is the run's, its root read-only)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(-1, signal.SIGKILL)
     while True:
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
-            return
+            break
         except InterruptedError:
             continue
+    for shared in SHARED_FOLDERS:
+        _empty(shared)
+
+
+def _empty(folder: str) -> None:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _child(request: dict[str, Any], main: Main, sole: bool) -> int:

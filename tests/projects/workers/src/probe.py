@@ -37,12 +37,14 @@ def probe(context, n=0, m=1, leave=False, sleep=0, sleep_on=None, hog_on=None):
     tmp = os.environ.get("TMPDIR", "")
     results = {"n": n, "product": n * m, "cwd": sorted(os.listdir(".")),
                "tmp": sorted(os.listdir("/tmp")), "tmpdir": tmp, "others": _others(),
+               "shm": sorted(os.listdir("/dev/shm")),
                "host": socket.gethostname()}
     if leave:
         with open(f"left-{n}", "w") as handle:
             handle.write("from an earlier trial")
-        with open(f"/tmp/left-{n}", "w") as handle:
-            handle.write("from an earlier trial")
+        for folder in ("/tmp", "/dev/shm"):
+            with open(f"{folder}/left-{n}", "w") as handle:
+                handle.write("from an earlier trial")
         # a grandchild in a session of its own: out of the trial's process group
         subprocess.Popen([sys.executable, "-c", LINGER], start_new_session=True)
     if sleep_on == n:
