@@ -79,8 +79,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
-    # every trial leaves a file in its working folder, /tmp and /dev/shm, and a process in
-    # a session of its own that keeps writing /tmp/still-here
+    # every trial leaves a file in its working folder, /tmp and /dev/shm, a System V shared
+    # memory segment, and a process in a session of its own that keeps writing /tmp/still-here
     parent = run_json(repo, "leftovers")
     assert parent["status"]["state"] == "completed", parent["status"]
     assert parent["spec"]["hyper"]["isolation"] == "process"
@@ -92,6 +92,7 @@ def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
         results = trial["results"]
         assert (results["cwd"], results["tmp"], results["shm"], results["others"]) == (
             [], [], [], []), trial
+        assert results["sysv_shm"] == 0, trial
         assert results["tmpdir"] == "/tmp"
         record = read_record(repo, trial["uid"])
         assert record["spec"]["backend"] == "docker"

@@ -15,8 +15,8 @@ container), they come through the named pipes CONTROL/in and CONTROL/out, the
 server says {"ready": true} first and makes itself non-dumpable, so that a
 trial (the same user) can neither trace it nor open its descriptors. As the
 container's first process it also kills every other process once a run has
-ended and empties /dev/shm: what a trial left running or shared never meets
-the next trial.
+ended, empties /dev/shm and removes System V IPC objects: what a trial left
+running or shared never meets the next trial.
 """
 
 from __future__ import annotations
@@ -124,6 +124,34 @@ def _end_others() -> None:
             continue
     for shared in SHARED_FOLDERS:
         _empty(shared)
+    _remove_sysv_ipc()
+
+
+def _remove_sysv_ipc() -> None:
+    """Remove the System V shared memory, semaphores and message queues of the
+    container's IPC namespace (they outlive the processes that made them)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return
+    remove_id = 0  # IPC_RMID
+    for kind in ("shm", "sem", "msg"):
+        control = getattr(libc, f"{kind}ctl")
+        try:
+            with open(f"/proc/sysvipc/{kind}") as table:
+                rows = table.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                ident = int(fields[1])
+                if kind == "sem":
+                    control(ident, 0, remove_id)
+                else:
+                    control(ident, remove_id, None)
 
 
 def _empty(folder: str) -> None:

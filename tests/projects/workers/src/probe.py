@@ -1,6 +1,7 @@
 """A trial for the worker tests: reports what it finds of earlier trials, and can leave
 files and a process behind, sleep past its timeout or take too much memory."""
 
+import ctypes
 import os
 import socket
 import subprocess
@@ -16,6 +17,11 @@ while True:
         pass
     time.sleep(0.05)
 """
+
+
+def _sysv_segments():
+    with open("/proc/sysvipc/shm") as table:
+        return len(table.read().splitlines()) - 1
 
 
 def _others():
@@ -37,11 +43,12 @@ def probe(context, n=0, m=1, leave=False, sleep=0, sleep_on=None, hog_on=None):
     tmp = os.environ.get("TMPDIR", "")
     results = {"n": n, "product": n * m, "cwd": sorted(os.listdir(".")),
                "tmp": sorted(os.listdir("/tmp")), "tmpdir": tmp, "others": _others(),
-               "shm": sorted(os.listdir("/dev/shm")),
+               "shm": sorted(os.listdir("/dev/shm")), "sysv_shm": _sysv_segments(),
                "host": socket.gethostname()}
     if leave:
         with open(f"left-{n}", "w") as handle:
             handle.write("from an earlier trial")
+        ctypes.CDLL(None).shmget(0, 4096, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT
         for folder in ("/tmp", "/dev/shm"):
             with open(f"{folder}/left-{n}", "w") as handle:
                 handle.write("from an earlier trial")
