@@ -245,6 +245,9 @@ class GitObject(NamedTuple):
     data: bytes | None  # None when it was over the limit it was read with
 
 
+_AHEAD = 64  # names sent before their answers are read: ~6 KiB, far below a pipe's 64 KiB
+
+
 class ObjectReader:
     """Objects of one repository, read through one `git cat-file --batch` process: started
     by the first read, stopped by `close()` or the end of a `with` block (a later read
@@ -267,6 +270,30 @@ class ObjectReader:
                 self._stop()  # the answer is half read: the next request starts afresh
                 raise
 
+    def read_all(self, names: Sequence[str]) -> list[GitObject | None]:
+        """`read` of each name, the requests sent some at a time ahead of the answers (no
+        round trip per object). A batch of names stays well under a pipe's buffer, so git
+        never waits for its next name while its answers wait to be read."""
+        found: list[GitObject | None] = []
+        with self._lock:
+            try:
+                for at in range(0, len(names), _AHEAD):
+                    found += self._requests(names[at:at + _AHEAD])
+            except BaseException:
+                self._stop()
+                raise
+        return found
+
+    def _requests(self, names: Sequence[str]) -> list[GitObject | None]:
+        process = self._started()
+        assert process.stdin is not None
+        asked = [name for name in names if "\n" not in name]
+        process.stdin.write(b"".join(name.encode("utf-8", "surrogateescape") + b"\n"
+                                     for name in asked))
+        process.stdin.flush()
+        answers = iter([self._answer(process, None) for _ in asked])
+        return [None if "\n" in name else next(answers) for name in names]
+
     def blob(self, revision: str, path: str) -> bytes | None:
         """The content of the file at `path` in `revision`; None when there is no file there."""
         found = self.read(f"{revision}:{path}")
@@ -277,6 +304,10 @@ class ObjectReader:
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
         process.stdin.flush()
+        return self._answer(process, limit)
+
+    def _answer(self, process: subprocess.Popen[bytes], limit: int | None) -> GitObject | None:
+        assert process.stdout is not None
         header = process.stdout.readline()
         if not header:
             raise RunyardError(f"git cat-file stopped reading {self.git_dir}")

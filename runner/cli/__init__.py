@@ -28,6 +28,8 @@ COMMANDS = {
     "rerun": "runner.cli.rerun:rerun",
     "pushes": "runner.cli.pushes:pushes",
     "diff": "runner.cli.diff:diff",
+    "report": "runner.cli.report:report",
+    "ui": "runner.cli.report:ui",
     "functions": "runner.cli.functions:functions",
     "hub": "runner.cli.hub:hub",
     "plan": "runner.cli.gitops:plan",

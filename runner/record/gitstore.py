@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
 
@@ -101,6 +101,14 @@ class GitStore:
         commit = self.tip()
         entries = list_tree(self.git_dir, f"{commit}:{path}", recursive=True) if commit else None
         return [entry.path for entry in entries or [] if entry.kind == "blob"]
+
+    def read_all(self, paths: Sequence[str], commit: str | None = None) -> list[bytes | None]:
+        """`read` of each path, through the one reading process without a round trip each."""
+        commit = commit or self.tip()
+        if commit is None:
+            return [None] * len(paths)
+        found = self.reader.read_all([f"{commit}:{path}" for path in paths])
+        return [item.data if item is not None and item.kind == "blob" else None for item in found]
 
     def contents(self, path: str) -> dict[str, bytes]:
         """The files directly in the folder `path` of the branch, name -> content, read

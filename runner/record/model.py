@@ -20,7 +20,8 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, Union, get_args, get_origin, get_type_hints
+from functools import cache
+from typing import Any, ClassVar, Literal, Self, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -83,12 +84,11 @@ class Part:
         `whose` (`run UID`) and the part by `where` in it (`status.trials[2]`)."""
         if not isinstance(data, Mapping):
             raise _broken(whose, where, data, "a mapping")
-        known = {item.name: item for item in fields(cls) if item.name != "absent"}
+        known, hints = _shape(cast(type, cls))  # mypy: a type[Self] is hashable too
         unknown = [key for key in data if key not in known]
         if unknown:
             raise RunyardError(f"the record of {whose} is broken: "
                                f"{_at(where, str(unknown[0]))} is not a field of it")
-        hints = get_type_hints(cls)
         values = {}
         for name, item in known.items():
             if name in data:
@@ -99,6 +99,14 @@ class Part:
 
     def _values(self) -> list[tuple[Field[Any], Any]]:
         return [(item, getattr(self, item.name)) for item in fields(self) if item.name != "absent"]
+
+
+@cache
+def _shape(part: type) -> tuple[dict[str, Field[Any]], dict[str, Any]]:
+    """A part's fields by name and their types: worked out once a class, as every record
+    read asks for them (get_type_hints alone took most of the time of reading a record)."""
+    return ({item.name: item for item in fields(part) if item.name != "absent"},
+            get_type_hints(part))
 
 
 @dataclass(frozen=True)
@@ -367,9 +375,9 @@ def _masked(value: Any, mask: Mask) -> Any:
 
 def _convert(hint: Any, value: object, whose: str, where: str) -> Any:
     """`value` as the field typed `hint` holds it, or the error that names the field."""
-    origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
         return value
+    origin, args = _origin_args(hint)
     if isinstance(hint, type) and issubclass(hint, Part):
         return hint.read(value, whose, where)
     if origin in (Union, types.UnionType):
@@ -388,12 +396,19 @@ def _convert(hint: Any, value: object, whose: str, where: str) -> Any:
             return tuple(_convert(args[0], item, whose, f"{where}[{index}]")
                          for index, item in enumerate(value))
     elif origin is Mapping:
+        if isinstance(value, Mapping) and args == (str, Any) and all(type(key) is str for key in value):
+            return dict(value)  # free-form values (params, results): nothing to convert
         if isinstance(value, Mapping):
             return {_convert(args[0], key, whose, where): _convert(args[1], item, whose, _at(where, key))
                     for key, item in value.items()}
     elif _is(hint, value):
         return value
     raise _broken(whose, where, value, _expected(hint))
+
+
+@cache
+def _origin_args(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    return get_origin(hint), get_args(hint)
 
 
 def _is(kind: Any, value: object) -> bool:

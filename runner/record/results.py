@@ -8,13 +8,15 @@
     pushes/<revision>/<branch>.yaml           one record per pushed revision and branch
                                               (`/` in a branch name written %2F)
     pushes/<revision>.yaml                    the older layout: one record per revision
+    report/                                   the report (runner.views.site), written by the
+                                              runner with each push record
 """
 
 from __future__ import annotations
 
 import secrets
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -104,10 +106,10 @@ class ResultsBranch:
                                  derived=lambda base: index.with_rows(base, [row]))
 
     def read(self, uid: str, commit: str | None = None) -> RunRecord:
-        raw = self.store.read(f"{run_folder(uid)}/run.yaml", commit)
-        if raw is None:
-            raise RunyardError(f"no run {uid!r} on branch {self.branch}")
-        return RunRecord.from_yaml(raw, f"run {uid}")
+        read = _parsed(uid, self.store.read(f"{run_folder(uid)}/run.yaml", commit), self.branch)
+        if isinstance(read, RunyardError):
+            raise read
+        return read
 
     def find(self, prefix: str) -> str:
         """The full uid of the one run whose uid starts with `prefix`."""
@@ -135,8 +137,7 @@ class ResultsBranch:
         """Each of `uids`, shortened to the fewest characters (MIN_PREFIX at least) that no
         other run's uid on the branch starts with."""
         wanted = list(uids)
-        among = sorted(set(self._uids_sharing({uid[:2] for uid in wanted})) | set(wanted))
-        return {uid: _shortest(uid, among) for uid in wanted}
+        return unique_prefixes(wanted, self._uids_sharing({uid[:2] for uid in wanted}))
 
     def log(self, uid: str) -> bytes:
         return self.store.read(f"{run_folder(uid)}/log.txt") or b""
@@ -148,11 +149,15 @@ class ResultsBranch:
 
     def records(self, limit: int | None = None) -> Iterator[RunRecord]:
         """The records, children too, the newest first (those that cannot be read left out)."""
-        for row in self.listing(children=True).rows[:limit]:
-            try:
-                yield self.read(row.uid)
-            except RunyardError:
-                continue
+        for read in self.read_all([row.uid for row in self.listing(children=True).rows[:limit]]):
+            if isinstance(read, RunRecord):
+                yield read
+
+    def read_all(self, uids: Sequence[str], commit: str | None = None
+                 ) -> list[RunRecord | RunyardError]:
+        """The record of each uid, or what is wrong with it; read in one stream of requests."""
+        raws = self.store.read_all([f"{run_folder(uid)}/run.yaml" for uid in uids], commit)
+        return [_parsed(uid, raw, self.branch) for uid, raw in zip(uids, raws, strict=True)]
 
     def indexed(self) -> bool:
         """Whether the branch's index holds every run (see runner.record.index)."""
@@ -179,11 +184,12 @@ class ResultsBranch:
 
     def _rows_from_records(self, commit: str | None = None) -> tuple[list[IndexRow], list[str]]:
         rows, problems = [], []
-        for uid in self.uids(commit):
-            try:
-                rows.append(row_of(self.read(uid, commit)))
-            except RunyardError as error:
-                problems.append(f"{run_folder(uid)}/run.yaml: {error}")
+        uids = self.uids(commit)
+        for uid, read in zip(uids, self.read_all(uids, commit), strict=True):
+            if isinstance(read, RunRecord):
+                rows.append(row_of(read))
+            else:
+                problems.append(f"{run_folder(uid)}/run.yaml: {read}")
         return rows, problems
 
     def reindex(self) -> Listing:
@@ -213,9 +219,10 @@ class ResultsBranch:
         raw = self.store.read(f"index/jobs/{job}.yaml")
         return NewestRun.read(yaml.safe_load(raw), f"job {job}'s newest run") if raw else None
 
-    def write_push(self, push: PushRecord) -> str:
-        """The record of one processed push, and the newest revision processed."""
-        files = {push_path(push.revision, push.ref): push.to_yaml(),
+    def write_push(self, push: PushRecord, extra: Mapping[str, bytes | None] | None = None) -> str:
+        """The record of one processed push, and the newest revision processed (with `extra`
+        files written or, where None, removed in the same commit)."""
+        files = {**(extra or {}), push_path(push.revision, push.ref): push.to_yaml(),
                  "index/last-push.yaml": dump({"revision": push.revision, "ref": push.ref})}
         branch = push.ref.removeprefix("refs/heads/")
         return self.store.commit(files, f"push {push.revision[:12]} to {branch}: {push.status}")
@@ -256,6 +263,23 @@ class ResultsBranch:
     def newest_artifact(self, key: str) -> Artifact | None:
         raw = self.store.read(f"artifacts/{key}.yaml")
         return Artifact.read(yaml.safe_load(raw), f"artifact {key}") if raw else None
+
+
+def _parsed(uid: str, raw: bytes | None, branch: str) -> RunRecord | RunyardError:
+    if raw is None:
+        return RunyardError(f"no run {uid!r} on branch {branch}")
+    try:
+        return RunRecord.from_yaml(raw, f"run {uid}")
+    except RunyardError as error:
+        return error
+
+
+def unique_prefixes(uids: Iterable[str], others: Iterable[str] = ()) -> dict[str, str]:
+    """Each of `uids`, shortened to the fewest characters (MIN_PREFIX at least) that neither
+    another of them nor any of `others` starts with."""
+    wanted = list(uids)
+    among = sorted({*wanted, *others})
+    return {uid: _shortest(uid, among) for uid in wanted}
 
 
 def _shortest(uid: str, among: list[str]) -> str:

@@ -28,13 +28,16 @@ from runner.project.loader import Settings, load_project, read_settings
 from runner.project.model import Project
 from runner.project.policy import Policy, operator_policy, refusals
 from runner.project.source import GitSource
+from runner.record.artifacts import ArtifactStore
 from runner.record.model import PushRecord, PushRun, Trigger
 from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
 from runner.run.secrets import Secrets
-from runner.run.session import open_session
+from runner.run.session import open_session, workspace_of
 from runner.triggers.locks import exclusive, lock_path
+from runner.views.report import read_snapshot
+from runner.views.site import Site, readers_for
 
 
 class RefUpdate(NamedTuple):
@@ -137,7 +140,7 @@ def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdat
                                       f"{update.new[:12]}:\n{traceback.format_exc()}"))
         progress.push = replace(progress.push, status="error",
                                 reason=f"internal error: {type(error).__name__}: {error}")
-    return _finish(results, progress.push.masked(secrets.mask), options.on_line)
+    return _finish(results, progress.push.masked(secrets.mask), progress.store, repo, options)
 
 
 @dataclass
@@ -145,6 +148,30 @@ class _Progress:
     """The push record as far as the push got: what a failure keeps of it."""
 
     push: PushRecord
+    store: ArtifactStore | None = None  # where its runs' artifacts are, once known
+
+
+REPORT = "report"
+
+
+def report_files(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
+                 repo: Repository, options: PushOptions) -> dict[str, bytes | None]:
+    """The report, made again with `push`, as files under `report/` of the results branch
+    (written with the push record, so any git host that serves a branch as pages shows
+    it): pages no longer made go; copies of artifacts, named by their content, stay. A
+    report that cannot be made never fails the push: the runner's log says why."""
+    try:
+        snapshot = read_snapshot(results)
+        others = tuple(p for p in snapshot.pushes if (p.revision, p.ref) != (push.revision, push.ref))
+        site = Site(replace(snapshot, pushes=(push, *others)),
+                    readers_for(results, store, repo, options.prefix))
+        files: dict[str, bytes | None] = {f"{REPORT}/{path}": data for path, data in site.files()}
+    except (RunyardError, OSError) as error:
+        options.on_line("push", f"the report could not be made: {error}")
+        return {}
+    gone = {f"{REPORT}/{path}": None for path in results.store.files(REPORT)
+            if f"{REPORT}/{path}" not in files and not path.startswith("objects/")}
+    return {**gone, **files}
 
 
 def _earlier(results: ResultsBranch, update: RefUpdate, options: PushOptions) -> PushRecord | None:
@@ -174,6 +201,7 @@ def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: R
               progress: _Progress, options: PushOptions) -> None:
     """Load, plan and run; `progress` is kept up to date, so a failure keeps what was done."""
     project = load_project(source)
+    progress.store = _artifact_store(project, source, repo.git_dir, options)
     backend = options.backend or project.backend
     plan = make_plan(project, source, plan_base(results, update.old, update.ref),
                      _base_image_ids(backend))
@@ -193,6 +221,15 @@ def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: R
         status="failed" if failed else ("completed" if plan.to_run else "nothing-to-run"),
         reason=f"{len(failed)} of {len(runs)} jobs did not complete: {', '.join(failed)}"
         if failed else None)
+
+
+def _artifact_store(project: Project, source: GitSource, git_dir: Path,
+                    options: PushOptions) -> ArtifactStore | None:
+    try:
+        return ArtifactStore(operator_policy(git_dir, options.backend).store_for(project),
+                             workspace_of(source))
+    except RunyardError:  # refused: the runs will say so; the report shows no previews
+        return None
 
 
 def _base_image_ids(backend: str) -> dict[str, str] | None:
@@ -268,11 +305,12 @@ def _push_record(update: RefUpdate) -> PushRecord:
     return PushRecord(revision=update.new, old=update.old, ref=update.ref, received=_now())
 
 
-def _finish(results: ResultsBranch, push: PushRecord, on_line: OnLine) -> PushRecord:
+def _finish(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
+            repo: Repository, options: PushOptions) -> PushRecord:
     push = replace(push, finished=_now())
-    results.write_push(push)
+    results.write_push(push, extra=report_files(results, push, store, repo, options))
     reason = f": {push.reason}" if push.reason else ""
-    on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
+    options.on_line("push", f"{push.revision[:12]} on {push.ref}: {push.status}{reason}")
     return push
 
 

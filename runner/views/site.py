@@ -1,0 +1,214 @@
+"""The report as a site: the page models of `runner.views.report` rendered through the
+Jinja2 templates of `templates/report/` (autoescaped: whatever a record holds is text),
+with its assets and copies of the artifacts it shows. The same pages are written to a
+folder (`runyard report`), committed to the results branch, and served live (`runyard ui`).
+
+Nothing a page loads leaves the site: the charting library (plotly.js, which ships
+inside the plotly Python package) is copied into `assets/`, images into `objects/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jinja2
+
+from runner.errors import RunyardError
+from runner.git import Repository
+from runner.project.loader import load_project
+from runner.project.model import Pipeline
+from runner.project.source import GitSource
+from runner.record.artifacts import ArtifactStore
+from runner.record.model import Artifact
+from runner.record.results import ResultsBranch
+from runner.views.previews import ReadHead
+from runner.views.report import (
+    Definitions,
+    ReadLog,
+    Snapshot,
+    children_of,
+    compare_page,
+    compare_view,
+    compared_runs,
+    job_page,
+    job_view,
+    object_file,
+    overview,
+    run_page,
+    run_view,
+)
+from runner.views.runs import duration_text, value_text
+
+OBJECT_LIMIT = 2 << 20  # an artifact larger than this is not copied into the site
+ASSETS = ("report.css", "report.js", "live.js")
+PLOTLY = "plotly.min.js"
+
+
+class Readers(NamedTuple):
+    """How the site reads what is not in the records."""
+
+    log: ReadLog
+    head: ReadHead
+    object_path: Callable[[str], Path | None]  # the stored file of a content hash
+    definitions: Definitions | None = None
+
+
+def templates() -> jinja2.Environment:
+    folder = resources.files("runner") / "templates" / "report"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(duration=duration_text, value=value_text, when=_when)
+    env.globals.update(run_page=run_page, job_page=job_page, compare_page=compare_page)
+    return env
+
+
+def _when(moment: str | None) -> str:
+    return (moment or "")[:19].replace("T", " ")
+
+
+def plotly_js() -> bytes:
+    return (resources.files("plotly") / "package_data" / PLOTLY).read_bytes()
+
+
+class Site:
+    """The pages of one snapshot; `live` pages poll the server that serves them."""
+
+    def __init__(self, snapshot: Snapshot, readers: Readers, live: bool = False) -> None:
+        self.snapshot = snapshot
+        self.readers = readers
+        self.live = live
+        self.env = templates()
+        self.by_uid = {record.metadata.uid: record for record in snapshot.runs}
+        self.comparisons = compared_runs(snapshot)
+        self.children = children_of(snapshot)
+        # each page's path, and what it shows
+        self.job_paths = {job_page(job): job for job in
+                          sorted({r.metadata.job for r in snapshot.runs if r.metadata.job})}
+        self.compare_paths = {compare_page(name): name for name in self.comparisons}
+        self.run_paths = {run_page(record.metadata.uid): record for record in snapshot.runs}
+        self._kept: dict[str, Path] | None = None
+
+    def pages(self) -> list[str]:
+        return ["index.html", *self.job_paths, *self.compare_paths, *self.run_paths]
+
+    def render(self, path: str) -> bytes | None:
+        """The page at `path`, None when there is none."""
+        page = self._page(path)
+        if page is None:
+            return None
+        template, values = page
+        root = "../" * path.count("/")
+        return self.env.get_template(template).render(
+            root=root, live=self.live, branch=self.snapshot.branch, tip=self.snapshot.tip,
+            path=path, **values).encode()
+
+    def _page(self, path: str) -> tuple[str, dict[str, Any]] | None:
+        if path == "index.html":
+            return "overview.html.j2", {"view": overview(self.snapshot)}
+        if path in self.job_paths:
+            job = self.job_paths[path]
+            return "job.html.j2", {"view": job_view(self.snapshot, job),
+                                   "compare": compare_page(f"job-{job}")}
+        if path in self.compare_paths:
+            title, records = self.comparisons[self.compare_paths[path]]
+            return "compare.html.j2", {"view": compare_view(title, records, self.kept)}
+        record = self.run_paths.get(path)
+        if record is None:
+            return None
+        readers = self.readers
+        view = run_view(record, self.children.get(record.metadata.uid, []), readers.log,
+                        readers.head, self.kept, readers.definitions)
+        compare = compare_page(f"trials-{record.metadata.uid}") if view.hyper else None
+        return "run.html.j2", {"view": view, "compare": compare}
+
+    def asset(self, name: str) -> bytes | None:
+        if name == PLOTLY:
+            return plotly_js()
+        if name in ASSETS:
+            return (resources.files("runner") / "templates" / "report" / "assets" / name).read_bytes()
+        return None
+
+    def objects(self) -> dict[str, Path]:
+        """The stored files the site keeps a copy of, by their path in the site."""
+        if self._kept is None:
+            self._kept = {}
+            for record in self.snapshot.runs:
+                for artifact in record.status.artifacts:
+                    target = object_file(artifact)
+                    if target is None or target in self._kept or (artifact.size or 0) > OBJECT_LIMIT:
+                        continue
+                    stored = self.readers.object_path(artifact.hash or "")
+                    if stored is not None and stored.is_file() and stored.stat().st_size <= OBJECT_LIMIT:
+                        self._kept[target] = stored
+        return self._kept
+
+    def kept(self, artifact: Artifact) -> str | None:
+        target = object_file(artifact)
+        return target if target is not None and target in self.objects() else None
+
+    def files(self) -> Iterator[tuple[str, bytes]]:
+        """Every file of the site: its pages, assets and copies of artifacts."""
+        for page in self.pages():
+            yield page, self.render(page) or b""
+        for name in (*ASSETS, PLOTLY):
+            yield f"assets/{name}", self.asset(name) or b""
+        for target, stored in self.objects().items():
+            yield target, stored.read_bytes()
+
+
+def write_site(site: Site, folder: Path) -> int:
+    """Write the site into `folder`; the number of files written."""
+    count = 0
+    for path, data in site.files():
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        count += 1
+    return count
+
+
+def readers_for(results: ResultsBranch, store: ArtifactStore | None,
+                repo: Repository | None = None, prefix: str = "") -> Readers:
+    """Readers of the branch's logs, of the artifact store (None: no previews) and of the
+    pipelines as committed (from `repo`, when the project's history is at hand)."""
+
+    def object_path(digest: str) -> Path | None:
+        if store is None:
+            return None
+        try:
+            return store.path_of(digest)
+        except RunyardError:  # a record's hash that is no content hash
+            return None
+
+    def head(digest: str, limit: int) -> bytes | None:
+        path = object_path(digest)
+        if path is None or not path.is_file():
+            return None
+        with path.open("rb") as handle:
+            return handle.read(limit)
+
+    return Readers(results.log, head, object_path,
+                   _definitions(repo, prefix) if repo is not None else None)
+
+
+def _definitions(repo: Repository, prefix: str) -> Definitions:
+    pipelines: dict[str, Mapping[str, Pipeline]] = {}
+
+    def definition(revision: str, name: str) -> Pipeline | None:
+        if revision not in pipelines:
+            pipelines[revision] = _pipelines_at(repo, revision, prefix)
+        return pipelines[revision].get(name)
+
+    return definition
+
+
+def _pipelines_at(repo: Repository, revision: str, prefix: str) -> Mapping[str, Pipeline]:
+    try:
+        with closing(GitSource(repo, revision, prefix)) as source:
+            return load_project(source, check=False).pipelines
+    except RunyardError:  # gone from the repository, or never a project that loads
+        return {}
