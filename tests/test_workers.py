@@ -198,6 +198,15 @@ def test_the_same_results_with_workers_and_with_a_container_per_trial(repo: Path
     # a container per trial: six hosts; workers: two at most
     assert len({t["results"]["host"] for t in trials(alone)}) == 6
     assert len({t["results"]["host"] for t in trials(workers)}) <= 2
+    # a rerun runs as the run did, and reproduces it but for the workers' host names
+    done = runyard("rerun", workers["metadata"]["uid"], cwd=repo)
+    differences = [line for line in done.stdout.splitlines()
+                   if line.startswith(("result ", "trial ")) and line.split()[-2:] != ["old", "new"]]
+    assert differences and all(" result host " in f" {line} " for line in differences), \
+        done.stdout + done.stderr
+    runs = json.loads(runyard("runs", "list", "--job", "same", "--json", cwd=repo).stdout)
+    rerun = next(r for r in runs if r["metadata"].get("rerun_of") == workers["metadata"]["uid"])
+    assert rerun["spec"]["hyper"]["isolation"] == "process"
 
 
 def _pass_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
