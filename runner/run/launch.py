@@ -71,7 +71,7 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
             session, _trial(base, i, values, parent), trial_uid),
         never_started=lambda i, values, parent, trial_uid: task_record(
             session, _trial(base, i, values, parent), trial_uid),
-        uid=uid)
+        uid=uid, one_run_each=True)
 
 
 def run_interruptibly(session: Session, work: Callable[[], RunRecord]) -> RunRecord:

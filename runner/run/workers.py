@@ -117,6 +117,8 @@ class WorkerPool:
         self.idle: dict[tuple[Any, ...], list[Worker]] = {}
         self.workers: list[Worker] = []
         self.stopping = False
+        self.takes = 0  # runs that took a worker
+        self.last_run: int | None = None  # the number of runs after which none will come
         (root / "stage").mkdir(parents=True)
         (root / "workers").mkdir()
         try:  # mounts made below it reach the workers' slave mounts (see the module's doc)
@@ -170,9 +172,17 @@ class WorkerPool:
         with self.lock:
             if self.stopping:
                 return None
+            self.takes += 1
             idle = self.idle.get(key)
             if idle:
-                return idle.pop()
+                worker = idle.pop()
+                retire = self._done_with_workers()
+            else:
+                worker, retire = None, False
+        if worker is not None:
+            if retire:
+                self._retire_idle()
+            return worker
         name = new_uid()
         worker = Worker(self.docker, launch, self.root / "workers" / name,
                         self.root / "stage" / name)
@@ -182,11 +192,33 @@ class WorkerPool:
         if stopping:  # stop_all came while it started
             worker.kill()
             return None
+        self._retire_idle()
         return worker
+
+    def drain(self, runs: int) -> None:
+        """No more than `runs` runs come (in all): once they all took a worker, a worker that
+        is or falls idle goes at once, while the last trials run, not all at the end."""
+        with self.lock:
+            self.last_run = runs
+        self._retire_idle()
+
+    def _done_with_workers(self) -> bool:
+        return self.last_run is not None and self.takes >= self.last_run
+
+    def _retire_idle(self) -> None:
+        with self.lock:
+            if not self._done_with_workers():
+                return
+            idle = [worker for workers in self.idle.values() for worker in workers]
+            self.idle.clear()
+            for worker in idle:
+                self.workers.remove(worker)
+        for worker in idle:
+            worker.remove(self.docker)
 
     def _give_back(self, worker: Worker) -> None:
         with self.lock:
-            if worker.alive and not self.stopping:
+            if worker.alive and not self.stopping and not self._done_with_workers():
                 self.idle.setdefault(worker.key, []).append(worker)
                 return
             if worker in self.workers:
