@@ -52,7 +52,7 @@ def no_object(digest: str) -> Path | None:
 def site_of(results: ResultsBranch, heads: dict[str, bytes] | None = None) -> Site:
     found = heads or {}
     return Site(read_snapshot(results),
-                Readers(results.log, lambda digest, limit: found.get(digest, b"")[:limit] or None,
+                Readers(results.logs, lambda digest, limit: found.get(digest, b"")[:limit] or None,
                         no_object))
 
 
@@ -168,7 +168,7 @@ def test_page_names_of_hostile_names_stay_in_their_folder() -> None:
 def server(results: ResultsBranch, tmp_path: Path) -> Iterator[str]:
     results.write(record("0001", results={"accuracy": 0.9}), log=b"hello\n")
     (tmp_path / "secret.txt").write_text("secret")
-    live = LiveSite(results, Readers(results.log, lambda digest, limit: None, no_object), tmp_path)
+    live = LiveSite(results, Readers(results.logs, lambda digest, limit: None, no_object), tmp_path)
     httpd = make_server(live, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

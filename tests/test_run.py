@@ -417,7 +417,7 @@ def test_python_api_run_function(repo: Path, capsys: pytest.CaptureFixture[str])
     project = runner.load_project(repo)
     assert project.name == NAME
     run = project.run_function("calc", params={"x": 6}, local=True)
-    assert re.fullmatch(r"[0-9a-f]{17}", run.uid())
+    assert re.fullmatch(r"[0-9a-f]{16}", run.uid())
     assert run.state() == "completed"
     assert run.outputs["sum"] == 8
     assert run.output("product") == 12
@@ -485,7 +485,7 @@ def test_detached_run_logs_can_be_followed(repo: Path) -> None:
     started = runyard("run", "sleepy", "--backend", "local", "--detach", cwd=repo)
     assert started.returncode == 0, started.stderr
     uid = started.stdout.strip()
-    assert re.fullmatch(r"[0-9a-f]{17}", uid)
+    assert re.fullmatch(r"[0-9a-f]{16}", uid)
     followed = runyard("runs", "logs", uid, "--follow", cwd=repo)
     assert followed.returncode == 0, followed.stderr
     assert "going to sleep" in followed.stdout

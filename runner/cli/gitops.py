@@ -81,7 +81,7 @@ def _commit(git_dir: Path, revision: str) -> str:
 @click.option("--after", metavar="NEW", help="The pushed revision (CI systems).")
 @click.option("--ref", default=None, help="The pushed ref, e.g. refs/heads/main.")
 @click.option("--force", is_flag=True, help="Run again what already ran (no memoization).")
-@click.option("--backend", type=click.Choice(["docker", "local"]))
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]))
 @click.option("--json", "as_json", is_flag=True)
 def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
             ref: str | None, force: bool, backend: str | None, as_json: bool) -> None:
@@ -142,6 +142,8 @@ def hook() -> None:
 @click.option("--allow-local-backend", is_flag=True, default=None,
               help="Runs may use the local backend: on this host, outside any container.")
 @click.option("--artifact-store", metavar="LOCATION", help="The artifact store runs use.")
+@click.option("--registry", metavar="HOST:PORT",
+              help="The registry runs on the swarm backend may push code to (none: no swarm).")
 @click.option("--build-timeout", metavar="DURATION", help="The longest an image build may take.")
 @click.option("--build-memory", metavar="SIZE", help="The memory an image build may use.")
 @click.option("--max-results", metavar="SIZE", help="The most a run's results may weigh.")
@@ -152,7 +154,8 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
                  allow_host_network: bool | None, allow_files: tuple[str, ...],
                  allow_private_urls: bool | None, allow_image: tuple[str, ...],
                  allow_local_backend: bool | None, artifact_store: str | None,
-                 build_timeout: str | None, build_memory: str | None, max_results: str | None,
+                 registry: str | None, build_timeout: str | None, build_memory: str | None,
+                 max_results: str | None,
                  max_artifact: str | None, max_disk: str | None, max_log: str | None) -> None:
     """Install a post-receive hook into the bare repository REPO.
 
@@ -174,6 +177,7 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
         "allowFiles": [str(Path(folder).resolve()) for folder in allow_files],
         "allowPrivateUrls": flag(allow_private_urls), "allowImage": allow_image,
         "allowLocalBackend": flag(allow_local_backend), "artifactStore": one(artifact_store),
+        "registry": one(registry),
         "buildTimeout": one(build_timeout), "buildMemory": one(build_memory),
         "maxResults": one(max_results), "maxArtifact": one(max_artifact),
         "maxDisk": one(max_disk), "maxLog": one(max_log)})
@@ -241,7 +245,7 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
 @click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
 @click.option("--once", is_flag=True, help="Run what is due now, then stop.")
 @click.option("--now", "now_text", metavar="ISO-TIME", help="Pretend it is this time (with --once).")
-@click.option("--backend", type=click.Choice(["docker", "local"]))
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]))
 def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
              now_text: str | None, backend: str | None) -> None:
     """Run the jobs with `triggers.schedule` when they are due (cron, UTC unless the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,10 +11,16 @@ from runner.cli.common import echo_json, live_lines, load, project_options
 from runner.errors import RunyardError
 from runner.project.model import DEFAULT_BASE_IMAGE
 
+if TYPE_CHECKING:
+    import docker
+
 
 @click.command()
 @click.argument("project_dir", required=False, type=click.Path(path_type=Path))
-def setup(project_dir: Path | None) -> None:
+@click.option("--swarm", is_flag=True,
+              help="Also check the swarm backend: this engine a swarm manager, the project's "
+                   "registry (execution.registry) answering.")
+def setup(project_dir: Path | None, swarm: bool) -> None:
     """Make this machine ready: a running Docker engine and the base images.
 
     Where no registry can be reached, `python:3.11*` base images are built
@@ -28,7 +35,24 @@ def setup(project_dir: Path | None) -> None:
         project, _ = load(project_dir, None)
         images |= {f.environment.base_image or project.base_image for f in project.functions.values()}
     ensure_base_images(client, sorted(images), click.echo)  # reports each image as it goes
+    if swarm:
+        _check_swarm(client, project.registry if project_dir is not None else None)
     click.echo("ready")
+
+
+def _check_swarm(client: docker.DockerClient, registry: str | None) -> None:
+    from runner.run.swarm import registry_problem, swarm_problem
+
+    problems = [swarm_problem(client)]
+    if registry is None:
+        problems.append("no registry to check: give the project folder, whose project.yaml "
+                        "names it (execution.registry: HOST:PORT)")
+    else:
+        problems.append(registry_problem(registry))
+    found = [problem for problem in problems if problem]
+    if found:
+        raise RunyardError("\n".join(found))
+    click.echo(f"swarm: this engine is a manager; registry {registry} answers")
 
 
 @click.command()

@@ -16,7 +16,7 @@ from runner.errors import RunyardError
               default=Path("."), show_default=True, help="The project folder.")
 @click.option("--exact", is_flag=True,
               help="Refuse to run unless the image, inputs and revision are as recorded.")
-@click.option("--backend", type=click.Choice(["docker", "local"]),
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]),
               help="Where to run (default: the backend the run used).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the comparison and the new record as JSON at the end.")

@@ -43,8 +43,9 @@ def _hyper(values: tuple[str, ...]) -> dict[str, list[Any]]:
               help="Try these values (a grid with the job's other hyper-parameters).")
 @click.option("--selector", metavar="min.KEY|max.KEY", help="Pick the best trial by this result.")
 @click.option("--handler", help="Call this handler instead of the default one.")
-@click.option("--backend", type=click.Choice(["docker", "local"]),
-              help="docker (default) or local: a subprocess on this machine, for debugging.")
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]),
+              help="docker (default); local: a subprocess on this machine, for debugging; "
+                   "swarm: a service of the Docker Swarm this engine manages.")
 @click.option("--local-changes", is_flag=True,
               help="Run the working tree as it is, uncommitted changes included.")
 @click.option("--detach", is_flag=True, help="Start the run in the background; print its uid.")
@@ -75,7 +76,7 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     progress = _Progress(uid, quiet=as_json)
     interrupt_on_sigterm()
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=progress.line) as session:
+                     on_line=progress.line, job=target) as session:
         session.on_record = progress.record
         record = run_interruptibly(session, lambda: run_target(
             session, target, uid, handler=handler, params=_pairs(params, "--param", True),

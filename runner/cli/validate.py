@@ -69,8 +69,23 @@ def _check(paths: tuple[Path, ...], revision: str | None
         except ProjectInvalid as error:
             problems += [_relocate(problem, shown) for problem in error.problems]
         else:
-            warnings += [_relocate(w, shown) for w in push_warnings(checked[-1], Policy())]
+            found = [*push_warnings(checked[-1], Policy()), *_swarm_warnings(checked[-1])]
+            warnings += [_relocate(w, shown) for w in found]
     return checked, problems, warnings
+
+
+def _swarm_warnings(project: Project) -> list[Problem]:
+    """A swarm runs tasks on other machines: a store in a folder of this one reaches none."""
+    on_swarm = project.backend == "swarm" or any(j.backend == "swarm" for j in project.jobs.values())
+    store = project.artifact_store
+    if not on_swarm or project.doc is None or ("://" in store and not store.startswith("file://")):
+        return []
+    return [project.doc.problem(
+        ("artifacts", "store"),
+        f"the artifact store {store!r} is a folder of the runner's machine, but the swarm backend "
+        "runs tasks on any node: use a store every node reaches (s3://..., or a path every node "
+        "mounts); the run folders of inputs and outputs are bind mounts, so runs must also be "
+        "placed on the runner's node (README: Swarm)")]
 
 
 def _echo_report(checked: list[Project], problems: list[Problem], warnings: list[Problem],

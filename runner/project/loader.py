@@ -205,7 +205,8 @@ class _Builder:
         extra: dict[str, Any] = {}
         for key, value in (
             ("base_image", defaults.get("base_image")),
-            ("backend", defaults.get("backend")),
+            ("backend", data.get("execution", {}).get("backend", defaults.get("backend"))),
+            ("registry", data.get("execution", {}).get("registry")),
             ("results_branch", results.get("branch")),
             ("log_limit", results.get("log_limit")),
             ("artifact_store", data.get("artifacts", {}).get("store")),
@@ -249,6 +250,7 @@ class _Builder:
             network=data.get("network", "bridge"),
             labels=data.get("labels", {}),
             secrets=tuple(data.get("secrets", ())),
+            placement=tuple(data.get("placement", ())),
             doc=doc,
         )
 
@@ -302,6 +304,7 @@ class _Builder:
             timeout=timeout,
             parallel=data.get("parallel", 4),
             backend=data.get("backend"),
+            placement=tuple(data.get("placement", ())),
             doc=doc,
         )
 

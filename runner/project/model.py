@@ -80,6 +80,7 @@ class Function:
     network: str = "bridge"
     labels: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()  # the project's secrets its runs may read
+    placement: tuple[str, ...] = ()  # swarm constraints, as `docker service create` takes them
     doc: Document | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -174,6 +175,7 @@ class Job:
     timeout: float | None = None
     parallel: int = 4
     backend: str | None = None
+    placement: tuple[str, ...] = ()
     doc: Document | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -191,6 +193,7 @@ class Project:
     resources: Resources = Resources()
     env: Mapping[str, str] = field(default_factory=dict)
     backend: str = "docker"
+    registry: str | None = None  # execution.registry: where the swarm backend pushes images
     results_branch: str = DEFAULT_RESULTS_BRANCH
     log_limit: int = DEFAULT_LOG_LIMIT
     artifact_store: str = DEFAULT_ARTIFACT_STORE

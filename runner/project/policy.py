@@ -42,6 +42,7 @@ class Policy:
     base_images: tuple[str, ...] = ()  # patterns of allowed base images; none: any runyard did not build
     local_backend: bool = False  # runs on the host itself, outside any container
     artifact_store: str | None = None  # the operator's store; else the project's, if inside it
+    registry: str | None = None  # the one registry runs on the swarm backend may push code to
     own_checkout: bool = False  # a person's own runs: any store, any base image
     build_timeout: float = 1800.0
     build_memory: int = 4 * GiB
@@ -72,12 +73,22 @@ class Policy:
         images = ", ".join(self.base_images) or "any but images runyard built"
         return (f"secrets: {secrets}; host network: {_yes(self.host_network)}; host files from: "
                 f"{files}; private URLs: {_yes(self.private_urls)}; base images: {images}; "
-                f"local backend: {_yes(self.local_backend)}; builds: "
+                f"local backend: {_yes(self.local_backend)}; swarm registry: "
+                f"{self.registry or 'none'}; builds: "
                 f"{units.format_duration(self.build_timeout)}, "
                 f"{units.format_bytes(self.build_memory)}; per run: results "
                 f"{units.format_bytes(self.limits.results)}, artifact "
                 f"{units.format_bytes(self.limits.artifact)}, disk "
                 f"{units.format_bytes(self.limits.disk)}")
+
+    def registry_refusal(self, registry: str | None) -> str | None:
+        """Why the swarm backend may not push code to `registry` (the project's), or None:
+        for runs a push starts, only the registry the operator names."""
+        if self.own_checkout or (registry is not None and registry == self.registry):
+            return None
+        return ("the swarm backend pushes each revision's code to a registry: runs started by "
+                "a push use only the one the runner's operator names (--registry); the project "
+                f"names {registry or 'none'}, the operator {self.registry or 'none'}")
 
     def allows_secret(self, name: str) -> bool:
         return self.secrets is None or name in self.secrets
@@ -117,6 +128,7 @@ GIT_KEYS = {
     "allowlocalbackend": "local_backend", "buildtimeout": "build_timeout",
     "buildmemory": "build_memory", "maxresults": "results", "maxartifact": "artifact",
     "maxdisk": "disk", "maxlog": "log", "artifactstore": "artifact_store",
+    "registry": "registry",
 }
 
 
@@ -159,6 +171,7 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "secrets": frozenset,
     "file_inputs": tuple,
     "artifact_store": lambda found: found[-1],
+    "registry": lambda found: found[-1],
     "base_images": tuple,
     "build_timeout": lambda found: units.parse_duration(found[-1]),
     "build_memory": lambda found: units.parse_memory(found[-1]),
@@ -242,13 +255,26 @@ def _secret_refusals(project: Project, policy: Policy) -> list[Problem]:
 
 
 def _backend_refusals(project: Project, policy: Policy, jobs: list[Job]) -> list[Problem]:
+    found = _registry_refusals(project, policy, jobs)
     if policy.local_backend:
-        return []
-    found = _problem(project.doc, ("execution", "backend"), _LOCAL) if project.backend == "local" else []
+        return found
+    if project.backend == "local":
+        found += _problem(project.doc, ("execution", "backend"), _LOCAL)
     for job in jobs:
         if job.backend == "local":
             found += _problem(job.doc, ("backend",), _LOCAL)
     return found
+
+
+def _registry_refusals(project: Project, policy: Policy, jobs: list[Job]) -> list[Problem]:
+    """The swarm backend pushes the code to the registry the project names, and the runner's
+    engine talks to it: for runs a push starts, only the registry the operator names."""
+    on_swarm = project.backend == "swarm" or any(job.backend == "swarm" for job in jobs)
+    refusal = policy.registry_refusal(project.registry)
+    if not on_swarm or refusal is None:
+        return []
+    return _problem(project.doc, ("execution", "registry") if project.registry else ("execution",),
+                    refusal)
 
 
 _LOCAL = ("the local backend runs code on the runner's host, outside any container: runs started "

@@ -265,7 +265,7 @@ class StepSummary(Part):
 
 @dataclass(frozen=True)
 class Status(Part):
-    LEAVE_OUT = frozenset({"steps"})  # a pipeline run's alone
+    LEAVE_OUT = frozenset({"steps", "node", "service", "image_digest"})  # set by some runs alone
     state: State
     reason: str | None = None
     start: str | None = None
@@ -284,6 +284,9 @@ class Status(Part):
     host: str | None = None
     containers: tuple[str, ...] = ()
     steps: tuple[StepSummary, ...] = ()
+    node: str | None = None  # the swarm backend's: where the run's task ran
+    service: str | None = None  # ... the service id of the attempt
+    image_digest: str | None = None  # ... and the image it ran, pinned by digest
 
 
 @dataclass(frozen=True)

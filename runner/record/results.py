@@ -142,6 +142,11 @@ class ResultsBranch:
     def log(self, uid: str) -> bytes:
         return self.store.read(f"{run_folder(uid)}/log.txt") or b""
 
+    def logs(self, uids: Sequence[str]) -> list[bytes]:
+        """The log of each run, in one stream of requests."""
+        return [raw or b"" for raw in self.store.read_all([f"{run_folder(uid)}/log.txt"
+                                                            for uid in uids])]
+
     def uids(self, commit: str | None = None) -> list[str]:
         """Every run's uid, from the folders of the records."""
         return [path.rsplit("/", 1)[-1] for path in self.store.folders("runs", commit)

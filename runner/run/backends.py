@@ -57,6 +57,7 @@ class Launch(NamedTuple):
     resources: Resources
     network: str = "bridge"
     labels: Mapping[str, str] = MappingProxyType({})
+    placement: tuple[str, ...] = ()  # where a backend of many machines may run it
 
     @property
     def name(self) -> str:
@@ -66,7 +67,17 @@ class Launch(NamedTuple):
 
 class Exit(NamedTuple):
     code: int | None
-    reason: str | None = None  # "timeout", "oom", "interrupted"
+    reason: str | None = None  # "timeout", "oom", "interrupted", "unplaced"
+    message: str | None = None  # why, when the reason alone does not say
+    placed: Placed | None = None  # where a backend of many machines ran it
+
+
+class Placed(NamedTuple):
+    """Where a run ran, on a backend of many machines."""
+
+    node: str | None
+    service: str
+    image_digest: str
 
 
 class Backend(Protocol):

@@ -158,6 +158,10 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         full = scratch.is_full(run_dir / "scratch")
     record = replace(record, status=replace(
         record.status, results=outputs.results, artifacts=outputs.artifacts))
+    if exit_.placed is not None:
+        record = replace(record, status=replace(
+            record.status, node=exit_.placed.node, service=exit_.placed.service,
+            image_digest=exit_.placed.image_digest))
     reason = "outputs" if outputs.refusal else ("disk" if full and exit_.code != 0 else None)
     message = outputs.refusal or (f"the run filled its scratch disk (limit {session.limits.disk} "
                                   "bytes)" if reason == "disk" else outputs.error)
@@ -252,6 +256,7 @@ def _launch(session: Session, task: Task, uid: str, run_dir: Path) -> Launch:
                   code=session.code, run_dir=run_dir,
                   env={**session.project.env, **function.environment.env},
                   resources=task.resources, network=function.network,
+                  placement=(*function.placement, *task.placement),
                   labels={"dev.runyard.project": session.project.name, "dev.runyard.run": uid,
                           "dev.runyard.runner": str(session.owner)})
 
@@ -319,7 +324,7 @@ def _finish(record: RunRecord, log: _Log, exit_: Exit, *, error: str | None = No
         "timeout": f"timed out after {limits.timeout} s",
         "oom": f"killed: out of memory (limit {limits.memory} bytes)",
         "interrupted": "stopped by an interruption",
-    }.get(failed) or error or f"exit code {exit_.code}: {log.tail()}"
+    }.get(failed) or error or exit_.message or f"exit code {exit_.code}: {log.tail()}"
     return record.ended("failed", "error" if failed == "exit" and error else failed, message)
 
 

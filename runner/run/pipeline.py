@@ -95,7 +95,8 @@ class PipelineRun:
                     labels=self.labels,
                     retries=step.retries if step.retries is not None else self.retries,
                     resources=step.resources.over(function.resources.over(project.resources)),
-                    iteration=self.iteration, parent=self.uid)
+                    iteration=self.iteration, parent=self.uid,
+                    placement=job.placement if (job := project.jobs.get(self.job or "")) else ())
 
     def _with_step_inputs(self, task: Task) -> Task:
         inputs = {}

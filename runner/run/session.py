@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import connect
@@ -27,6 +28,10 @@ from runner.run.execute import ImageRef, OnLine, Session
 from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
+from runner.run.swarm import SwarmBackend, reconcile_services
+
+if TYPE_CHECKING:
+    import docker
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -57,15 +62,15 @@ def workspace_of(source: ProjectSource) -> Path:
 
 @contextmanager
 def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
-                backend: str | None = None, on_line: OnLine = lambda name, line: None
-                ) -> Iterator[Session]:
+                backend: str | None = None, on_line: OnLine = lambda name, line: None,
+                job: str | None = None) -> Iterator[Session]:
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
     trigger = Trigger("manual", by=user_name(git_dir) or _login())
     with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
                                        backend=backend, trigger=trigger,
-                                       on_line=on_line) as session:
+                                       on_line=on_line, job=job) as session:
         yield session
 
 
@@ -73,12 +78,14 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
 def open_session(source: ProjectSource, git_dir: Path, project: Project, policy: Policy, *,
                  backend: str | None = None, functions: Sequence[str] = (),
                  trigger: Trigger | None = None, memoize: bool = False,
-                 on_line: OnLine = lambda name, line: None) -> Iterator[Session]:
-    """Snapshot, backend (images built for `functions`, or all) and stores for runs.
+                 on_line: OnLine = lambda name, line: None,
+                 job: str | None = None) -> Iterator[Session]:
+    """Snapshot, backend (images built for `functions`, or all) and stores for runs of
+    `job` (or of anything).
 
     First it puts right what lost runners left (records, containers, scratch).
     """
-    chosen = backend or project.backend
+    chosen = backend_of(project, job, backend)
     if chosen == "local" and not policy.local_backend:
         raise RunyardError("the local backend runs code on this host, outside any container: "
                            "this runner's operator does not allow it for runs it starts")
@@ -98,6 +105,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         images: dict[str, ImageRef] = {}
         if chosen == "docker":
             runner, images = _docker(project, source, functions, policy, on_line)
+        elif chosen == "swarm":
+            runner, images = _swarm(project, source, functions, policy, on_line)
         elif lost or aborted:  # a lost runner may have left containers, whatever this backend
             _reconcile_containers_if_engine(note)
         owner = Owner.current()
@@ -121,6 +130,13 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             remove_tree(workdir)
 
 
+def backend_of(project: Project, job: str | None, given: str | None = None) -> str:
+    """Where runs of `job` go: the backend given (command line), else the job's, else the
+    project's (execution.backend)."""
+    found = project.jobs.get(job or "")
+    return given or (found.backend if found else None) or project.backend
+
+
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
     try:
@@ -133,7 +149,31 @@ def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
             on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
+    client, images = _built(project, source, functions, policy, on_line)
+    return DockerBackend(client), images
 
+
+def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
+           on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
+    """The environment images built here; each run's image (code on top) goes to the registry."""
+    if not project.registry:
+        raise RunyardError(f"{project.file}: the swarm backend needs a registry every node "
+                           "pulls from: set execution.registry (HOST:PORT)")
+    refusal = policy.registry_refusal(project.registry)
+    if refusal:
+        raise RunyardError(f"{project.file}: {refusal}")
+    client, images = _built(project, source, functions, policy, on_line)
+    try:
+        backend = SwarmBackend(client, project.registry)
+        reconcile_services(client, lambda line: on_line("setup", line))
+        return backend, images
+    except RunyardError:
+        client.close()
+        raise
+
+
+def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
+           on_line: OnLine) -> tuple[docker.DockerClient, dict[str, ImageRef]]:
     client = connect(lambda line: on_line("setup", line))
     reconcile_containers(client, lambda line: on_line("setup", line))
     local = LocalImages.read(client)
@@ -146,7 +186,7 @@ def _docker(project: Project, source: ProjectSource, functions: Sequence[str], p
     ids = LocalImages.read(client).ids if any(o.action == "built" for o in outcomes) else local.ids
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
-    return DockerBackend(client), images
+    return client, images
 
 
 def _code_files(source: ProjectSource) -> Callable[[Function], dict[str, str | None] | None]:

@@ -52,6 +52,7 @@ class Task:
     resources: Resources = field(default_factory=Resources)
     iteration: int = 0
     parent: str | None = None
+    placement: tuple[str, ...] = ()  # the job's constraints, over its function's
 
 
 def function_task(project: Project, name: str, *, handler: str | None = None,
@@ -85,7 +86,7 @@ def job_task(project: Project, job: Job, *, handler: str | None = None,
                 params=ParamLevels(project=project.params, job=job.params,
                                    override=dict(params or {})),
                 inputs={**job.inputs, **(inputs or {})}, job=job.name, labels=job.labels,
-                retries=job.retries, resources=resources)
+                retries=job.retries, resources=resources, placement=job.placement)
 
 
 def _handler(function: Function, handler: str | None) -> str | None:

@@ -34,7 +34,7 @@ from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
 from runner.run.secrets import Secrets
-from runner.run.session import open_session, workspace_of
+from runner.run.session import backend_of, open_session, workspace_of
 from runner.triggers.locks import exclusive, lock_path
 from runner.views.report import read_snapshot
 from runner.views.site import Site, readers_for
@@ -234,7 +234,7 @@ def _artifact_store(project: Project, source: GitSource, git_dir: Path,
 
 def _base_image_ids(backend: str) -> dict[str, str] | None:
     """For images: the engine's image ids, so the plan's hashes are those built."""
-    if backend != "docker":
+    if backend not in ("docker", "swarm"):
         return None
 
     return reachable_image_ids()
@@ -250,15 +250,19 @@ def _run_jobs(project: Project, source: GitSource, git_dir: Path, jobs: Sequence
     trigger = Trigger("push", ref=update.ref,
                       detail=f"{(update.old or '')[:12]}..{update.new[:12]}",
                       by=author_of(git_dir, update.new))
-    with open_session(source, git_dir, project, policy, backend=options.backend,
-                      functions=_functions_of(project, jobs), trigger=trigger,
-                      memoize=not options.force, on_line=options.on_line) as session:
-        for job in jobs:
-            with job_lock(git_dir, job, update.new):
-                record = run_target(session, job)
-            ran = PushRun(job=job, uid=record.metadata.uid, state=record.status.state)
-            progress.push = replace(progress.push, runs=(*progress.push.runs, ran))
-            options.on_line("push", f"job {job}: {record.status.state}")
+    by_backend: dict[str, list[str]] = {}  # a job may name its own backend
+    for job in jobs:
+        by_backend.setdefault(backend_of(project, job, options.backend), []).append(job)
+    for backend, group in by_backend.items():
+        with open_session(source, git_dir, project, policy, backend=backend,
+                          functions=_functions_of(project, group), trigger=trigger,
+                          memoize=not options.force, on_line=options.on_line) as session:
+            for job in group:
+                with job_lock(git_dir, job, update.new):
+                    record = run_target(session, job)
+                ran = PushRun(job=job, uid=record.metadata.uid, state=record.status.state)
+                progress.push = replace(progress.push, runs=(*progress.push.runs, ran))
+                options.on_line("push", f"job {job}: {record.status.state}")
 
 
 def job_lock(git_dir: Path, job: str, revision: str) -> AbstractContextManager[None]:

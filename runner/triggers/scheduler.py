@@ -101,7 +101,7 @@ class Scheduler:
         trigger = Trigger("schedule", ref=f"refs/heads/{self.branch}", detail=detail)
         with open_session(source, self.git_dir, project, operator_policy(self.git_dir, self.backend),
                           backend=self.backend, trigger=trigger,
-                          on_line=self.on_line) as session:
+                          on_line=self.on_line, job=due.job) as session:
             record = run_target(session, due.job)
         self.on_line("schedule", f"job {due.job}: {record.status.state}")
         return record

@@ -77,7 +77,7 @@ class LiveSite:
                 handle.seek(offset)
                 chunk = handle.read(LOG_CHUNK)
         else:
-            chunk = self.readers.log(uid)[offset:offset + LOG_CHUNK]
+            chunk = self.readers.logs([uid])[0][offset:offset + LOG_CHUNK]
         return _json({"text": chunk.decode("utf-8", errors="replace"), "next": offset + len(chunk)})
 
 

@@ -31,7 +31,6 @@ SHOWN = 20  # pushes, and runs of no job, on the overview
 TREND_POINTS = 30
 COMPARE_RUNS = 50  # columns of a comparison page at most
 
-ReadLog = Callable[[str], bytes]
 Kept = Callable[[Artifact], "str | None"]
 """Where the site keeps a copy of an artifact's stored object; None when it keeps none."""
 Definitions = Callable[[str, str], "Pipeline | None"]
@@ -314,11 +313,10 @@ def children_of(snapshot: Snapshot) -> dict[str, list[RunRecord]]:
     return found
 
 
-def run_view(record: RunRecord, children: Sequence[RunRecord], read_log: ReadLog, read_head: ReadHead,
+def run_view(record: RunRecord, children: Sequence[RunRecord], log: bytes, read_head: ReadHead,
              kept: Kept, definitions: Definitions | None = None) -> RunView:
     meta, spec, status = record.metadata, record.spec, record.status
     kind = "hyper" if status.trials or spec.hyper else "pipeline" if spec.pipeline else "function"
-    log = read_log(meta.uid)
     prefixes = unique_prefixes(r.metadata.uid for r in children)
     return RunView(
         record, kind, _provenance(record),
@@ -350,6 +348,8 @@ def _provenance(record: RunRecord) -> tuple[tuple[str, str], ...]:
             ("environment hash", spec.env_hash or ""), ("backend", spec.backend),
             ("trigger", " ".join(filter(None, (trigger.kind, trigger.ref, trigger.detail)))),
             ("host", status.host or ""), ("runner", status.runner or ""),
+            ("swarm node", status.node or ""), ("swarm service", status.service or ""),
+            ("image digest", status.image_digest or ""),
             ("start", status.start or ""), ("end", status.end or ""),
             ("duration", f"{status.duration:.3f}s" if status.duration is not None else ""),
             ("exit code", "" if status.exit_code is None else str(status.exit_code)),

@@ -15,7 +15,7 @@ from typing import Any
 from runner.record.model import RunRecord
 from runner.record.results import run_folder
 from runner.views.runs import duration_text, value_text
-from runner.views.tables import step_lines, trial_lines
+from runner.views.tables import placed_text, step_lines, trial_lines
 
 UNKNOWN = "(not recorded)"
 LEVELS = ("project", "pipeline", "job", "override", "trial", "step")
@@ -39,6 +39,7 @@ def provenance_lines(record: RunRecord, branch: str) -> list[str]:
         ("trigger", _trigger(record)),
         ("backend", spec.backend),
         ("host", f"{status.host or UNKNOWN}" + (f" (runner {status.runner})" if status.runner else "")),
+        *([("swarm", placed)] if (placed := placed_text(record)) else []),
         ("started", status.start or "-"),
         ("ended", status.end or "-"),
         ("duration", duration_text(status.duration) or "-"),

@@ -9,7 +9,7 @@ inside the plotly Python package) is copied into `assets/`, images into `objects
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from importlib import resources
 from pathlib import Path
@@ -28,7 +28,6 @@ from runner.record.results import ResultsBranch
 from runner.views.previews import ReadHead
 from runner.views.report import (
     Definitions,
-    ReadLog,
     Snapshot,
     children_of,
     compare_page,
@@ -44,6 +43,7 @@ from runner.views.report import (
 from runner.views.runs import duration_text, value_text
 
 OBJECT_LIMIT = 2 << 20  # an artifact larger than this is not copied into the site
+LOGS_AT_ONCE = 256  # logs read ahead of the run pages that show them (a log is 16 MiB at most)
 ASSETS = ("report.css", "report.js", "live.js")
 PLOTLY = "plotly.min.js"
 
@@ -51,7 +51,7 @@ PLOTLY = "plotly.min.js"
 class Readers(NamedTuple):
     """How the site reads what is not in the records."""
 
-    log: ReadLog
+    logs: Callable[[Sequence[str]], list[bytes]]  # of runs, by uid, read in one go
     head: ReadHead
     object_path: Callable[[str], Path | None]  # the stored file of a content hash
     definitions: Definitions | None = None
@@ -95,9 +95,9 @@ class Site:
     def pages(self) -> list[str]:
         return ["index.html", *self.job_paths, *self.compare_paths, *self.run_paths]
 
-    def render(self, path: str) -> bytes | None:
-        """The page at `path`, None when there is none."""
-        page = self._page(path)
+    def render(self, path: str, logs: Mapping[str, bytes] | None = None) -> bytes | None:
+        """The page at `path`, None when there is none; a run's log from `logs` when given."""
+        page = self._page(path, logs)
         if page is None:
             return None
         template, values = page
@@ -106,7 +106,7 @@ class Site:
             root=root, live=self.live, branch=self.snapshot.branch, tip=self.snapshot.tip,
             path=path, **values).encode()
 
-    def _page(self, path: str) -> tuple[str, dict[str, Any]] | None:
+    def _page(self, path: str, logs: Mapping[str, bytes] | None) -> tuple[str, dict[str, Any]] | None:
         if path == "index.html":
             return "overview.html.j2", {"view": overview(self.snapshot)}
         if path in self.job_paths:
@@ -120,8 +120,10 @@ class Site:
         if record is None:
             return None
         readers = self.readers
-        view = run_view(record, self.children.get(record.metadata.uid, []), readers.log,
-                        readers.head, self.kept, readers.definitions)
+        uid = record.metadata.uid
+        log = logs[uid] if logs is not None and uid in logs else readers.logs([uid])[0]
+        view = run_view(record, self.children.get(uid, []), log, readers.head, self.kept,
+                        readers.definitions)
         compare = compare_page(f"trials-{record.metadata.uid}") if view.hyper else None
         return "run.html.j2", {"view": view, "compare": compare}
 
@@ -152,8 +154,15 @@ class Site:
 
     def files(self) -> Iterator[tuple[str, bytes]]:
         """Every file of the site: its pages, assets and copies of artifacts."""
-        for page in self.pages():
+        for page in ["index.html", *self.job_paths, *self.compare_paths]:
             yield page, self.render(page) or b""
+        runs = list(self.run_paths.items())
+        for at in range(0, len(runs), LOGS_AT_ONCE):
+            batch = runs[at:at + LOGS_AT_ONCE]
+            uids = [record.metadata.uid for _, record in batch]
+            logs = dict(zip(uids, self.readers.logs(uids), strict=True))
+            for page, _ in batch:
+                yield page, self.render(page, logs) or b""
         for name in (*ASSETS, PLOTLY):
             yield f"assets/{name}", self.asset(name) or b""
         for target, stored in self.objects().items():
@@ -191,7 +200,7 @@ def readers_for(results: ResultsBranch, store: ArtifactStore | None,
         with path.open("rb") as handle:
             return handle.read(limit)
 
-    return Readers(results.log, head, object_path,
+    return Readers(results.logs, head, object_path,
                    _definitions(repo, prefix) if repo is not None else None)
 
 

@@ -25,8 +25,19 @@ def summary_lines(record: RunRecord, branch: str) -> list[str]:
         lines.append(f"  artifact {artifact.key} ({artifact.kind}, {artifact.size} bytes, "
                      f"{(artifact.hash or '')[:19]})")
     lines.append(f"  params   {value_text(dict(record.spec.params.resolved))}")
+    placed = placed_text(record)
+    if placed:
+        lines.append(f"  swarm    {placed}")
     lines.append(f"  record   git show {branch}:{run_folder(meta.uid)}/run.yaml")
     return lines
+
+
+def placed_text(record: RunRecord) -> str | None:
+    """Where a run on the swarm ran: node, service and the image pinned by digest."""
+    status = record.status
+    if not status.service:
+        return None
+    return f"node {status.node or '?'}, service {status.service}, image {status.image_digest}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
