@@ -78,10 +78,13 @@ KILL_GRACE = 10.0  # seconds for a killed trial to be reaped before its worker i
 def trial_backend(session: Session, hyper: Hyper) -> Iterator[Hyper]:
     """Run the trials of `hyper` in warm workers when it asks for process isolation (the
     default on the Docker backend): the session's backend is a WorkerPool meanwhile.
-    Yields `hyper` with the isolation that is used (None where it does not apply)."""
+    Yields `hyper` with the isolation that is used (None on the local backend)."""
     backend = session.backend
-    if not isinstance(backend, DockerBackend) or backend.name != "docker":  # this engine's only
+    if backend.name == "local":  # a fork server of this host's, whatever the job asks
         yield replace(hyper, isolation=None)
+        return
+    if not isinstance(backend, DockerBackend) or backend.name != "docker":  # swarm: a service each
+        yield replace(hyper, isolation="container")
         return
     if hyper.isolation == "container":
         yield hyper
