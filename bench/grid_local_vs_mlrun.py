@@ -1,4 +1,5 @@
-"""Benchmark a 40-trial grid on the local backend against MLRun 1.x running the same trials locally.
+"""Benchmark a 40-trial grid on the local backend, and on Docker in warm trial workers, against
+MLRun 1.x running the same trials locally.
 
     python bench/grid_local_vs_mlrun.py [--repeat 3] [--venv /tmp/mlrun-venv]
 
@@ -15,12 +16,17 @@ included:
     `return.s`, which its selector cannot pick), then `fn.run(local=True,
     hyperparams=...,
     hyper_param_options=HyperParamOptions(selector="max.s"))`, with no MLRun
-    server (`MLRUN_DBPATH` empty, artifacts in a temporary folder).
+    server (`MLRUN_DBPATH` empty, artifacts in a temporary folder);
+(c) `python -m runner run grid -C DIR --backend docker`: the same 40 trials
+    forked in 4 warm worker containers of the function's image (built once
+    before the rounds), so inside the image, as a push would run them.
 
 Each command runs under `/usr/bin/time -v`, whose "Maximum resident set size"
 is the largest single process of its tree; a sampler of /proc also records the
-peak of the summed RSS of the whole tree. Prints the medians, the ratio a/b of
-wall times (goal <= 0.5) and both memory figures beside each.
+peak of the summed RSS of the whole tree (for (c) the runner's side only: the
+worker containers are the engine's children). Prints the medians, the ratios
+of wall times a/b (goal <= 0.5) and c/b (goal <= 1), and both memory figures
+beside each.
 
 The virtual environment is made (`python -m venv`, `pip install 'mlrun<2'`)
 when it has no MLRun. If MLRun cannot be installed or run, the bench says why
@@ -50,11 +56,13 @@ from pathlib import Path
 
 from common import (
     add_repeat,
+    build_one_image,
     fail,
     interleave,
     median,
     new_parser,
     ratio_goal,
+    remove_image,
     spread,
     wait_or_kill,
     work_folder,
@@ -62,9 +70,11 @@ from common import (
 from grid import JOB, make_grid_project, runyard_command
 
 GOAL_RATIO = 0.5
+GOAL_DOCKER = 1.0
 A_VALUES, B_VALUES = 8, 5
 RUNYARD = "(a) runyard run --backend local"
 MLRUN = "(b) mlrun fn.run(local=True)"
+DOCKER = "(c) runyard run --backend docker"
 MLRUN_SCRIPT = '''\
 """40 grid trials of f(context, a, b) with MLRun, locally, without a server."""
 import sys
@@ -111,11 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.mkdir()
         make_grid_project(root, name, a_values=A_VALUES, b_values=B_VALUES)
         print(f"project: {root} ({name}); interpreter: {sys.executable}")
+        run_grid = ["run", JOB, "-C", str(root), "--backend"]
         jobs: dict[str, Callable[[], Sample]] = {
-            RUNYARD: lambda: measure(runyard_command(["run", JOB, "-C", str(root), "--backend", "local"],
-                                                     locked=args.lock_git),
+            RUNYARD: lambda: measure(runyard_command([*run_grid, "local"], locked=args.lock_git),
                                      dict(os.environ), args.timeout),
         }
+        image = build_one_image(root) if args.docker else ""
+        if image:
+            jobs[DOCKER] = lambda: measure(runyard_command([*run_grid, "docker"],
+                                                           locked=args.lock_git),
+                                           dict(os.environ), args.timeout)
         python, problem = mlrun_python(Path(args.venv))
         if python is not None:
             mlrun_job, problem = mlrun_command(python, temp, args.timeout)
@@ -125,7 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nMLRun is NOT measured: {problem}\n")
         print(f"{A_VALUES * B_VALUES} trials; {args.repeat} interleaved rounds after a warm-up"
               + ("; runyard's git reads locked (workaround)" if args.lock_git else "") + "\n")
-        report(interleave(jobs, args.repeat, progress=True))
+        try:
+            report(interleave(jobs, args.repeat, progress=True))
+        finally:
+            remove_image(image)
         if problem:
             print(f"\nMLRun is NOT measured: {problem.splitlines()[0]}")
     return 0
@@ -138,6 +156,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the virtual environment holding MLRun (made when missing)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds after which a run counts as hung and is killed")
+    parser.add_argument("--no-docker", dest="docker", action="store_false",
+                        help="leave out (c), the Docker backend with warm trial workers")
     parser.add_argument("--lock-git", action="store_true",
                         help="run the runner with its git reads under one lock (a workaround)")
     return parser.parse_args(argv)
@@ -275,6 +295,10 @@ def report(samples: dict[str, list[Sample]]) -> None:
     ours = median(s.wall for s in samples[RUNYARD])
     theirs = median(s.wall for s in samples[MLRUN])
     print(f"\nratio a/b (wall): {ratio_goal(ours / theirs, GOAL_RATIO)}")
+    if DOCKER in samples:
+        docker = median(s.wall for s in samples[DOCKER])
+        print(f"ratio c/b (wall): {ratio_goal(docker / theirs, GOAL_DOCKER)} "
+              "(the trials inside the function's image)")
     print(f"peak RSS a vs b: largest process {peak([s.max_rss_mib for s in samples[RUNYARD]]):.0f} "
           f"vs {peak([s.max_rss_mib for s in samples[MLRUN]]):.0f} MiB; whole tree "
           f"{peak([s.tree_rss_mib for s in samples[RUNYARD]]):.0f} vs "

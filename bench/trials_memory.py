@@ -1,10 +1,12 @@
-"""Peak memory of the runner over a 1,000-trial grid on the local backend.
+"""Peak memory of the runner over a 1,000-trial grid, in warm trial workers on Docker.
 
-    python bench/trials_memory.py [--a 40] [--b 25] [--stall 120] [--lock-git]
+    python bench/trials_memory.py [--a 40] [--b 25] [--backend docker|local] [--stall 120]
+                                  [--lock-git]
 
 Makes the project of `bench/grid.py` with a grid of 40 x 25 values (1,000
-trials of `def f(context, a=0, b=0): return {"s": a + b}`, `parallel: 4`)
-and runs `python -m runner run grid -C DIR --backend local` once, under a small
+trials of `def f(context, a=0, b=0): return {"s": a + b}`, `parallel: 4`),
+builds its image (Docker backend: the trials are forked in 4 worker containers)
+and runs `python -m runner run grid -C DIR --backend BACKEND` once, under a small
 wrapper that prints the runner process's own `ru_maxrss` (RUSAGE_SELF, its
 children not counted) when it exits. Prints progress every 50 trials, then the
 wall time and the peak RSS; the goal is a peak RSS <= 150 MB.
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import new_parser, verdict, work_folder
+from common import build_one_image, new_parser, remove_image, verdict, work_folder
 from grid import JOB, make_grid_project, runyard_command
 
 GOAL_MB = 150.0
@@ -68,11 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = f"bench-trialsmem-{uuid.uuid4().hex[:8]}"
     with work_folder("runyard-bench-trialsmem-") as root:
         make_grid_project(root, name, a_values=args.a, b_values=args.b)
-        command = wrapped(runyard_command(["run", JOB, "-C", str(root), "--backend", "local"],
-                                          locked=args.lock_git))
-        print(f"project: {root} ({name}); {total} trials, parallel 4, backend local"
-              + (", git reads locked (workaround)" if args.lock_git else ""), flush=True)
-        report(watch(command, total, args.stall), total)
+        image = build_one_image(root) if args.backend == "docker" else ""
+        try:
+            command = wrapped(runyard_command(["run", JOB, "-C", str(root), "--backend",
+                                               args.backend], locked=args.lock_git))
+            print(f"project: {root} ({name}); {total} trials, parallel 4, backend {args.backend}"
+                  + (" (warm workers)" if image else "")
+                  + (", git reads locked (workaround)" if args.lock_git else ""), flush=True)
+            report(watch(command, total, args.stall), total)
+        finally:
+            remove_image(image)
     return 0
 
 
@@ -80,6 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = new_parser(__doc__)
     parser.add_argument("--a", type=int, default=40, help="values of a (default 40)")
     parser.add_argument("--b", type=int, default=25, help="values of b (default 25)")
+    parser.add_argument("--backend", choices=("docker", "local"), default="docker",
+                        help="where the trials run (default docker: warm trial workers)")
     parser.add_argument("--stall", type=float, default=120.0,
                         help="seconds without output after which the run counts as hung")
     parser.add_argument("--lock-git", action="store_true",

@@ -319,6 +319,7 @@ def _hyper(data: Mapping[str, Any]) -> Hyper:
         selector=data.get("selector"),
         stop_condition=data.get("stop_condition"),
         max_errors=data.get("max_errors"),
+        isolation=data.get("isolation"),
     )
 
 

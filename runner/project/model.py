@@ -135,6 +135,7 @@ class Hyper:
     selector: str | None = None
     stop_condition: str | None = None
     max_errors: int | None = None
+    isolation: str | None = None  # process | container; None: the backend's default
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,11 @@ runtime sees differ (`Layout`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from runner.build.engine import DockerEngine, EngineError, EngineTimeout, Unreachable
 from runner.errors import RunyardError
 from runner.project.model import Resources
+from runner.run.forkclient import ForkChannel, ServerGone, follow_file
 
 OnOutput = Callable[[bytes], None]
 NON_ROOT_ID = 65534  # nobody
@@ -127,7 +126,8 @@ class LocalBackend:
         with self.lock:
             self.running.add(pid)
         ended = threading.Event()
-        reader = threading.Thread(target=_tail, args=(output, on_output, ended), daemon=True)
+        reader = threading.Thread(target=follow_file, args=(output.open("rb"), on_output, ended),
+                                  daemon=True)
         reader.start()
         try:
             code, reason = self.server.wait(pid, launch.resources.timeout), None
@@ -152,83 +152,47 @@ class LocalBackend:
 
 
 class _ForkServer:
-    """The host's end of runtime/forkserver.py: start a run, wait for its end."""
+    """A fork server on this host (runtime/forkserver.py), started at the first run."""
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
-        self.changed = threading.Condition()
-        self.pids: dict[int, int] = {}  # request id -> pid
-        self.codes: dict[int, int] = {}  # pid -> exit code
-        self.next_id = 0
+        self.channel: ForkChannel | None = None
+        self.lock = threading.Lock()
 
     def start(self, runtime: Path, spec: str, cwd: str, env: Mapping[str, str],
               log: Path) -> int:
-        with self.changed:
-            process = self._running(runtime)
-            self.next_id += 1
-            request = self.next_id
-            assert process.stdin is not None
-            process.stdin.write(json.dumps({"id": request, "spec": spec, "cwd": cwd,
-                                            "env": dict(env), "log": str(log)}).encode() + b"\n")
-            process.stdin.flush()
-            while request not in self.pids:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the local backend's fork server died ({process.returncode})")
-                self.changed.wait(1)
-            return self.pids.pop(request)
+        try:
+            return self._running(runtime).start({"spec": spec, "cwd": cwd, "env": dict(env),
+                                                 "log": str(log)})
+        except ServerGone:
+            code = self.process.poll() if self.process else None
+            raise RuntimeError(f"the local backend's fork server died ({code})") from None
 
     def wait(self, pid: int, timeout: float | None) -> int | None:
-        """The run's exit code, or None when `timeout` seconds passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.changed:
-            while pid not in self.codes:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self.changed.wait(left if left is not None else 1)
-            return self.codes.pop(pid)
+        """The run's exit code (None when the server died), or None when `timeout`
+        seconds passed first."""
+        assert self.channel is not None
+        try:
+            return self.channel.wait(pid, timeout)
+        except ServerGone:
+            return None
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()  # the server ends when its input does
+            assert self.channel is not None
+            self.channel.close()
             self.process.wait(timeout=10)
 
-    def _running(self, runtime: Path) -> subprocess.Popen[bytes]:
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(
-                [sys.executable, "-u", str(runtime / "entry.py"), "--serve"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-            threading.Thread(target=self._listen, args=(self.process,), daemon=True).start()
-        return self.process
-
-    def _listen(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            message = json.loads(line)
-            with self.changed:
-                if "code" in message:
-                    self.codes[message["pid"]] = message["code"]
-                else:
-                    self.pids[message["id"]] = message["pid"]
-                self.changed.notify_all()
-        with self.changed:
-            self.changed.notify_all()
-
-
-def _tail(path: Path, on_output: OnOutput, ended: threading.Event) -> None:
-    """Pass on what a run writes to its output file, until it has ended."""
-    with path.open("rb") as handle:
-        while True:
-            finished = ended.is_set()
-            chunk = handle.read()
-            if chunk:
-                on_output(chunk)
-            elif finished:
-                return
-            else:
-                ended.wait(0.05)
+    def _running(self, runtime: Path) -> ForkChannel:
+        with self.lock:
+            if self.process is None or self.process.poll() is not None or self.channel is None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-u", str(runtime / "entry.py"), "--serve"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                assert self.process.stdin is not None and self.process.stdout is not None
+                self.channel = ForkChannel(self.process.stdin, self.process.stdout)
+            return self.channel
 
 
 def _kill_group(pid: int) -> None:
@@ -271,7 +235,7 @@ class DockerBackend:
         finally:
             with self.lock:
                 self.running.discard(container)
-            self.removals.submit(self._remove, container)
+            self.discard(container)
         return Exit(code, "oom" if state.get("OOMKilled") else reason)
 
     def _wait(self, container: str, timeout: float | None) -> tuple[int | None, str | None]:
@@ -280,6 +244,10 @@ class DockerBackend:
         except EngineTimeout:
             self.engine.kill(container)
             return self.engine.wait(container, None), "timeout"
+
+    def discard(self, container: str) -> None:
+        """Remove the container in the background (`close` waits for it)."""
+        self.removals.submit(self._remove, container)
 
     def _remove(self, container: str) -> None:
         with contextlib.suppress(*Unreachable):  # gone already, or no engine to ask
@@ -301,24 +269,35 @@ def container_config(launch: Launch) -> dict[str, Any]:
     """The engine's ContainerCreate body of a run: its image, the runtime, the mounts and
     every hardening and limit."""
     inside, host = CONTAINER_LAYOUT, host_layout(launch)
-    mounts = [f"{host.runtime}:{inside.runtime}:ro", f"{host.code}:{inside.code}:ro",
-              f"{host.inputs}:{inside.inputs}:ro", f"{host.spec}:{inside.spec}:ro",
-              f"{host.secrets}:{inside.secrets}:ro", f"{host.work}:{inside.work}:rw",
-              f"{host.outputs}:{inside.outputs}:rw", f"{host.tmp}:{inside.tmp}:rw"]
-    env = {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
-           "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
+    config = hardened(launch, launch.labels, container_env(launch, inside))
+    config["HostConfig"]["Binds"] = [
+        f"{host.runtime}:{inside.runtime}:ro", f"{host.code}:{inside.code}:ro",
+        f"{host.inputs}:{inside.inputs}:ro", f"{host.spec}:{inside.spec}:ro",
+        f"{host.secrets}:{inside.secrets}:ro", f"{host.work}:{inside.work}:rw",
+        f"{host.outputs}:{inside.outputs}:rw", f"{host.tmp}:{inside.tmp}:rw"]
+    return {**config, "Cmd": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
+            "WorkingDir": inside.work}
+
+
+def container_env(launch: Launch, inside: Layout) -> dict[str, str]:
+    return {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
+
+
+def hardened(launch: Launch, labels: Mapping[str, str], env: Mapping[str, str]) -> dict[str, Any]:
+    """What every container of a run (or of a trial worker) is made with: not root, no
+    capabilities, no new privileges, a read-only root, the run's limits and labels."""
     limits = launch.resources
     host_config: dict[str, Any] = {
-        "Binds": mounts, "ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges"],
-        "CapDrop": ["ALL"], "NetworkMode": launch.network, "PidsLimit": 4096,
+        "ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges"], "CapDrop": ["ALL"],
+        "NetworkMode": launch.network, "PidsLimit": 4096,
         "LogConfig": {"Type": "json-file", "Config": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}},
     }
     if limits.memory:
         host_config.update(Memory=limits.memory, MemorySwap=limits.memory)
     if limits.cpu:
         host_config["NanoCpus"] = int(limits.cpu * 1e9)
-    return {"Image": launch.image, "Cmd": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            "User": NON_ROOT, "WorkingDir": inside.work, "Labels": dict(launch.labels),
+    return {"Image": launch.image, "User": NON_ROOT, "Labels": dict(labels),
             "Env": [f"{name}={value}" for name, value in env.items()], "HostConfig": host_config}
 
 

@@ -35,7 +35,7 @@ from runner.record.model import (
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch, new_uid, run_folder
 from runner.run import scratch
-from runner.run.backends import NON_ROOT_ID, Backend, Exit, Launch
+from runner.run.backends import NON_ROOT_ID, Backend, DockerBackend, Exit, Launch
 from runner.run.inputs import Input, resolve_input
 from runner.run.outputs import read_outputs
 from runner.run.secrets import Secrets
@@ -146,8 +146,9 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         except RunyardError as error:
             return _finish(record, log, Exit(None), error=error.message, reason="refused"), log.text()[0]
         _write_spec(session, task, uid, launch, inputs)
-        record = replace(record, status=replace(
-            record.status, containers=(launch.name,) if session.backend.name == "docker" else ()))
+        own = session.backend.name == "docker" and isinstance(session.backend, DockerBackend)
+        record = replace(record, status=replace(  # (a trial worker's container is not the run's)
+            record.status, containers=(launch.name,) if own else ()))
         session.write(record)  # `running`, with its runner: a lost runner is found by the next
         try:
             exit_ = session.backend.run(launch, log.feed)

@@ -1,6 +1,7 @@
 """Hyper-parameter runs: one parent run (iteration 0) and a child run per trial.
 
-Trials run in parallel up to `hyper.parallel`. After each trial, `stop_condition`
+Trials run in parallel up to `hyper.parallel`, on the Docker backend in warm
+workers unless `hyper.isolation` is `container` (runner/run/workers.py). After each trial, `stop_condition`
 and `max_errors` decide whether new trials may start; trials never started are
 recorded `skipped` with the reason. `selector` picks the best trial, whose
 results and artifacts the parent carries, with a table of every trial; without a
@@ -23,6 +24,7 @@ from runner.record.model import RunRecord, State, TrialSummary
 from runner.record.results import new_uid
 from runner.run.execute import Session, new_record, skip
 from runner.run.task import ParamLevels
+from runner.run.workers import WorkerPool, trial_backend
 
 # Runs trial `iteration` with these params under `parent`, with the given uid.
 TrialRunner = Callable[[int, Mapping[str, Any], str, str], RunRecord]
@@ -44,7 +46,20 @@ def _best(hyper: Hyper, records: list[RunRecord]) -> RunRecord | None:
 
 def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
                labels: Mapping[str, str], params: ParamLevels, run_trial: TrialRunner,
-               never_started: TrialRecord, uid: str | None = None) -> RunRecord:
+               never_started: TrialRecord, uid: str | None = None,
+               one_run_each: bool = False) -> RunRecord:
+    """`one_run_each`: a trial is one run (of a function), not a pipeline's."""
+    with trial_backend(session, hyper) as used:
+        concluded = _run_trials(session, used, name=name, job=job, labels=labels, params=params,
+                                run_trial=run_trial, never_started=never_started, uid=uid,
+                                one_run_each=one_run_each)
+    return session.write(concluded, b"")  # (while the workers are removed)
+
+
+def _run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
+                labels: Mapping[str, str], params: ParamLevels, run_trial: TrialRunner,
+                never_started: TrialRecord, uid: str | None, one_run_each: bool) -> RunRecord:
+    """Every trial run or recorded as never started; the parent's record, to write."""
     parent = uid or new_uid()
     trials = expand_trials(hyper.strategy, hyper.params, exclude=hyper.exclude,
                            max_trials=hyper.max_trials,
@@ -68,6 +83,9 @@ def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
                 running[future] = started
             if not running:
                 break
+            if isinstance(session.backend, WorkerPool) and not _more_to_start(
+                    session, stop, started, len(trials), one_run_each):
+                session.backend.drain(started)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 trial = done[running.pop(future)] = future.result()
@@ -77,7 +95,14 @@ def run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
     for index in range(started + 1, len(trials) + 1):
         done[index] = skip(session, never_started(index, trials[index - 1], parent, new_uid()),
                            state, reason, _why_not_started(reason))
-    return session.write(_conclude(record, hyper, trials, done), b"")
+    return _conclude(record, hyper, trials, done)
+
+
+def _more_to_start(session: Session, stop: str | None, started: int, total: int,
+                   one_run_each: bool) -> bool:
+    """Whether runs may still start in this search's workers (a pipeline trial's later
+    steps may, after the last trial started)."""
+    return not one_run_each or (stop is None and not session.abort.is_set() and started < total)
 
 
 def _stop_reason(trial: RunRecord, done: Mapping[int, RunRecord], hyper: Hyper,

@@ -33,6 +33,7 @@ class HyperOptions:
     stop_condition: str | None = None
     max_errors: int | None = None
     parallel: int | None = None
+    isolation: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -70,7 +71,7 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
             session, _trial(base, i, values, parent), trial_uid),
         never_started=lambda i, values, parent, trial_uid: task_record(
             session, _trial(base, i, values, parent), trial_uid),
-        uid=uid)
+        uid=uid, one_run_each=True)
 
 
 def run_interruptibly(session: Session, work: Callable[[], RunRecord]) -> RunRecord:
@@ -124,6 +125,8 @@ def _check(hyper: Hyper) -> None:
         problems.append(f"selector {hyper.selector!r}: use min.RESULT or max.RESULT")
     if hyper.parallel < 1 or (hyper.max_errors is not None and hyper.max_errors < 0):
         problems.append("parallel must be at least 1 and max_errors at least 0")
+    if hyper.isolation not in (None, "process", "container"):
+        problems.append(f"isolation {hyper.isolation!r}: use process or container")
     try:
         if hyper.stop_condition:
             parse_condition(hyper.stop_condition)

@@ -52,7 +52,7 @@ def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:
         if owner is None or not owner.is_lost():
             continue
         for mount in sorted(scratch.mounted_under(folder), reverse=True):
-            scratch.remove(mount)
+            scratch.remove(mount, mounted=True)
         shutil.rmtree(folder, ignore_errors=True)
         on_note(f"removed the scratch of lost runner {owner}")
         lost.append(owner)

@@ -129,7 +129,8 @@ def _rerun_whole(session: Session, old: RunRecord, family: list[RunRecord],
     hyper: Mapping[str, Any] = old.spec.hyper or {}
     target = old.metadata.job or next((r.spec.function for r in family if r.spec.function), "")
     options = HyperOptions(**{k: hyper.get(k) for k in
-                              ("strategy", "stop_condition", "max_errors", "parallel")})
+                              ("strategy", "stop_condition", "max_errors", "parallel",
+                               "isolation")})
     values = {name: list(v) for name, v in hyper.get("params", {}).items()}
     job = session.project.jobs.get(target)
     handler = None if job and job.run.pipeline else \

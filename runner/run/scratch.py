@@ -36,9 +36,11 @@ def is_full(path: Path) -> bool:
     return False
 
 
-def remove(path: Path) -> None:
-    """Unmount and delete a scratch, mounted or not (also one a lost runner left)."""
-    if os.path.ismount(path):
+def remove(path: Path, mounted: bool = False) -> None:
+    """Unmount and delete a scratch, mounted or not (also one a lost runner left);
+    `mounted` when the kernel's table says so (os.path.ismount misses a bind mount of
+    the same disk, as trial workers make: runner/run/workers.py)."""
+    if mounted or os.path.ismount(path):
         subprocess.run(["umount", "--lazy", str(path)], capture_output=True, check=False)
     _image(path).unlink(missing_ok=True)
     shutil.rmtree(path, ignore_errors=True)

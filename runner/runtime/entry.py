@@ -1,5 +1,5 @@
-"""runyard's in-container runtime: `python3 entry.py SPEC_PATH` (or `--serve`, a fork
-server for the local backend: see forkserver.py).
+"""runyard's in-container runtime: `python3 entry.py SPEC_PATH` (or `--serve [CONTROL]`,
+a fork server: see forkserver.py).
 
 Runs one run described by the JSON spec the host wrote: calls a Python handler
 (or a command) and leaves results.json, artifacts.json and, on failure,
@@ -56,7 +56,8 @@ def _load_package() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:  # the local backend's fork server
+    if sys.argv[1:2] == ["--serve"]:  # a fork server: the local backend's, or a trial worker's
         main = load_main()
-        raise SystemExit(importlib.import_module(f"{PACKAGE}.forkserver").serve(main))
+        control = sys.argv[2] if len(sys.argv) > 2 else None
+        raise SystemExit(importlib.import_module(f"{PACKAGE}.forkserver").serve(main, control))
     raise SystemExit(load_main()(sys.argv))

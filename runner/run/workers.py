@@ -1,0 +1,491 @@
+"""Warm trial workers: the trials of a hyper-parameter job forked inside long-lived
+containers of the function's image, instead of a container per trial.
+
+A worker is a container started once, with the same hardening and limits as a
+run's own (backends.hardening), whose first process is the runtime's fork server
+(runtime/forkserver.py), reached through two named pipes. It runs one trial at a
+time, so its memory limit is exactly the trial's.
+
+Every trial keeps its own folder as any run does (execute._run_dir: spec, inputs,
+secrets and a size-bound scratch). For the trial's time, the runner mounts its
+parts into the worker at the paths a run's own container has them
+(/runyard/inputs and /runyard/secrets read-only, /runyard/work,
+/runyard/outputs and /tmp from its scratch), with its spec in /runyard/trial
+and its output file in /runyard/log. The worker's mounts of those places are
+slaves of a shared mount of the worker's folder, so the runner's mounts appear
+inside the running container, and leave it again when the trial ends. A file a
+trial leaves behind goes with its scratch; a process it leaves behind is killed
+by the fork server before the next trial starts.
+
+A trial's timeout kills the trial's processes, not the worker. A trial that runs
+the worker out of memory is recorded `oom` (the kernel's count of the worker's
+OOM kills went up); a worker that died is replaced by a new one. (The fork
+server itself takes some 15 MB of that limit.) Workers carry the runner's label:
+if the runner is killed, their fork servers see their input end and exit, which
+ends the trials, and the next runner removes the containers and the mounts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from runner.build.engine import DockerEngine, Unreachable
+from runner.errors import RunyardError
+from runner.project.model import Hyper
+from runner.record.results import new_uid
+from runner.run.backends import (
+    CONTAINER_LAYOUT,
+    NON_ROOT_ID,
+    DockerBackend,
+    Exit,
+    Launch,
+    Layout,
+    OnOutput,
+    container_env,
+    hardened,
+)
+from runner.run.execute import Session
+from runner.run.forkclient import ForkChannel, ServerGone, follow_file
+
+WORKER_LAYOUT = CONTAINER_LAYOUT._replace(spec="/runyard/trial/spec.json")
+CONTROL = "/runyard/control"
+LOG = "/runyard/log"  # a folder of the trial's scratch with its output file
+OUTPUT = "output.log"
+# Where a trial's parts go: (in its folder, in the worker, read-only).
+PLACES = (("", "/runyard/trial", True), ("inputs", CONTAINER_LAYOUT.inputs, True),
+          ("secrets", CONTAINER_LAYOUT.secrets, True),
+          ("scratch/work", CONTAINER_LAYOUT.work, False),
+          ("scratch/outputs", CONTAINER_LAYOUT.outputs, False),
+          ("scratch/tmp", CONTAINER_LAYOUT.tmp, False), ("scratch/log", LOG, False))
+WORKER_LABEL = "dev.runyard.worker"
+RUN_LABEL = "dev.runyard.run"
+START_TIMEOUT = 60.0  # seconds for a new worker to answer
+READY = b'{"ready": true}\n'  # the fork server's first reply
+KILL_GRACE = 10.0  # seconds for a killed trial to be reaped before its worker is given up
+
+
+@contextmanager
+def trial_backend(session: Session, hyper: Hyper) -> Iterator[Hyper]:
+    """Run the trials of `hyper` in warm workers when it asks for process isolation (the
+    default on the Docker backend): the session's backend is a WorkerPool meanwhile.
+    Yields `hyper` with the isolation that is used (None on the local backend)."""
+    backend = session.backend
+    if backend.name == "local":  # a fork server of this host's, whatever the job asks
+        yield replace(hyper, isolation=None)
+        return
+    if not isinstance(backend, DockerBackend) or backend.name != "docker":  # swarm: a service each
+        yield replace(hyper, isolation="container")
+        return
+    if hyper.isolation == "container":
+        yield hyper
+        return
+    if os.geteuid() != 0:  # the trials' folders are mounted into the workers
+        session.on_line("setup", "trial workers need root (mounts): a container per trial")
+        yield replace(hyper, isolation="container")
+        return
+    try:
+        pool = WorkerPool(backend, session.workdir / f"workers-{new_uid()}")
+    except RunyardError as error:
+        session.on_line("setup", f"no trial workers ({error.message}): a container per trial")
+        yield replace(hyper, isolation="container")
+        return
+    session.backend = pool
+    try:
+        yield replace(hyper, isolation="process")
+    finally:
+        session.backend = backend
+        pool.close()
+
+
+class WorkerPool:
+    """A Backend whose runs are forked in workers: an idle worker of the same image and
+    settings if there is one, else a new one."""
+
+    name = "docker"
+
+    def __init__(self, docker: DockerBackend, root: Path) -> None:
+        self.docker = docker
+        self.root = root
+        self.lock = threading.Lock()
+        self.idle: dict[tuple[Any, ...], list[Worker]] = {}
+        self.workers: list[Worker] = []
+        self.stopping = False
+        self.takes = 0  # runs that took a worker
+        self.last_run: int | None = None  # the number of runs after which none will come
+        (root / "stage").mkdir(parents=True)
+        (root / "workers").mkdir()
+        try:  # mounts made below it reach the workers' slave mounts (see the module's doc)
+            _mount(root / "workers", root / "workers", MS_BIND)
+            _mount(None, root / "workers", MS_SHARED)
+        except RunyardError:
+            _unmount(root / "workers")
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+
+    def layout(self, launch: Launch) -> Layout:
+        return WORKER_LAYOUT
+
+    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+        worker = self._take(launch)
+        if worker is None:
+            return Exit(None, "interrupted")
+        try:
+            exit_ = worker.run(launch, on_output)
+        except BaseException:
+            worker.kill()
+            raise
+        finally:
+            self._give_back(worker)
+        if exit_.reason is None and self.stopping and exit_.code != 0:
+            return Exit(exit_.code, "interrupted")
+        return exit_
+
+    def stop_all(self) -> None:
+        with self.lock:
+            self.stopping = True
+            workers = list(self.workers)
+        for worker in workers:
+            worker.kill()
+        self.docker.stop_all()
+
+    def close(self) -> None:
+        with self.lock:
+            self.stopping = True
+            workers, self.workers = self.workers, []
+            self.idle.clear()
+        for worker in workers:  # their fork servers end with their input, and so the containers
+            worker.end()
+        for worker in workers:  # (removing an ended container is quicker than a running one)
+            worker.remove(self.docker)
+        _unmount(self.root / "workers")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _take(self, launch: Launch) -> Worker | None:
+        key = _key(launch)
+        with self.lock:
+            if self.stopping:
+                return None
+            self.takes += 1
+            idle = self.idle.get(key)
+            if idle:
+                worker = idle.pop()
+                retire = self._done_with_workers()
+            else:
+                worker, retire = None, False
+        if worker is not None:
+            if retire:
+                self._retire_idle()
+            return worker
+        name = new_uid()
+        worker = Worker(self.docker, launch, self.root / "workers" / name,
+                        self.root / "stage" / name)
+        with self.lock:
+            self.workers.append(worker)
+            stopping = self.stopping
+        if stopping:  # stop_all came while it started
+            worker.kill()
+            return None
+        self._retire_idle()
+        return worker
+
+    def drain(self, runs: int) -> None:
+        """No more than `runs` runs come (in all): once they all took a worker, a worker that
+        is or falls idle goes at once, while the last trials run, not all at the end."""
+        with self.lock:
+            self.last_run = runs
+        self._retire_idle()
+
+    def _done_with_workers(self) -> bool:
+        return self.last_run is not None and self.takes >= self.last_run
+
+    def _retire_idle(self) -> None:
+        with self.lock:
+            if not self._done_with_workers():
+                return
+            idle = [worker for workers in self.idle.values() for worker in workers]
+            self.idle.clear()
+            for worker in idle:
+                self.workers.remove(worker)
+        for worker in idle:
+            worker.remove(self.docker)
+
+    def _give_back(self, worker: Worker) -> None:
+        with self.lock:
+            if worker.alive and not self.stopping and not self._done_with_workers():
+                self.idle.setdefault(worker.key, []).append(worker)
+                return
+            if worker in self.workers:
+                self.workers.remove(worker)
+        worker.remove(self.docker)
+
+
+def _key(launch: Launch) -> tuple[Any, ...]:
+    """What must be alike for two runs to share a worker: all the container is made with."""
+    labels = {k: v for k, v in launch.labels.items() if k != RUN_LABEL}
+    return (launch.image, str(launch.runtime), str(launch.code), launch.resources,
+            launch.network, tuple(sorted(launch.env.items())), tuple(sorted(labels.items())))
+
+
+class Worker:
+    """One container with a fork server, and its folder on the host: a folder for each of
+    PLACES (where a trial's parts are mounted) and control/ (the named pipes)."""
+
+    def __init__(self, docker: DockerBackend, launch: Launch, folder: Path, stage: Path) -> None:
+        self.key = _key(launch)
+        self.folder, self.stage = folder, stage
+        self.stopped = False  # killed by the runner
+        folder.mkdir()
+        for number in range(len(PLACES)):
+            (folder / str(number)).mkdir()
+        (folder / "control").mkdir()
+        stage.mkdir()
+        pipes = [folder / "control" / name for name in ("in", "out")]
+        for pipe in pipes:
+            os.mkfifo(pipe, 0o600)
+            os.chown(pipe, NON_ROOT_ID, NON_ROOT_ID)
+        labels = {k: v for k, v in launch.labels.items() if k != RUN_LABEL}
+        inside = WORKER_LAYOUT
+        mounts = [_bind(launch.runtime, inside.runtime), _bind(launch.code, inside.code),
+                  _bind(folder / "control", CONTROL),
+                  *(_bind(folder / str(number), target, read_only=read_only, slave=True)
+                    for number, (_, target, read_only) in enumerate(PLACES))]
+        config = hardened(launch, {**labels, WORKER_LABEL: "1"}, container_env(launch, inside))
+        config["HostConfig"]["Mounts"] = mounts
+        config.update(Cmd=["python3", "-u", f"{inside.runtime}/entry.py", "--serve", CONTROL],
+                      WorkingDir="/")
+        self.engine, self.name = docker.engine, f"runyard-worker-{folder.name}"
+        try:
+            self.container = self.engine.create_container(self.name, config)
+        except Unreachable as error:  # the engine refused it: the trial fails, the job goes on
+            raise _not_started(launch, error) from error
+        self.channel: ForkChannel | None = None
+        try:
+            try:
+                self.engine.start(self.container)
+            except Unreachable as error:
+                raise _not_started(launch, error) from error
+            self.channel = self._connect(*pipes)
+        except BaseException:
+            self.kill()
+            docker.discard(self.container)
+            raise
+        for pipe in pipes:  # connected: nothing else in the container may open them now
+            pipe.chmod(0)
+        found = (self.engine.inspect_container(self.container) or {}).get("Config") or {}
+        self.env = dict(item.partition("=")[::2] for item in found.get("Env") or [])
+        self.oom_counter = _oom_counter(self.container)
+
+    @property
+    def alive(self) -> bool:
+        return self.channel is not None and self.channel.open and not self.stopped
+
+    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+        (launch.run_dir / "scratch" / "log").mkdir()
+        output = _trial_output(launch.run_dir / "scratch" / "log" / OUTPUT)
+        ended = threading.Event()
+        reader = threading.Thread(target=follow_file, args=(output, on_output, ended), daemon=True)
+        reader.start()
+        try:
+            self._attach(launch.run_dir)
+            ooms = self._ooms()
+            code, reason = self._trial(launch)
+            if self._ooms() > ooms or (code is None and self._oom_killed()):
+                reason = "oom"
+        finally:
+            self._detach()
+            ended.set()
+            reader.join(timeout=10)
+        return Exit(code, reason)
+
+    def _trial(self, launch: Launch) -> tuple[int | None, str | None]:
+        assert self.channel is not None
+        inside = WORKER_LAYOUT
+        try:
+            pid = self.channel.start({"spec": inside.spec, "cwd": inside.work, "env": self.env,
+                                      "log": f"{LOG}/{OUTPUT}"})
+            code = self.channel.wait(pid, launch.resources.timeout or None)
+            if code is not None:
+                return code, None
+            self.channel.kill(pid)
+            code = self.channel.wait(pid, KILL_GRACE)
+            if code is None:  # the worker does not answer: give it up
+                self.kill()
+            return code, "timeout"
+        except ServerGone:  # the worker died (or was killed) with the trial
+            return None, "interrupted" if self.stopped else None
+
+    def kill(self) -> None:
+        """Kill the container (its trial with it); the channel sees it go."""
+        self.stopped = True
+        with contextlib.suppress(*Unreachable):  # it may have ended by itself meanwhile
+            self.engine.kill(self.container)
+
+    def end(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+
+    def remove(self, docker: DockerBackend) -> None:
+        self.end()
+        docker.discard(self.container)
+        self._detach()
+
+    def _connect(self, requests: Path, replies: Path) -> ForkChannel:
+        """Open the pipes once the fork server has; its first reply says it is ready."""
+        check = _StartCheck(self.engine, self.container, self.name)
+        writer = None
+        while writer is None:
+            try:
+                writer = os.open(requests, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                check()
+        reader = -1
+        try:
+            os.set_blocking(writer, True)
+            reader = os.open(replies, os.O_RDONLY | os.O_NONBLOCK)
+            ready = b""
+            while not ready.endswith(b"\n") and len(ready) < len(READY):
+                chunk = b""
+                with contextlib.suppress(BlockingIOError):
+                    chunk = os.read(reader, len(READY) - len(ready))
+                if not chunk:  # (no writer yet reads as an empty pipe)
+                    check()
+                ready += chunk
+            if ready != READY:
+                raise RunyardError(f"trial worker {self.name} did not start its "
+                                   "fork server")
+            os.set_blocking(reader, True)
+            return ForkChannel(os.fdopen(writer, "wb"), os.fdopen(reader, "rb"))
+        except BaseException:
+            os.close(writer)
+            if reader >= 0:
+                os.close(reader)
+            raise
+
+    def _attach(self, run_dir: Path) -> None:
+        """The trial's parts at their places. A read-only one is made read-only before it
+        moves under the shared mount: a remount there would not reach the worker's copy."""
+        for number, (part, _, read_only) in enumerate(PLACES):
+            source, place = run_dir / part if part else run_dir, self.folder / str(number)
+            if not read_only:
+                _mount(source, place, MS_BIND)
+                continue
+            _mount(source, self.stage, MS_BIND)
+            try:
+                _mount(None, self.stage, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                _mount(self.stage, place, MS_MOVE)
+            except RunyardError:
+                _unmount(self.stage)
+                raise
+
+    def _detach(self) -> None:
+        for number in range(len(PLACES)):  # (os.path.ismount misses a bind of the same disk)
+            _unmount(self.folder / str(number))
+
+    def _ooms(self) -> int:
+        """How many processes the kernel killed in the worker for its memory limit."""
+        if self.oom_counter is None:
+            return 0
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.oom_counter.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+        return 0
+
+    def _oom_killed(self) -> bool:
+        with contextlib.suppress(*Unreachable):
+            found = self.engine.inspect_container(self.container) or {}
+            return bool((found.get("State") or {}).get("OOMKilled"))
+        return False
+
+
+def _not_started(launch: Launch, error: Exception) -> RunyardError:
+    return RunyardError(f"could not start a trial worker of {launch.image}: {error}")
+
+
+class _StartCheck:
+    """Called while a worker starts: waits a little, and fails once the container ended
+    or took too long (its state asked of the engine every half second)."""
+
+    def __init__(self, engine: DockerEngine, container: str, name: str) -> None:
+        self.engine, self.container, self.name = engine, container, name
+        self.deadline = time.monotonic() + START_TIMEOUT
+        self.next_look = time.monotonic() + 0.5
+
+    def __call__(self) -> None:
+        time.sleep(0.005)
+        now = time.monotonic()
+        if now > self.deadline:
+            raise RunyardError(f"trial worker {self.name} did not answer within "
+                               f"{START_TIMEOUT:.0f} s")
+        if now < self.next_look:
+            return
+        self.next_look = now + 0.5
+        state = ((self.engine.inspect_container(self.container) or {}).get("State") or {})
+        if state.get("Status") not in ("created", "running"):
+            logs = b"".join(self.engine.logs(self.container))[-2000:].decode("utf-8", "replace")
+            raise RunyardError(f"trial worker {self.name} ended as it started: {logs}")
+
+
+def _trial_output(path: Path) -> IO[bytes]:
+    """The trial's output file, made by the runner (the trial, nobody, may write it) and
+    opened for reading before the trial runs."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    os.fchown(fd, NON_ROOT_ID, NON_ROOT_ID)
+    os.close(fd)
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
+def _oom_counter(container_id: str) -> Path | None:
+    """The file of the worker's cgroup that counts its OOM kills (cgroup v1 or v2)."""
+    for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control",
+                 f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.events",
+                 f"/sys/fs/cgroup/docker/{container_id}/memory.events"):
+        if os.path.exists(path):
+            return Path(path)
+    return None
+
+
+def _bind(source: Path, target: str, *, read_only: bool = True,
+          slave: bool = False) -> Mapping[str, Any]:
+    mount: dict[str, Any] = {"Type": "bind", "Source": str(source), "Target": target,
+                             "ReadOnly": read_only}
+    if slave:
+        mount["BindOptions"] = {"Propagation": "rslave"}
+    return mount
+
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
+MS_BIND, MS_MOVE, MS_SHARED = 4096, 8192, 1 << 20
+MNT_DETACH = 2
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: Path | None, target: Path, flags: int) -> None:
+    """mount(2): a few system calls a trial, where `mount` processes would cost milliseconds."""
+    done = _libc().mount(str(source).encode() if source else None, str(target).encode(), None,
+                         flags, None)
+    if done != 0:
+        error = ctypes.get_errno()
+        raise RunyardError(f"mount {source or ''} {target} (flags {flags:#x}): "
+                           f"{os.strerror(error)}")
+
+
+def _unmount(path: Path) -> None:
+    """Detach the mount at `path` and every mount below it."""
+    _libc().umount2(str(path).encode(), MNT_DETACH)
