@@ -127,6 +127,7 @@ def anatomy(image: str, count: int) -> None:
     """Time the phases of `count` services run one after the other, and bare containers."""
     import docker
 
+    from runner.build.engine import DockerEngine
     from runner.run.swarm import remove_service
 
     client = docker.from_env()
@@ -153,7 +154,7 @@ def anatomy(image: str, count: int) -> None:
                 break
             time.sleep(0.02)
         ended = time.perf_counter()
-        remove_service(client, service)
+        remove_service(DockerEngine(), service)
         removed = time.perf_counter()
         phases["create call"].append(created - start)
         phases["create -> running"].append((running or ended) - created)

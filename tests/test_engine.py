@@ -8,16 +8,26 @@ error message when it refuses a call.
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runner.build.engine import DockerEngine, EngineError, EngineTimeout, Unreachable, connect
+from runner.build.engine import (
+    DockerEngine,
+    EngineError,
+    EngineTimeout,
+    Unreachable,
+    connect,
+    registry_auth,
+)
 from runner.errors import RunyardError
 
 pytestmark = pytest.mark.docker
@@ -178,3 +188,91 @@ def test_an_engine_runyard_cannot_speak_to_is_named(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DOCKER_HOST", "ssh://someone@somewhere")
     with pytest.raises(RunyardError, match="ssh://"):
         connect(lambda line: None, start=False)
+
+
+# --- a swarm's services, tasks, logs, secrets, configs and nodes ---------------------------
+
+
+@pytest.fixture(scope="module")
+def swarm(engine: DockerEngine) -> DockerEngine:
+    """The engine, a swarm manager (scripts/swarm-setup makes it one): else fail, saying how."""
+    from runner.run.swarm import swarm_problem
+
+    problem = swarm_problem(engine)
+    assert problem is None, f"{problem}: run scripts/swarm-setup (as root) first"
+    return engine
+
+
+@pytest.mark.parametrize("kind", ["secret", "config"])
+def test_secrets_and_configs_are_made_listed_and_removed(swarm: DockerEngine, kind: str) -> None:
+    name = f"runyard-test-{kind}-{uuid.uuid4().hex[:8]}"
+    labels = {"dev.runyard.test": name}
+    create, listing, remove = (getattr(swarm, f"create_{kind}"), getattr(swarm, f"{kind}s"),
+                               getattr(swarm, f"remove_{kind}"))
+    made = create(name, b"the value\n", labels)
+    try:
+        found = listing({"label": f"dev.runyard.test={name}"})
+        assert [(f["ID"], f["Spec"]["Name"], f["Spec"]["Labels"]) for f in found] == [
+            (made, name, labels)]
+        if kind == "config":  # a config's data reads back; a secret's never does
+            assert base64.b64decode(found[0]["Spec"]["Data"]) == b"the value\n"
+        else:
+            assert "Data" not in found[0]["Spec"]
+        with pytest.raises(EngineError) as taken:
+            create(name, b"again", labels)
+        assert taken.value.status == 409 and name in taken.value.message
+    finally:
+        remove(made)
+    assert listing({"label": f"dev.runyard.test={name}"}) == []
+    with pytest.raises(EngineError) as gone:
+        remove(made)
+    assert gone.value.status == 404
+
+
+def test_a_service_runs_its_job_and_its_log_comes_back(swarm: DockerEngine) -> None:
+    name = f"runyard-test-service-{uuid.uuid4().hex[:8]}"
+    script = "import sys\nprint('out one', flush=True)\nprint('err one', file=sys.stderr)\n"
+    service = swarm.create_service({
+        "Name": name, "Labels": {"dev.runyard.test": "engine"},
+        "TaskTemplate": {"ContainerSpec": {"Image": IMAGE, "Command": ["python3", "-c", script],
+                                           "User": "65534:65534"},
+                         "RestartPolicy": {"Condition": "none"}},
+        "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}})
+    try:
+        assert (swarm.inspect_service(service) or {})["Spec"]["Name"] == name
+        deadline = time.monotonic() + 60
+        while True:
+            tasks = swarm.tasks({"service": service})
+            state = tasks[0]["Status"]["State"] if tasks else "new"
+            if state in ("complete", "failed", "rejected") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert state == "complete", tasks
+        assert tasks[0]["ServiceID"] == service
+        lines = b"".join(swarm.service_logs(service, follow=False)).decode().splitlines()
+        assert sorted(line.strip() for line in lines) == ["err one", "out one"]
+    finally:
+        swarm.remove_service(service)
+    assert swarm.inspect_service(service) is None
+    assert swarm.services({"name": name}) == []
+
+
+def test_nodes_and_networks_are_listed(swarm: DockerEngine) -> None:
+    nodes = swarm.nodes()
+    assert nodes and all(node["Status"]["State"] in ("ready", "down", "unknown") for node in nodes)
+    found = swarm.inspect_node(nodes[0]["ID"]) or {}
+    assert found["Description"]["Hostname"] == nodes[0]["Description"]["Hostname"]
+    assert swarm.inspect_node("no-such-node") is None
+    assert [network["Name"] for network in swarm.networks({"name": "ingress"})] == ["ingress"]
+
+
+def test_a_push_sends_the_login_for_its_registry_or_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert json.loads(base64.urlsafe_b64decode(registry_auth("127.0.0.1:5000"))) == {}
+    login = base64.b64encode(b"someone:pass:word").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"reg.example:443": {
+        "auth": login}}}))
+    assert json.loads(base64.urlsafe_b64decode(registry_auth("reg.example:443"))) == {
+        "username": "someone", "password": "pass:word", "serveraddress": "reg.example:443"}
+    assert json.loads(base64.urlsafe_b64decode(registry_auth("127.0.0.1:5000"))) == {}

@@ -2,8 +2,9 @@
 `dockerd` when we may and must.
 
 `DockerEngine` makes the few calls runyard needs (ping, images, containers, build,
-pull, import) as plain HTTP/1.1 requests on the engine's socket, with the standard
-library's http.client: the Docker SDK's client would bring requests and urllib3
+pull, push, import; a swarm's services, tasks, secrets, configs, networks and nodes)
+as plain HTTP/1.1 requests on the engine's socket, with the standard library's
+http.client: the Docker SDK's client would bring requests and urllib3
 into every `runyard run` (a tenth of a second of imports, and a round trip to
 negotiate the API version) for no more than this. Each request has a connection
 of its own, so threads may share one `DockerEngine` (a unix socket connects in
@@ -136,13 +137,7 @@ class DockerEngine:
         """What the container prints (standard output and error as they come), until it ends."""
         response = self.request("GET", f"/containers/{container}/logs",
                                 params={"stdout": "1", "stderr": "1", "follow": "1"}, timeout=None)
-        with response:  # frames: 8 bytes of header (the stream, the size), then the bytes
-            while header := _read(functools.partial(response.read, 8)):
-                if len(header) < 8:
-                    return
-                size = int.from_bytes(header[4:], "big")
-                if chunk := _read(functools.partial(response.read, size)):
-                    yield chunk
+        return _frames(response)
 
     def build(self, context: bytes, params: Mapping[str, str],
               registries: str | None = None) -> Iterator[dict[str, Json]]:
@@ -172,6 +167,90 @@ class DockerEngine:
                                     timeout=None, headers={"Content-Type": "application/x-tar",
                                                            "Content-Length": str(tarball.stat().st_size)})
         return _messages(response)
+
+    def push(self, repository: str, tag: str, auth: str,
+             idle: float = CALL_TIMEOUT) -> Iterator[dict[str, Json]]:
+        """Push an image to its registry (`auth`: the X-Registry-Auth header, see
+        `registry_auth`); the engine's progress messages, the digest among them."""
+        response = self.request("POST", f"/images/{_quoted(repository)}/push",
+                                params={"tag": tag}, timeout=idle,
+                                headers={"X-Registry-Auth": auth})
+        return _messages(response)
+
+    # swarm: services, their tasks and logs, secrets, configs, networks, nodes
+
+    def create_service(self, spec: Mapping[str, Json]) -> str:
+        """The id of a new service (see the engine's ServiceSpec)."""
+        created: dict[str, Json] = self.call("POST", "/services/create", body=spec)
+        return str(created["ID"])
+
+    def services(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: list[dict[str, Json]] = self.call("GET", "/services", params=_filters(filters))
+        return found
+
+    def inspect_service(self, service: str) -> dict[str, Json] | None:
+        found: dict[str, Json] | None = self._found(f"/services/{_quoted(service)}")
+        return found
+
+    def remove_service(self, service: str) -> None:
+        self.call("DELETE", f"/services/{_quoted(service)}")
+
+    def tasks(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: list[dict[str, Json]] = self.call("GET", "/tasks", params=_filters(filters))
+        return found
+
+    def service_logs(self, service: str, *, follow: bool,
+                     timeout: float | None = CALL_TIMEOUT) -> Iterator[bytes]:
+        """What a service's tasks print (standard output and error), as far as it is
+        written, or (`follow`) as it comes; a service without a TTY, as runyard's."""
+        params = {"stdout": "1", "stderr": "1", **({"follow": "1"} if follow else {})}
+        response = self.request("GET", f"/services/{_quoted(service)}/logs", params=params,
+                                timeout=timeout)
+        return _frames(response)
+
+    def create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        return self._create_stored("secrets", name, data, labels)
+
+    def secrets(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: list[dict[str, Json]] = self.call("GET", "/secrets", params=_filters(filters))
+        return found
+
+    def remove_secret(self, secret: str) -> None:
+        self.call("DELETE", f"/secrets/{_quoted(secret)}")
+
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        return self._create_stored("configs", name, data, labels)
+
+    def configs(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: list[dict[str, Json]] = self.call("GET", "/configs", params=_filters(filters))
+        return found
+
+    def remove_config(self, config: str) -> None:
+        self.call("DELETE", f"/configs/{_quoted(config)}")
+
+    def networks(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: list[dict[str, Json]] = self.call("GET", "/networks", params=_filters(filters))
+        return found
+
+    def create_network(self, config: Mapping[str, Json]) -> str:
+        """The id of a new network (see the engine's NetworkCreateRequest)."""
+        created: dict[str, Json] = self.call("POST", "/networks/create", body=config)
+        return str(created["Id"])
+
+    def nodes(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: list[dict[str, Json]] = self.call("GET", "/nodes", params=_filters(filters))
+        return found
+
+    def inspect_node(self, node: str) -> dict[str, Json] | None:
+        found: dict[str, Json] | None = self._found(f"/nodes/{_quoted(node)}")
+        return found
+
+    def _create_stored(self, kind: str, name: str, data: bytes,
+                       labels: Mapping[str, str]) -> str:
+        """The id of a new secret or config (`kind`) holding `data`."""
+        created: dict[str, Json] = self.call("POST", f"/{kind}/create", body={
+            "Name": name, "Labels": dict(labels), "Data": base64.b64encode(data).decode()})
+        return str(created["ID"])
 
     # HTTP
 
@@ -235,6 +314,17 @@ def _read(read: Callable[[], Any]) -> Any:
             from error
 
 
+def _frames(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """The bytes of a multiplexed log stream (standard output and error as they come)."""
+    with response:  # frames: 8 bytes of header (the stream, the size), then the bytes
+        while header := _read(functools.partial(response.read, 8)):
+            if len(header) < 8:
+                return
+            size = int.from_bytes(header[4:], "big")
+            if chunk := _read(functools.partial(response.read, size)):
+                yield chunk
+
+
 def _messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Json]]:
     """The JSON objects of a progress stream (one a line), until it ends."""
     with response:
@@ -270,17 +360,33 @@ def registry_config() -> str | None:
     """The registry logins of the Docker configuration (`docker login`), as a build's
     X-Registry-Config header; None without any. Logins kept by a credential helper
     are not read here."""
+    found = _logins()
+    return _header(found) if found else None
+
+
+def registry_auth(registry: str) -> str:
+    """The login for `registry` (HOST:PORT) of the Docker configuration, as a push's
+    X-Registry-Auth header: `{}` when there is none (a registry without logins)."""
+    return _header(_logins().get(registry, {}))
+
+
+def _logins() -> dict[str, dict[str, str]]:
+    """The registry logins of the Docker configuration, by registry."""
     folder = os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker"
     try:
         logins = json.loads((Path(folder) / "config.json").read_text()).get("auths") or {}
     except (OSError, ValueError, AttributeError):
-        return None
+        return {}
     found = {}
     for registry, login in logins.items():
         with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError):
             user, _, password = base64.b64decode(login["auth"]).decode().partition(":")
             found[registry] = {"username": user, "password": password, "serveraddress": registry}
-    return base64.urlsafe_b64encode(json.dumps(found).encode()).decode() if found else None
+    return found
+
+
+def _header(value: Json) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
 # connecting, and starting the engine

@@ -27,6 +27,7 @@ from runner.run.execute import ImageRef, OnLine, Session
 from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
+from runner.run.swarm import SwarmBackend, reconcile_services
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -160,8 +161,6 @@ def _docker(project: Project, source: ProjectSource, functions: Sequence[str], p
 def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
            on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
     """The environment images built here; each run's image (code on top) goes to the registry."""
-    from runner.run.swarm import SwarmBackend, reconcile_services
-
     if not project.registry:
         raise RunyardError(f"{project.file}: the swarm backend needs a registry every node "
                            "pulls from: set execution.registry (HOST:PORT)")
@@ -171,7 +170,7 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     engine, images = _built(project, source, functions, policy, on_line)
     backend = SwarmBackend(engine, project.registry)
     try:
-        reconcile_services(backend.client, lambda line: on_line("setup", line))
+        reconcile_services(backend.engine, lambda line: on_line("setup", line))
     except RunyardError:
         backend.close()
         raise

@@ -11,20 +11,28 @@ Retries stay runyard's: the service never restarts its task.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
+import http.client
 import io
+import json
 import tarfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-import requests
-
-from runner.build.engine import DEFAULT_SOCKET, DockerEngine
+from runner.build.engine import (
+    DockerEngine,
+    EngineError,
+    Json,
+    Unreachable,
+    registry_auth,
+    registry_config,
+)
 from runner.errors import RunyardError
 from runner.project.model import Resources
 from runner.record.owner import Owner
@@ -40,9 +48,6 @@ from runner.run.backends import (
     host_layout,
 )
 from runner.run.reconcile import RUNNER_LABEL
-
-if TYPE_CHECKING:
-    import docker
 
 SWARM_LAYOUT = CONTAINER_LAYOUT._replace(secrets="/run/secrets")  # where Swarm mounts secrets
 ISOLATED_NETWORK = "runyard-isolated"  # for `network: none`: an internal overlay, no way out
@@ -69,13 +74,6 @@ class TaskState(NamedTuple):
                    container.get("ContainerID"), found.get("NodeID"))
 
 
-def swarm_client(engine: DockerEngine) -> docker.DockerClient:
-    """The Docker SDK's client of the same engine, for the services API."""
-    import docker
-
-    return docker.DockerClient(base_url=engine.host or f"unix://{DEFAULT_SOCKET}")
-
-
 def swarm_problem(engine: DockerEngine) -> str | None:
     """Why this engine cannot run swarm services, or None when it is a swarm manager."""
     info = engine.call("GET", "/info")
@@ -96,40 +94,50 @@ def registry_problem(registry: str, timeout: float = 5.0) -> str | None:
     errors = []
     for scheme in ("https", "http"):
         try:
-            answer = requests.get(f"{scheme}://{registry}/v2/", timeout=timeout)
-        except requests.RequestException as error:
-            errors.append(f"{scheme}: {type(error).__name__}")
+            with urllib.request.urlopen(f"{scheme}://{registry}/v2/", timeout=timeout) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as error:  # an answer all the same
+            status = error.code
+            error.close()
+        except (OSError, http.client.HTTPException) as error:
+            errors.append(f"{scheme}: {_failure(error)}")
             continue
-        if answer.status_code in (200, 401):  # 401: it answers, and wants a login
+        if status in (200, 401):  # 401: it answers, and wants a login
             return None
-        errors.append(f"{scheme}: HTTP {answer.status_code}")
+        errors.append(f"{scheme}: HTTP {status}")
     return f"the registry {registry} does not answer ({'; '.join(errors)})"
 
 
-def remove_service(client: docker.DockerClient, service: str) -> None:
+def _failure(error: Exception) -> str:
+    """The name of what went wrong reaching a registry (urllib wraps it in a URLError)."""
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    return type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
+
+
+def remove_service(engine: DockerEngine, service: str) -> None:
     """Remove a service and its containers on this node: the engine (20.10) leaves a removed
     service's containers behind, running ones too. (Other nodes' are their engines' to end.)"""
-    _quietly(client.api.remove_service, service)
+    _quietly(engine.remove_service, service)
     label = f"com.docker.swarm.service.id={service}"
     with contextlib.suppress(Exception):
-        for found in client.api.containers(all=True, filters={"label": label}):
-            _quietly(functools.partial(client.api.remove_container, found["Id"], force=True))
+        for found in engine.containers({"label": label}):
+            _quietly(engine.remove_container, found["Id"])
 
 
-def reconcile_services(client: docker.DockerClient, on_note: Callable[[str], None]) -> None:
+def reconcile_services(engine: DockerEngine, on_note: Callable[[str], None]) -> None:
     """Remove the services, secrets and configs of lost runners (labelled with their runner)."""
     label = {"label": RUNNER_LABEL}
-    for kind, listing in (("service", client.api.services), ("secret", client.api.secrets),
-                          ("config", client.api.configs)):
-        for found in listing(filters=label):
+    for kind, listing in (("service", engine.services), ("secret", engine.secrets),
+                          ("config", engine.configs)):
+        for found in listing(label):
             labels = (found.get("Spec") or {}).get("Labels") or {}
             owner = Owner.parse(labels.get(RUNNER_LABEL, ""))
             if owner is None or not owner.is_lost():
                 continue
             if kind == "service":
-                remove_service(client, found["ID"])
+                remove_service(engine, found["ID"])
             else:
-                _quietly(getattr(client.api, f"remove_{kind}"), found["ID"])
+                _quietly(_removal(engine, kind), found["ID"])
             name = (found.get("Spec") or {}).get("Name", found["ID"])
             on_note(f"removed {kind} {name} of lost runner {owner}")
 
@@ -144,7 +152,7 @@ class SwarmBackend:
         problem = swarm_problem(engine)
         if problem:
             raise RunyardError(problem)
-        self.client = swarm_client(engine)
+        self.engine = engine
         self.registry = registry
         # How long a task may find no node for it (at most its own timeout): nodes may join.
         self.pending_timeout = pending_timeout
@@ -163,28 +171,28 @@ class SwarmBackend:
         return SWARM_LAYOUT
 
     def run(self, launch: Launch, on_output: OnOutput) -> Exit:
-        import docker
-
         image = self.image_for(launch)
         made: list[tuple[str, str]] = []  # ("secret" | "config", id), removed at the end
         service = None
         try:
-            spec = _config(self.client, launch, made)
-            secrets = _secrets(self.client, launch, made)
-            service = self.client.api.create_service(
-                self._task_template(launch, image, spec, secrets), name=launch.name,
-                labels=dict(launch.labels),
-                mode=docker.types.ServiceMode("replicated-job", replicas=1))["ID"]
+            spec = _config(self.engine, launch, made)
+            secrets = _secrets(self.engine, launch, made)
+            service = self.engine.create_service({
+                "Name": launch.name, "Labels": dict(launch.labels),
+                "TaskTemplate": self._task_template(launch, image, spec, secrets),
+                "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}})
             with self.lock:
                 self.running.add(service)
-            with _Follow(self.client, service, on_output):
+            with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None
             return exit_._replace(placed=Placed(self._hostname(node), service, image))
-        except docker.errors.APIError as error:
-            raise RunyardError(f"the swarm refused run {launch.uid}: "
-                               f"{error.explanation or error}") from error
-        except requests.exceptions.ConnectionError as error:
+        except EngineError as error:
+            if error.status is None:  # no answer, or none in time
+                raise RunyardError(f"lost the Docker engine during run {launch.uid}: "
+                                   f"{error}") from error
+            raise RunyardError(f"the swarm refused run {launch.uid}: {error}") from error
+        except OSError as error:
             raise RunyardError(f"lost the Docker engine during run {launch.uid}: {error}") \
                 from error
         finally:
@@ -197,21 +205,24 @@ class SwarmBackend:
         """Remove a run's service, its container on this node (the engine leaves it for a
         while), then its secrets and config (not before: the service holds them)."""
         if service is not None:
-            remove_service(self.client, service)
+            remove_service(self.engine, service)
         for kind, made_id in made:
-            _quietly(getattr(self.client.api, f"remove_{kind}"), made_id)
+            _quietly(_removal(self.engine, kind), made_id)
 
     def _hostname(self, node: str | None) -> str | None:
         """A node's hostname, as `docker node ls` shows it (its id, if it has left)."""
-        import docker
-
         if node is None:
             return None
         if node not in self.hostnames:
             try:
-                self.hostnames[node] = self.client.api.inspect_node(node)["Description"]["Hostname"]
-            except docker.errors.APIError:
+                found = self.engine.inspect_node(node)
+            except EngineError as error:
+                if error.status is None:
+                    raise
+                found = None
+            if found is None:
                 return node
+            self.hostnames[node] = found["Description"]["Hostname"]
         return self.hostnames[node]
 
     def stop_all(self) -> None:
@@ -219,7 +230,7 @@ class SwarmBackend:
         with self.lock:
             services = list(self.running)
         for service in services:
-            remove_service(self.client, service)
+            remove_service(self.engine, service)
 
     def close(self) -> None:
         """Wait for the removal of the finished runs' services, secrets and configs."""
@@ -239,26 +250,22 @@ class SwarmBackend:
             return self.images[key]
 
     def _build_and_push(self, launch: Launch) -> str:
-        import docker
-
         assert launch.image is not None
         context = run_image_context(launch.image, launch.runtime, launch.code)
         tree = hashlib.sha256(context).hexdigest()[:12]
         name, _, env_hash = launch.image.rpartition(":")
         repository = f"{self.registry}/{name}"
         tag = f"{env_hash}-{tree}"
-        try:
-            self.client.images.get(f"{repository}:{tag}")
-        except docker.errors.ImageNotFound:
-            _stream(self.client.api.build(fileobj=io.BytesIO(context), custom_context=True,
-                                          tag=f"{repository}:{tag}", rm=True, forcerm=True,
-                                          decode=True, labels={LAYER_LABEL: tree}),
+        if self.engine.inspect_image(f"{repository}:{tag}") is None:
+            _stream(self.engine.build(context, {
+                "t": f"{repository}:{tag}", "rm": "1", "forcerm": "1",
+                "labels": json.dumps({LAYER_LABEL: tree})}, registry_config()),
                     f"building the run image {repository}:{tag}")
         try:
-            pushed = _stream(self.client.api.push(repository, tag, stream=True, decode=True),
+            pushed = _stream(self.engine.push(repository, tag, registry_auth(self.registry)),
                              f"the registry {self.registry} refused the image {repository}:{tag}")
         except RunyardError:
-            _quietly(self.client.api.remove_image, f"{repository}:{tag}")
+            _quietly(self.engine.remove_image, f"{repository}:{tag}")
             raise
         if pushed is None:
             raise RunyardError(f"pushing {repository}:{tag} gave no digest")
@@ -266,44 +273,48 @@ class SwarmBackend:
 
     # --- the service ---------------------------------------------------------------------
 
-    def _task_template(self, launch: Launch, image: str, spec: Any, secrets: list[Any]) -> Any:
-        import docker
-
-        types = docker.types
+    def _task_template(self, launch: Launch, image: str, spec: Json,
+                       secrets: list[Json]) -> dict[str, Json]:
+        """The service's TaskTemplate (Engine API 1.41)."""
         inside, host = SWARM_LAYOUT, host_layout(launch)
         binds = [(host.inputs, inside.inputs, True), (host.work, inside.work, False),
                  (host.outputs, inside.outputs, False), (host.tmp, inside.tmp, False)]
-        container = types.ContainerSpec(
-            image, command=["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            user=f"{NON_ROOT_ID}:{NON_ROOT_ID}", workdir=inside.work, read_only=True,
+        env = {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
+               "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
+        container = {
+            "Image": image, "Command": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
+            "Env": [f"{name}={value}" for name, value in env.items()],
+            "Dir": inside.work, "User": f"{NON_ROOT_ID}:{NON_ROOT_ID}",
             # The service carries the runner's label; its containers go with it (and not one
             # by one, as reconcile_containers would remove a lost runner's).
-            cap_drop=["ALL"], labels={k: v for k, v in launch.labels.items() if k != RUNNER_LABEL},
-            env={**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
-                 "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp},
-            mounts=[types.Mount(target, source, type="bind", read_only=read_only)
-                    for source, target, read_only in binds],
-            configs=[spec], secrets=secrets)
-        return types.TaskTemplate(
-            container, resources=_resources(launch.resources),
-            restart_policy=types.RestartPolicy(condition="none"),
-            placement=types.Placement(constraints=list(launch.placement)),
-            log_driver=types.DriverConfig("json-file",
-                                          {"max-size": LOG_FILE_LIMIT, "max-file": "1"}),
-            networks=self._networks(launch.network))
+            "Labels": {k: v for k, v in launch.labels.items() if k != RUNNER_LABEL},
+            "Mounts": [{"Target": target, "Source": source, "Type": "bind",
+                        "ReadOnly": read_only} for source, target, read_only in binds],
+            "Secrets": secrets, "Configs": [spec], "ReadOnly": True, "CapabilityDrop": ["ALL"]}
+        template: dict[str, Json] = {
+            "ContainerSpec": container, "Resources": _resources(launch.resources),
+            "RestartPolicy": {"Condition": "none", "Delay": 0, "MaxAttempts": 0, "Window": 0},
+            "Placement": {"Constraints": list(launch.placement)},
+            "LogDriver": {"Name": "json-file",
+                          "Options": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}}}
+        networks = self._networks(launch.network)
+        if networks:  # a task without networks gets the node's default bridge
+            template["Networks"] = [{"Target": network} for network in networks]
+        return template
 
     def _networks(self, mode: str) -> list[str]:
         if mode == "bridge":
-            return []  # a task without networks gets the node's default bridge
+            return []
         if mode == "host":
             return ["host"]
-        found = self.client.api.networks(names=[ISOLATED_NETWORK])
+        found = self.engine.networks({"name": [ISOLATED_NETWORK]})
         if found:
             return [found[0]["Id"]]
         with contextlib.suppress(Exception):  # another runner may make it meanwhile
-            self.client.api.create_network(ISOLATED_NETWORK, driver="overlay", internal=True,
-                                           labels={"dev.runyard.network": "isolated"})
-        return [self.client.api.networks(names=[ISOLATED_NETWORK])[0]["Id"]]
+            self.engine.create_network({"Name": ISOLATED_NETWORK, "Driver": "overlay",
+                                        "Internal": True,
+                                        "Labels": {"dev.runyard.network": "isolated"}})
+        return [self.engine.networks({"name": [ISOLATED_NETWORK]})[0]["Id"]]
 
     def _wait(self, service: str, launch: Launch) -> Exit:
         """The task's end: its exit code, and why it ended early (timeout, oom, interrupted)."""
@@ -313,7 +324,7 @@ class SwarmBackend:
         while True:
             if self.stopping.is_set():
                 return Exit(None, "interrupted")
-            found = self.client.api.tasks(filters={"service": service})
+            found = self.engine.tasks({"service": service})
             # The first task is the run: one the swarm makes after it (its node left) is not.
             first = min(found, key=lambda t: t.get("CreatedAt", "")) if found else None
             task = TaskState.of(first) if first else TaskState("new", None, None, None, None)
@@ -336,7 +347,7 @@ class SwarmBackend:
         error = task.error or ""
         if "insufficient resources" in error:
             wanted = launch.resources
-            if not any(_holds(node, wanted) for node in self.client.api.nodes()):
+            if not any(_holds(node, wanted) for node in self.engine.nodes()):
                 return (f"no node of the swarm has {wanted.cpu or 0} cpu, {wanted.memory or 0} "
                         f"bytes of memory and {wanted.gpus} gpus for the run ({error})")
             return None  # other runs hold them now
@@ -363,14 +374,10 @@ class SwarmBackend:
     def _oom(self, task: TaskState, launch: Launch) -> bool:
         """Whether the kernel killed the task for its memory: the container says so where it
         is on this node; elsewhere a SIGKILL under a memory limit is taken for one."""
-        import docker
-
         if task.container:
-            try:
-                state = self.client.api.inspect_container(task.container)["State"]
-                return bool(state.get("OOMKilled"))
-            except docker.errors.NotFound:
-                pass
+            found = self.engine.inspect_container(task.container)
+            if found is not None:
+                return bool(found["State"].get("OOMKilled"))
         return task.exit_code == 137 and bool(launch.resources.memory)
 
 
@@ -378,8 +385,8 @@ class _Follow:
     """Pass on a service's log as it comes; on leaving, what the stream had not yet
     passed on (a service's log stream runs on after its task ends)."""
 
-    def __init__(self, client: docker.DockerClient, service: str, on_output: OnOutput) -> None:
-        self.client, self.service, self.on_output = client, service, on_output
+    def __init__(self, engine: DockerEngine, service: str, on_output: OnOutput) -> None:
+        self.engine, self.service, self.on_output = engine, service, on_output
         self.passed = 0
         self.closed = False
         self.lock = threading.Lock()
@@ -390,7 +397,7 @@ class _Follow:
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):  # the service may be gone: nothing more to read
-            whole = b"".join(self.client.api.service_logs(self.service, stdout=True, stderr=True))
+            whole = b"".join(self.engine.service_logs(self.service, follow=False))
             with self.lock:
                 self.closed = True
                 rest = whole[self.passed:]
@@ -400,8 +407,7 @@ class _Follow:
 
     def _follow(self) -> None:
         with contextlib.suppress(Exception):  # ends with the service
-            for chunk in self.client.api.service_logs(self.service, follow=True, stdout=True,
-                                                      stderr=True):
+            for chunk in self.engine.service_logs(self.service, follow=True):
                 with self.lock:
                     if self.closed:
                         return
@@ -423,44 +429,46 @@ def _holds(node: Mapping[str, Any], wanted: Resources) -> bool:
                 and (wanted.memory or 0) <= has.get("MemoryBytes", 0) and wanted.gpus <= gpus)
 
 
-def _resources(resources: Resources) -> Any:
-    import docker
+def _resources(resources: Resources) -> dict[str, Json]:
+    """A task's limits and reservations: the cpu and memory it asks for, its gpus."""
+    limits: dict[str, Json] = {}
+    reservations: dict[str, Json] = {}
+    if resources.cpu:
+        limits["NanoCPUs"] = reservations["NanoCPUs"] = int(resources.cpu * 1e9)
+    if resources.memory is not None:
+        limits["MemoryBytes"] = reservations["MemoryBytes"] = resources.memory
+    if resources.gpus:
+        reservations["GenericResources"] = [
+            {"DiscreteResourceSpec": {"Kind": "gpu", "Value": resources.gpus}}]
+    limits["Pids"] = PIDS_LIMIT
+    return {"Limits": limits, **({"Reservations": reservations} if reservations else {})}
 
-    nano = int(resources.cpu * 1e9) if resources.cpu else None
-    limits = docker.types.Resources(
-        cpu_limit=nano, mem_limit=resources.memory, cpu_reservation=nano,
-        mem_reservation=resources.memory,
-        generic_resources={"gpu": resources.gpus} if resources.gpus else None)
-    limits.setdefault("Limits", {})["Pids"] = PIDS_LIMIT  # API 1.41; the SDK has no argument
-    return limits
 
-
-def _config(client: docker.DockerClient, launch: Launch, made: list[tuple[str, str]]) -> Any:
+def _config(engine: DockerEngine, launch: Launch, made: list[tuple[str, str]]) -> Json:
     """The run's spec as a Swarm config, read-only at the layout's spec path."""
-    import docker
-
     name = f"{launch.name}-spec"
-    found = client.api.create_config(name, (launch.run_dir / "spec.json").read_bytes(),
-                                     labels=dict(launch.labels))["ID"]
+    found = engine.create_config(name, (launch.run_dir / "spec.json").read_bytes(),
+                                 dict(launch.labels))
     made.append(("config", found))
-    return docker.types.ConfigReference(found, name, filename=SWARM_LAYOUT.spec,
-                                        uid=str(NON_ROOT_ID), gid=str(NON_ROOT_ID), mode=0o444)
+    return {"ConfigID": found, "ConfigName": name, "File": _file(SWARM_LAYOUT.spec, 0o444)}
 
 
-def _secrets(client: docker.DockerClient, launch: Launch, made: list[tuple[str, str]]) -> list[Any]:
+def _secrets(engine: DockerEngine, launch: Launch, made: list[tuple[str, str]]) -> list[Json]:
     """The run's secrets as Swarm secrets: files only the task's user reads, never in its
     environment nor in the service's spec (which names them only)."""
-    import docker
-
     references = []
     for path in sorted((launch.run_dir / "secrets").iterdir()):
         name = f"{launch.name}-{path.name}"
-        found = client.api.create_secret(name, path.read_bytes(), labels=dict(launch.labels))["ID"]
+        found = engine.create_secret(name, path.read_bytes(), dict(launch.labels))
         made.append(("secret", found))
-        references.append(docker.types.SecretReference(
-            found, name, filename=path.name, uid=str(NON_ROOT_ID), gid=str(NON_ROOT_ID),
-            mode=0o400))
+        references.append({"SecretID": found, "SecretName": name,
+                           "File": _file(path.name, 0o400)})
     return references
+
+
+def _file(name: str, mode: int) -> dict[str, Json]:
+    """Where a secret or config is mounted in the task, owned by the task's user."""
+    return {"Name": name, "UID": str(NON_ROOT_ID), "GID": str(NON_ROOT_ID), "Mode": mode}
 
 
 def run_image_context(base: str, runtime: Path, code: Path) -> bytes:
@@ -498,7 +506,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _stream(lines: Any, what: str) -> str | None:
+def _stream(lines: Iterator[dict[str, Json]], what: str) -> str | None:
     """Read a build's or a push's progress to its end; the pushed digest, if any."""
     digest = None
     for line in lines:
@@ -509,10 +517,13 @@ def _stream(lines: Any, what: str) -> str | None:
     return digest
 
 
-def _quietly(action: Any, *args: Any) -> None:
+def _quietly(action: Callable[[str], None], name: str) -> None:
     """Remove what may be gone already (or be going)."""
-    import docker
+    with contextlib.suppress(*Unreachable):
+        action(name)
 
-    with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
-        action(*args)
+
+def _removal(engine: DockerEngine, kind: str) -> Callable[[str], None]:
+    """How to remove a secret or a config (`kind`)."""
+    return engine.remove_secret if kind == "secret" else engine.remove_config
 
