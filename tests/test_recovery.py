@@ -603,7 +603,7 @@ def test_follow_of_a_run_that_completes(repo: Path) -> None:
     started = runyard("run", "nap", "-p", "pause=2", "-p", "a=7", "--detach", cwd=repo)
     assert started.returncode == 0, started.stderr
     uid = started.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"[0-9a-f]{17}", uid), started.stdout
+    assert re.fullmatch(r"[0-9a-f]{16}", uid), started.stdout
     # the detached runner (HOST/PID:START), to wait for its end below
     host, _, rest = (repo / ".runyard" / "live" / f"{uid}.runner").read_text().strip().rpartition("/")
     pid, ticks = map(int, rest.split(":"))

@@ -76,7 +76,7 @@ def scheduled_runs(repo: Path, job: str) -> list[dict[str, Any]]:
     records = [yaml.safe_load(show(repo, path)) for path in listing.stdout.split()
                if path.endswith("/run.yaml")]
     mine = [r for r in records if r["metadata"]["job"] == job]
-    return sorted(mine, key=lambda r: r["metadata"]["uid"])
+    return sorted(mine, key=lambda r: (r["status"]["start"] or "", r["metadata"]["uid"]))
 
 
 def details(repo: Path, job: str) -> list[str]:
