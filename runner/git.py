@@ -150,7 +150,47 @@ def update_ref(git_dir: Path, ref: str, new: str, old: str | None) -> bool:
     return run("update-ref", ref, new, old or ZERO, git_dir=git_dir).ok
 
 
-class RefMover:
+class _GitProcess:
+    """One long-lived git process of a repository, fed requests on its input: started by
+    the first request, stopped by `close()` (a later request starts it again)."""
+
+    _ARGS: ClassVar[list[str]]
+    _KILL_ON_STOP: ClassVar[bool] = False  # rather than let it end when its input does
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(_command(self._ARGS, self.git_dir),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, env=_environment())
+        return self._process
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None and process.stdout is not None
+        if self._KILL_ON_STOP and process.poll() is None:
+            process.kill()
+        with contextlib.suppress(BrokenPipeError):  # a request it never got: no one to tell
+            process.stdin.close()  # its input ends: git ends
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+class RefMover(_GitProcess):
     """`update_ref` for one repository through one `git update-ref --stdin` process, a
     transaction per move: started by the first move, stopped by `close()`. git ends that
     process when a transaction fails (a lost race); the move is then tried once more as
@@ -158,12 +198,11 @@ class RefMover:
     without transactions (before 2.27) gets `update_ref` for every move. Threads may share
     it; it makes one move at a time."""
 
+    _ARGS: ClassVar[list[str]] = ["update-ref", "--stdin"]
     _ANSWERS: ClassVar[list[bytes]] = [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]
 
     def __init__(self, git_dir: Path) -> None:
-        self.git_dir = git_dir
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__(git_dir)
         self._transactions = True
 
     def move(self, ref: str, new: str, old: str | None) -> bool:
@@ -188,30 +227,6 @@ class RefMover:
         self._stop()
         return False
 
-    def _started(self) -> subprocess.Popen[bytes]:
-        if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(_command(["update-ref", "--stdin"], self.git_dir),
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             stderr=subprocess.DEVNULL, env=_environment())
-        return self._process
-
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
-
-    def _stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        assert process.stdin is not None and process.stdout is not None
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.close()  # its input ends: git ends
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
 
 
 # trees
@@ -305,15 +320,13 @@ class GitObject(NamedTuple):
 _AHEAD = 64  # names sent before their answers are read: ~6 KiB, far below a pipe's 64 KiB
 
 
-class ObjectReader:
+class ObjectReader(_GitProcess):
     """Objects of one repository, read through one `git cat-file --batch` process: started
     by the first read, stopped by `close()` or the end of a `with` block (a later read
     starts it again). Threads may share it; it answers one request at a time."""
 
-    def __init__(self, git_dir: Path) -> None:
-        self.git_dir = git_dir
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+    _ARGS: ClassVar[list[str]] = ["cat-file", "--batch"]
+    _KILL_ON_STOP: ClassVar[bool] = True  # an answer may be half read: no waiting for it
 
     def read(self, name: str, limit: int | None = None) -> GitObject | None:
         """The object `name` names (an id, or `REV:PATH`), or None when there is none.
@@ -406,29 +419,6 @@ class ObjectReader:
             return object_id, GitObject(kind, int(size), None)
         data = process.stdout.read(int(size) + 1)  # and the newline after it
         return object_id, GitObject(kind, int(size), data[:-1])
-
-    def _started(self) -> subprocess.Popen[bytes]:
-        if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(_command(["cat-file", "--batch"], self.git_dir),
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             env=_environment())
-        return self._process
-
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
-
-    def _stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        assert process.stdin is not None and process.stdout is not None
-        process.stdout.close()
-        with contextlib.suppress(BrokenPipeError):  # a request it never got: no one to tell
-            process.stdin.close()
 
     def __enter__(self) -> ObjectReader:
         return self
