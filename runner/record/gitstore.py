@@ -98,9 +98,9 @@ class GitStore:
                             folders_only=True) if commit else None
         return [entry.path for entry in entries or []]
 
-    def files(self, path: str) -> list[str]:
+    def files(self, path: str, commit: str | None = None) -> list[str]:
         """Every file below the folder `path` of the branch, at any depth, relative to it."""
-        commit = self.tip()
+        commit = commit or self.tip()
         entries = list_tree(self.git_dir, f"{commit}:{path}", recursive=True) if commit else None
         return [entry.path for entry in entries or [] if entry.kind == "blob"]
 

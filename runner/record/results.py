@@ -187,10 +187,15 @@ class ResultsBranch:
         kept = rows if children else [row for row in rows if not row.parent]
         return Listing(_newest_first(kept), [note, *problems])
 
+    def all_records(self, commit: str | None = None) -> list[tuple[str, RunRecord | RunyardError]]:
+        """Every run's uid and its record, or what is wrong with it, as of `commit` (the
+        tip), read in one stream of requests."""
+        uids = self.uids(commit)
+        return list(zip(uids, self.read_all(uids, commit), strict=True))
+
     def _rows_from_records(self, commit: str | None = None) -> tuple[list[IndexRow], list[str]]:
         rows, problems = [], []
-        uids = self.uids(commit)
-        for uid, read in zip(uids, self.read_all(uids, commit), strict=True):
+        for uid, read in self.all_records(commit):
             if isinstance(read, RunRecord):
                 rows.append(row_of(read))
             else:
@@ -248,9 +253,20 @@ class ResultsBranch:
 
     def pushes(self) -> list[PushRecord]:
         """Every push record (both layouts), the newest received first."""
-        found = [self._push(f"pushes/{path}") for path in self.store.files("pushes")]
-        return sorted((push for push in found if push is not None),
-                      key=lambda push: push.received or "", reverse=True)
+        found = []
+        for _, push in self.push_records():
+            if isinstance(push, RunyardError):
+                raise push
+            found.append(push)
+        return sorted(found, key=lambda push: push.received or "", reverse=True)
+
+    def push_records(self, commit: str | None = None
+                     ) -> list[tuple[str, PushRecord | RunyardError]]:
+        """Every push record (both layouts) by its path, or what is wrong with it, as of
+        `commit` (the tip), read in one stream of requests."""
+        paths = [f"pushes/{path}" for path in self.store.files("pushes", commit)]
+        return [(path, _parsed_push(path, raw))
+                for path, raw in zip(paths, self.store.read_all(paths, commit), strict=True) if raw]
 
     def _push(self, path: str) -> PushRecord | None:
         raw = self.store.read(path)
@@ -275,6 +291,13 @@ def _parsed(uid: str, raw: bytes | None, branch: str) -> RunRecord | RunyardErro
         return RunyardError(f"no run {uid!r} on branch {branch}")
     try:
         return RunRecord.from_yaml(raw, f"run {uid}")
+    except RunyardError as error:
+        return error
+
+
+def _parsed_push(path: str, raw: bytes) -> PushRecord | RunyardError:
+    try:
+        return PushRecord.from_yaml(raw, f"push {path}")
     except RunyardError as error:
         return error
 

@@ -57,21 +57,17 @@ def read_snapshot(results: ResultsBranch) -> Snapshot:
     """Every run and push record of the branch (the one place the report reads records), all
     read at one commit, in one stream of requests."""
     tip = results.store.tip()
-    uids = results.uids(tip)
-    runs, problems = [], []
-    for uid, read in zip(uids, results.read_all(uids, tip), strict=True):
+    runs, pushes, problems = [], [], []
+    for uid, read in results.all_records(tip):
         if isinstance(read, RunyardError):
             problems.append(Problem(f"{run_folder(uid)}/run.yaml", str(read)))
         else:
             runs.append(read)
-    paths = [f"pushes/{path}" for path in results.store.files("pushes")]
-    pushes = []
-    for path, raw in zip(paths, results.store.read_all(paths, tip), strict=True):
-        try:
-            if raw:
-                pushes.append(PushRecord.from_yaml(raw, f"push {path}"))
-        except RunyardError as error:
-            problems.append(Problem(path, str(error)))
+    for path, push in results.push_records(tip):
+        if isinstance(push, RunyardError):
+            problems.append(Problem(path, str(push)))
+        else:
+            pushes.append(push)
     pushes.sort(key=lambda push: push.received or "", reverse=True)
     runs.sort(key=lambda run: (run.status.start or "", run.metadata.uid), reverse=True)
     return Snapshot(results.branch, tip, tuple(runs), tuple(pushes), tuple(problems))
