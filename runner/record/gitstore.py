@@ -143,11 +143,12 @@ class GitStore:
         """Add or replace `files` (path -> content; None removes it) in one commit on the branch.
         `derived` adds the files that depend on what the branch holds (an index): it is given
         a reader of the commit the new one builds on, again on every retry."""
-        blobs = self._blobs(files)
+        given = self._blobs(files)
         for attempt in range(attempts):
             parent = self.head()
-            if derived is not None:
-                blobs = {**blobs, **self._blobs(derived(AtCommit(self.reader, parent)))}
+            # derived anew on each attempt: what an earlier attempt derived is not kept
+            blobs = given if derived is None else {
+                **given, **self._blobs(derived(AtCommit(self.reader, parent)))}
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
