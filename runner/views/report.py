@@ -24,7 +24,7 @@ from runner.record.model import Artifact, PushRecord, RunRecord, StepSummary
 from runner.record.results import ResultsBranch, run_folder, unique_prefixes
 from runner.views.previews import IMAGE_TYPES, Preview, ReadHead, file_type, preview
 from runner.views.pushes import PushRow, push_rows
-from runner.views.runs import Query, RunRow, list_runs, value_text
+from runner.views.runs import Query, RunRow, list_runs, number, value_text
 
 LOG_TAIL = 256 * 1024  # of a log, the page shows the end
 SHOWN = 20  # pushes, and runs of no job, on the overview
@@ -195,12 +195,6 @@ def _series(runs: Sequence[RunRecord], key: str) -> tuple[Point, ...]:
     points = [Point(r.metadata.uid, r.spec.revision[:12], r.status.start or "", value)
               for r in runs if (value := number(r.status.results.get(key))) is not None]
     return tuple(sorted(points, key=lambda point: point.start))
-
-
-def number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        return None
-    return float(value)
 
 
 # --- a job -------------------------------------------------------------------------------------

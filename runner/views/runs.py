@@ -110,17 +110,18 @@ def _ordered(rows: list[IndexRow], query: Query) -> list[IndexRow]:
     sort = query.sort
     if sort is None:
         return rows
-    having = [row for row in rows if _number(row.results.get(sort.result)) is not None]
-    lacking = [row for row in rows if _number(row.results.get(sort.result)) is None]
-    having.sort(key=lambda row: _number(row.results.get(sort.result)) or 0.0,
+    having = [row for row in rows if number(row.results.get(sort.result)) is not None]
+    lacking = [row for row in rows if number(row.results.get(sort.result)) is None]
+    having.sort(key=lambda row: number(row.results.get(sort.result)) or 0.0,
                 reverse=sort.descending)
     return having + lacking
 
 
-def _number(value: object) -> float | None:
+def number(value: object) -> float | None:
+    """A result or param as a number to sort or chart by; None for a text, a bool or NaN."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return None if value != value else float(value)  # NaN is no number to sort by
+    return None if value != value else float(value)
 
 
 # --- rendering ---------------------------------------------------------------------------------
