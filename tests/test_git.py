@@ -9,6 +9,7 @@ import pytest
 
 from runner import git as rgit
 from runner.errors import RunyardError
+from runner.record import gitstore
 from runner.record.results import ResultsBranch, run_folder
 from tests.helpers import bare_clone, commit_all, git, make_repo
 
@@ -99,6 +100,27 @@ def test_the_results_branch_reads_through_one_process(work: Path) -> None:
     finally:
         results.close()
     assert _cat_files(git_dir) == []
+
+
+def test_many_reads_at_once_read_what_one_read_each_would(work: Path) -> None:
+    """Over _LISTED_OVER paths, the store finds objects through a listing of their folders:
+    the same answers as a read each, for files, folders, missing paths and older commits."""
+    git_dir = work / ".git"
+    results = ResultsBranch(git_dir, "results")
+    store = results.store
+    first = store.commit({f"runs/{n % 7}/{n}/run.yaml": f"run {n}".encode() for n in range(100)}, "one")
+    store.commit({"runs/0/0/run.yaml": b"changed", "runs/0/0/log.txt": b"log", "top": b"t"}, "two")
+    paths = [f"runs/{n % 7}/{n}/run.yaml" for n in range(100)] + [
+        "runs/0/0/log.txt", "runs/0/1/run.yaml", "runs/0", "runs", "top", "nowhere/x",
+        "runs/0/0/run.yaml/deeper", "runs/../top"]
+    try:
+        for commit in (None, first):
+            assert len(paths) > gitstore._LISTED_OVER
+            assert store.read_all(paths, commit) == [store.read(path, commit) for path in paths]
+        assert store.read_all(paths)[0] == b"changed"
+        assert store.read_all(paths, first)[0] == b"run 0"
+    finally:
+        results.close()
 
 
 def test_the_reader_resolves_a_commit_as_rev_parse_does(work: Path) -> None:

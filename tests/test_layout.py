@@ -6,7 +6,7 @@ a stage of the flow, and imports that only go down it.
                   views  ->  record, plan  ->  project
     runtime: alone (stdlib only; it runs inside images that have no runyard)
 
-`runner.errors` and `runner.git` are beneath every stage. Imports inside functions
+`runner.errors`, `runner.git` and `runner.forked` are beneath every stage. Imports inside functions
 (lazy imports) are the command line's alone: elsewhere a module's imports are at its
 top, where a reader sees what it depends on.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 RUNNER = Path(__file__).resolve().parents[1] / "runner"
-BASE = {"errors", "git"}
+BASE = {"errors", "git", "forked"}
 HUB_CONTENT = RUNNER / "hub" / "default"  # the functions runyard ships: code of projects, not of runyard
 # what each stage may import of the package, besides itself and BASE
 MAY_IMPORT = {

@@ -217,13 +217,20 @@ def test_the_runner_commits_the_report_with_each_push_record(pushed: Remote) -> 
         assert f'data-job="{run["job"]}"' in index
         assert read(pushed.bare, f"report/{run_page(run['uid'])}") is not None
     assert read(pushed.bare, "report/assets/plotly.min.js") is not None
+    pages = {run["uid"]: _blob(pushed.bare, f"report/{run_page(run['uid'])}") for run in first["runs"]}
     sha = pushed.append("README.md", "\nMore words.\n", "docs only")
     pushed.push("main")
     assert pushed.wait(sha)["status"] == "nothing-to-run"
     # written in the push record's commit: the report never lags the record it shows
     index = read(pushed.bare, "report/index.html") or ""
     assert sha[:12] in index and "did not need it" in index
+    # a run's page did not change, so the push stored no new copy of it
+    assert {uid: _blob(pushed.bare, f"report/{run_page(uid)}") for uid in pages} == pages
     fsck_clean(pushed.bare)
+
+
+def _blob(bare: Path, path: str) -> str:
+    return git(bare, "rev-parse", f"{BRANCH}:{path}").strip()
 
 
 def test_a_huge_artifact_is_previewed_by_its_head_and_not_copied(results: ResultsBranch,

@@ -18,11 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
 
-from runner.git import ObjectReader, RefMover, list_tree
+from runner.git import GitObject, ObjectReader, RefMover, list_tree
 
 _TREE, _BLOB = b"40000", b"100644"
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
 Derive = Callable[["AtCommit"], Mapping[str, bytes | None]]
+# Reads of more paths than this find their objects through one listing of their folders:
+# git resolves `COMMIT:PATH` by walking (and inflating) every tree along the path each time.
+_LISTED_OVER = 64
 
 
 class AtCommit:
@@ -49,6 +52,7 @@ class GitStore:
         self.objects = git_dir / "objects"
         self.reader = ObjectReader(git_dir)
         self.refs = RefMover(git_dir)
+        self._listed: tuple[str, dict[str, dict[str, str]]] = ("", {})  # commit, folder -> ids
 
     def close(self) -> None:
         """Stop the processes reads and commits go through (the next starts them again)."""
@@ -109,8 +113,26 @@ class GitStore:
         commit = commit or self.tip()
         if commit is None:
             return [None] * len(paths)
-        found = self.reader.read_all([f"{commit}:{path}" for path in paths])
-        return [item.data if item is not None and item.kind == "blob" else None for item in found]
+        if len(paths) <= _LISTED_OVER:
+            return [_data(found) for found in self.reader.read_all([f"{commit}:{path}" for path in paths])]
+        names = [self._object_name(commit, path) for path in paths]
+        read = iter(self.reader.read_all([name for name in names if name]))
+        return [_data(next(read)) if name else None for name in names]
+
+    def _object_name(self, commit: str, path: str) -> str | None:
+        """What names the file at `path` for git: its id, from one listing of its top folder
+        a commit (kept for the newest commit asked about); None when there is no file."""
+        folder, slash, rest = path.partition("/")
+        if not slash:
+            return f"{commit}:{path}"
+        if self._listed[0] != commit:
+            self._listed = (commit, {})
+        listed = self._listed[1]
+        if folder not in listed:
+            entries = list_tree(self.git_dir, f"{commit}:{folder}", recursive=True) or []
+            listed[folder] = {entry.path: entry.object_id for entry in entries
+                              if entry.kind == "blob"}
+        return listed[folder].get(rest)
 
     def contents(self, path: str) -> dict[str, bytes]:
         """The files directly in the folder `path` of the branch, name -> content, read
@@ -236,6 +258,10 @@ class GitStore:
         if found is None or found.data is None:
             raise FileNotFoundError(f"no object {sha.hex()} in {self.git_dir}")
         return found.data
+
+
+def _data(found: GitObject | None) -> bytes | None:
+    return found.data if found is not None and found.kind == "blob" else None
 
 
 def _entries(tree: bytes) -> Entries:

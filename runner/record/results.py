@@ -25,6 +25,7 @@ from urllib.parse import quote
 import yaml
 
 from runner.errors import RunyardError
+from runner.forked import forked_map
 from runner.record import index
 from runner.record.gitstore import AtCommit, GitStore
 from runner.record.index import IndexRow, row_of
@@ -32,6 +33,7 @@ from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, du
 
 RUNNING = "index/running"  # one file per running run, naming its runner
 MIN_PREFIX = 7  # characters of a uid shown, as git shows commits
+PARSED_A_PROCESS = 1000  # records parsed a process, at least, when there are many to parse
 
 
 def new_uid() -> str:
@@ -162,7 +164,11 @@ class ResultsBranch:
                  ) -> list[RunRecord | RunyardError]:
         """The record of each uid, or what is wrong with it; read in one stream of requests."""
         raws = self.store.read_all([f"{run_folder(uid)}/run.yaml" for uid in uids], commit)
-        return [_parsed(uid, raw, self.branch) for uid, raw in zip(uids, raws, strict=True)]
+
+        def parse(found: Sequence[tuple[str, bytes | None]]) -> list[RunRecord | RunyardError]:
+            return [_parsed(uid, raw, self.branch) for uid, raw in found]
+
+        return forked_map(parse, list(zip(uids, raws, strict=True)), PARSED_A_PROCESS)
 
     def indexed(self) -> bool:
         """Whether the branch's index holds every run (see runner.record.index)."""

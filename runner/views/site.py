@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jinja2
 
 from runner.errors import RunyardError
+from runner.forked import forked_map
 from runner.git import Repository
 from runner.project.loader import load_project
 from runner.project.model import Pipeline
@@ -44,6 +45,8 @@ from runner.views.runs import duration_text, value_text
 
 OBJECT_LIMIT = 2 << 20  # an artifact larger than this is not copied into the site
 LOGS_AT_ONCE = 256  # logs read ahead of the run pages that show them (a log is 16 MiB at most)
+PAGES_AT_ONCE = 5000  # pages rendered before they are handed on (they are held until then)
+PAGES_A_PROCESS = 500  # pages rendered a process, at least, when there are many
 ASSETS = ("report.css", "report.js", "live.js")
 PLOTLY = "plotly.min.js"
 
@@ -55,6 +58,7 @@ class Readers(NamedTuple):
     head: ReadHead
     object_path: Callable[[str], Path | None]  # the stored file of a content hash
     definitions: Definitions | None = None
+    close: Callable[[], None] = lambda: None  # stop the git processes reads went through
 
 
 def templates() -> jinja2.Environment:
@@ -102,9 +106,12 @@ class Site:
             return None
         template, values = page
         root = "../" * path.count("/")
+        # the tip only where it belongs: a page that shows what did not change stays the same
+        # file, so the report committed with each push adds only the pages that changed
+        tip = self.snapshot.tip if self.live or path == "index.html" else None
         return self.env.get_template(template).render(
-            root=root, live=self.live, branch=self.snapshot.branch, tip=self.snapshot.tip,
-            path=path, **values).encode()
+            root=root, live=self.live, branch=self.snapshot.branch, tip=tip, path=path,
+            **values).encode()
 
     def _page(self, path: str, logs: Mapping[str, bytes] | None) -> tuple[str, dict[str, Any]] | None:
         if path == "index.html":
@@ -153,20 +160,26 @@ class Site:
         return target if target is not None and target in self.objects() else None
 
     def files(self) -> Iterator[tuple[str, bytes]]:
-        """Every file of the site: its pages, assets and copies of artifacts."""
-        for page in ["index.html", *self.job_paths, *self.compare_paths]:
-            yield page, self.render(page) or b""
-        runs = list(self.run_paths.items())
-        for at in range(0, len(runs), LOGS_AT_ONCE):
-            batch = runs[at:at + LOGS_AT_ONCE]
-            uids = [record.metadata.uid for _, record in batch]
-            logs = dict(zip(uids, self.readers.logs(uids), strict=True))
-            for page, _ in batch:
-                yield page, self.render(page, logs) or b""
+        """Every file of the site: its pages (rendered by a process a core when there are
+        many), assets and copies of artifacts."""
+        pages = self.pages()
+        for at in range(0, len(pages), PAGES_AT_ONCE):
+            self.readers.close()  # each process reads the logs of its pages through its own git
+            yield from forked_map(lambda share: list(self.page_files(share)),
+                                  pages[at:at + PAGES_AT_ONCE], PAGES_A_PROCESS)
         for name in (*ASSETS, PLOTLY):
             yield f"assets/{name}", self.asset(name) or b""
         for target, stored in self.objects().items():
             yield target, stored.read_bytes()
+
+    def page_files(self, pages: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """The pages at `pages`; the logs of run pages read some at a time."""
+        for at in range(0, len(pages), LOGS_AT_ONCE):
+            batch = pages[at:at + LOGS_AT_ONCE]
+            uids = [self.run_paths[page].metadata.uid for page in batch if page in self.run_paths]
+            logs = dict(zip(uids, self.readers.logs(uids), strict=True))
+            for page in batch:
+                yield page, self.render(page, logs) or b""
 
 
 def write_site(site: Site, folder: Path) -> int:
@@ -201,7 +214,7 @@ def readers_for(results: ResultsBranch, store: ArtifactStore | None,
             return handle.read(limit)
 
     return Readers(results.logs, head, object_path,
-                   _definitions(repo, prefix) if repo is not None else None)
+                   _definitions(repo, prefix) if repo is not None else None, results.close)
 
 
 def _definitions(repo: Repository, prefix: str) -> Definitions:
