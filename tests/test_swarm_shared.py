@@ -37,6 +37,7 @@ pytestmark = pytest.mark.docker
 
 NAME = f"ryshared-{secrets.token_hex(3)}"
 ARTIFACT_LIMIT = 1 << 20
+DISK_LIMIT = 8 << 20
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +49,12 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, swarm_ready: None,
          shared: Path) -> Iterator[Path]:
-    """The swarm test project with `execution.shared`, and a 1 MiB limit per artifact."""
+    """The swarm test project with `execution.shared`, a 1 MiB limit per artifact and an
+    8 MiB scratch disk."""
     path = swarm_project(tmp_path_factory.mktemp("swarm-shared") / "project", NAME)
     with_shared(path, shared)
     with (path / "project.yaml").open("a") as handle:
-        handle.write(f"limits: {{artifact: {ARTIFACT_LIMIT}}}\n")
+        handle.write(f"limits: {{artifact: {ARTIFACT_LIMIT}, disk: {DISK_LIMIT}}}\n")
     commit_all(path, "staged in a shared folder")
     yield path
     untag_images(path)
@@ -94,13 +96,14 @@ def test_staged_in_the_shared_folder_matches_docker(repo: Path, shared: Path) ->
     lost = shared / "runs" / f"{socket.gethostname()}-{2**22 + 1}-1"  # no such pid
     (lost / "uid-1" / "scratch" / "outputs").mkdir(parents=True)
     (lost / "uid-1" / "scratch" / "outputs" / "results.json").write_text("{}")
-    args = ("staged", "-i", "table=data/table.csv", "-p", "seconds=2")
+    args = ("staged", "-i", "table=data/table.csv", "-p", "seconds=2", "-p", f"fill={2 * DISK_LIMIT}")
     template, on_swarm, printed = run_inspected(repo, *args, name=NAME)
     on_docker = run_json(repo, *args, "--backend", "docker")["status"]
     assert on_swarm["state"] == "completed", on_swarm
     assert on_swarm["results"] == on_docker["results"]
-    assert set(on_swarm["results"]) == {"table", "tmp_in_tmpdir"}
+    assert set(on_swarm["results"]) == {"table", "tmp_in_tmpdir", "filled"}
     assert on_swarm["results"]["tmp_in_tmpdir"] is True
+    assert on_swarm["results"]["filled"] is False  # the working folder stops at the disk limit
     assert [(a["key"], a["hash"]) for a in on_swarm["artifacts"]] == \
         [(a["key"], a["hash"]) for a in on_docker["artifacts"]]
     mounts = {mount["Target"]: mount for mount in template["ContainerSpec"]["Mounts"]}
@@ -110,7 +113,7 @@ def test_staged_in_the_shared_folder_matches_docker(repo: Path, shared: Path) ->
     assert mounts["/runyard/inputs"].get("ReadOnly") is True
     assert not mounts["/runyard/outputs"].get("ReadOnly")
     for target in ("/runyard/work", "/tmp"):
-        assert in_memory(mounts[target]) == f"size={2 << 30}"  # the disk limit
+        assert in_memory(mounts[target]) == f"size={DISK_LIMIT}"
     assert not any(c.startswith("node.id") for c in
                    template.get("Placement", {}).get("Constraints", [])), template["Placement"]
     assert "pinned" not in printed

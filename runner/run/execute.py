@@ -199,9 +199,9 @@ def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[tuple[Path, P
 
 
 def _stage(staged: Path) -> None:
-    """An attempt's inputs/ and scratch/outputs/ in the shared folder: the outputs the task's
-    user's alone (other users of the nodes may see the shared folder)."""
-    staged.mkdir(mode=0o755)
+    """An attempt's inputs/ and scratch/outputs/ in the shared folder, out of sight of other
+    users of the nodes (the task sees only its mounts), the outputs its user's."""
+    staged.mkdir(mode=0o700)
     (staged / "inputs").mkdir(mode=0o755)
     outputs = staged / "scratch" / "outputs"
     outputs.mkdir(parents=True, mode=0o700)

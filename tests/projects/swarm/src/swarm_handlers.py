@@ -34,12 +34,24 @@ def reach(context, host: str = "172.17.0.1", port: int = 5000):
         return {"reached": False, "error": type(error).__name__}
 
 
-def staged(context, seconds: float = 0):
-    """Read the inputs, write in the working and temporary folders, leave an artifact made
-    there; then nap (a moment to `docker service inspect` the run)."""
+def staged(context, seconds: float = 0, fill: int = 0):
+    """Read the inputs, write in the working and temporary folders (`fill` bytes into the
+    working folder: whether its disk stops that), leave an artifact made there; then nap
+    (a moment to `docker service inspect` the run)."""
     import hashlib
     import os
     import tempfile
+
+    if fill:
+        try:
+            with open("filler", "wb") as handle:
+                for _ in range(fill // 65536):
+                    handle.write(b"0" * 65536)
+                    handle.flush()
+            context.log_result("filled", True)
+        except OSError:
+            context.log_result("filled", False)
+        os.remove("filler")
 
     for name, item in sorted(context.inputs.items()):
         with open(item.local_path(), "rb") as handle:
