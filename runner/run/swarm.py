@@ -37,7 +37,7 @@ from runner.build.engine import (
     registry_config,
 )
 from runner.errors import RunyardError
-from runner.project.model import Resources
+from runner.project.model import Limits, Resources
 from runner.record.owner import Owner
 from runner.run.backends import (
     CONTAINER_LAYOUT,
@@ -152,7 +152,8 @@ class SwarmBackend:
 
     name = "swarm"
 
-    def __init__(self, engine: DockerEngine, registry: str, *, scratch_size: int,
+    def __init__(self, engine: DockerEngine, registry: str, *,
+                 scratch_size: int = Limits().disk,
                  pending_timeout: float = 60.0, poll: float = 0.2) -> None:
         problem = swarm_problem(engine)
         if problem:
