@@ -55,6 +55,7 @@ PIDS_LIMIT = 4096
 FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
 WAITING_STATES = frozenset({"new", "pending", "allocated"})  # not yet on a node
 LAYER_LABEL = "dev.runyard.layer"
+NODE_CHECK_EVERY = 1.0  # seconds between two looks at the node a task is on
 
 
 class TaskState(NamedTuple):
@@ -148,7 +149,8 @@ class SwarmBackend:
     name = "swarm"
 
     def __init__(self, engine: DockerEngine, registry: str, *,
-                 pending_timeout: float = 60.0, poll: float = 0.2) -> None:
+                 pending_timeout: float = 60.0, node_grace: float = 30.0,
+                 poll: float = 0.2) -> None:
         problem = swarm_problem(engine)
         if problem:
             raise RunyardError(problem)
@@ -156,6 +158,8 @@ class SwarmBackend:
         self.registry = registry
         # How long a task may find no node for it (at most its own timeout): nodes may join.
         self.pending_timeout = pending_timeout
+        # How long a run's node may be down before the run is given up: it may come back.
+        self.node_grace = node_grace
         self.hostnames: dict[str, str] = {}
         self.poll = poll
         self.images: dict[tuple[str, str], str] = {}  # (environment image, code dir) -> pinned
@@ -317,10 +321,12 @@ class SwarmBackend:
         return [self.engine.networks({"name": [ISOLATED_NETWORK]})[0]["Id"]]
 
     def _wait(self, service: str, launch: Launch) -> Exit:
-        """The task's end: its exit code, and why it ended early (timeout, oom, interrupted)."""
+        """The task's end: its exit code, and why it ended early (timeout, oom, interrupted,
+        its node drained or gone)."""
         timeout = launch.resources.timeout
         waiting_since = time.monotonic()
         started: float | None = None
+        watch = NodeWatch(self.node_grace)
         while True:
             if self.stopping.is_set():
                 return Exit(None, "interrupted")
@@ -340,6 +346,11 @@ class SwarmBackend:
             if started is not None and timeout and now - started > timeout:
                 # run() removes the service, once the log is read to this moment
                 return Exit(None, "timeout", placed=Placed(task.node, service, ""))
+            if task.node and task.state not in WAITING_STATES and watch.due(now):
+                lost = watch.judge(task.node, self.engine.inspect_node(task.node), now)
+                if lost:  # run() removes the service: retries are runyard's
+                    return Exit(None, "node", f"{lost}: the run was stopped",
+                                Placed(task.node, service, ""))
             time.sleep(self.poll)
 
     def _unplaced(self, task: TaskState, launch: Launch, waited: float) -> str | None:
@@ -364,12 +375,22 @@ class SwarmBackend:
         if task.state == "complete":  # some engines leave a zero exit code out
             return Exit(task.exit_code or 0, placed=placed)
         if task.state != "failed" or task.exit_code is None:  # it did not end by itself
-            why = {"shutdown": "shut the run's task down (its node was drained or left)",
-                   "orphaned": "lost the run's task (its node is unreachable)"}.get(
-                       task.state, f"{task.state} the run's task")
-            return Exit(None, "engine", f"the swarm {why}: {task.error or 'no reason given'}",
-                        placed)
+            return self._taken(task, placed)
         return Exit(task.exit_code, "oom" if self._oom(task, launch) else None, placed=placed)
+
+    def _taken(self, task: TaskState, placed: Placed) -> Exit:
+        """The exit of a task the swarm ended (shut down, orphaned, rejected): reason `node`
+        where its node was drained or left, `engine` otherwise."""
+        said = task.error or "no reason given"
+        done = {"shutdown": "shut down", "remove": "removed"}.get(task.state, task.state)
+        if task.node is not None:
+            trouble = node_trouble(task.node, self.engine.inspect_node(task.node))
+            if trouble or task.state == "orphaned":  # orphaned: its node stayed unreachable
+                why = trouble.why if trouble else (
+                    f"the node {self._hostname(task.node)} the run was on is unreachable")
+                return Exit(None, "node", f"{why}: the swarm {done} the run's task ({said})",
+                            placed)
+        return Exit(None, "engine", f"the swarm {done} the run's task: {said}", placed)
 
     def _oom(self, task: TaskState, launch: Launch) -> bool:
         """Whether the kernel killed the task for its memory: the container says so where it
@@ -379,6 +400,64 @@ class SwarmBackend:
             if found is not None:
                 return bool(found["State"].get("OOMKilled"))
         return task.exit_code == 137 and bool(launch.resources.memory)
+
+
+class NodeTrouble(NamedTuple):
+    """Why a node no longer runs a run's task, and whether that is final (drained, gone) or
+    may pass (down: a node that lost its connection may come back)."""
+
+    why: str
+    final: bool
+
+
+def node_trouble(node_id: str, node: Mapping[str, Any] | None) -> NodeTrouble | None:
+    """What is wrong with the node a task is on (`node`: the engine's GET /nodes/{id}, None
+    once it left the swarm); None while it is ready and active (or paused: a paused node
+    keeps its tasks)."""
+    if node is None:
+        return NodeTrouble(f"the node {node_id} the run was on left the swarm", True)
+    host = (node.get("Description") or {}).get("Hostname") or node_id
+    if (node.get("Spec") or {}).get("Availability") == "drain":
+        return NodeTrouble(f"the node {host} the run was on was drained (availability: drain)",
+                           True)
+    status = node.get("Status") or {}
+    state = status.get("State", "unknown")
+    if state != "ready":
+        said = f": {status['Message']}" if status.get("Message") else ""
+        return NodeTrouble(f"the node {host} the run was on is {state}{said}", False)
+    return None
+
+
+class NodeWatch:
+    """Whether a running task's node still runs it. Swarm (20.10) does not end a job's task
+    on a drained node, and keeps a task `running` while its node is down, for hours: the
+    runner looks at the node itself, and gives a node that is down `grace` seconds to
+    come back."""
+
+    def __init__(self, grace: float, every: float = NODE_CHECK_EVERY) -> None:
+        self.grace, self.every = grace, every
+        self.checked: float | None = None
+        self.down_since: float | None = None
+
+    def due(self, now: float) -> bool:
+        """Whether it is time to look at the node again."""
+        return self.checked is None or now - self.checked >= self.every
+
+    def judge(self, node_id: str, node: Mapping[str, Any] | None, now: float) -> str | None:
+        """Why the run is lost with its node (what node_trouble says, once final or down
+        for the grace period), or None."""
+        self.checked = now
+        trouble = node_trouble(node_id, node)
+        if trouble is None:
+            self.down_since = None
+            return None
+        if trouble.final:
+            return trouble.why
+        if self.down_since is None:
+            self.down_since = now
+        if now - self.down_since < self.grace:
+            return None
+        return f"{trouble.why} (for {self.grace:g} s)"
 
 
 class _Follow:

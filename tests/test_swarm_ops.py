@@ -1,0 +1,190 @@
+"""The swarm backend when the swarm changes under a run: a node drained or gone mid-run.
+
+On the one-node swarm scripts/swarm-setup makes, a node that leaves is simulated by
+draining it while a run's task runs (and made active again at once, in a `finally`:
+other tests share the node). A node that goes down cannot be simulated on one node
+(it is the manager): what the runner makes of one is tested on the engine's own
+description of this node, changed as the engine would say it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runner.run.swarm import NodeWatch, node_trouble
+from tests.test_swarm import (
+    left_behind,
+    project_services,
+    record_path,
+    show,
+    swarm_project,
+    untag_images,
+)
+
+NAME = f"ryswops-{secrets.token_hex(3)}"
+
+pytestmark = pytest.mark.docker
+
+
+def node_id() -> str:
+    return subprocess.run(["docker", "info", "--format", "{{.Swarm.NodeID}}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def this_node() -> dict[str, Any]:
+    found: list[dict[str, Any]] = json.loads(subprocess.run(
+        ["docker", "node", "inspect", "self"], capture_output=True, text=True,
+        check=True).stdout)
+    return found[0]
+
+
+def set_availability(availability: str) -> None:
+    subprocess.run(["docker", "node", "update", "--availability", availability, node_id()],
+                   capture_output=True, check=True)
+
+
+@contextlib.contextmanager
+def drained() -> Iterator[None]:
+    """The node drained; active again on leaving, whatever happened."""
+    try:
+        set_availability("drain")
+        yield
+    finally:
+        set_availability("active")
+        assert this_node()["Spec"]["Availability"] == "active"
+
+
+def running_service(name: str) -> str | None:
+    """The service of project `name` whose task runs, if any."""
+    for service in project_services(name):
+        done = subprocess.run(["docker", "service", "ps", service, "--format",
+                               "{{.CurrentState}}"], capture_output=True, text=True, check=False)
+        if done.stdout.startswith("Running"):
+            return service
+    return None
+
+
+def wait_for(what: str, found: Any, runner: subprocess.Popen[str], limit: float = 120) -> Any:
+    deadline = time.monotonic() + limit
+    while not (value := found()):
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(0.2)
+    return value
+
+
+def start(repo: Path, target: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runner", "run", target, "--json"],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = swarm_project(tmp_path_factory.mktemp("swarmops") / "project", NAME)
+    yield path
+    untag_images(path)
+
+
+# --- a node that leaves mid-run ------------------------------------------------------------
+
+
+def test_a_drained_node_fails_the_run_with_its_reason(repo: Path) -> None:
+    runner = start(repo, "napper")  # naps 60 s
+    try:
+        wait_for("the napper running", lambda: running_service(NAME), runner)
+        with drained():
+            started = time.monotonic()
+            out, err = runner.communicate(timeout=60)
+            took = time.monotonic() - started
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 1, err
+    assert "Traceback" not in err
+    assert took < 20  # the run ended when its node was drained, not when its nap did
+    status = json.loads(out)["status"]
+    host = this_node()["Description"]["Hostname"]
+    assert (status["state"], status["reason"]) == ("failed", "node")
+    assert status["error"] == (f"the node {host} the run was on was drained "
+                               "(availability: drain): the run was stopped")
+    assert status["node"] == host
+    uid = json.loads(out)["metadata"]["uid"]
+    assert "napping" in show(repo, record_path(uid, "log.txt"))
+    assert left_behind(NAME) == []
+
+
+def test_a_retry_runs_again_after_the_node_came_back(repo: Path) -> None:
+    """Retries stay runyard's: the attempt on the drained node is recorded, the next one
+    waits for a node, and runs once the node is active again."""
+    runner = start(repo, "nap-retry")
+    try:
+        first = wait_for("the first attempt running", lambda: running_service(NAME), runner)
+        with drained():
+            wait_for("the first attempt's service removed",
+                     lambda: first not in project_services(NAME), runner, limit=30)
+        out, err = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, err
+    record = json.loads(out)
+    uid = record["metadata"]["uid"]
+    assert (record["status"]["state"], record["metadata"]["attempt"]) == ("completed", 2)
+    earlier = yaml.safe_load(show(repo, record_path(uid, "attempt-1.yaml")))["status"]
+    assert (earlier["state"], earlier["reason"]) == ("failed", "node")
+    assert "was drained" in earlier["error"]
+    assert earlier["service"].startswith(first)  # `service ls` shows ids cut short
+    assert not record["status"]["service"].startswith(first)
+    assert left_behind(NAME) == []
+
+
+# --- what a node's description says --------------------------------------------------------
+
+
+def test_node_trouble_reads_the_engines_node() -> None:
+    node = this_node()
+    host, ident = node["Description"]["Hostname"], node["ID"]
+    assert node_trouble(ident, node) is None  # ready and active
+    paused = copy.deepcopy(node)
+    paused["Spec"]["Availability"] = "pause"  # keeps its tasks
+    assert node_trouble(ident, paused) is None
+    drain = copy.deepcopy(node)
+    drain["Spec"]["Availability"] = "drain"
+    assert node_trouble(ident, drain) == (
+        f"the node {host} the run was on was drained (availability: drain)", True)
+    down = copy.deepcopy(node)
+    down["Status"] = {"State": "down", "Message": "heartbeat failure", "Addr": "10.0.0.2"}
+    assert node_trouble(ident, down) == (
+        f"the node {host} the run was on is down: heartbeat failure", False)
+    assert node_trouble(ident, None) == (f"the node {ident} the run was on left the swarm", True)
+
+
+def test_node_watch_gives_a_down_node_its_grace() -> None:
+    node = this_node()
+    ident = node["ID"]
+    down = copy.deepcopy(node)
+    down["Status"] = {"State": "down", "Message": "heartbeat failure"}
+    watch = NodeWatch(grace=30, every=1)
+    assert watch.due(0)
+    assert watch.judge(ident, down, 0) is None  # down: it may come back
+    assert not watch.due(0.5)
+    assert watch.judge(ident, down, 29) is None
+    assert watch.judge(ident, node, 30) is None  # it came back: the grace starts anew
+    assert watch.judge(ident, down, 31) is None
+    assert watch.judge(ident, down, 60) is None
+    assert watch.judge(ident, down, 61) == (
+        f"the node {node['Description']['Hostname']} the run was on is down: heartbeat "
+        "failure (for 30 s)")
+    assert watch.judge(ident, None, 62) == f"the node {ident} the run was on left the swarm"
