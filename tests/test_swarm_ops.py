@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -24,10 +25,14 @@ import pytest
 import yaml
 
 from runner.run.swarm import NodeWatch, node_trouble
+from tests.helpers import commit_all
 from tests.test_swarm import (
+    REGISTRY,
     left_behind,
     project_services,
     record_path,
+    run_json,
+    runyard,
     show,
     swarm_project,
     untag_images,
@@ -188,3 +193,139 @@ def test_node_watch_gives_a_down_node_its_grace() -> None:
         f"the node {node['Description']['Hostname']} the run was on is down: heartbeat "
         "failure (for 30 s)")
     assert watch.judge(ident, None, 62) == f"the node {ident} the run was on left the swarm"
+
+
+# --- no run image left behind --------------------------------------------------------------
+
+
+def registry_tags(repository: str, registry: str = REGISTRY) -> list[str]:
+    done = subprocess.run(["curl", "-sS", f"http://{registry}/v2/{repository}/tags/list"],
+                          capture_output=True, text=True, check=True)
+    return sorted(json.loads(done.stdout).get("tags") or [])
+
+
+def manifest_status(pinned: str) -> str:
+    """The registry's HTTP status for the manifest of REGISTRY/REPOSITORY@DIGEST."""
+    registry, _, rest = pinned.partition("/")
+    repository, _, digest = rest.partition("@")
+    return subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+         "Accept: application/vnd.docker.distribution.manifest.v2+json",
+         f"http://{registry}/v2/{repository}/manifests/{digest}"],
+        capture_output=True, text=True, check=True).stdout
+
+
+def local_tags(repository: str) -> list[str]:
+    return sorted(subprocess.run(["docker", "images", repository, "--format",
+                                  "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True,
+                                 check=True).stdout.split())
+
+
+def test_prune_removes_old_run_images_here_and_in_the_registry(tmp_path: Path) -> None:
+    name = f"ryswops-{secrets.token_hex(3)}"
+    repo = swarm_project(tmp_path / "project", name)
+    repository = f"runyard/{name}"
+    try:
+        old = run_json(repo, "calc")["status"]["image_digest"]
+        (repo / "src" / "handlers.py").write_text(
+            (repo / "src" / "handlers.py").read_text() + "# a new revision\n")
+        commit_all(repo, "a new revision")
+        new = run_json(repo, "calc")["status"]["image_digest"]
+        assert old != new
+        tags = local_tags(f"{REGISTRY}/{repository}")
+        assert len(tags) == 2 and registry_tags(repository) == [t.rpartition(":")[2]
+                                                               for t in tags]
+        listed = runyard("images", "--json", cwd=repo)
+        assert listed.returncode == 0, listed.stderr
+        layers = {i["tag"]: i for i in json.loads(listed.stdout) if i["layer"]}
+        assert set(layers) == set(tags)
+        assert all(i["functions"] for i in layers.values())  # their environment is in use
+        (old_tag,) = (t for t in tags if layers[t]["created"] == min(
+            i["created"] for i in layers.values()))
+        (new_tag,) = set(tags) - {old_tag}
+
+        pruned = runyard("images", "--prune", cwd=repo)
+        assert pruned.returncode == 0, pruned.stderr
+        assert f"removed {old_tag}\n" in pruned.stdout
+        assert f"deleted {old_tag} from the registry\n" in pruned.stdout
+        assert f"removed {new_tag}" not in pruned.stdout
+        assert f"deleted {new_tag}" not in pruned.stdout
+        assert local_tags(f"{REGISTRY}/{repository}") == [new_tag]
+        assert registry_tags(repository) == [new_tag.rpartition(":")[2]]
+        assert (manifest_status(old), manifest_status(new)) == ("404", "200")
+        again = runyard("images", "--prune", cwd=repo)
+        assert again.returncode == 0, again.stderr
+        assert "removed" not in again.stdout and "deleted" not in again.stdout
+        assert run_json(repo, "calc")["status"]["image_digest"] == new  # still there
+    finally:
+        untag_images(repo)
+
+
+def test_no_run_image_is_left_by_a_run_no_node_takes(tmp_path: Path) -> None:
+    name = f"ryswops-{secrets.token_hex(3)}"
+    repo = swarm_project(tmp_path / "project", name)
+    try:
+        record = run_json(repo, "nowhere", expect=1)
+        assert (record["status"]["state"], record["status"]["reason"]) == ("failed", "unplaced")
+        assert left_behind(name) == []
+        assert local_tags(f"{REGISTRY}/runyard/{name}") == []
+        assert registry_tags(f"runyard/{name}") == []
+    finally:
+        untag_images(repo)
+
+
+@pytest.fixture
+def read_only_registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) in read-only mode: it answers, and
+    refuses every push. Stopped (by its pid) at the end."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    config = tmp_path / "registry.yml"
+    config.write_text(yaml.safe_dump({
+        "version": 0.1, "log": {"level": "warn"}, "http": {"addr": address},
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")},
+                    "maintenance": {"readonly": {"enabled": True}}}}))
+    server = subprocess.Popen(["docker-registry", "serve", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["curl", "-fsS", "-o", "/dev/null", f"http://{address}/v2/"],
+                             capture_output=True, check=False).returncode != 0:
+            assert server.poll() is None and time.monotonic() < deadline, "no registry"
+            time.sleep(0.1)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_registry_refusing_the_push_leaves_nothing(tmp_path: Path,
+                                                     read_only_registry: str) -> None:
+    name = f"ryswops-{secrets.token_hex(3)}"
+    repo = swarm_project(tmp_path / "project", name, registry=read_only_registry)
+    try:
+        done = runyard("run", "calc", "--json", cwd=repo)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        status = json.loads(done.stdout)["status"]
+        assert status["state"] == "failed"
+        assert f"the registry {read_only_registry} refused the image " \
+            f"{read_only_registry}/runyard/{name}:" in status["error"]
+        assert "HTTP 405" in status["error"]  # the read-only registry's answer
+        assert left_behind(name) == []
+        assert local_tags(f"{read_only_registry}/runyard/{name}") == []
+    finally:
+        untag_images(repo)
+
+
+def test_a_registry_that_does_not_delete_says_how(read_only_registry: str) -> None:
+    from runner.build.registry import Registry
+    from runner.errors import RunyardError
+
+    registry = Registry(read_only_registry)
+    assert registry.tags("runyard/none") == []
+    with pytest.raises(RunyardError, match=f"the registry {read_only_registry} does not allow "
+                       "deleting images: set `storage: delete: enabled: true`"):
+        registry.delete("runyard/none", f"sha256:{'0' * 64}")

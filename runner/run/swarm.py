@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import io
 import json
 import tarfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +30,8 @@ from runner.build.engine import (
     registry_auth,
     registry_config,
 )
+from runner.build.inventory import LAYER_LABEL, drop_run_image
+from runner.build.registry import Registry
 from runner.errors import RunyardError
 from runner.project.model import Resources
 from runner.record.owner import Owner
@@ -54,7 +53,6 @@ ISOLATED_NETWORK = "runyard-isolated"  # for `network: none`: an internal overla
 PIDS_LIMIT = 4096
 FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
 WAITING_STATES = frozenset({"new", "pending", "allocated"})  # not yet on a node
-LAYER_LABEL = "dev.runyard.layer"
 NODE_CHECK_EVERY = 1.0  # seconds between two looks at the node a task is on
 
 
@@ -88,31 +86,6 @@ def swarm_problem(engine: DockerEngine) -> str | None:
     return (f"this Docker engine is not part of a swarm (state: {state}): make it a manager "
             "with `docker swarm init --advertise-addr ADDRESS`, then join workers with the "
             "command `docker swarm join-token worker` prints")
-
-
-def registry_problem(registry: str, timeout: float = 5.0) -> str | None:
-    """Why `registry` (HOST:PORT) does not answer as a registry, or None when it does."""
-    errors = []
-    for scheme in ("https", "http"):
-        try:
-            with urllib.request.urlopen(f"{scheme}://{registry}/v2/", timeout=timeout) as answer:
-                status = answer.status
-        except urllib.error.HTTPError as error:  # an answer all the same
-            status = error.code
-            error.close()
-        except (OSError, http.client.HTTPException) as error:
-            errors.append(f"{scheme}: {_failure(error)}")
-            continue
-        if status in (200, 401):  # 401: it answers, and wants a login
-            return None
-        errors.append(f"{scheme}: HTTP {status}")
-    return f"the registry {registry} does not answer ({'; '.join(errors)})"
-
-
-def _failure(error: Exception) -> str:
-    """The name of what went wrong reaching a registry (urllib wraps it in a URLError)."""
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    return type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
 
 
 def remove_service(engine: DockerEngine, service: str) -> None:
@@ -163,6 +136,8 @@ class SwarmBackend:
         self.hostnames: dict[str, str] = {}
         self.poll = poll
         self.images: dict[tuple[str, str], str] = {}  # (environment image, code dir) -> pinned
+        self.pushed: dict[str, str] = {}  # pinned -> its tag here
+        self.placed: set[str] = set()  # the pinned images a task of this runner ran from
         self.image_lock = threading.Lock()
         self.running: set[str] = set()
         self.stopping = threading.Event()  # an interruption: every run ends, none starts
@@ -190,6 +165,8 @@ class SwarmBackend:
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None
+            if node is not None:
+                self.placed.add(image)
             return exit_._replace(placed=Placed(self._hostname(node), service, image))
         except EngineError as error:
             if error.status is None:  # no answer, or none in time
@@ -237,8 +214,12 @@ class SwarmBackend:
             remove_service(self.engine, service)
 
     def close(self) -> None:
-        """Wait for the removal of the finished runs' services, secrets and configs."""
+        """Wait for the removal of the finished runs' services, secrets and configs; then
+        remove the run images no task ran from (no node took their runs): made for nothing."""
         self.removals.shutdown(wait=True)
+        registry = Registry(self.registry)
+        for pinned in set(self.pushed) - self.placed:
+            drop_run_image(self.engine, registry, self.pushed[pinned], pinned)
 
     # --- the image: environment + code + runtime -----------------------------------------
 
@@ -273,6 +254,7 @@ class SwarmBackend:
             raise
         if pushed is None:
             raise RunyardError(f"pushing {repository}:{tag} gave no digest")
+        self.pushed[f"{repository}@{pushed}"] = f"{repository}:{tag}"
         return f"{repository}@{pushed}"
 
     # --- the service ---------------------------------------------------------------------
