@@ -90,8 +90,8 @@ def wait_for(what: str, found: Any, runner: subprocess.Popen[str], limit: float 
     return value
 
 
-def start(repo: Path, target: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "runner", "run", target, "--json"],
+def start(repo: Path, target: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runner", "run", target, *args, "--json"],
                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -329,3 +329,63 @@ def test_a_registry_that_does_not_delete_says_how(read_only_registry: str) -> No
     with pytest.raises(RunyardError, match=f"the registry {read_only_registry} does not allow "
                        "deleting images: set `storage: delete: enabled: true`"):
         registry.delete("runyard/none", f"sha256:{'0' * 64}")
+
+
+# --- a second node ------------------------------------------------------------------------
+
+
+def test_a_run_placed_on_a_worker_node(tmp_path: Path) -> None:
+    """A second engine joins the swarm as a worker (tests/helpers/swarm_worker.py); a
+    function whose `placement` only it satisfies runs there, its image pulled from the
+    registry, and gives what it gives on the manager."""
+    from tests.helpers.swarm_worker import LABEL, accepting, swarm_worker
+
+    name = f"ryswops-{secrets.token_hex(3)}"
+    repo = swarm_project(tmp_path / "project", name)
+    (repo / "functions" / "remote.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: function\nname: remote\ncode: src/handlers.py\n"
+        "handler: calc\nenvironment: {base_image: python:3.11-slim}\n"
+        f"placement: [node.labels.{LABEL} == true]\n")
+    commit_all(repo, "a function for the worker")
+    try:
+        with swarm_worker() as worker:
+            here = run_json(repo, "calc", "-p", "x=3")
+            runner = None
+            try:
+                with accepting(worker):  # paused again once the task is there: no one else's
+                    runner = start(repo, "remote", "-p", "x=3")
+                    wait_for("the run's task on the worker",
+                             lambda: on_node(name, worker.hostname), runner)
+                out, err = runner.communicate(timeout=300)
+            finally:
+                if runner is not None and runner.poll() is None:
+                    runner.kill()
+            assert runner.returncode == 0, err
+            there = json.loads(out)
+            pulled = subprocess.run([*worker.docker, "images", "--format",
+                                     "{{.Repository}}"], capture_output=True, text=True,
+                                    check=True).stdout.split()
+        assert there["status"]["node"] == worker.hostname != here["status"]["node"]
+        assert there["status"]["results"] == here["status"]["results"] == {
+            "sum": 5, "seed": 7, "product": 6}
+        assert f"{REGISTRY}/runyard/{name}" in pulled  # from the registry, not this engine
+        assert left_behind(name) == []
+        assert worker.hostname not in subprocess.run(
+            ["docker", "node", "ls", "--format", "{{.Hostname}}"], capture_output=True,
+            text=True, check=True).stdout  # the worker is gone, and its engine
+        engine_folder = worker.docker[-1].removeprefix("unix://").rpartition("/")[0]
+        assert not Path(engine_folder).exists()
+        assert subprocess.run(["pgrep", "-f", engine_folder], capture_output=True,
+                              check=False).returncode == 1
+    finally:
+        untag_images(repo)
+
+
+def on_node(name: str, hostname: str) -> bool:
+    """Whether a task of a service of project `name` was placed on the node `hostname`."""
+    for service in project_services(name):
+        done = subprocess.run(["docker", "service", "ps", service, "--format", "{{.Node}}"],
+                              capture_output=True, text=True, check=False)
+        if hostname in done.stdout.split():
+            return True
+    return False
