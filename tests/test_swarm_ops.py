@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import secrets
 import socket
 import subprocess
@@ -377,6 +378,50 @@ def test_a_run_placed_on_a_worker_node(tmp_path: Path) -> None:
         assert not Path(engine_folder).exists()
         assert subprocess.run(["pgrep", "-f", engine_folder], capture_output=True,
                               check=False).returncode == 1
+    finally:
+        untag_images(repo)
+
+
+def test_a_worker_cut_off_fails_its_run_after_the_grace(tmp_path: Path) -> None:
+    """A worker that loses the manager mid-run: the swarm marks it down but keeps saying
+    its task runs; the runner gives it 30 s to come back, then fails the run."""
+    from tests.helpers.swarm_worker import LABEL, accepting, cut_off, swarm_worker
+
+    name = f"ryswops-{secrets.token_hex(3)}"
+    repo = swarm_project(tmp_path / "project", name)
+    (repo / "functions" / "remote-nap.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: function\nname: remote-nap\n"
+        "code: src/swarm_handlers.py\nhandler: nap\n"
+        "environment: {base_image: python:3.11-slim}\n"
+        f"placement: [node.labels.{LABEL} == true]\n")
+    commit_all(repo, "a long nap on the worker")
+    try:
+        with swarm_worker() as worker:
+            runner = None
+            try:
+                with accepting(worker):
+                    runner = start(repo, "remote-nap", "-p", "seconds=600")
+                    wait_for("the run's task on the worker",
+                             lambda: on_node(name, worker.hostname), runner)
+                wait_for("the nap running", lambda: running_service(name), runner)
+                with cut_off(worker):
+                    started = time.monotonic()
+                    out, err = runner.communicate(timeout=360)
+                    took = time.monotonic() - started
+            finally:
+                if runner is not None and runner.poll() is None:
+                    runner.kill()
+        assert runner.returncode == 1, err
+        assert "Traceback" not in err
+        # the grace, after the swarm's heartbeat failure (about 70 s here)
+        assert 30 <= took < 240, took
+        status = json.loads(out)["status"]
+        assert (status["state"], status["reason"], status["node"]) == (
+            "failed", "node", worker.hostname)
+        assert re.fullmatch(rf"the node {worker.hostname} the run was on is "
+                            r"(down|disconnected|unknown)(: .+)? \(for 30 s\): the run was "
+                            r"stopped", status["error"]), status["error"]
+        assert left_behind(name) == []
     finally:
         untag_images(repo)
 

@@ -40,6 +40,7 @@ class Worker(NamedTuple):
     node: str  # its node id in the swarm
     hostname: str
     docker: tuple[str, ...]  # the docker command that talks to its engine
+    link: str  # the host's end of its veth pair: down, the worker is cut off
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -81,7 +82,7 @@ def swarm_worker() -> Iterator[Worker]:
         node = sh(*docker, "info", "--format", "{{.Swarm.NodeID}}")
         sh("docker", "node", "update", "--label-add", f"{LABEL}=true", node)
         _wait_for(lambda: _node_state(node) == "ready", "the worker ready", engine, run)
-        yield Worker(node, hostname, docker)
+        yield Worker(node, hostname, docker, host_end)
     finally:
         if node is not None:
             sh(*docker, "swarm", "leave", "--force", check=False)
@@ -103,6 +104,16 @@ def accepting(worker: Worker) -> Iterator[None]:
         yield
     finally:
         sh("docker", "node", "update", "--availability", "pause", worker.node)
+
+
+@contextlib.contextmanager
+def cut_off(worker: Worker) -> Iterator[None]:
+    """The worker cut off from the manager (its link down) while inside."""
+    try:
+        sh("ip", "link", "set", worker.link, "down")
+        yield
+    finally:
+        sh("ip", "link", "set", worker.link, "up")
 
 
 def _network(netns: str, host_end: str, worker_end: str) -> None:
