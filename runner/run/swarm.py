@@ -166,7 +166,8 @@ class SwarmBackend:
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None
             if node is not None:
-                self.placed.add(image)
+                with self.lock:
+                    self.placed.add(image)
             return exit_._replace(placed=Placed(self._hostname(node), service, image))
         except EngineError as error:
             if error.status is None:  # no answer, or none in time
