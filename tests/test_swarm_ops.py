@@ -434,3 +434,33 @@ def on_node(name: str, hostname: str) -> bool:
         if hostname in done.stdout.split():
             return True
     return False
+
+
+def test_a_task_the_swarm_ended_is_told_apart_by_its_node() -> None:
+    """Orphaned (its node unreachable for long) or on a node that left: reason `node`;
+    shut down on a node that is fine: the engine's doing, reason `engine`."""
+    from runner.build.engine import DockerEngine
+    from runner.run.backends import Placed
+    from runner.run.swarm import SwarmBackend, TaskState
+
+    backend = SwarmBackend(DockerEngine(), REGISTRY)
+    try:
+        here, host = node_id(), this_node()["Description"]["Hostname"]
+        placed = Placed(here, "", "")
+
+        def ended(state: str, node: str) -> tuple[str | None, str | None]:
+            exit_ = backend._taken(TaskState(state, "task: said so", None, None, node), placed)
+            return exit_.reason, exit_.message
+
+        assert ended("orphaned", here) == ("node", f"the node {host} the run was on is "
+                                           "unreachable: the swarm orphaned the run's task "
+                                           "(task: said so)")
+        assert ended("shutdown", "nosuchnode0000000000000000") == (
+            "node", "the node nosuchnode0000000000000000 the run was on left the swarm: the "
+            "swarm shut down the run's task (task: said so)")
+        assert ended("shutdown", here) == ("engine",
+                                           "the swarm shut down the run's task: task: said so")
+        assert ended("rejected", here) == ("engine",
+                                           "the swarm rejected the run's task: task: said so")
+    finally:
+        backend.close()
