@@ -32,6 +32,19 @@ def test_the_schemas_state_the_same_patterns() -> None:
         assert env["propertyNames"]["pattern"] == refs.ENV_NAME_PATTERN
         assert env["additionalProperties"]["pattern"] == refs.ENV_VALUE_PATTERN
     assert function["properties"]["secrets"]["items"]["pattern"] == refs.ENV_NAME_PATTERN
+    assert project["properties"]["execution"]["properties"]["shared"]["pattern"] == \
+        refs.SHARED_PATH_PATTERN
+
+
+@pytest.mark.parametrize("path", ["/mnt/runyard", "/mnt/runyard/", "/srv/a.b/c_d-e", "/x"])
+def test_valid_shared_folders(path: str) -> None:
+    assert refs.shared_path_problem(path) is None
+
+
+@pytest.mark.parametrize("path", ["", "/", "mnt/runyard", "/mnt/../etc", "/mnt/..", "/./x",
+                                  "/mnt//x", "/a b", "/mnt/x\n", "~/x", "/mnt/\u00e9"])
+def test_bad_shared_folders(path: str) -> None:
+    assert "is not a folder every node can mount" in (refs.shared_path_problem(path) or "")
 
 
 def test_artifact_keys_follow_the_runtime_rule() -> None:

@@ -38,6 +38,7 @@ from tests.test_swarm import (
     swarm_project,
     untag_images,
 )
+from tests.test_swarm_shared import with_shared
 
 NAME = f"ryswops-{secrets.token_hex(3)}"
 
@@ -347,6 +348,8 @@ def test_a_run_placed_on_a_worker_node(tmp_path: Path) -> None:
         "apiVersion: runyard/v1\nkind: function\nname: remote\ncode: src/handlers.py\n"
         "handler: calc\nenvironment: {base_image: python:3.11-slim}\n"
         f"placement: [node.labels.{LABEL} == true]\n")
+    (tmp_path / "shared").mkdir()
+    with_shared(repo, tmp_path / "shared")  # else a run is pinned to the runner's node
     commit_all(repo, "a function for the worker")
     try:
         with swarm_worker() as worker:
@@ -394,6 +397,8 @@ def test_a_worker_cut_off_fails_its_run_after_the_grace(tmp_path: Path) -> None:
         "code: src/swarm_handlers.py\nhandler: nap\n"
         "environment: {base_image: python:3.11-slim}\n"
         f"placement: [node.labels.{LABEL} == true]\n")
+    (tmp_path / "shared").mkdir()
+    with_shared(repo, tmp_path / "shared")
     commit_all(repo, "a long nap on the worker")
     try:
         with swarm_worker() as worker:
@@ -443,7 +448,7 @@ def test_a_task_the_swarm_ended_is_told_apart_by_its_node() -> None:
     from runner.run.backends import Placed
     from runner.run.swarm import SwarmBackend, TaskState
 
-    backend = SwarmBackend(DockerEngine(), REGISTRY)
+    backend = SwarmBackend(DockerEngine(), REGISTRY, scratch_size=2**20)
     try:
         here, host = node_id(), this_node()["Description"]["Hostname"]
         placed = Placed(here, "", "")

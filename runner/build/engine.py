@@ -177,7 +177,7 @@ class DockerEngine:
                                 headers={"X-Registry-Auth": auth})
         return _messages(response)
 
-    # swarm: services, their tasks and logs, secrets, configs, networks, nodes
+    # swarm: services, their tasks and logs, secrets, configs, networks, nodes, volumes
 
     def create_service(self, spec: Mapping[str, Json]) -> str:
         """The id of a new service (see the engine's ServiceSpec)."""
@@ -244,6 +244,13 @@ class DockerEngine:
     def inspect_node(self, node: str) -> dict[str, Json] | None:
         found: dict[str, Json] | None = self._found(f"/nodes/{_quoted(node)}")
         return found
+
+    def volumes(self, filters: Filters | None = None) -> list[dict[str, Json]]:
+        found: dict[str, Json] = self.call("GET", "/volumes", params=_filters(filters))
+        return list(found.get("Volumes") or [])
+
+    def remove_volume(self, volume: str) -> None:
+        self.call("DELETE", f"/volumes/{_quoted(volume)}")
 
     def _create_stored(self, kind: str, name: str, data: bytes,
                        labels: Mapping[str, str]) -> str:

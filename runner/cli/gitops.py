@@ -144,6 +144,8 @@ def hook() -> None:
 @click.option("--artifact-store", metavar="LOCATION", help="The artifact store runs use.")
 @click.option("--registry", metavar="HOST:PORT",
               help="The registry runs on the swarm backend may push code to (none: no swarm).")
+@click.option("--shared", metavar="DIR",
+              help="The folder every swarm node mounts that runs on the swarm backend may use.")
 @click.option("--build-timeout", metavar="DURATION", help="The longest an image build may take.")
 @click.option("--build-memory", metavar="SIZE", help="The memory an image build may use.")
 @click.option("--max-results", metavar="SIZE", help="The most a run's results may weigh.")
@@ -154,8 +156,8 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
                  allow_host_network: bool | None, allow_files: tuple[str, ...],
                  allow_private_urls: bool | None, allow_image: tuple[str, ...],
                  allow_local_backend: bool | None, artifact_store: str | None,
-                 registry: str | None, build_timeout: str | None, build_memory: str | None,
-                 max_results: str | None,
+                 registry: str | None, shared: str | None, build_timeout: str | None,
+                 build_memory: str | None, max_results: str | None,
                  max_artifact: str | None, max_disk: str | None, max_log: str | None) -> None:
     """Install a post-receive hook into the bare repository REPO.
 
@@ -177,7 +179,7 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
         "allowFiles": [str(Path(folder).resolve()) for folder in allow_files],
         "allowPrivateUrls": flag(allow_private_urls), "allowImage": allow_image,
         "allowLocalBackend": flag(allow_local_backend), "artifactStore": one(artifact_store),
-        "registry": one(registry),
+        "registry": one(registry), "shared": one(shared),
         "buildTimeout": one(build_timeout), "buildMemory": one(build_memory),
         "maxResults": one(max_results), "maxArtifact": one(max_artifact),
         "maxDisk": one(max_disk), "maxLog": one(max_log)})

@@ -75,17 +75,28 @@ def _check(paths: tuple[Path, ...], revision: str | None
 
 
 def _swarm_warnings(project: Project) -> list[Problem]:
-    """A swarm runs tasks on other machines: a store in a folder of this one reaches none."""
+    """A swarm runs tasks on other machines: without a shared folder every run is pinned to
+    the runner's node, and a store in a folder of this machine ties the project to it."""
     on_swarm = project.backend == "swarm" or any(j.backend == "swarm" for j in project.jobs.values())
-    store = project.artifact_store
-    if not on_swarm or project.doc is None or ("://" in store and not store.startswith("file://")):
+    if not on_swarm or project.doc is None:
         return []
-    return [project.doc.problem(
-        ("artifacts", "store"),
-        f"the artifact store {store!r} is a folder of the runner's machine, but the swarm backend "
-        "runs tasks on any node: use a store every node reaches (s3://..., or a path every node "
-        "mounts); the run folders of inputs and outputs are bind mounts, so runs must also be "
-        "placed on the runner's node (README: Swarm)")]
+    found = []
+    if project.shared is None:
+        found.append(project.doc.problem(
+            ("execution",),
+            "the swarm backend stages a run's inputs and outputs on the runner's disk, so every "
+            "run is pinned to the runner's node: set execution.shared to a folder every node "
+            "mounts at the same path (/mnt/runyard, say) to spread runs over the swarm "
+            "(README: Swarm)"))
+    store = project.artifact_store
+    if "://" not in store or store.startswith("file://"):
+        found.append(project.doc.problem(
+            ("artifacts", "store"),
+            f"the artifact store {store!r} is a folder of the runner's machine, but the swarm "
+            "backend runs tasks on any node: they reach the store only through this runner, so "
+            "only a runner on this machine can run the project and resolve its artifact:// "
+            "inputs; use a store every manager reaches (s3://..., or a path every node mounts)"))
+    return found
 
 
 def _echo_report(checked: list[Project], problems: list[Problem], warnings: list[Problem],

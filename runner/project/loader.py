@@ -207,6 +207,7 @@ class _Builder:
             ("base_image", defaults.get("base_image")),
             ("backend", data.get("execution", {}).get("backend", defaults.get("backend"))),
             ("registry", data.get("execution", {}).get("registry")),
+            ("shared", data.get("execution", {}).get("shared")),
             ("results_branch", results.get("branch")),
             ("log_limit", results.get("log_limit")),
             ("artifact_store", data.get("artifacts", {}).get("store")),

@@ -194,6 +194,7 @@ class Project:
     env: Mapping[str, str] = field(default_factory=dict)
     backend: str = "docker"
     registry: str | None = None  # execution.registry: where the swarm backend pushes images
+    shared: str | None = None  # execution.shared: a folder every swarm node mounts there
     results_branch: str = DEFAULT_RESULTS_BRANCH
     log_limit: int = DEFAULT_LOG_LIMIT
     artifact_store: str = DEFAULT_ARTIFACT_STORE

@@ -24,7 +24,7 @@ from typing import Any
 
 from runner.errors import Problem, RunyardError
 from runner.git import read_config
-from runner.project import units
+from runner.project import refs, units
 from runner.project.model import Function, GiB, Job, Limits, Project
 from runner.project.yamlread import Document
 
@@ -43,6 +43,7 @@ class Policy:
     local_backend: bool = False  # runs on the host itself, outside any container
     artifact_store: str | None = None  # the operator's store; else the project's, if inside it
     registry: str | None = None  # the one registry runs on the swarm backend may push code to
+    shared: str | None = None  # the one folder the swarm backend may stage runs in (every node's)
     own_checkout: bool = False  # a person's own runs: any store, any base image
     build_timeout: float = 1800.0
     build_memory: int = 4 * GiB
@@ -74,7 +75,7 @@ class Policy:
         return (f"secrets: {secrets}; host network: {_yes(self.host_network)}; host files from: "
                 f"{files}; private URLs: {_yes(self.private_urls)}; base images: {images}; "
                 f"local backend: {_yes(self.local_backend)}; swarm registry: "
-                f"{self.registry or 'none'}; builds: "
+                f"{self.registry or 'none'}; swarm shared folder: {self.shared or 'none'}; builds: "
                 f"{units.format_duration(self.build_timeout)}, "
                 f"{units.format_bytes(self.build_memory)}; per run: results "
                 f"{units.format_bytes(self.limits.results)}, artifact "
@@ -89,6 +90,17 @@ class Policy:
         return ("the swarm backend pushes each revision's code to a registry: runs started by "
                 "a push use only the one the runner's operator names (--registry); the project "
                 f"names {registry or 'none'}, the operator {self.registry or 'none'}")
+
+    def shared_refusal(self, shared: str | None) -> str | None:
+        """Why the swarm backend may not stage runs in `shared` (the project's folder every
+        node mounts), or None: the runner writes there as itself, so for runs a push starts,
+        only in the folder the operator names."""
+        if shared is None or self.own_checkout or \
+                (self.shared is not None and Path(shared) == Path(self.shared)):
+            return None
+        return ("the swarm backend stages runs in the shared folder, as the runner: runs started "
+                "by a push use only the one the runner's operator names (--shared); the project "
+                f"names {shared}, the operator {self.shared or 'none'}")
 
     def allows_secret(self, name: str) -> bool:
         return self.secrets is None or name in self.secrets
@@ -128,7 +140,7 @@ GIT_KEYS = {
     "allowlocalbackend": "local_backend", "buildtimeout": "build_timeout",
     "buildmemory": "build_memory", "maxresults": "results", "maxartifact": "artifact",
     "maxdisk": "disk", "maxlog": "log", "artifactstore": "artifact_store",
-    "registry": "registry",
+    "registry": "registry", "shared": "shared",
 }
 
 
@@ -172,6 +184,7 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "file_inputs": tuple,
     "artifact_store": lambda found: found[-1],
     "registry": lambda found: found[-1],
+    "shared": lambda found: _shared_path(found[-1]),
     "base_images": tuple,
     "build_timeout": lambda found: units.parse_duration(found[-1]),
     "build_memory": lambda found: units.parse_memory(found[-1]),
@@ -179,6 +192,13 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "private_urls": lambda found: _boolean(found[-1]),
     "local_backend": lambda found: _boolean(found[-1]),
 }
+
+
+def _shared_path(path: str) -> str:
+    problem = refs.shared_path_problem(path)
+    if problem:
+        raise ValueError(problem)
+    return path
 
 
 def _yes(value: bool) -> str:
@@ -270,11 +290,17 @@ def _registry_refusals(project: Project, policy: Policy, jobs: list[Job]) -> lis
     """The swarm backend pushes the code to the registry the project names, and the runner's
     engine talks to it: for runs a push starts, only the registry the operator names."""
     on_swarm = project.backend == "swarm" or any(job.backend == "swarm" for job in jobs)
-    refusal = policy.registry_refusal(project.registry)
-    if not on_swarm or refusal is None:
+    if not on_swarm:
         return []
-    return _problem(project.doc, ("execution", "registry") if project.registry else ("execution",),
-                    refusal)
+    found = []
+    refusal = policy.registry_refusal(project.registry)
+    if refusal is not None:
+        found += _problem(project.doc,
+                          ("execution", "registry") if project.registry else ("execution",), refusal)
+    refusal = policy.shared_refusal(project.shared)
+    if refusal is not None:
+        found += _problem(project.doc, ("execution", "shared"), refusal)
+    return found
 
 
 _LOCAL = ("the local backend runs code on the runner's host, outside any container: runs started "

@@ -27,6 +27,8 @@ ENV_VALUE_PATTERN = r"^[^\u0000]*$"
 REQUIREMENT_PATTERN = r"^[A-Za-z0-9][^\u0000-\u001f\u007f]*$"
 # The runtime's rule for artifact keys (runner/runtime/outputs.py, which imports nothing of ours).
 ARTIFACT_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$"
+# A folder every swarm node mounts (execution.shared): absolute, no `.` or `..`, plain names.
+SHARED_PATH_PATTERN = r"^(?!.*/\.\.?(?:/|$))(?:/[A-Za-z0-9_.+@=-]+)+/?$"
 
 INPUT_SCHEMES = ("artifact", "store", "step", "file", "http", "https")
 _REQUIREMENT_COMMENT = re.compile(r"(^|\s+)#.*$")  # as pip strips comments from a line
@@ -62,6 +64,7 @@ _ENV_NAME = compile_pattern(ENV_NAME_PATTERN)
 _ENV_VALUE = compile_pattern(ENV_VALUE_PATTERN)
 _REQUIREMENT = compile_pattern(REQUIREMENT_PATTERN)
 _ARTIFACT_KEY = compile_pattern(ARTIFACT_KEY_PATTERN)
+_SHARED_PATH = compile_pattern(SHARED_PATH_PATTERN)
 _STORE_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _UID = re.compile(r"[0-9a-f]+")
 
@@ -96,6 +99,14 @@ def env_name_problem(name: str) -> str | None:
 
 def env_value_problem(value: str) -> str | None:
     return None if _ENV_VALUE.search(value) else "an environment value cannot hold a NUL character"
+
+
+def shared_path_problem(path: str) -> str | None:
+    """What is wrong with the folder every swarm node mounts (execution.shared), or None."""
+    if _SHARED_PATH.search(path):
+        return None
+    return (f"{path!r} is not a folder every node can mount at the same path: an absolute "
+            "path (/mnt/runyard) of plain names (letters, digits and _.+@=-), no `.` or `..`")
 
 
 def requirement_problem(requirement: str) -> str | None:

@@ -450,6 +450,7 @@ _RULES: dict[str, Callable[[str], str | None]] = {
     refs.PACKAGE_PATTERN: refs.package_problem,
     refs.REQUIREMENT_PATTERN: refs.requirement_problem,
     refs.ENV_VALUE_PATTERN: refs.env_value_problem,
+    refs.SHARED_PATH_PATTERN: refs.shared_path_problem,
 }
 
 

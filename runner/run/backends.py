@@ -47,17 +47,23 @@ class Launch(NamedTuple):
     image: str | None
     runtime: Path
     code: Path
-    run_dir: Path  # holds spec.json, inputs/, secrets/ and scratch/{work,outputs,tmp}
+    run_dir: Path  # holds spec.json, secrets/, and inputs/ and scratch/ unless `staged`
     env: dict[str, str]
     resources: Resources
     network: str = "bridge"
     labels: Mapping[str, str] = MappingProxyType({})
     placement: tuple[str, ...] = ()  # where a backend of many machines may run it
+    staged: Path | None = None  # inputs/ and scratch/ here, in a folder every node mounts
 
     @property
     def name(self) -> str:
         """The container's name: one per attempt."""
         return f"runyard-{self.run_dir.name}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The folder of the run's inputs/ and scratch/."""
+        return self.staged or self.run_dir
 
 
 class Exit(NamedTuple):
@@ -88,8 +94,8 @@ class Backend(Protocol):
 
 
 def host_layout(launch: Launch) -> Layout:
-    run_dir, scratch = launch.run_dir, launch.run_dir / "scratch"
-    return Layout(str(launch.runtime), str(launch.code), str(run_dir / "inputs"),
+    run_dir, scratch = launch.run_dir, launch.data_dir / "scratch"
+    return Layout(str(launch.runtime), str(launch.code), str(launch.data_dir / "inputs"),
                   str(scratch / "work"), str(scratch / "outputs"), str(run_dir / "spec.json"),
                   str(run_dir / "secrets"), str(scratch / "tmp"))
 

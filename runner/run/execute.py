@@ -70,6 +70,8 @@ class Session:
     memoize: bool = False  # for runs started by a push: skip what already completed
     rerun_of: str | None = None  # the run a top-level run of this session repeats
     live_dir: Path | None = None  # where running runs' logs grow, for `runs logs --follow`
+    # where attempts' inputs and outputs are staged instead, in a folder every swarm node mounts
+    shared_runs: Path | None = None
     # a function's files (YAML, code, requirements) and their git object ids; None for a working tree
     code_files: Callable[[Function], Mapping[str, str | None] | None] = lambda function: None
     tree: str | None = None  # the revision's git tree
@@ -123,7 +125,7 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
     live = session.live_dir / f"{uid}.log" if session.live_dir else None
     log = _Log(session.secrets, lambda line: session.on_line(task.name, line), live,
                min(session.project.log_limit, session.limits.log))
-    with _run_dir(session, uid, attempt) as run_dir:
+    with _run_dir(session, uid, attempt) as (run_dir, staged):
         try:
             inputs = [resolve_input(name, uri, session.code, session.store, session.results,
                                     session.policy) for name, uri in task.inputs.items()]
@@ -142,7 +144,7 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
                                                     artifacts=earlier.artifacts))
             return record.ended("skipped", "memoized", None), b""
         try:
-            launch = _launch(session, task, uid, run_dir)
+            launch = _launch(session, task, uid, run_dir, staged)
         except RunyardError as error:
             return _finish(record, log, Exit(None), error=error.message, reason="refused"), log.text()[0]
         _write_spec(session, task, uid, launch, inputs)
@@ -154,8 +156,9 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
             exit_ = session.backend.run(launch, log.feed)
         except RunyardError as error:  # the engine went away: the run failed, the runner goes on
             return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
-        outputs = read_outputs(run_dir / "scratch" / "outputs", session.store, session.limits)
-        full = scratch.is_full(run_dir / "scratch")
+        outputs = read_outputs(launch.data_dir / "scratch" / "outputs", session.store,
+                               session.limits)
+        full = scratch.is_full(launch.data_dir / "scratch")
     record = replace(record, status=replace(
         record.status, results=outputs.results, artifacts=outputs.artifacts))
     if exit_.placed is not None:
@@ -171,20 +174,41 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
 
 
 @contextlib.contextmanager
-def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[Path]:
-    """The attempt's folder: spec, inputs, secrets and a size-bound scratch; removed after."""
+def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[tuple[Path, Path | None]]:
+    """The attempt's folder: spec, secrets, inputs and a size-bound scratch; or, with a
+    shared folder, its inputs and outputs staged there instead (no loop mount: the other
+    nodes would not see it). Both removed after."""
     run_dir = session.workdir / f"{uid}-{attempt}"
+    staged = session.shared_runs / run_dir.name if session.shared_runs else None
     run_dir.mkdir(parents=True)
     try:
-        for folder in ("inputs", "secrets"):
-            (run_dir / folder).mkdir(mode=0o755)
-        bounded = scratch.make(run_dir / "scratch", session.limits.disk)
-        if not bounded:
-            session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
-        yield run_dir
+        (run_dir / "secrets").mkdir(mode=0o755)
+        if staged is not None:
+            _stage(staged)
+        else:
+            (run_dir / "inputs").mkdir(mode=0o755)
+            bounded = scratch.make(run_dir / "scratch", session.limits.disk)
+            if not bounded:
+                session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
+        yield run_dir, staged
     finally:
         scratch.remove(run_dir / "scratch")
         shutil.rmtree(run_dir, ignore_errors=True)
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _stage(staged: Path) -> None:
+    """An attempt's inputs/ and scratch/outputs/ in the shared folder, out of sight of other
+    users of the nodes (the task sees only its mounts), the outputs its user's."""
+    staged.mkdir(mode=0o700)
+    (staged / "inputs").mkdir(mode=0o755)
+    outputs = staged / "scratch" / "outputs"
+    outputs.mkdir(parents=True, mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(outputs, NON_ROOT_ID, NON_ROOT_ID)
+    else:
+        outputs.chmod(0o777)
 
 
 def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:
@@ -246,7 +270,8 @@ def skip(session: Session, record: RunRecord, state: State, reason: str,
     return session.write(record.ended(state, reason, error), b"")
 
 
-def _launch(session: Session, task: Task, uid: str, run_dir: Path) -> Launch:
+def _launch(session: Session, task: Task, uid: str, run_dir: Path,
+            staged: Path | None) -> Launch:
     function = task.function
     if function.network == "host" and not session.policy.host_network:
         raise RunyardError(f"function {function.name} asks for the host's network, which this "
@@ -256,7 +281,7 @@ def _launch(session: Session, task: Task, uid: str, run_dir: Path) -> Launch:
                   code=session.code, run_dir=run_dir,
                   env={**session.project.env, **function.environment.env},
                   resources=task.resources, network=function.network,
-                  placement=(*function.placement, *task.placement),
+                  placement=(*function.placement, *task.placement), staged=staged,
                   labels={"dev.runyard.project": session.project.name, "dev.runyard.run": uid,
                           "dev.runyard.runner": str(session.owner)})
 
@@ -266,7 +291,7 @@ def _write_spec(session: Session, task: Task, uid: str, launch: Launch,
     layout = session.backend.layout(launch)
     placed = {}
     for item in inputs:
-        target = launch.run_dir / "inputs" / item.name / item.filename
+        target = launch.data_dir / "inputs" / item.name / item.filename
         target.parent.mkdir(parents=True)
         _place(session.store.local_path(item.hash), target, link=session.backend.name != "local")
         placed[item.name] = {"url": item.uri, "hash": item.hash,

@@ -97,6 +97,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             on_line("setup", line)
 
         owner = Owner.current()
+        shared_runs = _shared_runs(project, policy, owner) if chosen == "swarm" else None
         workdir = scratch_root / owner.folder_name
         workdir.mkdir(parents=True, exist_ok=True)
         revision = source.revision or _head(git_dir)
@@ -106,6 +107,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
                 snapshot = aside.submit(make_snapshot, source, workdir / "code")
                 lost = reconcile_scratch(scratch_root, note)
+                if shared_runs is not None:
+                    lost += reconcile_scratch(shared_runs.parent, note)
                 aborted = reconcile_records(results, note)
                 for uid in aborted:
                     (live_dir / f"{uid}.log").unlink(missing_ok=True)
@@ -120,6 +123,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 code = snapshot.result()
         except BaseException:
             remove_tree(workdir)  # the snapshot is done (or failed): the executor waited for it
+            if shared_runs is not None:
+                remove_tree(shared_runs)
             raise
         try:
             yield Session(
@@ -128,12 +133,15 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 results=results, revision=revision,
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
-                code_files=_code_files(source), live_dir=live_dir, policy=policy,
+                code_files=_code_files(source), live_dir=live_dir, shared_runs=shared_runs,
+                policy=policy,
                 tree=source.tree() if isinstance(source, GitSource) else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
         finally:
             runner.close()
             remove_tree(workdir)
+            if shared_runs is not None:
+                remove_tree(shared_runs)
 
 
 def backend_of(project: Project, job: str | None, given: str | None = None) -> str:
@@ -141,6 +149,26 @@ def backend_of(project: Project, job: str | None, given: str | None = None) -> s
     project's (execution.backend)."""
     found = project.jobs.get(job or "")
     return given or (found.backend if found else None) or project.backend
+
+
+def _shared_runs(project: Project, policy: Policy, owner: Owner) -> Path | None:
+    """This runner's folder for staging runs in the folder every swarm node mounts
+    (execution.shared), made now; None without one."""
+    if project.shared is None:
+        return None
+    refusal = policy.shared_refusal(project.shared)
+    if refusal:
+        raise RunyardError(f"{project.file}: {refusal}")
+    if not Path(project.shared).is_dir():
+        raise RunyardError(f"{project.file}: execution.shared: {project.shared} is not a folder "
+                           "here; mount the folder every node of the swarm shares there")
+    folder = Path(project.shared) / "runs" / owner.folder_name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunyardError(f"{project.file}: execution.shared: cannot make {folder}: "
+                           f"{error.strerror}") from error
+    return folder
 
 
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
@@ -168,9 +196,14 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     if refusal:
         raise RunyardError(f"{project.file}: {refusal}")
     engine, images = _built(project, source, functions, policy, on_line)
-    backend = SwarmBackend(engine, project.registry)
+    backend = SwarmBackend(engine, project.registry,
+                           scratch_size=project.limits.within(policy.limits).disk)
     try:
         reconcile_services(backend.engine, lambda line: on_line("setup", line))
+        if project.shared is None:
+            on_line("setup", f"swarm: runs are pinned to this node (node.id=={backend.node_id}): "
+                    "their inputs and outputs are on its disk; set execution.shared to a folder "
+                    "every node mounts to spread them over the swarm")
     except RunyardError:
         backend.close()
         raise

@@ -1,10 +1,13 @@
 """The swarm backend: each run a replicated-job service of a Docker Swarm, on any node.
 
-What a run needs travels without a shared disk where Swarm can carry it: the code
-snapshot and the runtime in a thin image layer per revision (pushed to the project's
-registry, pinned by digest), the spec as a Swarm config, secrets as Swarm secrets.
-Inputs and the run's scratch (work, outputs, tmp) are still bind mounts of the runner's
-run folder: the task must run on a node that has that folder (README: "Swarm").
+What a run needs travels without a shared disk of the runner's where Swarm can carry
+it: the code snapshot and the runtime in a thin image layer per revision (pushed to the
+project's registry, pinned by digest), the spec as a Swarm config, secrets as Swarm
+secrets; its working folder and /tmp are tmpfs volumes of the node it runs on. Inputs
+and outputs are files the runner writes and reads: with `execution.shared` (a folder
+every node mounts at the same path) they are staged there (runner/run/execute.py) and
+the task may go to any node; without it they stay in the runner's run folder and the
+task is pinned to the runner's node (`node.id==`). README: "Swarm".
 Retries stay runyard's: the service never restarts its task.
 """
 
@@ -54,6 +57,7 @@ PIDS_LIMIT = 4096
 FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
 WAITING_STATES = frozenset({"new", "pending", "allocated"})  # not yet on a node
 NODE_CHECK_EVERY = 1.0  # seconds between two looks at the node a task is on
+SCRATCH_VOLUMES = ("work", "tmp")  # a run's in-memory folders, volumes named after it
 
 
 class TaskState(NamedTuple):
@@ -99,21 +103,22 @@ def remove_service(engine: DockerEngine, service: str) -> None:
 
 
 def reconcile_services(engine: DockerEngine, on_note: Callable[[str], None]) -> None:
-    """Remove the services, secrets and configs of lost runners (labelled with their runner)."""
+    """Remove the services, secrets and configs of lost runners (labelled with their runner),
+    and their runs' scratch volumes on this node."""
     label = {"label": RUNNER_LABEL}
     for kind, listing in (("service", engine.services), ("secret", engine.secrets),
-                          ("config", engine.configs)):
+                          ("config", engine.configs), ("volume", engine.volumes)):
         for found in listing(label):
-            labels = (found.get("Spec") or {}).get("Labels") or {}
-            owner = Owner.parse(labels.get(RUNNER_LABEL, ""))
+            spec = found.get("Spec") or found  # a volume has no spec: its own name and labels
+            owner = Owner.parse((spec.get("Labels") or {}).get(RUNNER_LABEL, ""))
             if owner is None or not owner.is_lost():
                 continue
+            found_id = found.get("ID") or found["Name"]
             if kind == "service":
-                remove_service(engine, found["ID"])
+                remove_service(engine, found_id)
             else:
-                _quietly(_removal(engine, kind), found["ID"])
-            name = (found.get("Spec") or {}).get("Name", found["ID"])
-            on_note(f"removed {kind} {name} of lost runner {owner}")
+                _quietly(_removal(engine, kind), found_id)
+            on_note(f"removed {kind} {spec.get('Name', found_id)} of lost runner {owner}")
 
 
 class SwarmBackend:
@@ -121,7 +126,7 @@ class SwarmBackend:
 
     name = "swarm"
 
-    def __init__(self, engine: DockerEngine, registry: str, *,
+    def __init__(self, engine: DockerEngine, registry: str, *, scratch_size: int,
                  pending_timeout: float = 60.0, node_grace: float = 30.0,
                  poll: float = 0.2) -> None:
         problem = swarm_problem(engine)
@@ -129,6 +134,9 @@ class SwarmBackend:
             raise RunyardError(problem)
         self.engine = engine
         self.registry = registry
+        self.scratch_size = scratch_size  # each of a task's work and tmp (in memory)
+        # A run not staged in a shared folder has its inputs and outputs on this node's disk.
+        self.node_id: str = engine.call("GET", "/info")["Swarm"]["NodeID"]
         # How long a task may find no node for it (at most its own timeout): nodes may join.
         self.pending_timeout = pending_timeout
         # How long a run's node may be down before the run is given up: it may come back.
@@ -156,6 +164,7 @@ class SwarmBackend:
         try:
             spec = _config(self.engine, launch, made)
             secrets = _secrets(self.engine, launch, made)
+            made += [("volume", f"{launch.name}-{part}") for part in SCRATCH_VOLUMES]
             service = self.engine.create_service({
                 "Name": launch.name, "Labels": dict(launch.labels),
                 "TaskTemplate": self._task_template(launch, image, spec, secrets),
@@ -185,7 +194,8 @@ class SwarmBackend:
 
     def _remove(self, service: str | None, made: list[tuple[str, str]]) -> None:
         """Remove a run's service, its container on this node (the engine leaves it for a
-        while), then its secrets and config (not before: the service holds them)."""
+        while), then its secrets, config and scratch volumes on this node (not before: the
+        service holds them)."""
         if service is not None:
             remove_service(self.engine, service)
         for kind, made_id in made:
@@ -264,8 +274,7 @@ class SwarmBackend:
                        secrets: list[Json]) -> dict[str, Json]:
         """The service's TaskTemplate (Engine API 1.41)."""
         inside, host = SWARM_LAYOUT, host_layout(launch)
-        binds = [(host.inputs, inside.inputs, True), (host.work, inside.work, False),
-                 (host.outputs, inside.outputs, False), (host.tmp, inside.tmp, False)]
+        binds = [(host.inputs, inside.inputs, True), (host.outputs, inside.outputs, False)]
         env = {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
                "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
         container = {
@@ -275,19 +284,39 @@ class SwarmBackend:
             # The service carries the runner's label; its containers go with it (and not one
             # by one, as reconcile_containers would remove a lost runner's).
             "Labels": {k: v for k, v in launch.labels.items() if k != RUNNER_LABEL},
-            "Mounts": [{"Target": target, "Source": source, "Type": "bind",
-                        "ReadOnly": read_only} for source, target, read_only in binds],
+            "Mounts": [*({"Target": target, "Source": source, "Type": "bind",
+                          "ReadOnly": read_only} for source, target, read_only in binds),
+                       *self._scratch(launch)],
             "Secrets": secrets, "Configs": [spec], "ReadOnly": True, "CapabilityDrop": ["ALL"]}
         template: dict[str, Json] = {
             "ContainerSpec": container, "Resources": _resources(launch.resources),
             "RestartPolicy": {"Condition": "none", "Delay": 0, "MaxAttempts": 0, "Window": 0},
-            "Placement": {"Constraints": list(launch.placement)},
+            "Placement": {"Constraints": self.placement(launch)},
             "LogDriver": {"Name": "json-file",
                           "Options": {"max-size": LOG_FILE_LIMIT, "max-file": "1"}}}
         networks = self._networks(launch.network)
         if networks:  # a task without networks gets the node's default bridge
             template["Networks"] = [{"Target": network} for network in networks]
         return template
+
+    def _scratch(self, launch: Launch) -> list[Json]:
+        """The task's work and tmp: tmpfs volumes of the node it runs on, of the run's disk
+        size each, owned by the task's user. (A tmpfs mount would do, but Swarm ignores its
+        mode: root's, which the user could not write.)"""
+        options = (f"size={self.scratch_size},uid={NON_ROOT_ID},gid={NON_ROOT_ID},mode=0700,"
+                   "nosuid,nodev")
+        targets = {"work": SWARM_LAYOUT.work, "tmp": SWARM_LAYOUT.tmp}
+        return [{"Target": targets[part], "Source": f"{launch.name}-{part}", "Type": "volume",
+                 "VolumeOptions": {"Labels": dict(launch.labels), "DriverConfig": {
+                     "Name": "local",
+                     "Options": {"type": "tmpfs", "device": "tmpfs", "o": options}}}}
+                for part in SCRATCH_VOLUMES]
+
+    def placement(self, launch: Launch) -> list[str]:
+        """The run's constraints; on this node only unless its inputs and outputs are staged
+        in a folder every node mounts (execution.shared)."""
+        pinned = [] if launch.staged else [f"node.id=={self.node_id}"]
+        return [*launch.placement, *pinned]
 
     def _networks(self, mode: str) -> list[str]:
         if mode == "bridge":
@@ -348,7 +377,7 @@ class SwarmBackend:
         limit = min(self.pending_timeout, launch.resources.timeout or self.pending_timeout)
         if waited > limit:
             why = f": {error}" if error else ""
-            constraints = ", ".join(launch.placement) or "none"
+            constraints = ", ".join(self.placement(launch)) or "none"
             return (f"no node of the swarm took the run in {limit:g} s{why} "
                     f"(placement: {constraints})")
         return None
@@ -586,6 +615,7 @@ def _quietly(action: Callable[[str], None], name: str) -> None:
 
 
 def _removal(engine: DockerEngine, kind: str) -> Callable[[str], None]:
-    """How to remove a secret or a config (`kind`)."""
-    return engine.remove_secret if kind == "secret" else engine.remove_config
+    """How to remove a secret, a config or a volume (`kind`)."""
+    return {"secret": engine.remove_secret, "config": engine.remove_config,
+            "volume": engine.remove_volume}[kind]
 
