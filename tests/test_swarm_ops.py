@@ -1,10 +1,13 @@
-"""The swarm backend when the swarm changes under a run: a node drained or gone mid-run.
+"""The swarm backend when the swarm changes under a run, and the images runs leave.
 
-On the one-node swarm scripts/swarm-setup makes, a node that leaves is simulated by
-draining it while a run's task runs (and made active again at once, in a `finally`:
-other tests share the node). A node that goes down cannot be simulated on one node
-(it is the manager): what the runner makes of one is tested on the engine's own
-description of this node, changed as the engine would say it.
+- A node that leaves mid-run: on the one-node swarm scripts/swarm-setup makes, by
+  draining it while a run's task runs (made active again at once, in a `finally`: other
+  tests share the node); a node that goes down, with a second engine joined as a worker
+  (tests/helpers/swarm_worker.py) whose link is cut; and on the engine's own description
+  of this node, changed as the engine would say it.
+- Run images: pruned here and in the registry; none left by a run no node takes, nor by
+  a push a (real, read-only) registry refuses.
+- A run placed on the worker by its `placement`.
 """
 
 from __future__ import annotations
