@@ -566,7 +566,8 @@ def test_images_lists_them_and_prune_removes_the_unused(
         (e["image"], tuple(e["functions"])) for e in first
     }
     for image in listed:
-        assert set(image) == {"tag", "image_id", "env_hash", "size", "functions"}
+        assert set(image) == {"tag", "image_id", "env_hash", "size", "functions", "layer",
+                              "created"}
         assert image["image_id"].startswith("sha256:") and image["size"] > 0
 
     done = cli("images", "-C", project.root)

@@ -139,7 +139,8 @@ def untag_images_of(records: Iterable[dict[str, Any]], *, environments: bool = T
 def swarm_ready() -> None:
     """The engine a swarm manager and the registry answering: else fail, saying how."""
     from runner.build.engine import connect
-    from runner.run.swarm import registry_problem, swarm_problem
+    from runner.build.registry import registry_problem
+    from runner.run.swarm import swarm_problem
 
     client = connect(lambda line: None)
     try:

@@ -374,7 +374,13 @@ def registry_config() -> str | None:
 def registry_auth(registry: str) -> str:
     """The login for `registry` (HOST:PORT) of the Docker configuration, as a push's
     X-Registry-Auth header: `{}` when there is none (a registry without logins)."""
-    return _header(_logins().get(registry, {}))
+    return _header(registry_login(registry))
+
+
+def registry_login(registry: str) -> dict[str, str]:
+    """The login for `registry` of the Docker configuration (username, password,
+    serveraddress); empty when there is none."""
+    return _logins().get(registry, {})
 
 
 def _logins() -> dict[str, dict[str, str]]:

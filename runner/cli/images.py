@@ -41,7 +41,8 @@ def setup(project_dir: Path | None, swarm: bool) -> None:
 
 
 def _check_swarm(engine: DockerEngine, registry: str | None) -> None:
-    from runner.run.swarm import registry_problem, swarm_problem
+    from runner.build.registry import registry_problem
+    from runner.run.swarm import swarm_problem
 
     problems = [swarm_problem(engine)]
     if registry is None:
@@ -91,26 +92,38 @@ def build(functions: tuple[str, ...], project_dir: Path, revision: str | None, f
 
 @click.command()
 @project_options
-@click.option("--prune", is_flag=True, help="Remove the images no function here uses.")
+@click.option("--prune", is_flag=True,
+              help="Remove the images no function here uses, and the swarm backend's run "
+                   "images but the newest of each environment, here and from the project's "
+                   "registry (execution.registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 def images(project_dir: Path, revision: str | None, prune: bool, as_json: bool) -> None:
-    """List the project's images: functions, environment hashes, sizes."""
+    """List the project's images: functions, environment hashes, sizes; run images
+    (the swarm backend's code layers) with their tree."""
     from runner.build.engine import connect
-    from runner.build.inventory import project_images, prune_images
+    from runner.build.inventory import project_images, prune_images, prune_registry
+    from runner.build.registry import Registry
 
     project, source = load(project_dir, revision)
     engine = connect(click.echo)
     found = project_images(engine, project, source)
     if prune:
-        for removed in prune_images(engine, found):
-            click.echo(f"removed {removed.tag}")
-        found = [image for image in found if image.functions]
+        removed = prune_images(engine, found)
+        for image in removed:
+            click.echo(f"removed {image.tag}")
+        found = [image for image in found if image not in removed]
+        if project.registry:
+            for deleted in prune_registry(engine, Registry(project.registry), project.name,
+                                          [image for image in found if image.layer]):
+                click.echo(f"deleted {deleted} from the registry")
     if as_json:
         echo_json([image._asdict() for image in found])
         return
     for image in found:
         used = ", ".join(image.functions) or "(unused)"
-        click.echo(f"{image.tag}  {image.env_hash[:12]}  {image.size / 2**20:8.1f} MiB  {used}")
+        kind = f"  run image, tree {image.layer}" if image.layer else ""
+        click.echo(f"{image.tag}  {image.env_hash[:12]}  {image.size / 2**20:8.1f} MiB  "
+                   f"{used}{kind}")
 
 
 def _quiet(topic: str, line: str) -> None:

@@ -68,7 +68,7 @@ class Launch(NamedTuple):
 
 class Exit(NamedTuple):
     code: int | None
-    reason: str | None = None  # "timeout", "oom", "interrupted", "unplaced"
+    reason: str | None = None  # "timeout", "oom", "interrupted", "unplaced", "node"
     message: str | None = None  # why, when the reason alone does not say
     placed: Placed | None = None  # where a backend of many machines ran it
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import io
 import json
 import tarfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +33,8 @@ from runner.build.engine import (
     registry_auth,
     registry_config,
 )
+from runner.build.inventory import LAYER_LABEL, drop_run_image
+from runner.build.registry import Registry
 from runner.errors import RunyardError
 from runner.project.model import Limits, Resources
 from runner.record.owner import Owner
@@ -57,7 +56,7 @@ ISOLATED_NETWORK = "runyard-isolated"  # for `network: none`: an internal overla
 PIDS_LIMIT = 4096
 FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
 WAITING_STATES = frozenset({"new", "pending", "allocated"})  # not yet on a node
-LAYER_LABEL = "dev.runyard.layer"
+NODE_CHECK_EVERY = 1.0  # seconds between two looks at the node a task is on
 SCRATCH_VOLUMES = ("work", "tmp")  # a run's in-memory folders, volumes named after it
 
 
@@ -91,31 +90,6 @@ def swarm_problem(engine: DockerEngine) -> str | None:
     return (f"this Docker engine is not part of a swarm (state: {state}): make it a manager "
             "with `docker swarm init --advertise-addr ADDRESS`, then join workers with the "
             "command `docker swarm join-token worker` prints")
-
-
-def registry_problem(registry: str, timeout: float = 5.0) -> str | None:
-    """Why `registry` (HOST:PORT) does not answer as a registry, or None when it does."""
-    errors = []
-    for scheme in ("https", "http"):
-        try:
-            with urllib.request.urlopen(f"{scheme}://{registry}/v2/", timeout=timeout) as answer:
-                status = answer.status
-        except urllib.error.HTTPError as error:  # an answer all the same
-            status = error.code
-            error.close()
-        except (OSError, http.client.HTTPException) as error:
-            errors.append(f"{scheme}: {_failure(error)}")
-            continue
-        if status in (200, 401):  # 401: it answers, and wants a login
-            return None
-        errors.append(f"{scheme}: HTTP {status}")
-    return f"the registry {registry} does not answer ({'; '.join(errors)})"
-
-
-def _failure(error: Exception) -> str:
-    """The name of what went wrong reaching a registry (urllib wraps it in a URLError)."""
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    return type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
 
 
 def remove_service(engine: DockerEngine, service: str) -> None:
@@ -153,8 +127,8 @@ class SwarmBackend:
     name = "swarm"
 
     def __init__(self, engine: DockerEngine, registry: str, *,
-                 scratch_size: int = Limits().disk,
-                 pending_timeout: float = 60.0, poll: float = 0.2) -> None:
+                 scratch_size: int = Limits().disk, pending_timeout: float = 60.0,
+                 node_grace: float = 30.0, poll: float = 0.2) -> None:
         problem = swarm_problem(engine)
         if problem:
             raise RunyardError(problem)
@@ -165,9 +139,13 @@ class SwarmBackend:
         self.node_id: str = engine.call("GET", "/info")["Swarm"]["NodeID"]
         # How long a task may find no node for it (at most its own timeout): nodes may join.
         self.pending_timeout = pending_timeout
+        # How long a run's node may be down before the run is given up: it may come back.
+        self.node_grace = node_grace
         self.hostnames: dict[str, str] = {}
         self.poll = poll
         self.images: dict[tuple[str, str], str] = {}  # (environment image, code dir) -> pinned
+        self.pushed: dict[str, str] = {}  # pinned -> its tag here
+        self.placed: set[str] = set()  # the pinned images a task of this runner ran from
         self.image_lock = threading.Lock()
         self.running: set[str] = set()
         self.stopping = threading.Event()  # an interruption: every run ends, none starts
@@ -196,6 +174,9 @@ class SwarmBackend:
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None
+            if node is not None:
+                with self.lock:
+                    self.placed.add(image)
             return exit_._replace(placed=Placed(self._hostname(node), service, image))
         except EngineError as error:
             if error.status is None:  # no answer, or none in time
@@ -244,8 +225,12 @@ class SwarmBackend:
             remove_service(self.engine, service)
 
     def close(self) -> None:
-        """Wait for the removal of the finished runs' services, secrets and configs."""
+        """Wait for the removal of the finished runs' services, secrets and configs; then
+        remove the run images no task ran from (no node took their runs): made for nothing."""
         self.removals.shutdown(wait=True)
+        registry = Registry(self.registry)
+        for pinned in set(self.pushed) - self.placed:
+            drop_run_image(self.engine, registry, self.pushed[pinned], pinned)
 
     # --- the image: environment + code + runtime -----------------------------------------
 
@@ -280,6 +265,7 @@ class SwarmBackend:
             raise
         if pushed is None:
             raise RunyardError(f"pushing {repository}:{tag} gave no digest")
+        self.pushed[f"{repository}@{pushed}"] = f"{repository}:{tag}"
         return f"{repository}@{pushed}"
 
     # --- the service ---------------------------------------------------------------------
@@ -347,10 +333,12 @@ class SwarmBackend:
         return [self.engine.networks({"name": [ISOLATED_NETWORK]})[0]["Id"]]
 
     def _wait(self, service: str, launch: Launch) -> Exit:
-        """The task's end: its exit code, and why it ended early (timeout, oom, interrupted)."""
+        """The task's end: its exit code, and why it ended early (timeout, oom, interrupted,
+        its node drained or gone)."""
         timeout = launch.resources.timeout
         waiting_since = time.monotonic()
         started: float | None = None
+        watch = NodeWatch(self.node_grace)
         while True:
             if self.stopping.is_set():
                 return Exit(None, "interrupted")
@@ -370,6 +358,11 @@ class SwarmBackend:
             if started is not None and timeout and now - started > timeout:
                 # run() removes the service, once the log is read to this moment
                 return Exit(None, "timeout", placed=Placed(task.node, service, ""))
+            if task.node and task.state not in WAITING_STATES and watch.due(now):
+                lost = watch.judge(task.node, self.engine.inspect_node(task.node), now)
+                if lost:  # run() removes the service: retries are runyard's
+                    return Exit(None, "node", f"{lost}: the run was stopped",
+                                Placed(task.node, service, ""))
             time.sleep(self.poll)
 
     def _unplaced(self, task: TaskState, launch: Launch, waited: float) -> str | None:
@@ -394,12 +387,22 @@ class SwarmBackend:
         if task.state == "complete":  # some engines leave a zero exit code out
             return Exit(task.exit_code or 0, placed=placed)
         if task.state != "failed" or task.exit_code is None:  # it did not end by itself
-            why = {"shutdown": "shut the run's task down (its node was drained or left)",
-                   "orphaned": "lost the run's task (its node is unreachable)"}.get(
-                       task.state, f"{task.state} the run's task")
-            return Exit(None, "engine", f"the swarm {why}: {task.error or 'no reason given'}",
-                        placed)
+            return self._taken(task, placed)
         return Exit(task.exit_code, "oom" if self._oom(task, launch) else None, placed=placed)
+
+    def _taken(self, task: TaskState, placed: Placed) -> Exit:
+        """The exit of a task the swarm ended (shut down, orphaned, rejected): reason `node`
+        where its node was drained or left, `engine` otherwise."""
+        said = task.error or "no reason given"
+        done = {"shutdown": "shut down", "remove": "removed"}.get(task.state, task.state)
+        if task.node is not None:
+            trouble = node_trouble(task.node, self.engine.inspect_node(task.node))
+            if trouble or task.state == "orphaned":  # orphaned: its node stayed unreachable
+                why = trouble.why if trouble else (
+                    f"the node {self._hostname(task.node)} the run was on is unreachable")
+                return Exit(None, "node", f"{why}: the swarm {done} the run's task ({said})",
+                            placed)
+        return Exit(None, "engine", f"the swarm {done} the run's task: {said}", placed)
 
     def _oom(self, task: TaskState, launch: Launch) -> bool:
         """Whether the kernel killed the task for its memory: the container says so where it
@@ -409,6 +412,64 @@ class SwarmBackend:
             if found is not None:
                 return bool(found["State"].get("OOMKilled"))
         return task.exit_code == 137 and bool(launch.resources.memory)
+
+
+class NodeTrouble(NamedTuple):
+    """Why a node no longer runs a run's task, and whether that is final (drained, gone) or
+    may pass (down: a node that lost its connection may come back)."""
+
+    why: str
+    final: bool
+
+
+def node_trouble(node_id: str, node: Mapping[str, Any] | None) -> NodeTrouble | None:
+    """What is wrong with the node a task is on (`node`: the engine's GET /nodes/{id}, None
+    once it left the swarm); None while it is ready and active (or paused: a paused node
+    keeps its tasks)."""
+    if node is None:
+        return NodeTrouble(f"the node {node_id} the run was on left the swarm", True)
+    host = (node.get("Description") or {}).get("Hostname") or node_id
+    if (node.get("Spec") or {}).get("Availability") == "drain":
+        return NodeTrouble(f"the node {host} the run was on was drained (availability: drain)",
+                           True)
+    status = node.get("Status") or {}
+    state = status.get("State", "unknown")
+    if state != "ready":
+        said = f": {status['Message']}" if status.get("Message") else ""
+        return NodeTrouble(f"the node {host} the run was on is {state}{said}", False)
+    return None
+
+
+class NodeWatch:
+    """Whether a running task's node still runs it. Swarm (20.10) does not end a job's task
+    on a drained node, and keeps a task `running` while its node is down, for hours: the
+    runner looks at the node itself, and gives a node that is down `grace` seconds to
+    come back."""
+
+    def __init__(self, grace: float, every: float = NODE_CHECK_EVERY) -> None:
+        self.grace, self.every = grace, every
+        self.checked: float | None = None
+        self.down_since: float | None = None
+
+    def due(self, now: float) -> bool:
+        """Whether it is time to look at the node again."""
+        return self.checked is None or now - self.checked >= self.every
+
+    def judge(self, node_id: str, node: Mapping[str, Any] | None, now: float) -> str | None:
+        """Why the run is lost with its node (what node_trouble says, once final or down
+        for the grace period), or None."""
+        self.checked = now
+        trouble = node_trouble(node_id, node)
+        if trouble is None:
+            self.down_since = None
+            return None
+        if trouble.final:
+            return trouble.why
+        if self.down_since is None:
+            self.down_since = now
+        if now - self.down_since < self.grace:
+            return None
+        return f"{trouble.why} (for {self.grace:g} s)"
 
 
 class _Follow:
