@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -76,6 +77,10 @@ class Session:
     policy: Policy = field(default_factory=Policy)
     secrets: Secrets = field(default_factory=Secrets)
     owner: Owner = field(default_factory=Owner.current)
+    # work a run need not wait for: its `running` record while it starts, the removal of
+    # its folder while its final record is written (open_session waits for it at the end)
+    aside: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=4, thread_name_prefix="runyard-aside"))
 
     @property
     def limits(self) -> Limits:
@@ -149,11 +154,19 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         own = session.backend.name == "docker" and isinstance(session.backend, DockerBackend)
         record = replace(record, status=replace(  # (a trial worker's container is not the run's)
             record.status, containers=(launch.name,) if own else ()))
-        session.write(record)  # `running`, with its runner: a lost runner is found by the next
+        # `running`, with its runner (a lost runner is found by the next), committed while the
+        # scratch is made and the run starts; the container carries its runner too
+        running = session.aside.submit(session.write, record)
         try:
+            _make_scratch(session, run_dir)
             exit_ = session.backend.run(launch, log.feed)
         except RunyardError as error:  # the engine went away: the run failed, the runner goes on
+            running.result()
             return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
+        except BaseException:
+            running.result()
+            raise
+        running.result()
         outputs = read_outputs(run_dir / "scratch" / "outputs", session.store, session.limits)
         full = scratch.is_full(run_dir / "scratch")
     record = replace(record, status=replace(
@@ -172,19 +185,26 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
 
 @contextlib.contextmanager
 def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[Path]:
-    """The attempt's folder: spec, inputs, secrets and a size-bound scratch; removed after."""
+    """The attempt's folder: spec, inputs, secrets and (`_make_scratch`) a size-bound
+    scratch; removed after, aside (the run's record need not wait for it)."""
     run_dir = session.workdir / f"{uid}-{attempt}"
     run_dir.mkdir(parents=True)
     try:
         for folder in ("inputs", "secrets"):
             (run_dir / folder).mkdir(mode=0o755)
-        bounded = scratch.make(run_dir / "scratch", session.limits.disk)
-        if not bounded:
-            session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
         yield run_dir
     finally:
-        scratch.remove(run_dir / "scratch")
-        shutil.rmtree(run_dir, ignore_errors=True)
+        session.aside.submit(_remove_run_dir, run_dir)
+
+
+def _make_scratch(session: Session, run_dir: Path) -> None:
+    if not scratch.make(run_dir / "scratch", session.limits.disk):
+        session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
+
+
+def _remove_run_dir(run_dir: Path) -> None:
+    scratch.remove(run_dir / "scratch")
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:

@@ -121,8 +121,9 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         except BaseException:
             remove_tree(workdir)  # the snapshot is done (or failed): the executor waited for it
             raise
+        session: Session | None = None
         try:
-            yield Session(
+            session = Session(
                 project=project, code=code, workdir=workdir, backend=runner,
                 store=ArtifactStore(policy.store_for(project), workspace_of(source)),
                 results=results, revision=revision,
@@ -131,7 +132,10 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 code_files=_code_files(source), live_dir=live_dir, policy=policy,
                 tree=source.tree() if isinstance(source, GitSource) else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
+            yield session
         finally:
+            if session is not None:
+                session.aside.shutdown(wait=True)  # the runs' folders, removed aside
             runner.close()
             remove_tree(workdir)
 
