@@ -198,7 +198,8 @@ def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[Path]:
 
 
 def _make_scratch(session: Session, run_dir: Path) -> None:
-    if not scratch.make(run_dir / "scratch", session.limits.disk):
+    templates = session.workdir.parent / scratch.TEMPLATES  # shared by the runners of a repository
+    if not scratch.make(run_dir / "scratch", session.limits.disk, templates):
         session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
 
 
