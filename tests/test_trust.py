@@ -315,6 +315,12 @@ def test_scratches_are_copies_of_one_empty_image_and_free_their_loop_devices(tmp
     assert scratch.mounted_under(tmp_path) == []
     backing = [f.read_text() for f in Path("/sys/block").glob("loop*/loop/backing_file")]
     assert not [b for b in backing if str(tmp_path) in b]  # the kernel freed the devices
+    template.write_bytes(b"not a file system")  # damaged: made again, not a scratch unbounded
+    try:
+        assert scratch.make(tmp_path / "third", 64 << 20, templates)
+        assert template.stat().st_size == 64 << 20
+    finally:
+        scratch.remove(tmp_path / "third")
 
 def test_a_runner_is_lost_once_its_process_is_gone() -> None:
     me = Owner.current()

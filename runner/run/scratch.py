@@ -72,21 +72,32 @@ def _image(path: Path) -> Path:
 
 
 def _mount(path: Path, size: int, templates: Path) -> bool:
+    for fresh in (False, True):  # a template that does not mount is made again, once
+        try:
+            if _mounted_copy(path, _template(templates, size, fresh)):
+                shutil.rmtree(path / "lost+found", ignore_errors=True)
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _mounted_copy(path: Path, template: Path) -> bool:
     image = _image(path)
     try:
-        _copy_sparse(_template(templates, size), image)
+        _copy_sparse(template, image)
         mount_image(image, path, "ext4", MS_NOSUID | MS_NODEV)
     except (OSError, RunyardError):
         image.unlink(missing_ok=True)
         return False
-    shutil.rmtree(path / "lost+found", ignore_errors=True)
     return True
 
 
-def _template(templates: Path, size: int) -> Path:
-    """The empty file system of `size` bytes, made the first time it is asked for."""
+def _template(templates: Path, size: int, fresh: bool = False) -> Path:
+    """The empty file system of `size` bytes, made the first time it is asked for (and
+    again when `fresh`)."""
     template = templates / f"ext4-{size}.img"
-    if template.is_file():
+    if template.is_file() and not fresh:
         return template
     templates.mkdir(parents=True, exist_ok=True)
     made = templates / f"{template.name}.{os.getpid()}.{threading.get_ident()}"
