@@ -45,7 +45,7 @@ PHASES = {
     "engine: connect, reconcile, images": "runner.run.session:_docker",
     "snapshot (git archive)": "runner.run.snapshot:make_snapshot",
     "record writes (each a commit)": "runner.record.results:ResultsBranch.write",
-    "scratch: make (mkfs, mount)": "runner.run.scratch:make",
+    "scratch: make (image copy, mount)": "runner.run.scratch:make",
     "container: whole life": "runner.run.backends:DockerBackend.run",
     "scratch: remove (umount)": "runner.run.scratch:remove",
     "wait for container removal": "runner.run.backends:DockerBackend.close",

@@ -193,10 +193,9 @@ class _GitProcess:
 class RefMover(_GitProcess):
     """`update_ref` for one repository through one `git update-ref --stdin` process, a
     transaction per move: started by the first move, stopped by `close()`. git ends that
-    process when a transaction fails (a lost race); the move is then tried once more as
-    `update_ref`, which gives the answer, and the next move starts a new process. A git
-    without transactions (before 2.27) gets `update_ref` for every move. Threads may share
-    it; it makes one move at a time."""
+    process when a transaction fails (a lost race, told as False), and the next move starts
+    a new process. A git without transactions (before 2.27) gets `update_ref` for every
+    move. Threads may share it; it makes one move at a time."""
 
     _ARGS: ClassVar[list[str]] = ["update-ref", "--stdin"]
     _ANSWERS: ClassVar[list[bytes]] = [b"start: ok\n", b"prepare: ok\n", b"commit: ok\n"]
@@ -208,9 +207,13 @@ class RefMover(_GitProcess):
     def move(self, ref: str, new: str, old: str | None) -> bool:
         """Move `ref` to `new` if it is still at `old` (None: if it does not exist yet)."""
         with self._lock:
-            if self._transactions and self._transaction(ref, new, old):
-                return True
-            return update_ref(self.git_dir, ref, new, old)
+            if not self._transactions:
+                return update_ref(self.git_dir, ref, new, old)
+            moved = self._transaction(ref, new, old)
+            # A git that knows transactions refused this one: the race was lost (or the ref
+            # is locked by another writer), and the caller tries again on the new tip. One
+            # that does not know them learns it here, and gets its answer the old way.
+            return moved or (not self._transactions and update_ref(self.git_dir, ref, new, old))
 
     def _transaction(self, ref: str, new: str, old: str | None) -> bool:
         process = self._started()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from runner import git as rgit
 from runner.errors import RunyardError
 from runner.record import gitstore
+from runner.record.gitstore import GitStore
 from runner.record.results import ResultsBranch, run_folder
 from tests.helpers import bare_clone, commit_all, git, make_repo
 
@@ -190,6 +192,24 @@ def test_refs_move_through_one_process_and_a_lost_race_is_told(work: Path) -> No
     assert _cat_files(git_dir, b"update-ref") == []
     assert rgit.commit_of(git_dir, "cas") == two
 
+
+
+def test_threads_of_one_process_commit_in_turn_without_losing_a_race(work: Path) -> None:
+    """Trials of one runner write records at once: none is lost, and none races another
+    for the ref (a lost race would end the update-ref process and build the commit again)."""
+    git_dir = work / ".git"
+    store = GitStore(git_dir, "results")
+    try:
+        store.commit({"first": b"0"}, "first")
+        (mover,) = _cat_files(git_dir, b"update-ref")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda n: store.commit({f"t/{n}": str(n).encode()}, f"write {n}"),
+                          range(40)))
+        assert _cat_files(git_dir, b"update-ref") == [mover]  # the same process all along
+        assert store.files("t") == sorted(str(n) for n in range(40))
+        assert git(work, "rev-list", "--count", "results").strip() == "41"
+    finally:
+        store.close()
 
 def test_config_archive_and_symbolic_ref(work: Path) -> None:
     git_dir = work / ".git"

@@ -10,7 +10,7 @@ import pytest
 
 from runner.errors import RunyardError
 from runner.record import index
-from runner.record.gitstore import AtCommit
+from runner.record.gitstore import AtCommit, GitStore
 from runner.record.model import Metadata, Params, RunRecord, Spec, Status, TrialSummary
 from runner.record.results import ResultsBranch, new_uid, run_folder
 from tests.helpers import git, make_repo
@@ -153,15 +153,19 @@ def test_a_retried_commit_keeps_only_what_its_last_attempt_derived(results: Resu
     store = results.store
     store.commit({"seed": b"1"}, "a first commit")
     calls: list[str | None] = []
+    other = GitStore(store.git_dir, results.branch)  # another runner's
 
     def derive(base: AtCommit) -> dict[str, bytes | None]:
         calls.append(base.commit)
         if len(calls) == 1:  # another writer lands between this attempt and its move
-            store.commit({"other": b"2"}, "a concurrent writer")
+            other.commit({"other": b"2"}, "a concurrent writer")
             return {"first-attempt": b"stale"}
         return {"last-attempt": b"fresh"}
 
-    store.commit({"given": b"3"}, "derived", derived=derive)
+    try:
+        store.commit({"given": b"3"}, "derived", derived=derive)
+    finally:
+        other.close()
     assert len(calls) == 2 and calls[0] != calls[1]
     assert store.read("last-attempt") == b"fresh" and store.read("given") == b"3"
     assert store.read("other") == b"2" and store.read("first-attempt") is None

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from croniter import CroniterBadDateError, croniter
 
-from runner.project.schedule import MAX_DUE, due_times, next_time, parse_at, parse_cron
+from runner.project.schedule import MAX_DUE, due_times, next_time
+from runner.project.when import parse_at, parse_cron
 
 BERLIN = "Europe/Berlin"
 # 2024 in Berlin: clocks jump 02:00 -> 03:00 on 31 March (01:00 UTC) and
@@ -83,6 +87,59 @@ def test_parse_cron_rejects_non_strings() -> None:
     with pytest.raises(ValueError, match="is not a cron string"):
         parse_cron(3)  # type: ignore[arg-type]
 
+
+
+# Tokens of each field, well and badly formed, croniter's quirks among them.
+_CRON_TOKENS = (
+    ("*", "0", "59", "60", "*/15", "*/0", "5/15", "0-59/0", "5-2", "1-31/40", "00", "+1", "-1",
+     "a", "?", "1,2", "*,1", "1,", "**", "*/", "/2", "1/", "L", "mon", "1-", "59-0/7", "5-5",
+     "\u0663"),
+    ("*", "0", "23", "24", "9-17", "*/2", "22-2", "?", "L", "3,4,5", "1-2/0"),
+    ("*", "?", "1", "0", "31", "32", "L", "l", "L-2", "1-L", "1,L", "15W", "31W", "W", "LW",
+     "1-15W", "15W,L", "30", "29", "28-31", "30-29", "31-1", "*/2", "?/2", "L/2", "1/L", "29-31",
+     "30,31", "1-31/40", "31-30/2", "*/L", "2/3", "30-30"),
+    ("*", "?", "1", "2", "4", "2,4", "4,6", "12", "13", "0", "jan", "FEB", "jan-3", "dec-jan",
+     "jan/2", "*/2", "1-12/13", "2-2", "feb-feb", "*/0", "sun", "3-2"),
+    ("*", "?", "0", "7", "8", "1-5", "mon-fri", "sat-sun", "7-0", "5L", "L", "0L", "5#3", "mon#1",
+     "mon#6", "7#1", "0#0", "1#1,2#2", "1-2#1", "1#1/2", "*/2", "1/2", "1-7", "6-7", "*/1", "sun",
+     "1-5/0", "jan", "?,1", "7-6", "6-1", "sun#5"),
+)
+
+
+def _verdict(check: Callable[[str], object], text: str, never: type[Exception] | str) -> str:
+    try:
+        check(text)
+    except Exception as error:  # what each says, to compare
+        told = error if isinstance(never, type) else str(error)
+        if (isinstance(never, type) and isinstance(told, never)) or \
+                (isinstance(never, str) and never in str(told)):
+            return "never fires"
+        return "invalid"
+    return "fires"
+
+
+def _croniter_next(text: str) -> object:
+    return croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+
+
+def test_parse_cron_agrees_with_croniter_which_computes_the_times() -> None:
+    """The project's checks read cron without croniter (a run need not load it): what they
+    accept, refuse or find never firing, croniter (the scheduler's) does the same."""
+    chooser = random.Random(13)
+    expressions = {" ".join(chooser.choice(field) for field in _CRON_TOKENS) for _ in range(3000)}
+    for number, field in enumerate(_CRON_TOKENS):
+        for token in field:
+            for base in (["0", "0", "1", "*", "*"], ["0", "0", "*", "*", "*"]):
+                expressions.add(" ".join([*base[:number], token, *base[number + 1:]]))
+    differ = []
+    for text in sorted(expressions):
+        ours = _verdict(parse_cron, text, "never fires")
+        theirs = _verdict(_croniter_next, text, CroniterBadDateError)
+        if ours != theirs:
+            differ.append(f"{text!r}: runyard {ours}, croniter {theirs}")
+    verdicts = {_verdict(parse_cron, text, "never fires") for text in expressions}
+    assert verdicts == {"fires", "invalid", "never fires"}
+    assert differ == []
 
 # --- parse_at ------------------------------------------------------------------------------
 

@@ -278,7 +278,7 @@ def test_removing_files_from_the_results_branch(tmp_path: Path) -> None:
 
 def test_a_scratch_holds_no_more_than_its_size(tmp_path: Path) -> None:
     folder = tmp_path / "scratch"
-    assert scratch.make(folder, 32 << 20)
+    assert scratch.make(folder, 32 << 20, tmp_path / "templates")
     try:
         done = subprocess.run(["dd", "if=/dev/zero", f"of={folder / 'work' / 'big'}", "bs=1M",
                                "count=100"], capture_output=True)
@@ -290,6 +290,37 @@ def test_a_scratch_holds_no_more_than_its_size(tmp_path: Path) -> None:
     assert not folder.exists() and not (tmp_path / "scratch.img").exists()
     assert scratch.mounted_under(tmp_path) == []
 
+
+
+def test_scratches_are_copies_of_one_empty_image_and_free_their_loop_devices(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert scratch.make(first, 64 << 20, templates)
+    (template,) = templates.iterdir()
+    made = template.stat()
+    try:
+        (first / "work" / "left-behind").write_text("from an earlier run")
+        assert scratch.make(second, 64 << 20, templates)
+        assert template.stat().st_ino == made.st_ino and template.stat().st_mtime == made.st_mtime
+        assert sorted(p.name for p in second.iterdir()) == ["outputs", "tmp", "work"]
+        assert list((second / "work").iterdir()) == []
+        assert oct((second / "tmp").stat().st_mode & 0o7777) == "0o1777"
+        options = {point: opts for _, point, _, opts, *_ in
+                   (line.split() for line in Path("/proc/self/mounts").read_text().splitlines())}
+        assert {"nosuid", "nodev"} <= set(options[str(second)].split(","))
+        assert (tmp_path / "second.img").stat().st_blocks * 512 < 8 << 20  # holes stay holes
+    finally:
+        scratch.remove(first)
+        scratch.remove(second)
+    assert scratch.mounted_under(tmp_path) == []
+    backing = [f.read_text() for f in Path("/sys/block").glob("loop*/loop/backing_file")]
+    assert not [b for b in backing if str(tmp_path) in b]  # the kernel freed the devices
+    template.write_bytes(b"not a file system")  # damaged: made again, not a scratch unbounded
+    try:
+        assert scratch.make(tmp_path / "third", 64 << 20, templates)
+        assert template.stat().st_size == 64 << 20
+    finally:
+        scratch.remove(tmp_path / "third")
 
 def test_a_runner_is_lost_once_its_process_is_gone() -> None:
     me = Owner.current()

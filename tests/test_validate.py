@@ -515,6 +515,30 @@ def test_an_internal_error_exits_3_without_a_traceback_unless_asked(tmp_path: Pa
     assert "Traceback" in loud.stderr
 
 
+
+def test_the_runyard_process_leaves_at_once_with_its_output_and_exit_code(tmp_path: Path) -> None:
+    """runner.cli.run skips the interpreter's teardown, but not the output, the exit code,
+    atexit's handlers, or a thread still at work."""
+
+    def process(argv: list[str], before: str = "") -> subprocess.CompletedProcess[str]:
+        script = (f"import atexit, sys, threading, time, runner.cli\n{before}"
+                  "atexit.register(lambda: print('atexit ran'))\n"
+                  f"sys.argv = ['runyard', *{argv!r}]\nrunner.cli.run()\n")
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=60)
+
+    schema = process(["schema", "job"])
+    assert schema.returncode == 0, schema.stderr
+    text, _, last = schema.stdout.rstrip("\n").rpartition("\n")
+    assert json.loads(text)["title"] and last == "atexit ran"
+    missing = process(["validate", str(tmp_path / "nowhere")])
+    assert missing.returncode == 1 and "no such file or folder" in missing.stderr
+    usage = process(["no-such-command"])
+    assert usage.returncode == 2 and "No such command" in usage.stderr
+    waited = process(["schema", "job"], before=(
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"))
+    assert waited.returncode == 0 and waited.stdout.rstrip().endswith("thread done\natexit ran")
+
 # the loader, as a library
 
 

@@ -255,7 +255,7 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
     import time
     from datetime import UTC, datetime
 
-    from runner.project.schedule import parse_at
+    from runner.project.when import parse_at
     from runner.triggers.push import default_branch
     from runner.triggers.scheduler import Scheduler, run_forever
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 
 from runner.errors import Problem
-from runner.project import notebooks, refs, schedule, trials
+from runner.project import notebooks, refs, trials, when
 from runner.project.condition import ConditionError, parse_condition
 from runner.project.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
 from runner.project.source import ProjectSource, SourceError
@@ -361,11 +361,11 @@ class _Checker:
         triggers = job.triggers
         if triggers is None or triggers.schedule is None:
             return
-        when = triggers.schedule
+        schedule = triggers.schedule
         raw = job.doc.data["triggers"]["schedule"] if job.doc else None
         base: Path = ("triggers", "schedule")
-        for value, parse, key in ((when.cron, schedule.parse_cron, "cron"),
-                                  (when.at, schedule.parse_at, "at")):
+        for value, parse, key in ((schedule.cron, when.parse_cron, "cron"),
+                                  (schedule.at, when.parse_at, "at")):
             if value is None:
                 continue
             try:
@@ -373,7 +373,7 @@ class _Checker:
             except ValueError as error:
                 self.add(job.doc, (*base, key) if isinstance(raw, dict) else base, str(error))
         try:
-            schedule.check_timezone(when.timezone)
+            when.zone(schedule.timezone)
         except ValueError as error:
             self.add(job.doc, (*base, "timezone"), str(error))
 

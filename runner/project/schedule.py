@@ -1,4 +1,5 @@
-"""Schedules: cron expressions in an IANA timezone, and one-off `at` times.
+"""Schedules: the fire times of cron expressions in an IANA timezone (croniter; the
+expressions themselves are read and checked by when.py, which a run imports instead).
 
 Cron times are computed on the zone's wall clock and returned as aware UTC
 datetimes. Around daylight-saving changes this follows Vixie cron:
@@ -15,58 +16,19 @@ Naive datetimes given to these functions are taken as UTC.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from types import MappingProxyType
+from datetime import datetime, timedelta
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+from croniter import croniter
+
+from runner.project import when
 
 MAX_DUE: Final = 1000
 
-_MACROS: Final = MappingProxyType(
-    {
-        "@yearly": "0 0 1 1 *",
-        "@annually": "0 0 1 1 *",
-        "@monthly": "0 0 1 * *",
-        "@weekly": "0 0 * * 0",
-        "@daily": "0 0 * * *",
-        "@midnight": "0 0 * * *",
-        "@hourly": "0 * * * *",
-    }
-)
-_CRON_EXAMPLES: Final = (
-    "use 5 fields (minute hour day-of-month month day-of-week), e.g. '0 3 * * *', "
-    "or @hourly, @daily, @weekly, @monthly, @yearly"
-)
 # Walking the wall clock, look this far past each end of the interval: a
 # daylight-saving shift moves wall time against UTC by at most two hours.
 _SLACK: Final = timedelta(hours=3)
-_CHECK_FROM: Final = datetime(2000, 1, 1)
-
-
-def parse_cron(text: str) -> None:
-    """Raise ValueError with a user-facing message unless `text` is a usable cron schedule."""
-    _expression(text)
-
-
-def parse_at(text: str | date) -> datetime:
-    """An ISO-8601 time ('Z' accepted, naive means UTC) as an aware UTC datetime.
-
-    YAML reads an unquoted timestamp as a datetime (or a date), so those are accepted too.
-    """
-    if isinstance(text, datetime):
-        return _utc(text)
-    if isinstance(text, date):
-        return datetime(text.year, text.month, text.day, tzinfo=UTC)
-    if isinstance(text, str):
-        try:
-            return _utc(datetime.fromisoformat(text.strip()))
-        except ValueError:
-            pass
-    raise ValueError(
-        f"time {text!r} is not an ISO-8601 date and time: use e.g. 2026-12-01T10:00:00Z"
-    )
 
 
 def due_times(cron: str, tz: str, last: datetime | None, now: datetime) -> list[datetime]:
@@ -75,10 +37,10 @@ def due_times(cron: str, tz: str, last: datetime | None, now: datetime) -> list[
     `last` None means the schedule was never checked: nothing is due yet, as a
     new schedule starts from now rather than catching up on the past.
     """
-    expression, zone = _expression(cron), _zone(tz)
+    expression, zone = when.parse_cron(cron), when.zone(tz)
     if last is None:
         return []
-    start, end = _utc(last), _utc(now)
+    start, end = when.utc(last), when.utc(now)
     if start >= end:
         return []
     floor = _wall(start, zone) - _SLACK
@@ -96,8 +58,8 @@ def due_times(cron: str, tz: str, last: datetime | None, now: datetime) -> list[
 
 def next_time(cron: str, tz: str, after: datetime) -> datetime:
     """The first fire time strictly after `after`, as an aware UTC datetime."""
-    expression, zone = _expression(cron), _zone(tz)
-    start = _utc(after)
+    expression, zone = when.parse_cron(cron), when.zone(tz)
+    start = when.utc(after)
     best: datetime | None = None
     for wall in _walk(expression, _wall(start, zone) - _SLACK, backwards=False):
         if best is not None and wall > _wall(best, zone) + _SLACK:
@@ -106,38 +68,6 @@ def next_time(cron: str, tz: str, after: datetime) -> datetime:
             if moment > start and (best is None or moment < best):
                 best = moment
     raise AssertionError("unreachable: a cron schedule fires forever")
-
-
-def _expression(text: object) -> str:
-    """The schedule as a 5-field expression (macros expanded), checked with croniter."""
-    if not isinstance(text, str):
-        raise ValueError(f"schedule {text!r} is not a cron string: {_CRON_EXAMPLES}")
-    stripped = " ".join(text.split())
-    if stripped.startswith("@"):
-        if stripped.lower() not in _MACROS:
-            raise ValueError(f"schedule '{text}' is not a known macro: {_CRON_EXAMPLES}")
-        return _MACROS[stripped.lower()]
-    count = len(stripped.split())
-    if count != 5:
-        raise ValueError(f"schedule '{text}' has {count} fields, not 5: {_CRON_EXAMPLES}")
-    try:
-        croniter(stripped, _CHECK_FROM).get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError(f"schedule '{text}' never fires (no such date)") from None
-    except (CroniterError, ValueError, KeyError, IndexError) as error:
-        raise ValueError(
-            f"schedule '{text}' is not valid cron ({error}): {_CRON_EXAMPLES}"
-        ) from None
-    return stripped
-
-
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-        raise ValueError(
-            f"unknown timezone {tz!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
-        ) from None
 
 
 def _walk(expression: str, origin: datetime, *, backwards: bool) -> Iterator[datetime]:
@@ -152,24 +82,13 @@ def _instants(expression: str, wall: datetime, zone: ZoneInfo) -> list[datetime]
     """The UTC instants at which the wall time `wall` in `zone` fires (see module doc)."""
     first = wall.replace(tzinfo=zone, fold=0)
     second = wall.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset() or _wall(_utc(first), zone) != wall:
+    if first.utcoffset() == second.utcoffset() or _wall(when.utc(first), zone) != wall:
         # An ordinary time, or one the clock skips: fold=0 reads it with the old offset.
-        return [_utc(first)]
+        return [when.utc(first)]
     if expression.split()[1].startswith("*"):
-        return [_utc(first), _utc(second)]
-    return [_utc(first)]
+        return [when.utc(first), when.utc(second)]
+    return [when.utc(first)]
 
 
 def _wall(moment: datetime, zone: ZoneInfo) -> datetime:
     return moment.astimezone(zone).replace(tzinfo=None)
-
-
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def check_timezone(tz: str) -> None:
-    """Raise ValueError when `tz` is not an IANA timezone name."""
-    _zone(tz)

@@ -12,6 +12,7 @@ by `close()`; the branch moves through one `git update-ref --stdin` process as w
 from __future__ import annotations
 
 import random
+import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +54,9 @@ class GitStore:
         self.reader = ObjectReader(git_dir)
         self.refs = RefMover(git_dir)
         self._listed: tuple[str, dict[str, dict[str, str]]] = ("", {})  # commit, folder -> ids
+        # The threads of one process commit one at a time: racing each other for the ref,
+        # all but one would lose and build their commit again (a git process each time).
+        self._committing = threading.Lock()
 
     def close(self) -> None:
         """Stop the processes reads and commits go through (the next starts them again)."""
@@ -166,6 +170,11 @@ class GitStore:
         `derived` adds the files that depend on what the branch holds (an index): it is given
         a reader of the commit the new one builds on, again on every retry."""
         given = self._blobs(files)
+        with self._committing:
+            return self._commit(given, message, attempts, derived)
+
+    def _commit(self, given: Mapping[str, bytes | None], message: str, attempts: int,
+                derived: Derive | None) -> str:
         for attempt in range(attempts):
             parent = self.head()
             # derived anew on each attempt: what an earlier attempt derived is not kept

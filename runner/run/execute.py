@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -78,6 +79,10 @@ class Session:
     policy: Policy = field(default_factory=Policy)
     secrets: Secrets = field(default_factory=Secrets)
     owner: Owner = field(default_factory=Owner.current)
+    # work a run need not wait for: its `running` record while it starts, the removal of
+    # its folder while its final record is written (open_session waits for it at the end)
+    aside: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=4, thread_name_prefix="runyard-aside"))
 
     @property
     def limits(self) -> Limits:
@@ -151,11 +156,20 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         own = session.backend.name == "docker" and isinstance(session.backend, DockerBackend)
         record = replace(record, status=replace(  # (a trial worker's container is not the run's)
             record.status, containers=(launch.name,) if own else ()))
-        session.write(record)  # `running`, with its runner: a lost runner is found by the next
+        # `running`, with its runner (a lost runner is found by the next), committed while the
+        # scratch is made and the run starts; the container carries its runner too
+        running = session.aside.submit(session.write, record)
         try:
+            if staged is None:
+                _make_scratch(session, run_dir)
             exit_ = session.backend.run(launch, log.feed)
         except RunyardError as error:  # the engine went away: the run failed, the runner goes on
+            running.result()
             return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
+        except BaseException:
+            running.result()
+            raise
+        running.result()
         outputs = read_outputs(launch.data_dir / "scratch" / "outputs", session.store,
                                session.limits)
         full = scratch.is_full(launch.data_dir / "scratch")
@@ -175,9 +189,10 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
 
 @contextlib.contextmanager
 def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[tuple[Path, Path | None]]:
-    """The attempt's folder: spec, secrets, inputs and a size-bound scratch; or, with a
-    shared folder, its inputs and outputs staged there instead (no loop mount: the other
-    nodes would not see it). Both removed after."""
+    """The attempt's folder: spec, secrets, inputs and (`_make_scratch`) a size-bound
+    scratch; or, with a shared folder, its inputs and outputs staged there instead (no loop
+    mount: the other nodes would not see it). Both removed after, aside (the run's record
+    need not wait for it)."""
     run_dir = session.workdir / f"{uid}-{attempt}"
     staged = session.shared_runs / run_dir.name if session.shared_runs else None
     run_dir.mkdir(parents=True)
@@ -187,15 +202,9 @@ def _run_dir(session: Session, uid: str, attempt: int) -> Iterator[tuple[Path, P
             _stage(staged)
         else:
             (run_dir / "inputs").mkdir(mode=0o755)
-            bounded = scratch.make(run_dir / "scratch", session.limits.disk)
-            if not bounded:
-                session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
         yield run_dir, staged
     finally:
-        scratch.remove(run_dir / "scratch")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        if staged is not None:
-            shutil.rmtree(staged, ignore_errors=True)
+        session.aside.submit(_remove_run_dir, run_dir, staged)
 
 
 def _stage(staged: Path) -> None:
@@ -209,6 +218,19 @@ def _stage(staged: Path) -> None:
         os.chown(outputs, NON_ROOT_ID, NON_ROOT_ID)
     else:
         outputs.chmod(0o777)
+
+
+def _make_scratch(session: Session, run_dir: Path) -> None:
+    templates = session.workdir.parent / scratch.TEMPLATES  # shared by the runners of a repository
+    if not scratch.make(run_dir / "scratch", session.limits.disk, templates):
+        session.on_line("setup", "scratch disk not bounded (runyard needs root to mount one)")
+
+
+def _remove_run_dir(run_dir: Path, staged: Path | None) -> None:
+    scratch.remove(run_dir / "scratch")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if staged is not None:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def run_key(session: Session, task: Task, inputs: list[Input]) -> str | None:

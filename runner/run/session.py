@@ -126,8 +126,9 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             if shared_runs is not None:
                 remove_tree(shared_runs)
             raise
+        session: Session | None = None
         try:
-            yield Session(
+            session = Session(
                 project=project, code=code, workdir=workdir, backend=runner,
                 store=ArtifactStore(policy.store_for(project), workspace_of(source)),
                 results=results, revision=revision,
@@ -137,7 +138,10 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 policy=policy,
                 tree=source.tree() if isinstance(source, GitSource) else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
+            yield session
         finally:
+            if session is not None:
+                session.aside.shutdown(wait=True)  # the runs' folders, removed aside
             runner.close()
             remove_tree(workdir)
             if shared_runs is not None:

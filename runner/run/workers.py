@@ -28,8 +28,6 @@ ends the trials, and the next runner removes the containers and the mounts.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import os
 import shutil
 import threading
@@ -57,6 +55,17 @@ from runner.run.backends import (
 )
 from runner.run.execute import Session
 from runner.run.forkclient import ForkChannel, ServerGone, follow_file
+from runner.run.mounts import (
+    MS_BIND,
+    MS_MOVE,
+    MS_NODEV,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REMOUNT,
+    MS_SHARED,
+    mount,
+    unmount,
+)
 
 WORKER_LAYOUT = CONTAINER_LAYOUT._replace(spec="/runyard/trial/spec.json")
 CONTROL = "/runyard/control"
@@ -126,10 +135,10 @@ class WorkerPool:
         (root / "stage").mkdir(parents=True)
         (root / "workers").mkdir()
         try:  # mounts made below it reach the workers' slave mounts (see the module's doc)
-            _mount(root / "workers", root / "workers", MS_BIND)
-            _mount(None, root / "workers", MS_SHARED)
+            mount(root / "workers", root / "workers", MS_BIND)
+            mount(None, root / "workers", MS_SHARED)
         except RunyardError:
-            _unmount(root / "workers")
+            unmount(root / "workers")
             shutil.rmtree(root, ignore_errors=True)
             raise
 
@@ -168,7 +177,7 @@ class WorkerPool:
             worker.end()
         for worker in workers:  # (removing an ended container is quicker than a running one)
             worker.remove(self.docker)
-        _unmount(self.root / "workers")
+        unmount(self.root / "workers")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _take(self, launch: Launch) -> Worker | None:
@@ -378,19 +387,19 @@ class Worker:
         for number, (part, _, read_only) in enumerate(PLACES):
             source, place = run_dir / part if part else run_dir, self.folder / str(number)
             if not read_only:
-                _mount(source, place, MS_BIND)
+                mount(source, place, MS_BIND)
                 continue
-            _mount(source, self.stage, MS_BIND)
+            mount(source, self.stage, MS_BIND)
             try:
-                _mount(None, self.stage, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-                _mount(self.stage, place, MS_MOVE)
+                mount(None, self.stage, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+                mount(self.stage, place, MS_MOVE)
             except RunyardError:
-                _unmount(self.stage)
+                unmount(self.stage)
                 raise
 
     def _detach(self) -> None:
         for number in range(len(PLACES)):  # (os.path.ismount misses a bind of the same disk)
-            _unmount(self.folder / str(number))
+            unmount(self.folder / str(number))
 
     def _ooms(self) -> int:
         """How many processes the kernel killed in the worker for its memory limit."""
@@ -459,33 +468,8 @@ def _oom_counter(container_id: str) -> Path | None:
 
 def _bind(source: Path, target: str, *, read_only: bool = True,
           slave: bool = False) -> Mapping[str, Any]:
-    mount: dict[str, Any] = {"Type": "bind", "Source": str(source), "Target": target,
-                             "ReadOnly": read_only}
+    bind: dict[str, Any] = {"Type": "bind", "Source": str(source), "Target": target,
+                            "ReadOnly": read_only}
     if slave:
-        mount["BindOptions"] = {"Propagation": "rslave"}
-    return mount
-
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
-MS_BIND, MS_MOVE, MS_SHARED = 4096, 8192, 1 << 20
-MNT_DETACH = 2
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _mount(source: Path | None, target: Path, flags: int) -> None:
-    """mount(2): a few system calls a trial, where `mount` processes would cost milliseconds."""
-    done = _libc().mount(str(source).encode() if source else None, str(target).encode(), None,
-                         flags, None)
-    if done != 0:
-        error = ctypes.get_errno()
-        raise RunyardError(f"mount {source or ''} {target} (flags {flags:#x}): "
-                           f"{os.strerror(error)}")
-
-
-def _unmount(path: Path) -> None:
-    """Detach the mount at `path` and every mount below it."""
-    _libc().umount2(str(path).encode(), MNT_DETACH)
+        bind["BindOptions"] = {"Propagation": "rslave"}
+    return bind

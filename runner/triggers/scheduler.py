@@ -25,8 +25,9 @@ from runner.git import open_repository
 from runner.project.loader import load_project
 from runner.project.model import Job, Project
 from runner.project.policy import operator_policy
-from runner.project.schedule import due_times, next_time, parse_at
+from runner.project.schedule import due_times, next_time
 from runner.project.source import GitSource
+from runner.project.when import parse_at
 from runner.record.model import RunRecord, Trigger, dump
 from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
