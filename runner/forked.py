@@ -4,8 +4,8 @@ copied going in; it sends its share's results back pickled through a pipe.
 
 Only a single-threaded process forks: a thread holding a lock at the fork would leave the
 child waiting for it forever. Elsewhere, and for little work, it all runs in this process.
-A process that reads git through a long-lived process stops it before it forks, so that
-each process starts its own (runner.git: `close()`).
+A process that reads git through a long-lived process stops it before it forks (the
+caller's `before_fork`), so that each process starts its own (runner.git: `close()`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ Child = tuple[int, BinaryIO]  # process id, the read end of its pipe
 
 
 def forked_map(work: Callable[[Sequence[Item]], list[Result]], items: Sequence[Item],
-               least: int) -> list[Result]:
-    """`work(items)`, the items split in order into up to one share a core, each of at
-    least `least` items; this process works on the first share while children work on the
-    rest. What a child raises is raised here."""
+               least: int, before_fork: Callable[[], None] = lambda: None) -> list[Result]:
+    """`work(items)`: one result an item, in their order. The items are dealt into up to
+    one share a core (item i to share i % shares, so costly items that come together are
+    spread), each of at least `least` items; this process works on the first share while
+    children work on the others, after `before_fork()`. What a child raises is raised here."""
     with _collection_paused():
-        return _split(work, items, least)
+        return _split(work, items, least, before_fork)
 
 
 @contextlib.contextmanager
@@ -48,19 +49,24 @@ def _collection_paused() -> Iterator[None]:
 
 
 def _split(work: Callable[[Sequence[Item]], list[Result]], items: Sequence[Item],
-           least: int) -> list[Result]:
+           least: int, before_fork: Callable[[], None]) -> list[Result]:
     shares = min(os.cpu_count() or 1, len(items) // max(least, 1))
     if shares < 2 or threading.active_count() > 1:
         return work(items)
-    size = -(-len(items) // shares)
-    parts = [items[at:at + size] for at in range(0, len(items), size)]
+    before_fork()
+    parts = [items[share::shares] for share in range(shares)]
     children: list[Child] = []
     try:
         for part in parts[1:]:
             children.append(_start(work, part))
-        results = work(parts[0])
+        dealt = [work(parts[0])]
         while children:
-            results += _result(children.pop(0))
+            dealt.append(_result(children.pop(0)))
+        results: list[Result] = [None] * len(items)  # type: ignore[list-item]
+        for share, (part, done) in enumerate(zip(parts, dealt, strict=True)):
+            if len(done) != len(part):
+                raise RuntimeError(f"{len(done)} results of {len(part)} items")
+            results[share::shares] = done
         return results
     finally:
         for child in children:  # not collected: something went wrong here

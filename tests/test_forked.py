@@ -59,3 +59,13 @@ def test_what_a_child_raises_is_raised_here_and_no_child_is_left() -> None:
         forked_map(_dies, range(1000), least=10)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # every child reaped
+
+
+def _one_short(items: Sequence[int]) -> list[int]:
+    return list(items)[:-1]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: nothing forks")
+def test_work_that_answers_for_fewer_items_than_it_was_given_is_a_bug() -> None:
+    with pytest.raises(RuntimeError, match="results of"):
+        forked_map(_one_short, range(1000), least=10)

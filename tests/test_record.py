@@ -24,6 +24,7 @@ from runner.record.model import (
     StepSummary,
     Trigger,
     dump,
+    load,
 )
 from runner.run.secrets import Secrets
 
@@ -215,3 +216,43 @@ def test_ended_counts_the_duration_from_the_start() -> None:
     assert ended.status.duration > 0 and ended.status.reason is None
     assert record.status.state == "running"  # a new record; the old one stays as it was
     assert not record.succeeded and ended.succeeded
+
+
+SAFE_YAML = [
+    "a: 1\nb: [1, 2.5, -3, 0x1f, 0o17, 1_000, .inf, .nan]\nc: {d: null, e: ~, f: true, g: 'no'}\n",
+    "when: 2026-01-01T10:00:00Z\nday: 2026-01-01\nplain: 2026-01-01 x\nbin: !!binary aGk=\n",
+    "x: &a {k: [1, 2]}\ny: *a\nz: [*a, *a]\n",
+    "s: !!set {a, b}\no: !!omap [{a: 1}, {b: 2}]\np: !!str 12\nq: !!int '7'\nr: !!float 1\n",
+    "? [1, 2]\n: unhashable\n",
+    "a: &x [*x]\n",
+    "base: &b {k: 1}\nmerged: {<<: *b, j: 2}\n",
+    "- !!python/object:os.system echo\n",
+    "",
+    "--- 1\n",
+    "a: 'yes'\nb: yes\nc: Off\nd: 012\ne: 1:20\n",
+    "l0: &l0 [a, a, a, a, a, a, a, a, a]\nl1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]\n"
+    "l2: &l2 [*l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1]\nl3: [*l2, *l2, *l2, *l2, *l2, *l2, *l2]\n",
+]
+
+
+@pytest.mark.parametrize("text", SAFE_YAML)
+def test_records_load_as_safe_loading_does(text: str) -> None:
+    """The record loader's fast path gives what yaml.safe_load gives, or fails where it does
+    (but for data that contains itself, which safe loading makes and a record never holds)."""
+    try:
+        expected: Any = yaml.safe_load(text)
+    except yaml.YAMLError:
+        with pytest.raises((yaml.YAMLError, TypeError)):
+            load(text.encode())
+        return
+    if text.startswith(("? [1, 2]", "a: &x")):  # unhashable; contains itself
+        with pytest.raises((yaml.YAMLError, TypeError)):
+            load(text.encode())
+        return
+    assert load(text.encode()) == expected
+
+
+def test_a_record_that_is_not_data_is_broken_not_a_bug() -> None:
+    for text in ("? [1, 2]\n: x\n", "a: &x [*x]\n", "- !!python/object:os.system echo\n"):
+        with pytest.raises(RunyardError, match="is broken"):
+            RunRecord.from_yaml(text.encode(), "run x")

@@ -20,7 +20,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, ClassVar, Literal, Self, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
@@ -40,6 +40,65 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def dump(data: Mapping[str, Any]) -> bytes:
     """YAML as the results branch holds it: keys in their order, plain for `git show`."""
     return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
+
+
+_STR, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{name}" for name in ("str", "map", "seq", "merge"))
+
+
+def load(raw: bytes) -> Any:
+    """The data of a record's YAML, as safe loading makes it, built from the C parser's
+    nodes without the constructor's bookkeeping for each one (reading records is most of
+    what the report does). A node met again (an alias) is the object made the first time,
+    so an alias bomb costs what its text costs, and data that contains itself is refused;
+    a document with a merge key, a collection with a tag of its own, and every scalar
+    that is not a string go through the safe constructor."""
+    loader = _RecordLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None or loader.merges:
+            return None if node is None else loader.construct_document(node)
+        return _built(node, loader, {})
+    finally:
+        loader.dispose()
+
+
+class _RecordLoader(_Loader):  # type: ignore[misc,valid-type]  # C or Python, as installed
+    merges = False  # whether a merge key (`<<`) was read
+
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = _plain_tag(value)
+            self.merges = self.merges or tag == _MERGE
+            return tag
+        return cast(str, super().resolve(kind, value, implicit))
+
+
+@lru_cache(maxsize=1 << 14)
+def _plain_tag(value: str) -> str:
+    """The tag of a plain scalar (records repeat their keys and many values)."""
+    resolver = yaml.resolver.Resolver()
+    return cast(str, resolver.resolve(yaml.ScalarNode, value, (True, False)))  # type: ignore[no-untyped-call]
+
+
+def _built(node: yaml.Node, loader: yaml.SafeLoader, made: dict[int, Any]) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.tag == _STR else loader.construct_object(node)
+    if id(node) in made:
+        if made[id(node)] is None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "found data that contains itself, which no record holds",
+                node.start_mark)
+        return made[id(node)]
+    made[id(node)] = None  # being built
+    if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+        built: Any = {_built(key, loader, made): _built(value, loader, made)
+                      for key, value in node.value}
+    elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        built = [_built(item, loader, made) for item in node.value]
+    else:
+        built = loader.construct_object(node, deep=True)
+    made[id(node)] = built
+    return built
 
 
 def now() -> str:
@@ -137,8 +196,8 @@ class Document(Part):
     @classmethod
     def from_yaml(cls, raw: bytes, whose: str) -> Self:
         try:
-            data = yaml.load(raw, Loader=_Loader)
-        except yaml.YAMLError as error:
+            data = load(raw)
+        except (yaml.YAMLError, TypeError, RecursionError) as error:
             raise RunyardError(f"the record of {whose} is broken: it is not YAML "
                                f"({' '.join(str(error).split())})") from error
         return cls.from_dict(data, whose)

@@ -162,13 +162,16 @@ class ResultsBranch:
 
     def read_all(self, uids: Sequence[str], commit: str | None = None
                  ) -> list[RunRecord | RunyardError]:
-        """The record of each uid, or what is wrong with it; read in one stream of requests."""
-        raws = self.store.read_all([f"{run_folder(uid)}/run.yaml" for uid in uids], commit)
+        """The record of each uid, or what is wrong with it; read in one stream of requests
+        (a stream a process, when there are many)."""
+        commit = commit or self.store.tip()
 
-        def parse(found: Sequence[tuple[str, bytes | None]]) -> list[RunRecord | RunyardError]:
-            return [_parsed(uid, raw, self.branch) for uid, raw in found]
+        def read(share: Sequence[str]) -> list[RunRecord | RunyardError]:
+            raws = self.store.read_all([f"{run_folder(uid)}/run.yaml" for uid in share], commit)
+            return [_parsed(uid, raw, self.branch) for uid, raw in zip(share, raws, strict=True)]
 
-        return forked_map(parse, list(zip(uids, raws, strict=True)), PARSED_A_PROCESS)
+        # when there are many, a process a core, each reading through its own git
+        return forked_map(read, list(uids), PARSED_A_PROCESS, before_fork=self.store.close)
 
     def indexed(self) -> bool:
         """Whether the branch's index holds every run (see runner.record.index)."""

@@ -9,11 +9,12 @@ inside the plotly Python package) is copied into `assets/`, images into `objects
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jinja2
 
@@ -45,10 +46,11 @@ from runner.views.runs import duration_text, value_text
 
 OBJECT_LIMIT = 2 << 20  # an artifact larger than this is not copied into the site
 LOGS_AT_ONCE = 256  # logs read ahead of the run pages that show them (a log is 16 MiB at most)
-PAGES_AT_ONCE = 5000  # pages rendered before they are handed on (they are held until then)
+PAGES_AT_ONCE = 5000  # pages rendered before they are handed on, when they are handed on
 PAGES_A_PROCESS = 500  # pages rendered a process, at least, when there are many
 ASSETS = ("report.css", "report.js", "live.js")
 PLOTLY = "plotly.min.js"
+Handled = TypeVar("Handled")
 
 
 class Readers(NamedTuple):
@@ -160,17 +162,21 @@ class Site:
         return target if target is not None and target in self.objects() else None
 
     def files(self) -> Iterator[tuple[str, bytes]]:
-        """Every file of the site: its pages (rendered by a process a core when there are
-        many), assets and copies of artifacts."""
+        """Every file of the site: its pages, assets and copies of artifacts."""
+        yield from self.each_page(lambda path, page: (path, page))
+        yield from self.other_files()
+
+    def each_page(self, handle: Callable[[str, bytes], Handled],
+                  at_once: int = PAGES_AT_ONCE) -> Iterator[Handled]:
+        """`handle(path, page)` of every page, in the process that rendered it: a process a
+        core when there are many (what `handle` returns comes back pickled, `at_once` pages'
+        worth at a time)."""
         pages = self.pages()
-        for at in range(0, len(pages), PAGES_AT_ONCE):
-            self.readers.close()  # each process reads the logs of its pages through its own git
-            yield from forked_map(lambda share: list(self.page_files(share)),
-                                  pages[at:at + PAGES_AT_ONCE], PAGES_A_PROCESS)
-        for name in (*ASSETS, PLOTLY):
-            yield f"assets/{name}", self.asset(name) or b""
-        for target, stored in self.objects().items():
-            yield target, stored.read_bytes()
+        for at in range(0, len(pages), at_once):
+            yield from forked_map(
+                lambda share: [handle(path, page) for path, page in self.page_files(share)],
+                pages[at:at + at_once], PAGES_A_PROCESS,
+                before_fork=self.readers.close)  # each process reads its logs through its own git
 
     def page_files(self, pages: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """The pages at `pages`; the logs of run pages read some at a time."""
@@ -181,16 +187,26 @@ class Site:
             for page in batch:
                 yield page, self.render(page, logs) or b""
 
+    def other_files(self) -> Iterator[tuple[str, bytes]]:
+        """The assets and the copies of artifacts."""
+        for name in (*ASSETS, PLOTLY):
+            yield f"assets/{name}", self.asset(name) or b""
+        for target, stored in self.objects().items():
+            yield target, stored.read_bytes()
+
 
 def write_site(site: Site, folder: Path) -> int:
-    """Write the site into `folder`; the number of files written."""
-    count = 0
-    for path, data in site.files():
-        target = folder / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        count += 1
-    return count
+    """Write the site into `folder` (each page by the process that rendered it); the
+    number of files written."""
+    pages = list(site.each_page(functools.partial(_write_file, folder), at_once=len(site.pages())))
+    return len(pages) + len([_write_file(folder, *file) for file in site.other_files()])
+
+
+def _write_file(folder: Path, path: str, data: bytes) -> str:
+    target = folder / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return path
 
 
 def readers_for(results: ResultsBranch, store: ArtifactStore | None,
