@@ -78,6 +78,8 @@ def _start(work: Callable[[Sequence[Item]], list[Result]], part: Sequence[Item])
     pid = os.fork()
     if pid == 0:  # the child: work, answer, and leave without running the parent's exit code
         os.close(read_end)
+        for number in (signal.SIGINT, signal.SIGTERM):  # the parent's handlers are the parent's:
+            signal.signal(number, signal.SIG_DFL)  # a signal ends a child, its parent cleans up
         code = 0
         try:
             answer = pickle.dumps((True, work(part)), pickle.HIGHEST_PROTOCOL)

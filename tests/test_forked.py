@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Sequence
 
@@ -69,3 +70,21 @@ def _one_short(items: Sequence[int]) -> list[int]:
 def test_work_that_answers_for_fewer_items_than_it_was_given_is_a_bug() -> None:
     with pytest.raises(RuntimeError, match="results of"):
         forked_map(_one_short, range(1000), least=10)
+
+
+def _interrupted(items: Sequence[int]) -> list[int]:
+    if items[-1] == 999:  # a child's share: as if Ctrl-C reached the process group
+        os.kill(os.getpid(), signal.SIGINT)
+    return list(items)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: nothing forks")
+def test_a_signal_ends_a_child_without_its_parents_handlers() -> None:
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: handled.append(number))
+    try:
+        with pytest.raises(RuntimeError, match="ended without an answer"):
+            forked_map(_interrupted, range(1000), least=10)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert handled == []  # the child did not run the parent's handler
