@@ -29,6 +29,7 @@ from runner.build.engine import (
     registry_auth,
 )
 from runner.errors import RunyardError
+from runner.run.swarm import remove_service
 
 pytestmark = pytest.mark.docker
 
@@ -252,9 +253,10 @@ def test_a_service_runs_its_job_and_its_log_comes_back(swarm: DockerEngine) -> N
         lines = b"".join(swarm.service_logs(service, follow=False)).decode().splitlines()
         assert sorted(line.strip() for line in lines) == ["err one", "out one"]
     finally:
-        swarm.remove_service(service)
+        remove_service(swarm, service)  # and its exited container, which the engine leaves
     assert swarm.inspect_service(service) is None
     assert swarm.services({"name": name}) == []
+    assert swarm.containers({"label": f"com.docker.swarm.service.id={service}"}) == []
 
 
 def test_nodes_and_networks_are_listed(swarm: DockerEngine) -> None:
