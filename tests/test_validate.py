@@ -538,6 +538,11 @@ def test_the_runyard_process_leaves_at_once_with_its_output_and_exit_code(tmp_pa
     waited = process(["schema", "job"], before=(
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"))
     assert waited.returncode == 0 and waited.stdout.rstrip().endswith("thread done\natexit ran")
+    profiled = tmp_path / "run.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profiled), "-m", "runner",
+                           "schema", "job"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60)
+    assert done.returncode == 0 and profiled.stat().st_size > 0  # the profiler wrote its data
 
 # the loader, as a library
 

@@ -100,9 +100,12 @@ def run() -> NoReturn:
         code: str | int | None = main()
     except SystemExit as end:
         code = end.code
-    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
-           if thread is not threading.main_thread()):
-        sys.exit(code)  # a thread still at work: the interpreter waits for it
+    if sys.getprofile() or sys.gettrace() or any(
+            thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+            if thread is not threading.main_thread()):
+        # a profiler or coverage writes its data at the interpreter's end, and the
+        # interpreter waits for a thread still at work
+        sys.exit(code)
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
