@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from runner.project.scaffold import init_project
-from tests.helpers import commit_all, git, make_repo
+from tests.helpers import commit_all, make_repo, read_record
 
 pytestmark = pytest.mark.docker
 
@@ -133,10 +132,6 @@ def run_json(repo: Path, *args: str, expect: int = 0) -> Record:
     record: Record = json.loads(done.stdout)
     return record
 
-
-def read_record(repo: Path, uid: str) -> Record:
-    record: Record = yaml.safe_load(git(repo, "show", f"{BRANCH}:runs/{uid[-2:]}/{uid}/run.yaml"))
-    return record
 
 
 def artifact_bytes(repo: Path, uid: str, key: str, tmp: Path) -> bytes:

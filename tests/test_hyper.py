@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-import yaml
 
 from tests.helpers import (
     CHECKOUT,
     commit_all,
     committed_copy,
     edit_file,
-    git,
     most_at_once,
+    read_record,
     sha256,
 )
 
@@ -68,11 +67,6 @@ def run_local(repo: Path, job: str, *args: str | Path, expect: int = 0) -> Recor
     """A run on the local backend: seconds, so a minute means it hangs."""
     return run_json(repo, job, "--backend", "local", *args, expect=expect, timeout=60)
 
-
-def read_record(repo: Path, uid: str) -> Record:
-    """A run's record on the results branch, read with plain `git show`."""
-    record: Record = yaml.safe_load(git(repo, "show", f"{BRANCH}:runs/{uid[-2:]}/{uid}/run.yaml"))
-    return record
 
 
 def children(repo: Path, parent: Record) -> list[Record]:

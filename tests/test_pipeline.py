@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers import CHECKOUT, committed_copy, git, most_at_once, sha256
+from tests.helpers import CHECKOUT, committed_copy, most_at_once, read_record, sha256
 
 PROJECT = CHECKOUT / "tests" / "projects" / "hyper"
 BRANCH = "runyard/results"
@@ -45,11 +44,6 @@ def run_local(repo: Path, job: str, *args: str | Path, expect: int = 0) -> Recor
     record: Record = json.loads(done.stdout)
     return record
 
-
-def read_record(repo: Path, uid: str) -> Record:
-    """A run's record on the results branch, read with plain `git show`."""
-    record: Record = yaml.safe_load(git(repo, "show", f"{BRANCH}:runs/{uid[-2:]}/{uid}/run.yaml"))
-    return record
 
 
 def steps_of(repo: Path, pipeline_run: Record) -> dict[str, Record]:

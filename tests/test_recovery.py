@@ -43,7 +43,7 @@ import yaml
 
 from runner.record.owner import Owner
 from runner.record.results import new_uid
-from tests.helpers import CHECKOUT, committed_copy, git
+from tests.helpers import CHECKOUT, committed_copy, git, read_record
 
 PROJECT = CHECKOUT / "tests" / "projects" / "recovery"
 BRANCH = "runyard/results"
@@ -167,10 +167,6 @@ def recorded_running(repo: Path, uid: str) -> Callable[[], bool]:
     """A check: is run `uid` in index/running?"""
     return lambda: uid in running_index(repo)
 
-
-def read_record(repo: Path, uid: str) -> Record:
-    record: Record = yaml.safe_load(git(repo, "show", f"{BRANCH}:runs/{uid[-2:]}/{uid}/run.yaml"))
-    return record
 
 
 def all_records(repo: Path) -> dict[str, Record]:

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-import yaml
 
-from tests.helpers import CHECKOUT, commit_all, committed_copy, edit_file, git
+from tests.helpers import CHECKOUT, commit_all, committed_copy, edit_file, git, read_record
 
 PROJECT = CHECKOUT / "tests" / "projects" / "workers"
 BRANCH = "runyard/results"
@@ -51,10 +50,6 @@ def run_json(repo: Path, job: str, expect: int = 0) -> Record:
     record: Record = json.loads(done.stdout)
     return record
 
-
-def read_record(repo: Path, uid: str) -> Record:
-    record: Record = yaml.safe_load(git(repo, "show", f"{BRANCH}:runs/{uid[-2:]}/{uid}/run.yaml"))
-    return record
 
 
 def containers(*flags: str) -> list[str]:

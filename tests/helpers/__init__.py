@@ -6,13 +6,19 @@ import hashlib
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from runner.record.results import run_folder
 from tests.helpers.git import bare_clone, commit_all, copy_project, git, make_repo
+
+RESULTS_BRANCH = "runyard/results"
 
 __all__ = [
     "CHECKOUT", "SAMPLE_PROJECT", "RunCli",
     "bare_clone", "commit_all", "committed_copy", "copy_project", "edit_file", "git",
-    "make_repo", "most_at_once", "sha256",
+    "make_repo", "most_at_once", "read_record", "sha256",
 ]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -51,3 +57,10 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
         open_now += change
         peak = max(peak, open_now)
     return peak
+
+
+def read_record(repo: Path, uid: str) -> dict[str, Any]:
+    """A run's record on the results branch, read with plain `git show`."""
+    record: dict[str, Any] = yaml.safe_load(
+        git(repo, "show", f"{RESULTS_BRANCH}:{run_folder(uid)}/run.yaml"))
+    return record
