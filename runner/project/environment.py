@@ -1,4 +1,5 @@
-"""A function's environment, resolved against the project, and its content hash."""
+"""A function's environment, resolved against the project, and its content hash; and the
+files a function depends on."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 
 from runner.errors import RunyardError
-from runner.project.model import Environment, Function, Project
+from runner.files import package_file
+from runner.project.model import Environment, Function, Project, is_repo_path
 from runner.project.refs import requirement_lines
 from runner.project.source import ProjectSource, SourceError
 
@@ -39,7 +40,19 @@ class ImageSpec:
 
 
 def dockerfile_template() -> str:
-    return (resources.files("runner") / "templates" / "Dockerfile.j2").read_text("utf-8")
+    return package_file("templates", "Dockerfile.j2").read_text("utf-8")
+
+
+def function_files(function: Function, source: ProjectSource | None = None) -> list[str]:
+    """The files a function depends on: its YAML, code, environment and command's files."""
+    files = [function.file]
+    for path in (function.code, function.environment.requirements_file):
+        if path:
+            files.append(path)
+    for arg in function.command or ():
+        if is_repo_path(arg) and "/" in arg and (source is None or source.is_file(arg)):
+            files.append(arg)
+    return list(dict.fromkeys(files))
 
 
 def image_spec(project: Project, function: Function, source: ProjectSource,

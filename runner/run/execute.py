@@ -13,11 +13,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 from runner.errors import RunyardError
+from runner.files import package_file
 from runner.project.model import Function, Limits, Project, Resources
 from runner.project.policy import Policy
 from runner.record.artifacts import ArtifactStore
@@ -99,7 +99,7 @@ class Session:
 
 
 def runtime_dir() -> Path:
-    return Path(str(resources.files("runner") / "runtime"))
+    return package_file("runtime")
 
 
 def execute(session: Session, task: Task, uid: str | None = None) -> RunRecord:

@@ -13,7 +13,7 @@ from runner.build.builder import LocalImages, build_images, image_needs
 from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
 from runner.git import commit_of, find_repository, user_name
-from runner.plan import function_files
+from runner.project.environment import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
 from runner.project.policy import Policy
