@@ -24,6 +24,7 @@ from runner.project.model import Resources
 from runner.run.forkclient import ForkChannel, ServerGone, follow_file
 
 OnOutput = Callable[[bytes], None]
+OnStart = Callable[[], None]  # the run's process has started
 NON_ROOT_ID = 65534  # nobody
 NON_ROOT = f"{NON_ROOT_ID}:{NON_ROOT_ID}"
 LOG_FILE_LIMIT = "16m"  # the engine's own copy of a run's output, on the host's disk
@@ -86,7 +87,9 @@ class Backend(Protocol):
 
     def layout(self, launch: Launch) -> Layout: ...
 
-    def run(self, launch: Launch, on_output: OnOutput) -> Exit: ...
+    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
+        """Run `launch` to its end, passing on its output; `on_start` is called once,
+        as soon as its process has started (not at all when it never starts)."""
 
     def stop_all(self) -> None: ...
 
@@ -122,7 +125,7 @@ class LocalBackend:
     def layout(self, launch: Launch) -> Layout:
         return host_layout(launch)
 
-    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
         layout = self.layout(launch)
         output = launch.run_dir / "output.log"
         output.touch()
@@ -131,6 +134,7 @@ class LocalBackend:
         pid = self.server.start(launch.runtime, layout.spec, layout.work, env, output)
         with self.lock:
             self.running.add(pid)
+        on_start()
         ended = threading.Event()
         reader = threading.Thread(target=follow_file, args=(output.open("rb"), on_output, ended),
                                   daemon=True)
@@ -221,7 +225,7 @@ class DockerBackend:
     def layout(self, launch: Launch) -> Layout:
         return CONTAINER_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
         try:
             container = self.engine.create_container(launch.name, container_config(launch))
         except Unreachable as error:
@@ -232,6 +236,7 @@ class DockerBackend:
                                   daemon=True)
         try:
             self.engine.start(container)
+            on_start()
             reader.start()
             code, reason = self._wait(container, launch.resources.timeout)
             reader.join(timeout=10)

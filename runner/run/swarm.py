@@ -46,6 +46,7 @@ from runner.run.backends import (
     Launch,
     Layout,
     OnOutput,
+    OnStart,
     Placed,
     host_layout,
 )
@@ -157,7 +158,7 @@ class SwarmBackend:
     def layout(self, launch: Launch) -> Layout:
         return SWARM_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
         image = self.image_for(launch)
         made: list[tuple[str, str]] = []  # ("secret" | "config", id), removed at the end
         service = None
@@ -171,6 +172,7 @@ class SwarmBackend:
                 "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}})
             with self.lock:
                 self.running.add(service)
+            on_start()
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None
