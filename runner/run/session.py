@@ -66,11 +66,14 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
-    trigger = Trigger("manual", by=user_name(git_dir) or _login())
-    with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
-                                       backend=backend, trigger=trigger,
-                                       on_line=on_line, job=job) as session:
-        yield session
+    with closing(source):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-by") as aside:
+            by = aside.submit(user_name, git_dir)  # git is asked while the project loads
+            project = load_project(source)
+        trigger = Trigger("manual", by=by.result() or _login())
+        with open_session(source, git_dir, project, Policy.personal(), backend=backend,
+                          trigger=trigger, on_line=on_line, job=job) as session:
+            yield session
 
 
 @contextmanager
