@@ -59,7 +59,7 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
                base_image_ids: Mapping[str, str]) -> ImageSpec:
     """The image a function runs in; `base_image_ids` maps local image names to ids."""
     env = function.environment
-    base = env.base_image or project.base_image
+    base = base_image(project, function)
     requirements = list(env.requirements)
     if env.requirements_file:
         requirements += _requirements_file(function, source)
@@ -70,6 +70,11 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
     base_id = base_image_ids.get(base)
     return ImageSpec(project.name, resolved, tuple(requirements), base_id,
                      environment_hash(resolved, base_id))
+
+
+def base_image(project: Project, function: Function) -> str:
+    """The image a function's image is built on: its own, else the project's default."""
+    return function.environment.base_image or project.base_image
 
 
 def environment_hash(environment: Environment, base_image_id: str | None) -> str:

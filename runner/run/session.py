@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from runner.build.builder import LocalImages, build_images, image_needs
+from runner.build.builder import LocalImages, build_images, needs_and_images
 from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
 from runner.git import commit_of, find_repository, user_name
@@ -221,14 +221,14 @@ def _built(project: Project, source: ProjectSource, functions: Sequence[str], po
            on_line: OnLine) -> tuple[DockerEngine, dict[str, ImageRef]]:
     engine = connect(lambda line: on_line("setup", line))
     reconcile_containers(engine, lambda line: on_line("setup", line))
-    local = LocalImages.read(engine)
-    needs = image_needs(project, source, local, functions)
+    needs, local = needs_and_images(engine, project, source, functions)
     outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))
-    ids = LocalImages.read(engine).ids if any(o.action == "built" for o in outcomes) else local.ids
+    built = [o.need.spec.tag for o in outcomes if o.action == "built"]
+    ids = {**local.ids, **LocalImages.of(engine, built).ids}
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
     return engine, images
