@@ -164,16 +164,23 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         def started(running: RunRecord = record) -> None:
             writes.append(session.aside.submit(session.write, running))
 
-        try:
-            if staged is None:
-                _make_scratch(session, run_dir)
-            exit_ = session.backend.run(launch, log.feed, started)
-        except RunyardError as error:  # the engine went away: the run failed, the runner goes on
-            _wait(writes)
-            return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
-        except BaseException:
-            _wait(writes)
-            raise
+        # The scratch is made while the backend sets the run up (creates its container):
+        # `ready` waits for it, and the block's end for its end, whatever happens.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-scratch") as making:
+            made = making.submit(_make_scratch, session, run_dir) if staged is None else None
+
+            def ready() -> None:
+                if made is not None:
+                    made.result()
+
+            try:
+                exit_ = session.backend.run(launch, log.feed, ready, started)
+            except RunyardError as error:  # the engine went away: the run failed, the runner goes on
+                _wait(writes)
+                return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
+            except BaseException:
+                _wait(writes)
+                raise
         _wait(writes)
         outputs = read_outputs(launch.data_dir / "scratch" / "outputs", session.store,
                                session.limits)

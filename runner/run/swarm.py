@@ -48,6 +48,7 @@ from runner.run.backends import (
     OnOutput,
     OnStart,
     Placed,
+    Ready,
     host_layout,
 )
 from runner.run.reconcile import RUNNER_LABEL
@@ -158,7 +159,8 @@ class SwarmBackend:
     def layout(self, launch: Launch) -> Layout:
         return SWARM_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+        ready()
         image = self.image_for(launch)
         made: list[tuple[str, str]] = []  # ("secret" | "config", id), removed at the end
         service = None

@@ -51,6 +51,7 @@ from runner.run.backends import (
     Layout,
     OnOutput,
     OnStart,
+    Ready,
     container_env,
     hardened,
 )
@@ -146,12 +147,12 @@ class WorkerPool:
     def layout(self, launch: Launch) -> Layout:
         return WORKER_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
         worker = self._take(launch)
         if worker is None:
             return Exit(None, "interrupted")
         try:
-            exit_ = worker.run(launch, on_output, on_start)
+            exit_ = worker.run(launch, on_output, ready, on_start)
         except BaseException:
             worker.kill()
             raise
@@ -300,7 +301,8 @@ class Worker:
     def alive(self) -> bool:
         return self.channel is not None and self.channel.open and not self.stopped
 
-    def run(self, launch: Launch, on_output: OnOutput, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+        ready()
         (launch.run_dir / "scratch" / "log").mkdir()
         output = _trial_output(launch.run_dir / "scratch" / "log" / OUTPUT)
         ended = threading.Event()
