@@ -8,10 +8,10 @@ makes both on one machine). Makes the project of grid.py (one function, no requi
 an 8 x 5 grid, `selector: max.s`) with `execution.registry` set, commits it and builds
 its image once. Then, interleaved after a warm-up of each, it times (a) `runyard run
 grid --backend swarm` against (b) `runyard run grid --backend docker` as whole
-processes. Goal: a/b <= 2. On Docker the trials run in warm workers (a fork a trial);
-on the swarm each trial is a service of its own, so (c), the same grid on Docker with
-`isolation: container` (a container a trial), is timed beside them: a/c compares like
-with like.
+processes. Goal: a/b <= 2. On both the trials run in warm workers (a fork a trial): on
+the swarm a worker is a service of its own pinned to the runner's node (the project has
+no `execution.shared`). (c), the same grid on the swarm with `isolation: container` (a
+service a trial), is timed beside them: what the workers save.
 
 Where the rest goes: an anatomy of one swarm run, N times in a row on the image
 the runs used (pinned by digest): the service-create call, create -> task running
@@ -56,7 +56,7 @@ from grid import CONTAINER_JOB, JOB, PARALLEL, make_grid_project
 GOAL_RATIO = 2.0
 SWARM = "(a) runyard run grid --backend swarm"
 DOCKER = "(b) runyard run grid --backend docker"
-CONTAINERS = "(c) the same, isolation: container"
+SERVICES = "(c) (a) with isolation: container"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return lambda: timed_or_hung(command, args.timeout)
 
             timings = Timings(interleave({SWARM: grid("swarm"), DOCKER: grid("docker"),
-                                          CONTAINERS: grid("docker", CONTAINER_JOB)},
+                                          SERVICES: grid("swarm", CONTAINER_JOB)},
                                          args.repeat, progress=True))
             pinned = run_images(root)
             report(timings)
@@ -124,11 +124,10 @@ def report(timings: Timings) -> None:
     print()
     print_medians(timings, 40)
     swarm, docker = timings.median(SWARM).wall, timings.median(DOCKER).wall
-    containers = timings.median(CONTAINERS).wall
+    services = timings.median(SERVICES).wall
     print(f"\nratio a/b: {ratio_goal(swarm / docker, GOAL_RATIO)}; "
-          f"a/c (a service a trial against a container a trial): {swarm / containers:.2f}x; "
-          f"the swarm's own cost against (c): {swarm - containers:.3f} s "
-          f"({(swarm - containers) / 40 * 1000:.0f} ms a trial)")
+          f"a/c (warm workers against a service a trial): {swarm / services:.2f}x; "
+          f"a service a trial costs {(services - swarm) / 40 * 1000:.0f} ms more a trial")
 
 
 def anatomy(image: str, count: int) -> None:

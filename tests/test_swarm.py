@@ -252,6 +252,39 @@ def test_failing_trial_among_parallel_services(repo: Path) -> None:
     assert left_behind() == []
 
 
+def test_idle_workers_give_way_to_a_step_that_waits_for_what_they_hold(repo: Path) -> None:
+    """Trials of a two-step pipeline, each step a function that reserves every cpu of the
+    node: the idle worker of one step is retired for the worker the next step waits for,
+    at once (not after the worker's start timeout), trial after trial."""
+    cpus = docker_json("node", "inspect", "self")[0]["Description"]["Resources"]["NanoCPUs"]
+    for step in ("first", "second"):
+        (repo / "functions" / f"whole-{step}.yaml").write_text(
+            f"apiVersion: runyard/v1\nkind: function\nname: whole-{step}\n"
+            "code: src/swarm_handlers.py\nhandler: picky\n"
+            f"environment: {{base_image: python:3.11-slim, env: {{STEP: {step}}}}}\n"
+            f"resources: {{cpu: {cpus / 1e9:g}}}\n")
+    (repo / "pipelines").mkdir(exist_ok=True)
+    (repo / "pipelines" / "whole.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: pipeline\nname: whole\nsteps:\n"
+        "  - {name: first, function: whole-first}\n"
+        "  - {name: second, function: whole-second, after: [first]}\n")
+    (repo / "jobs" / "whole-grid.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: job\nname: whole-grid\nrun: {pipeline: whole}\n"
+        "hyper: {params: {x: [1, 3]}, parallel: 1}\n")
+    commit_all(repo, "a pipeline whose steps each hold the whole node")
+    started = time.monotonic()
+    record = run_json(repo, "whole-grid")
+    assert time.monotonic() - started < 50  # a worker's start timeout is 60 s
+    assert record["spec"]["hyper"]["isolation"] == "process"
+    assert [t["state"] for t in record["status"]["trials"]] == ["completed"] * 2
+    steps = [step for trial in record["status"]["trials"]
+             for step in yaml.safe_load(show(repo, record_path(trial["uid"])))["status"]["steps"]]
+    services = [yaml.safe_load(show(repo, record_path(step["uid"])))["status"]["service"]
+                for step in steps]
+    assert len(set(services)) == 4, services  # each step's worker gave way to the next's
+    assert left_behind() == []
+
+
 def test_timeout(repo: Path) -> None:
     started = time.monotonic()
     record = run_json(repo, "sleepy", expect=1)

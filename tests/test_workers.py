@@ -1,6 +1,8 @@
-"""Warm trial workers end to end: a hyper-parameter job on the Docker backend forks its
-trials inside long-lived containers of the function's image (runner/run/workers.py).
-Real Docker, real git, no mocks.
+"""Warm trial workers end to end: a hyper-parameter job forks its trials inside long-lived
+containers of the function's image (runner/run/workers.py), on the Docker backend and
+on the swarm backend (a service a worker, pinned to the runner's node). Each test that
+takes `repo` runs on both. Real Docker, a real one-node swarm and registry
+(scripts/swarm-setup), real git, no mocks.
 
 The project (tests/projects/workers) has one handler, `probe`, that reports what it
 finds of the trials before it (files in its working folder and /tmp, processes
@@ -28,6 +30,8 @@ from typing import IO, Any
 import pytest
 
 from tests.helpers import CHECKOUT, commit_all, committed_copy, edit_file, git, read_record
+from tests.test_swarm import REGISTRY, project_services
+from tests.test_swarm import swarm_ready as swarm_ready
 
 PROJECT = CHECKOUT / "tests" / "projects" / "workers"
 BRANCH = "runyard/results"
@@ -63,14 +67,27 @@ def trials(parent: Record) -> list[Record]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@pytest.fixture(scope="module", params=["docker", "swarm"])
+def repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The project, its runs on the Docker backend or (the runner's node a swarm manager,
+    scripts/swarm-setup) on the swarm."""
+    backend = request.param
     path = committed_copy(PROJECT, tmp_path_factory.mktemp("workers") / "project",
                           ("ryworkers", NAME), "the workers test project")
+    if backend == "swarm":
+        request.getfixturevalue("swarm_ready")
+        with (path / "project.yaml").open("a") as handle:
+            handle.write(f"execution: {{backend: swarm, registry: '{REGISTRY}'}}\n")
+        commit_all(path, "on the swarm")
     yield path
-    for tag in subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                               f"runyard/{NAME}"], capture_output=True, text=True).stdout.split():
-        subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+    for tag in subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                              capture_output=True, text=True).stdout.split():
+        if tag.startswith((f"runyard/{NAME}:", f"{REGISTRY}/runyard/{NAME}:")):
+            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+
+
+def backend_of(repo: Path) -> str:
+    return "swarm" if "backend: swarm" in (repo / "project.yaml").read_text() else "docker"
 
 
 def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
@@ -90,11 +107,15 @@ def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
         assert results["sysv_shm"] == 0, trial
         assert results["tmpdir"] == "/tmp"
         record = read_record(repo, trial["uid"])
-        assert record["spec"]["backend"] == "docker"
+        assert record["spec"]["backend"] == backend_of(repo)
         assert "started" in git(repo, "show", f"{BRANCH}:runs/{trial['uid'][-2:]}/"
                                 f"{trial['uid']}/log.txt")
     assert containers("--all") == []  # the workers are gone with the job
+    assert project_services(NAME) == []  # (on the swarm, their services)
     assert mounts_under(repo) == []  # and so are the mounts of the trials' folders
+    if backend_of(repo) == "swarm":  # each trial records its worker's service and node
+        services = {read_record(repo, t["uid"])["status"]["service"] for t in rows}
+        assert len(services) <= 2, services
 
 
 def mounts_under(folder: Path) -> list[str]:
@@ -168,6 +189,7 @@ def test_ctrl_c_stops_every_worker_and_records_the_unfinished_trials_aborted(
     assert time.monotonic() - signalled < 30  # the sleeping trials were stopped, not waited for
     assert code == 1, (tmp_path / "stderr.txt").read_text()
     assert containers("--all") == []
+    assert project_services(NAME) == []
     runs = json.loads(runyard("runs", "list", "--job", "sleepers", "--json", cwd=repo).stdout)
     parent = next(r for r in runs if r["metadata"]["iteration"] == 0)
     assert (parent["status"]["state"], parent["status"]["reason"]) == ("aborted", "interrupted")
@@ -259,6 +281,7 @@ def test_the_workers_of_a_killed_runner_are_removed_by_the_next(repo: Path) -> N
     assert mounts_under(repo) != []
     run_json(repo, "same")  # the next runner puts right what the lost one left
     assert containers("--all") == []
+    assert project_services(NAME) == []
     assert mounts_under(repo) == []
     runs = json.loads(runyard("runs", "list", "--job", "sleepers", "--json", cwd=repo).stdout)
     lost = [r for r in runs if r["status"]["reason"] == "runner lost"]

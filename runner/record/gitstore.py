@@ -4,13 +4,21 @@ retry on top of each other and lose nothing.
 
 Trees are written directly into the object database. A path such as
 `runs/ab/<uid>/run.yaml` only rewrites the trees along that path, so the cost of a
-commit does not grow with the number of records already on the branch. Reads go
+commit does not grow with the number of records already on the branch. The trees a
+store writes or reads are kept (parsed) for the commits after, which read them again. Reads go
 through one `git cat-file --batch` process, started by the first read and stopped
 by `close()`; the branch moves through one `git update-ref --stdin` process as well.
+
+The threads of one process commit one at a time (racing each other for the ref, all but
+one would lose and build their commit again). Commits asked for with `group` while
+another is being made wait in a queue, and the next commit carries all of them, in the
+order they were asked for: under load a commit carries the records of several runs, and
+each caller returns once the commit holding its files has landed.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -18,6 +26,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
+from typing import TypeVar
 
 from runner.git import GitObject, ObjectReader, RefMover, list_tree
 
@@ -27,21 +36,49 @@ Derive = Callable[["AtCommit"], Mapping[str, bytes | None]]
 # Reads of more paths than this find their objects through one listing of their folders:
 # git resolves `COMMIT:PATH` by walking (and inflating) every tree along the path each time.
 _LISTED_OVER = 64
+_KEPT_TREES = 4096  # parsed trees a store keeps; past this it forgets them all and starts again
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class AtCommit:
-    """The files of one commit, or of none (a branch yet to be made)."""
+    """The files of one commit, or of none (a branch yet to be made), with `changed` on top:
+    what the commits grouped before this one in the same commit write (None: removed).
+    Read from the trees along each path (no git process, no round trip)."""
 
-    def __init__(self, reader: ObjectReader, commit: str | None) -> None:
-        self.reader, self.commit = reader, commit
+    def __init__(self, store: GitStore, commit: str | None,
+                 changed: Mapping[str, bytes | None] | None = None) -> None:
+        self.store, self.commit = store, commit
+        self.changed: Mapping[str, bytes | None] = changed or {}
 
     def read(self, path: str) -> bytes | None:
         """The file at `path`; None when there is no file there."""
-        return None if self.commit is None else self.reader.blob(self.commit, path)
+        if path in self.changed:
+            return self.changed[path]
+        found = self.store.entry(self.commit, path) if self.commit else None
+        return None if found is None or found[0] == _TREE else self.store.read_object(found[1])
 
     def exists(self, path: str) -> bool:
         """Whether there is a file or a folder at `path`."""
-        return self.commit is not None and self.reader.read(f"{self.commit}:{path}") is not None
+        if path in self.changed:
+            return self.changed[path] is not None
+        below = f"{path}/"
+        if any(data is not None and name.startswith(below) for name, data in self.changed.items()):
+            return True
+        return self.commit is not None and self.store.entry(self.commit, path) is not None
+
+
+class _Asked:
+    """One commit asked for: its files, and once the commit carrying them is made, that
+    commit or what went wrong."""
+
+    def __init__(self, files: Mapping[str, bytes | None], blobs: Mapping[str, bytes | None],
+                 message: str, derived: Derive | None, group: bool) -> None:
+        self.files, self.blobs, self.message = files, blobs, message
+        self.derived, self.group = derived, group
+        self.done = False
+        self.commit = ""
+        self.error: BaseException | None = None
 
 
 class GitStore:
@@ -53,10 +90,14 @@ class GitStore:
         self.objects = git_dir / "objects"
         self.reader = ObjectReader(git_dir)
         self.refs = RefMover(git_dir)
+        self._trees: dict[bytes, Entries] = {}  # tree id -> its entries, of trees seen here
+        self._commit_trees: dict[str, bytes] = {}  # commit -> its tree, of commits seen here
         self._listed: tuple[str, dict[str, dict[str, str]]] = ("", {})  # commit, folder -> ids
-        # The threads of one process commit one at a time: racing each other for the ref,
-        # all but one would lose and build their commit again (a git process each time).
-        self._committing = threading.Lock()
+        # The commits asked for and not yet being made, the oldest first, and whether a
+        # thread is making one (it takes the next from the queue when it is done).
+        self._turn = threading.Condition()
+        self._queue: list[_Asked] = []
+        self._making = False
 
     def close(self) -> None:
         """Stop the processes reads and commits go through (the next starts them again)."""
@@ -145,41 +186,93 @@ class GitStore:
         found = self.reader.read(f"{commit}:{path}") if commit else None
         if found is None or found.kind != "tree" or found.data is None:
             return {}
-        return {name.decode("utf-8", "surrogateescape"): self._read_object(sha)
+        return {name.decode("utf-8", "surrogateescape"): self.read_object(sha)
                 for name, (mode, sha) in _entries(found.data).items() if mode == _BLOB}
 
     def list(self, path: str, commit: str | None = None) -> list[str]:
         """Names in the folder `path` of the branch (empty when it does not exist), read
         from the trees along it (no process, unless they are packed)."""
         commit = commit or self.tip()
-        if commit is None:
+        found = self.entry(commit, path.strip("/")) if commit else None
+        if found is None or found[0] != _TREE:
             return []
-        entries = self._tree_entries(self._commit_tree(commit))
-        for folder in filter(None, path.split("/")):
-            found = entries.get(folder.encode())
+        return sorted(name.decode("utf-8", "surrogateescape")
+                      for name in self._tree_entries(found[1]))
+
+    def entry(self, commit: str, path: str) -> tuple[bytes, bytes] | None:
+        """The mode and binary id of what is at `path` (the root when empty) in `commit`,
+        found through the trees along it; None when there is nothing there."""
+        found: tuple[bytes, bytes] | None = (_TREE, self._commit_tree(commit))
+        for name in filter(None, path.split("/")):
             if found is None or found[0] != _TREE:
-                return []
-            entries = self._tree_entries(found[1])
-        return sorted(name.decode("utf-8", "surrogateescape") for name in entries)
+                return None
+            found = self._tree_entries(found[1]).get(name.encode())
+        return found
 
     # writing
 
-    def commit(self, files: Mapping[str, bytes | None], message: str, attempts: int = 50,
-               derived: Derive | None = None) -> str:
+    def commit(self, files: Mapping[str, bytes | None], message: str,
+               derived: Derive | None = None, group: bool = False) -> str:
         """Add or replace `files` (path -> content; None removes it) in one commit on the branch.
         `derived` adds the files that depend on what the branch holds (an index): it is given
-        a reader of the commit the new one builds on, again on every retry."""
-        given = self._blobs(files)
-        with self._committing:
-            return self._commit(given, message, attempts, derived)
+        a reader of the commit the new one builds on, again on every retry. With `group`,
+        the commit may also carry other grouped commits asked for meanwhile (each `derived`
+        then reads the files of those before it too); the one made is returned."""
+        asked = _Asked(files, self._blobs(files), message, derived, group)
+        with self._turn:
+            self._queue.append(asked)
+        while True:
+            with self._turn:
+                while self._making and not asked.done:
+                    self._turn.wait()
+                if asked.done:
+                    break
+                self._making = True
+                batch = self._next_batch()
+            try:
+                self._make(batch)
+            except BaseException:  # interrupted: this thread's commit is no longer asked for
+                with self._turn:
+                    if asked in self._queue:
+                        self._queue.remove(asked)
+                raise
+            finally:
+                with self._turn:
+                    for done in batch:
+                        done.done = True
+                    self._making = False
+                    self._turn.notify_all()
+        if asked.error is not None:
+            raise asked.error
+        return asked.commit
 
-    def _commit(self, given: Mapping[str, bytes | None], message: str, attempts: int,
-                derived: Derive | None) -> str:
+    def _next_batch(self) -> Sequence[_Asked]:
+        """The oldest commit asked for, and when it may be grouped, the grouped ones after it."""
+        count = 1
+        if self._queue[0].group:
+            while count < len(self._queue) and self._queue[count].group:
+                count += 1
+        batch = self._queue[:count]
+        del self._queue[:count]
+        return batch
+
+    def _make(self, batch: Sequence[_Asked]) -> None:
+        """Make one commit of `batch`, and tell each what was made, or what went wrong."""
+        try:
+            made, error = self._commit(batch), None
+        except BaseException as failed:  # every caller of this commit is told, and raises it
+            made, error = "", failed
+        for asked in batch:
+            asked.commit, asked.error = made, error
+        if error is not None and not isinstance(error, Exception):
+            raise error  # an interruption stops the thread that was making the commit too
+
+    def _commit(self, batch: Sequence[_Asked], attempts: int = 50) -> str:
+        message = batch[0].message if len(batch) == 1 else "\n".join(
+            [f"{len(batch)} changes", "", *(asked.message for asked in batch)])
         for attempt in range(attempts):
             parent = self.head()
-            # derived anew on each attempt: what an earlier attempt derived is not kept
-            blobs = given if derived is None else {
-                **given, **self._blobs(derived(AtCommit(self.reader, parent)))}
+            blobs = self._merged(batch, parent)  # derived anew on each attempt
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})
             commit = self._write_commit(tree, parent, message)
@@ -187,6 +280,20 @@ class GitStore:
                 return commit
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
+
+    def _merged(self, batch: Sequence[_Asked], parent: str | None) -> dict[str, bytes | None]:
+        """The blobs of every commit of `batch` in order (a later one's file wins), each with
+        what it derives from `parent` and the files of those before it."""
+        blobs: dict[str, bytes | None] = {}
+        changed: dict[str, bytes | None] = {}
+        for asked in batch:
+            derived = asked.derived(AtCommit(self, parent, dict(changed))) \
+                if asked.derived else {}
+            blobs.update(asked.blobs)
+            blobs.update(self._blobs(derived))
+            changed.update(asked.files)
+            changed.update(derived)
+        return blobs
 
     def _blobs(self, files: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
         for path in files:
@@ -224,14 +331,21 @@ class GitStore:
                     entries[key] = (_TREE, merged)
         return self._write_tree(entries) if entries else None
 
-    # objects
+    # objects (they never change: what is kept by id stays true whoever writes the repository)
 
     def _commit_tree(self, commit: str) -> bytes:
-        body = self._read_object(bytes.fromhex(commit))
-        return bytes.fromhex(body[5:45].decode())
+        tree = self._commit_trees.get(commit)
+        if tree is None:
+            body = self.read_object(bytes.fromhex(commit))
+            tree = _keep(self._commit_trees, commit, bytes.fromhex(body[5:45].decode()))
+        return tree
 
     def _tree_entries(self, sha: bytes) -> Entries:
-        return _entries(self._read_object(sha))
+        """The entries of the tree `sha`, kept: callers do not change them (they copy)."""
+        entries = self._trees.get(sha)
+        if entries is None:
+            entries = _keep(self._trees, sha, _entries(self.read_object(sha)))
+        return entries
 
     def _write_tree(self, entries: Entries) -> bytes:
         def order(name: bytes) -> bytes:
@@ -239,34 +353,61 @@ class GitStore:
 
         body = b"".join(mode + b" " + name + b"\0" + entries[name][1]
                         for name in sorted(entries, key=order) for mode in [entries[name][0]])
-        return self._write_object(b"tree", body)
+        sha = self._write_object(b"tree", body)
+        _keep(self._trees, sha, entries)
+        return sha
 
     def _write_commit(self, tree: bytes, parent: str | None, message: str) -> str:
         stamp = f"runyard <runyard@localhost> {int(time.time())} +0000"
         lines = [f"tree {tree.hex()}"] + ([f"parent {parent}"] if parent else [])
         lines += [f"author {stamp}", f"committer {stamp}", "", message.rstrip() + "\n"]
-        return self._write_object(b"commit", "\n".join(lines).encode()).hex()
+        commit = self._write_object(b"commit", "\n".join(lines).encode()).hex()
+        _keep(self._commit_trees, commit, tree)
+        return commit
 
     def _write_object(self, kind: bytes, body: bytes) -> bytes:
+        """Write a loose object as git does: whole under its name (through a temporary file
+        renamed), or not at all; with few system calls, each of which lets other threads run."""
         raw = kind + b" " + str(len(body)).encode() + b"\0" + body
         sha = sha1(raw).digest()
-        path = self.objects / sha[:1].hex() / sha[1:].hex()
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f"tmp-{path.name}-{random.getrandbits(32):x}")
-            temporary.write_bytes(zlib.compress(raw, 1))
-            temporary.replace(path)
+        path = f"{self.objects}/{sha[:1].hex()}/{sha[1:].hex()}"
+        if os.path.exists(path):
+            return sha
+        data = zlib.compress(raw, 1)
+        temporary = f"{path}.tmp-{random.getrandbits(32):x}"
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileNotFoundError:  # the first object of its folder (or git pruned the folder)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            while data:
+                data = data[os.write(handle, data):]
+        finally:
+            os.close(handle)
+        os.replace(temporary, path)
         return sha
 
-    def _read_object(self, sha: bytes) -> bytes:
-        path = self.objects / sha[:1].hex() / sha[1:].hex()
-        if path.exists():
-            raw = zlib.decompress(path.read_bytes())
+    def read_object(self, sha: bytes) -> bytes:
+        """The content of the object `sha` (binary id), loose or packed."""
+        try:
+            with open(f"{self.objects}/{sha[:1].hex()}/{sha[1:].hex()}", "rb", buffering=0) as loose:
+                raw = zlib.decompress(loose.readall())
             return raw[raw.index(b"\0") + 1 :]
+        except FileNotFoundError:
+            pass
         found = self.reader.read(sha.hex())  # a packed object
         if found is None or found.data is None:
             raise FileNotFoundError(f"no object {sha.hex()} in {self.git_dir}")
         return found.data
+
+
+def _keep(kept: dict[K, V], key: K, value: V) -> V:
+    """`value`, kept under `key`; past _KEPT_TREES entries, the others are forgotten."""
+    if len(kept) >= _KEPT_TREES:
+        kept.clear()
+    kept[key] = value
+    return value
 
 
 def _data(found: GitObject | None) -> bytes | None:

@@ -86,6 +86,8 @@ class ResultsBranch:
 
     def write(self, record: RunRecord, log: bytes | None = None,
               extra: Mapping[str, bytes] | None = None) -> str:
+        """Commit the record with its log, `extra` files and index row; records that other
+        threads write meanwhile may land in the same commit (in the order they were written)."""
         meta, status = record.metadata, record.status
         folder = run_folder(meta.uid)
         files = {f"{folder}/run.yaml": record.to_yaml()}
@@ -105,7 +107,7 @@ class ResultsBranch:
         row = row_of(record)
         return self.store.commit({**files, **(extra or {}), **running},
                                  f"run {meta.uid} {meta.name}: {status.state}",
-                                 derived=lambda base: index.with_rows(base, [row]))
+                                 derived=lambda base: index.with_rows(base, [row]), group=True)
 
     def read(self, uid: str, commit: str | None = None) -> RunRecord:
         read = _parsed(uid, self.store.read(f"{run_folder(uid)}/run.yaml", commit), self.branch)

@@ -75,6 +75,21 @@ class Exit(NamedTuple):
     placed: Placed | None = None  # where a backend of many machines ran it
 
 
+class WorkerSpec(NamedTuple):
+    """A trial worker's container (runner/run/workers.py), as its pool asks a backend for it:
+    the image, runtime and code are its launch's."""
+
+    name: str
+    labels: Mapping[str, str]
+    env: Mapping[str, str]
+    mounts: list[dict[str, Any]]  # the control pipes and the places of a trial's parts
+    command: list[str]
+
+
+class Unplaced(RunyardError):
+    """No node will take a run: a run that waits for one is given up (reason `unplaced`)."""
+
+
 class Placed(NamedTuple):
     """Where a run ran, on a backend of many machines."""
 

@@ -1,4 +1,5 @@
-"""The swarm backend: each run a replicated-job service of a Docker Swarm, on any node.
+"""The swarm backend: each run a replicated-job service of a Docker Swarm, on any node;
+trial workers (runner/run/workers.py) as services on this node (SwarmWorkers).
 
 What a run needs travels without a shared disk of the runner's where Swarm can carry
 it: the code snapshot and the runtime in a thin image layer per revision (pushed to the
@@ -49,6 +50,8 @@ from runner.run.backends import (
     OnStart,
     Placed,
     Ready,
+    Unplaced,
+    WorkerSpec,
     host_layout,
 )
 from runner.run.reconcile import RUNNER_LABEL
@@ -168,12 +171,9 @@ class SwarmBackend:
             spec = _config(self.engine, launch, made)
             secrets = _secrets(self.engine, launch, made)
             made += [("volume", f"{launch.name}-{part}") for part in SCRATCH_VOLUMES]
-            service = self.engine.create_service({
-                "Name": launch.name, "Labels": dict(launch.labels),
-                "TaskTemplate": self._task_template(launch, image, spec, secrets),
-                "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}})
-            with self.lock:
-                self.running.add(service)
+            service = self._create(launch.name, launch.labels,
+                                   self._task_template(launch, self._run_container(
+                                       launch, image, spec, secrets)))
             on_start()
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
@@ -274,26 +274,41 @@ class SwarmBackend:
 
     # --- the service ---------------------------------------------------------------------
 
-    def _task_template(self, launch: Launch, image: str, spec: Json,
+    def _create(self, name: str, labels: Mapping[str, str], template: Json) -> str:
+        """A replicated-job service of one task, counted as running (stop_all removes it)."""
+        service = self.engine.create_service({
+            "Name": name, "Labels": dict(labels), "TaskTemplate": template,
+            "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}})
+        with self.lock:
+            self.running.add(service)
+        return service
+
+    def _run_container(self, launch: Launch, image: str, spec: Json,
                        secrets: list[Json]) -> dict[str, Json]:
-        """The service's TaskTemplate (Engine API 1.41)."""
+        """A run's ContainerSpec: the runtime on its spec, inputs and outputs bound, work and
+        tmp in memory."""
         inside, host = SWARM_LAYOUT, host_layout(launch)
         binds = [(host.inputs, inside.inputs, True), (host.outputs, inside.outputs, False)]
         env = {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
                "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
-        container = {
+        return {
             "Image": image, "Command": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            "Env": [f"{name}={value}" for name, value in env.items()],
-            "Dir": inside.work, "User": f"{NON_ROOT_ID}:{NON_ROOT_ID}",
+            "Env": [f"{name}={value}" for name, value in env.items()], "Dir": inside.work,
             # The service carries the runner's label; its containers go with it (and not one
             # by one, as reconcile_containers would remove a lost runner's).
             "Labels": {k: v for k, v in launch.labels.items() if k != RUNNER_LABEL},
             "Mounts": [*({"Target": target, "Source": source, "Type": "bind",
                           "ReadOnly": read_only} for source, target, read_only in binds),
                        *self._scratch(launch)],
-            "Secrets": secrets, "Configs": [spec], "ReadOnly": True, "CapabilityDrop": ["ALL"]}
+            "Secrets": secrets, "Configs": [spec]}
+
+    def _task_template(self, launch: Launch, container: Mapping[str, Json]) -> dict[str, Json]:
+        """The service's TaskTemplate (Engine API 1.41): the container hardened (not root, no
+        capabilities, a read-only root), with the run's limits, placement and network."""
         template: dict[str, Json] = {
-            "ContainerSpec": container, "Resources": _resources(launch.resources),
+            "ContainerSpec": {**container, "User": f"{NON_ROOT_ID}:{NON_ROOT_ID}",
+                              "ReadOnly": True, "CapabilityDrop": ["ALL"]},
+            "Resources": _resources(launch.resources),
             "RestartPolicy": {"Condition": "none", "Delay": 0, "MaxAttempts": 0, "Window": 0},
             "Placement": {"Constraints": self.placement(launch)},
             "LogDriver": {"Name": "json-file",
@@ -346,10 +361,7 @@ class SwarmBackend:
         while True:
             if self.stopping.is_set():
                 return Exit(None, "interrupted")
-            found = self.engine.tasks({"service": service})
-            # The first task is the run: one the swarm makes after it (its node left) is not.
-            first = min(found, key=lambda t: t.get("CreatedAt", "")) if found else None
-            task = TaskState.of(first) if first else TaskState("new", None, None, None, None)
+            task = self._task(service)
             now = time.monotonic()
             if task.state in FINAL_STATES:
                 return self._ended(task, launch)
@@ -368,6 +380,13 @@ class SwarmBackend:
                     return Exit(None, "node", f"{lost}: the run was stopped",
                                 Placed(task.node, service, ""))
             time.sleep(self.poll)
+
+    def _task(self, service: str) -> TaskState:
+        """The state of the service's task: the first, the run (one the swarm makes after it,
+        when its node left, is not)."""
+        found = self.engine.tasks({"service": service})
+        first = min(found, key=lambda t: t.get("CreatedAt", "")) if found else None
+        return TaskState.of(first) if first else TaskState("new", None, None, None, None)
 
     def _unplaced(self, task: TaskState, launch: Launch, waited: float) -> str | None:
         """Why the task will not find a node, once that is sure; None while it may."""
@@ -416,6 +435,96 @@ class SwarmBackend:
             if found is not None:
                 return bool(found["State"].get("OOMKilled"))
         return task.exit_code == 137 and bool(launch.resources.memory)
+
+
+class SwarmWorkers:
+    """Trial workers (runner/run/workers.py) as services of this swarm, pinned to this node:
+    the runner mounts each trial's folders into its worker, which only this node's runner
+    can. A worker is its service's one task; once it runs, its container is this node's."""
+
+    name = "swarm"
+
+    def __init__(self, swarm: SwarmBackend) -> None:
+        self.swarm, self.engine = swarm, swarm.engine
+        self.starting: dict[str, tuple[Launch, float]] = {}  # service -> its launch, created
+        self.containers: dict[str, str] = {}  # service -> its task's container
+        self.images: dict[str, str] = {}  # service -> the pinned run image
+        self.lock = threading.Lock()
+
+    def start(self, launch: Launch, worker: WorkerSpec) -> str:
+        image = self.swarm.image_for(launch)
+        container: dict[str, Json] = {
+            "Image": image, "Command": worker.command, "Dir": "/",
+            "Env": [f"{name}={value}" for name, value in worker.env.items()],
+            "Labels": {k: v for k, v in worker.labels.items() if k != RUNNER_LABEL},
+            "Mounts": list(worker.mounts)}
+        try:
+            service = self.swarm._create(worker.name, worker.labels,
+                                         self.swarm._task_template(launch, container))
+        except EngineError as error:
+            raise RunyardError(f"the swarm refused trial worker {worker.name}: {error}") \
+                from error
+        with self.lock:
+            self.starting[service] = (launch, time.monotonic())
+            self.images[service] = image
+        return service
+
+    def check(self, service: str) -> bool:
+        """While the worker starts: fail once its task ended, or will find no node; True
+        while it waits for resources other tasks hold."""
+        task = self.swarm._task(service)
+        with self.lock:
+            launch, created = self.starting[service]
+        if task.state in FINAL_STATES:
+            said = task.error or "no reason given"
+            logs = b"".join(self.engine.service_logs(service, follow=False))[-2000:]
+            raise RunyardError(f"trial worker {service} ended as it started ({task.state}: "
+                               f"{said}): {logs.decode('utf-8', 'replace')}")
+        if task.state not in WAITING_STATES:
+            return False
+        unplaced = self.swarm._unplaced(task, launch, time.monotonic() - created)
+        if unplaced:
+            raise Unplaced(unplaced)
+        return "insufficient resources" in (task.error or "")
+
+    def container(self, service: str) -> str:
+        """The running worker's container (on this node: it is pinned here)."""
+        for _ in range(50):
+            task = self.swarm._task(service)
+            if task.container:
+                with self.lock:
+                    self.containers[service] = task.container
+                return task.container
+            time.sleep(0.1)
+        raise RunyardError(f"trial worker {service} runs, but the swarm names no container")
+
+    def placed(self, service: str) -> Placed:
+        """Where the worker runs: what each of its trials records."""
+        node = self.swarm._task(service).node
+        with self.lock:
+            image = self.images[service]
+        with self.swarm.lock:  # (an image a task ran from is kept by close)
+            self.swarm.placed.add(image)
+        return Placed(self.swarm._hostname(node), service, image)
+
+    def kill(self, service: str) -> None:
+        with self.lock:
+            container = self.containers.get(service)
+        if container is None:
+            remove_service(self.engine, service)
+        else:
+            _quietly(self.engine.kill, container)
+
+    def discard(self, service: str) -> None:
+        with self.swarm.lock:
+            self.swarm.running.discard(service)
+        with self.lock:
+            self.starting.pop(service, None)
+            self.containers.pop(service, None)
+        self.swarm.removals.submit(self.swarm._remove, service, [])
+
+    def stop_all(self) -> None:
+        self.swarm.stop_all()
 
 
 class NodeTrouble(NamedTuple):

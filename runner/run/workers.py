@@ -2,9 +2,11 @@
 containers of the function's image, instead of a container per trial.
 
 A worker is a container started once, with the same hardening and limits as a
-run's own (backends.hardening), whose first process is the runtime's fork server
-(runtime/forkserver.py), reached through two named pipes. It runs one trial at a
-time, so its memory limit is exactly the trial's.
+run's own, whose first process is the runtime's fork server (runtime/forkserver.py),
+reached through two named pipes. It runs one trial at a time, so its memory limit is
+exactly the trial's. Its container comes from a WorkerHost: this engine's
+(ContainerWorkers), or a swarm's, a service pinned to this node (swarm.SwarmWorkers;
+the runner mounts the trials' folders into it, which it can only do here).
 
 Every trial keeps its own folder as any run does (execute._run_dir: spec, inputs,
 secrets and a size-bound scratch). For the trial's time, the runner mounts its
@@ -32,11 +34,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from runner.build.engine import DockerEngine, Unreachable
 from runner.errors import RunyardError
@@ -51,7 +53,10 @@ from runner.run.backends import (
     Layout,
     OnOutput,
     OnStart,
+    Placed,
     Ready,
+    Unplaced,
+    WorkerSpec,
     container_env,
     hardened,
 )
@@ -68,6 +73,7 @@ from runner.run.mounts import (
     mount,
     unmount,
 )
+from runner.run.swarm import SwarmBackend, SwarmWorkers
 
 WORKER_LAYOUT = CONTAINER_LAYOUT._replace(spec="/runyard/trial/spec.json")
 CONTROL = "/runyard/control"
@@ -89,24 +95,21 @@ KILL_GRACE = 10.0  # seconds for a killed trial to be reaped before its worker i
 @contextmanager
 def trial_backend(session: Session, hyper: Hyper) -> Iterator[Hyper]:
     """Run the trials of `hyper` in warm workers when it asks for process isolation (the
-    default on the Docker backend): the session's backend is a WorkerPool meanwhile.
-    Yields `hyper` with the isolation that is used (None on the local backend)."""
+    default on the Docker and swarm backends): the session's backend is a WorkerPool
+    meanwhile. Yields `hyper` with the isolation that is used (None on the local backend)."""
     backend = session.backend
     if backend.name == "local":  # a fork server of this host's, whatever the job asks
         yield replace(hyper, isolation=None)
         return
-    if not isinstance(backend, DockerBackend) or backend.name != "docker":  # swarm: a service each
-        yield replace(hyper, isolation="container")
-        return
     if hyper.isolation == "container":
         yield hyper
         return
-    if os.geteuid() != 0:  # the trials' folders are mounted into the workers
-        session.on_line("setup", "trial workers need root (mounts): a container per trial")
+    host = _worker_host(session)
+    if host is None:
         yield replace(hyper, isolation="container")
         return
     try:
-        pool = WorkerPool(backend, session.workdir / f"workers-{new_uid()}")
+        pool = WorkerPool(host, session.workdir / f"workers-{new_uid()}")
     except RunyardError as error:
         session.on_line("setup", f"no trial workers ({error.message}): a container per trial")
         yield replace(hyper, isolation="container")
@@ -119,14 +122,104 @@ def trial_backend(session: Session, hyper: Hyper) -> Iterator[Hyper]:
         pool.close()
 
 
+def _worker_host(session: Session) -> WorkerHost | None:
+    """Where the session's workers come from; None (and why, said) where it can have none."""
+    backend = session.backend
+    if os.geteuid() != 0:  # the trials' folders are mounted into the workers
+        session.on_line("setup", "trial workers need root (mounts): a container per trial")
+        return None
+    if isinstance(backend, DockerBackend):
+        return ContainerWorkers(backend)
+    if isinstance(backend, SwarmBackend):
+        if session.shared_runs is None:
+            return SwarmWorkers(backend)
+        session.on_line("setup", "swarm: with execution.shared, a service per trial (a trial "
+                        "worker takes its trials' folders from this node's runner)")
+    return None
+
+
+class WorkerHost(Protocol):
+    """Where a worker's container comes from: this engine's containers (ContainerWorkers),
+    or a swarm's services (swarm.SwarmWorkers). A handle names the container or service."""
+
+    name: str
+    engine: DockerEngine
+
+    def start(self, launch: Launch, worker: WorkerSpec) -> str: ...
+
+    def check(self, handle: str) -> bool:
+        """While it starts: raise once it ended, or will not start; True while it waits for
+        resources others hold."""
+
+    def container(self, handle: str) -> str:
+        """Its container, on this engine, once it runs."""
+
+    def placed(self, handle: str) -> Placed | None: ...
+
+    def kill(self, handle: str) -> None: ...
+
+    def discard(self, handle: str) -> None:
+        """Remove it, in the background."""
+
+    def stop_all(self) -> None: ...
+
+
+class ContainerWorkers:
+    """Workers as containers of this engine, with the runtime and the code bound in."""
+
+    name = "docker"
+
+    def __init__(self, docker: DockerBackend) -> None:
+        self.docker, self.engine = docker, docker.engine
+
+    def start(self, launch: Launch, worker: WorkerSpec) -> str:
+        inside = WORKER_LAYOUT
+        config = hardened(launch, worker.labels, worker.env)
+        config["HostConfig"]["Mounts"] = [_bind(launch.runtime, inside.runtime),
+                                          _bind(launch.code, inside.code), *worker.mounts]
+        config.update(Cmd=worker.command, WorkingDir="/")
+        try:
+            container = self.engine.create_container(worker.name, config)
+        except Unreachable as error:  # the engine refused it: the trial fails, the job goes on
+            raise _not_started(launch, error) from error
+        try:
+            self.engine.start(container)
+        except Unreachable as error:
+            self.docker.discard(container)
+            raise _not_started(launch, error) from error
+        return container
+
+    def check(self, handle: str) -> bool:
+        state = ((self.engine.inspect_container(handle) or {}).get("State") or {})
+        if state.get("Status") not in ("created", "running"):
+            logs = b"".join(self.engine.logs(handle))[-2000:].decode("utf-8", "replace")
+            raise RunyardError(f"trial worker {handle[:12]} ended as it started: {logs}")
+        return False
+
+    def container(self, handle: str) -> str:
+        return handle
+
+    def placed(self, handle: str) -> Placed | None:
+        return None
+
+    def kill(self, handle: str) -> None:
+        with contextlib.suppress(*Unreachable):  # it may have ended by itself meanwhile
+            self.engine.kill(handle)
+
+    def discard(self, handle: str) -> None:
+        self.docker.discard(handle)
+
+    def stop_all(self) -> None:
+        self.docker.stop_all()
+
+
 class WorkerPool:
     """A Backend whose runs are forked in workers: an idle worker of the same image and
     settings if there is one, else a new one."""
 
-    name = "docker"
-
-    def __init__(self, docker: DockerBackend, root: Path) -> None:
-        self.docker = docker
+    def __init__(self, host: WorkerHost, root: Path) -> None:
+        self.host = host
+        self.name = host.name
         self.root = root
         self.lock = threading.Lock()
         self.idle: dict[tuple[Any, ...], list[Worker]] = {}
@@ -148,7 +241,10 @@ class WorkerPool:
         return WORKER_LAYOUT
 
     def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
-        worker = self._take(launch)
+        try:
+            worker = self._take(launch)
+        except Unplaced as error:
+            return Exit(None, "unplaced", error.message)
         if worker is None:
             return Exit(None, "interrupted")
         try:
@@ -168,7 +264,7 @@ class WorkerPool:
             workers = list(self.workers)
         for worker in workers:
             worker.kill()
-        self.docker.stop_all()
+        self.host.stop_all()
 
     def close(self) -> None:
         with self.lock:
@@ -178,30 +274,36 @@ class WorkerPool:
         for worker in workers:  # their fork servers end with their input, and so the containers
             worker.end()
         for worker in workers:  # (removing an ended container is quicker than a running one)
-            worker.remove(self.docker)
+            worker.remove()
         unmount(self.root / "workers")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _take(self, launch: Launch) -> Worker | None:
         key = _key(launch)
-        with self.lock:
-            if self.stopping:
-                return None
-            self.takes += 1
-            idle = self.idle.get(key)
-            if idle:
-                worker = idle.pop()
-                retire = self._done_with_workers()
-            else:
-                worker, retire = None, False
-        if worker is not None:
-            if retire:
-                self._retire_idle()
-            return worker
+        while True:
+            with self.lock:
+                if self.stopping:
+                    return None
+                idle = self.idle.get(key)
+                if idle:
+                    self.takes += 1
+                    worker = idle.pop()
+                    retire = self._done_with_workers()
+                else:
+                    worker, retire = None, False
+            if worker is not None:
+                if retire:
+                    self._retire_idle()
+                return worker
+            with contextlib.suppress(_Starved):
+                return self._new_worker(launch, key)
+
+    def _new_worker(self, launch: Launch, key: tuple[Any, ...]) -> Worker | None:
         name = new_uid()
-        worker = Worker(self.docker, launch, self.root / "workers" / name,
-                        self.root / "stage" / name)
+        worker = Worker(self.host, launch, self.root / "workers" / name,
+                        self.root / "stage" / name, lambda: self._starved(key))
         with self.lock:
+            self.takes += 1
             self.workers.append(worker)
             stopping = self.stopping
         if stopping:  # stop_all came while it started
@@ -209,6 +311,20 @@ class WorkerPool:
             return None
         self._retire_idle()
         return worker
+
+    def _starved(self, key: tuple[Any, ...]) -> bool:
+        """A new worker waits for what idle workers hold (a swarm's reservations): True when
+        one of its kind is idle now, to be taken instead; else one of another kind goes."""
+        with self.lock:
+            if self.idle.get(key):
+                return True
+            other = next((w for workers in self.idle.values() for w in workers), None)
+            if other is not None:
+                self.idle[other.key].remove(other)
+                self.workers.remove(other)
+        if other is not None:
+            other.remove()
+        return False
 
     def drain(self, runs: int) -> None:
         """No more than `runs` runs come (in all): once they all took a worker, a worker that
@@ -229,7 +345,7 @@ class WorkerPool:
             for worker in idle:
                 self.workers.remove(worker)
         for worker in idle:
-            worker.remove(self.docker)
+            worker.remove()
 
     def _give_back(self, worker: Worker) -> None:
         with self.lock:
@@ -238,7 +354,7 @@ class WorkerPool:
                 return
             if worker in self.workers:
                 self.workers.remove(worker)
-        worker.remove(self.docker)
+        worker.remove()
 
 
 def _key(launch: Launch) -> tuple[Any, ...]:
@@ -252,7 +368,10 @@ class Worker:
     """One container with a fork server, and its folder on the host: a folder for each of
     PLACES (where a trial's parts are mounted) and control/ (the named pipes)."""
 
-    def __init__(self, docker: DockerBackend, launch: Launch, folder: Path, stage: Path) -> None:
+    def __init__(self, host: WorkerHost, launch: Launch, folder: Path, stage: Path,
+                 starved: Callable[[], bool]) -> None:
+        """`starved`: called while it waits for resources others hold; True gives it up
+        (_Starved)."""
         self.key = _key(launch)
         self.folder, self.stage = folder, stage
         self.stopped = False  # killed by the runner
@@ -267,29 +386,23 @@ class Worker:
             os.chown(pipe, NON_ROOT_ID, NON_ROOT_ID)
         labels = {k: v for k, v in launch.labels.items() if k != RUN_LABEL}
         inside = WORKER_LAYOUT
-        mounts = [_bind(launch.runtime, inside.runtime), _bind(launch.code, inside.code),
-                  _bind(folder / "control", CONTROL),
-                  *(_bind(folder / str(number), target, read_only=read_only, slave=True)
-                    for number, (_, target, read_only) in enumerate(PLACES))]
-        config = hardened(launch, {**labels, WORKER_LABEL: "1"}, container_env(launch, inside))
-        config["HostConfig"]["Mounts"] = mounts
-        config.update(Cmd=["python3", "-u", f"{inside.runtime}/entry.py", "--serve", CONTROL],
-                      WorkingDir="/")
-        self.engine, self.name = docker.engine, f"runyard-worker-{folder.name}"
-        try:
-            self.container = self.engine.create_container(self.name, config)
-        except Unreachable as error:  # the engine refused it: the trial fails, the job goes on
-            raise _not_started(launch, error) from error
+        self.host, self.engine, self.name = host, host.engine, f"runyard-worker-{folder.name}"
+        self.starved = starved
+        self.handle = host.start(launch, WorkerSpec(
+            self.name, {**labels, WORKER_LABEL: "1"}, container_env(launch, inside),
+            [_bind(folder / "control", CONTROL),
+             *(_bind(folder / str(number), target, read_only=read_only, slave=True)
+               for number, (_, target, read_only) in enumerate(PLACES))],
+            ["python3", "-u", f"{inside.runtime}/entry.py", "--serve", CONTROL]))
+        self.container: str | None = None
         self.channel: ForkChannel | None = None
         try:
-            try:
-                self.engine.start(self.container)
-            except Unreachable as error:
-                raise _not_started(launch, error) from error
             self.channel = self._connect(*pipes)
+            self.container = host.container(self.handle)
+            self.placed = host.placed(self.handle)
         except BaseException:
             self.kill()
-            docker.discard(self.container)
+            host.discard(self.handle)
             raise
         for pipe in pipes:  # connected: nothing else in the container may open them now
             pipe.chmod(0)
@@ -318,7 +431,7 @@ class Worker:
             self._detach()
             ended.set()
             reader.join(timeout=10)
-        return Exit(code, reason)
+        return Exit(code, reason, placed=self.placed)
 
     def _trial(self, launch: Launch, on_start: OnStart) -> tuple[int | None, str | None]:
         assert self.channel is not None
@@ -341,21 +454,20 @@ class Worker:
     def kill(self) -> None:
         """Kill the container (its trial with it); the channel sees it go."""
         self.stopped = True
-        with contextlib.suppress(*Unreachable):  # it may have ended by itself meanwhile
-            self.engine.kill(self.container)
+        self.host.kill(self.handle)
 
     def end(self) -> None:
         if self.channel is not None:
             self.channel.close()
 
-    def remove(self, docker: DockerBackend) -> None:
+    def remove(self) -> None:
         self.end()
-        docker.discard(self.container)
+        self.host.discard(self.handle)
         self._detach()
 
     def _connect(self, requests: Path, replies: Path) -> ForkChannel:
         """Open the pipes once the fork server has; its first reply says it is ready."""
-        check = _StartCheck(self.engine, self.container, self.name)
+        check = _StartCheck(self.host, self.handle, self.name, self.starved)
         writer = None
         while writer is None:
             try:
@@ -417,6 +529,8 @@ class Worker:
         return 0
 
     def _oom_killed(self) -> bool:
+        if self.container is None:
+            return False
         with contextlib.suppress(*Unreachable):
             found = self.engine.inspect_container(self.container) or {}
             return bool((found.get("State") or {}).get("OOMKilled"))
@@ -427,28 +541,34 @@ def _not_started(launch: Launch, error: Exception) -> RunyardError:
     return RunyardError(f"could not start a trial worker of {launch.image}: {error}")
 
 
-class _StartCheck:
-    """Called while a worker starts: waits a little, and fails once the container ended
-    or took too long (its state asked of the engine every half second)."""
+class _Starved(Exception):
+    """A new worker, waiting for resources, was given up for an idle one."""
 
-    def __init__(self, engine: DockerEngine, container: str, name: str) -> None:
-        self.engine, self.container, self.name = engine, container, name
+
+class _StartCheck:
+    """Called while a worker starts: waits a little, and fails once it ended, will not
+    start or took too long (its host asked every half second). The time it waits for
+    resources others hold does not count: a container per trial would wait as long."""
+
+    def __init__(self, host: WorkerHost, handle: str, name: str,
+                 starved: Callable[[], bool]) -> None:
+        self.host, self.handle, self.name, self.starved = host, handle, name, starved
         self.deadline = time.monotonic() + START_TIMEOUT
         self.next_look = time.monotonic() + 0.5
 
     def __call__(self) -> None:
         time.sleep(0.005)
         now = time.monotonic()
-        if now > self.deadline:
-            raise RunyardError(f"trial worker {self.name} did not answer within "
-                               f"{START_TIMEOUT:.0f} s")
         if now < self.next_look:
             return
         self.next_look = now + 0.5
-        state = ((self.engine.inspect_container(self.container) or {}).get("State") or {})
-        if state.get("Status") not in ("created", "running"):
-            logs = b"".join(self.engine.logs(self.container))[-2000:].decode("utf-8", "replace")
-            raise RunyardError(f"trial worker {self.name} ended as it started: {logs}")
+        if self.host.check(self.handle):
+            if self.starved():
+                raise _Starved
+            self.deadline = now + START_TIMEOUT
+        if now > self.deadline:
+            raise RunyardError(f"trial worker {self.name} did not answer within "
+                               f"{START_TIMEOUT:.0f} s")
 
 
 def _trial_output(path: Path) -> IO[bytes]:
@@ -471,7 +591,7 @@ def _oom_counter(container_id: str) -> Path | None:
 
 
 def _bind(source: Path, target: str, *, read_only: bool = True,
-          slave: bool = False) -> Mapping[str, Any]:
+          slave: bool = False) -> dict[str, Any]:
     bind: dict[str, Any] = {"Type": "bind", "Source": str(source), "Target": target,
                             "ReadOnly": read_only}
     if slave:
