@@ -398,6 +398,30 @@ def test_services_of_a_lost_runner_are_removed(repo: Path) -> None:
     assert leftovers("secret") == []
 
 
+def test_containers_of_removed_services_are_removed(repo: Path) -> None:
+    """The engine (20.10) leaves a removed service's container running on its node, and a
+    service removed while its task starts can have its container made after the runner
+    looked for it: the next runner removes such a container of a runyard service."""
+    labels = ["--label", f"dev.runyard.project={NAME}",
+              "--container-label", f"dev.runyard.project={NAME}"]
+    service = subprocess.run(
+        ["docker", "service", "create", "--detach", "--quiet", "--mode", "replicated-job",
+         "--restart-condition", "none", "--name", f"{NAME}-orphan", *labels,
+         "python:3.11-slim", "sleep", "600"], capture_output=True, text=True,
+        check=True).stdout.strip()
+    orphan = f"com.docker.swarm.service.id={service}"
+    deadline = time.monotonic() + 60
+    while not task_containers(orphan):
+        assert time.monotonic() < deadline, "the service's container never came"
+        time.sleep(0.2)
+    subprocess.run(["docker", "service", "rm", service], capture_output=True, check=True)
+    assert task_containers(orphan) != []  # the engine left it
+    done = runyard("run", "calc", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert "of a removed service" in done.stdout
+    assert task_containers(orphan) == []
+
+
 def test_secret_is_a_swarm_secret_never_in_inspect_nor_records(repo: Path) -> None:
     value = f"s3cr3t-{secrets.token_hex(8)}"
     runner = subprocess.Popen([sys.executable, "-m", "runner", "run", "secret-nap", "--json"],

@@ -63,6 +63,8 @@ FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphane
 WAITING_STATES = frozenset({"new", "pending", "allocated"})  # not yet on a node
 NODE_CHECK_EVERY = 1.0  # seconds between two looks at the node a task is on
 SCRATCH_VOLUMES = ("work", "tmp")  # a run's in-memory folders, volumes named after it
+SERVICE_LABEL = "com.docker.swarm.service.id"  # the engine's, on a task's container
+PROJECT_LABEL = "dev.runyard.project"  # runyard's, on every run's and worker's container
 
 
 class TaskState(NamedTuple):
@@ -101,15 +103,29 @@ def remove_service(engine: DockerEngine, service: str) -> None:
     """Remove a service and its containers on this node: the engine (20.10) leaves a removed
     service's containers behind, running ones too. (Other nodes' are their engines' to end.)"""
     _quietly(engine.remove_service, service)
-    label = f"com.docker.swarm.service.id={service}"
+    label = f"{SERVICE_LABEL}={service}"
     with contextlib.suppress(Exception):
         for found in engine.containers({"label": label}):
             _quietly(engine.remove_container, found["Id"])
 
 
+def remove_orphans(engine: DockerEngine, on_note: Callable[[str], None]) -> None:
+    """Remove this node's containers of runyard's services that are gone. A service removed
+    while its task was starting can have its container made after the removal looked
+    for it; no one would ever end that container."""
+    found = engine.containers({"label": [SERVICE_LABEL, PROJECT_LABEL]})  # before the services
+    services = {service["ID"] for service in engine.services()}
+    for container in found:
+        labels = container.get("Labels") or {}
+        if labels.get(SERVICE_LABEL) not in services:
+            _quietly(engine.remove_container, container["Id"])
+            name = (container.get("Names") or [container["Id"][:12]])[0].lstrip("/")
+            on_note(f"removed container {name} of a removed service")
+
+
 def reconcile_services(engine: DockerEngine, on_note: Callable[[str], None]) -> None:
     """Remove the services, secrets and configs of lost runners (labelled with their runner),
-    and their runs' scratch volumes on this node."""
+    and their runs' scratch volumes on this node; then the containers of removed services."""
     label = {"label": RUNNER_LABEL}
     for kind, listing in (("service", engine.services), ("secret", engine.secrets),
                           ("config", engine.configs), ("volume", engine.volumes)):
@@ -124,6 +140,7 @@ def reconcile_services(engine: DockerEngine, on_note: Callable[[str], None]) -> 
             else:
                 _quietly(_removal(engine, kind), found_id)
             on_note(f"removed {kind} {spec.get('Name', found_id)} of lost runner {owner}")
+    remove_orphans(engine, on_note)
 
 
 class SwarmBackend:
@@ -232,6 +249,7 @@ class SwarmBackend:
         """Wait for the removal of the finished runs' services, secrets and configs; then
         remove the run images no task ran from (no node took their runs): made for nothing."""
         self.removals.shutdown(wait=True)
+        remove_orphans(self.engine, lambda line: None)
         registry = Registry(self.registry)
         for pinned in set(self.pushed) - self.placed:
             drop_run_image(self.engine, registry, self.pushed[pinned], pinned)
