@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
 from runner.git import changed_paths, commit_of
-from runner.project.environment import image_spec
+from runner.project.environment import function_files, image_spec
 from runner.project.loader import PROJECT_FILE, load_project
 from runner.project.model import Function, Job, Project, is_repo_path
 from runner.project.source import GitSource, ProjectSource
@@ -45,6 +45,8 @@ class JobDecision(NamedTuple):
 
 @dataclass(frozen=True)
 class Plan:
+    """What a change between two revisions affects, and what is to run."""
+
     old: str | None
     new: str
     changed: tuple[str, ...]
@@ -142,18 +144,6 @@ def plan_changes(project: Project, source: ProjectSource, changed: Sequence[str]
                  for job in sorted(project.jobs.values(), key=lambda j: j.name))
     return Plan(old, source.revision or "working tree", tuple(sorted(changed)), functions, jobs,
                 tuple(old_side.notes))
-
-
-def function_files(function: Function, source: ProjectSource | None = None) -> list[str]:
-    """The files a function depends on: its YAML, code, environment and command's files."""
-    files = [function.file]
-    for path in (function.code, function.environment.requirements_file):
-        if path:
-            files.append(path)
-    for arg in function.command or ():
-        if is_repo_path(arg) and "/" in arg and (source is None or source.is_file(arg)):
-            files.append(arg)
-    return list(dict.fromkeys(files))
 
 
 @dataclass

@@ -25,10 +25,13 @@ import docker
 import pytest
 from docker.errors import APIError, ImageNotFound
 
-from runner.build.builder import render_dockerfile
+from runner.build.builder import LocalImages, image_needs, needs_and_images, render_dockerfile
+from runner.build.engine import DockerEngine
 from runner.errors import RunyardError
 from runner.project.environment import ImageSpec
+from runner.project.loader import load_project
 from runner.project.model import Environment
+from runner.project.source import open_source
 from tests.helpers import commit_all, edit_file, git, make_repo
 
 pytestmark = pytest.mark.docker
@@ -336,6 +339,32 @@ def test_equal_environments_share_one_image(new_project: Callable[..., Project],
     done = cli("build", "-C", project.root, "nope")
     assert done.returncode == 1
     assert "no function named nope" in done.stderr
+
+
+def test_the_images_asked_for_one_by_one_are_those_the_list_gives(
+    new_project: Callable[..., Project],
+) -> None:
+    """`run` and `build` ask the engine for each image they need rather than list them all:
+    the same environments (hashed with the same base image ids) and the same image ids, a
+    base image written in full or missing from the engine alike."""
+    project = new_project()
+    project.function("alpha", env_only("alpha"))
+    project.function("beta", env_only("beta", base=f"docker.io/library/{BASE}"))
+    project.function("gamma", env_only("gamma", base=MISSING_BASE))
+    done, _ = project.build("alpha")
+    assert done.returncode == 0, done.stderr
+    engine = DockerEngine()
+    source = open_source(project.root)
+    loaded = load_project(source)
+    listed = LocalImages.read(engine)
+
+    needs, asked = needs_and_images(engine, loaded, source)
+
+    assert needs == image_needs(loaded, source, listed)
+    assert len({need.spec.env_hash for need in needs}) == 3
+    assert {need.spec.tag: asked.ids.get(need.spec.tag) for need in needs} == \
+        {need.spec.tag: listed.ids.get(need.spec.tag) for need in needs}
+    assert sum(need.spec.tag in asked.ids for need in needs) == 1  # alpha's, built above
 
 
 def test_changing_only_the_code_rebuilds_nothing(new_project: Callable[..., Project], engine: Engine) -> None:

@@ -3,12 +3,12 @@ a stage of the flow, and imports that only go down it.
 
     cli, api  ->  triggers  ->  run  ->  build, plan  ->  project
     cli  ->  hub  ->  project                      (the function hub: a source of project files)
-                  views  ->  record, plan  ->  project
+                  views  ->  record  ->  project
     runtime: alone (stdlib only; it runs inside images that have no runyard)
 
-`runner.errors`, `runner.git` and `runner.forked` are beneath every stage. Imports inside functions
-(lazy imports) are the command line's alone: elsewhere a module's imports are at its
-top, where a reader sees what it depends on.
+`runner.errors`, `runner.git`, `runner.forked` and `runner.files` are beneath every stage.
+Imports inside functions (lazy imports) are the command line's alone: elsewhere a module's
+imports are at its top, where a reader sees what it depends on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 RUNNER = Path(__file__).resolve().parents[1] / "runner"
-BASE = {"errors", "git", "forked"}
+BASE = {"errors", "git", "forked", "files"}
 HUB_CONTENT = RUNNER / "hub" / "default"  # the functions runyard ships: code of projects, not of runyard
 # what each stage may import of the package, besides itself and BASE
 MAY_IMPORT = {
@@ -28,7 +28,7 @@ MAY_IMPORT = {
     "hub": {"project"},  # a source of project files: reads hubs, writes and checks the project
     "build": {"project"},
     "record": {"project"},
-    "views": {"record", "project", "plan"},  # function history: plan's function_files
+    "views": {"record", "project"},
     "run": {"project", "plan", "build", "record"},
     "triggers": {"run", "plan", "build", "record", "project", "views"},
     "api": {"run", "plan", "build", "record", "project", "views", "triggers"},

@@ -137,8 +137,10 @@ def test_function_run_in_docker_completes(repo: Path, calc_run: dict[str, Any]) 
 
 def test_a_run_loads_neither_the_docker_sdk_nor_requests(repo: Path, calc_run: dict[str, Any]) -> None:
     """What keeps `runyard run` light: the engine is reached with the standard library
-    (http.client), and nothing of building, reporting or scheduling is loaded (schedules
-    are checked by runner.project.when; the fire times' croniter is the scheduler's)."""
+    (http.client), and nothing of building, reporting, planning or scheduling is loaded
+    (schedules are checked by runner.project.when; the fire times' croniter is the
+    scheduler's); the package's files are found without importlib.resources (whose
+    readers import zipfile)."""
     script = (
         "import sys, runner.cli\n"
         "try:\n"
@@ -146,7 +148,8 @@ def test_a_run_loads_neither_the_docker_sdk_nor_requests(repo: Path, calc_run: d
         "except SystemExit as exit:\n"
         "    print('exit', exit.code)\n"
         "heavy = ('docker', 'requests', 'urllib3', 'jinja2', 'rich', 'jsonschema', 'croniter',\n"
-        "         'dateutil', 'runner.project.schedule')\n"
+        "         'dateutil', 'runner.project.schedule', 'runner.plan', 'zipfile',\n"
+        "         'importlib.resources')\n"
         "print('loaded:', *sorted({m.split('.')[0] for m in sys.modules} & set(heavy)),\n"
         "      *sorted(set(sys.modules) & set(heavy)))\n"
     )

@@ -130,6 +130,23 @@ def succeeded(outcome: Outcome) -> Outcome:
     return outcome
 
 
+def test_the_runtime_imports_no_typing_when_a_run_starts(layout: Layout) -> None:
+    """typing costs every container's start: the runtime's modules name its types for
+    mypy only. (What the interpreter imported before the runtime is not the runtime's.)"""
+    layout.write_code(
+        "src/train.py",
+        """
+        import sys
+
+        def train():
+            return {"typing": "typing" in sys.modules}
+        """,
+    )
+    before = subprocess.run([sys.executable, "-c", "import sys; print('typing' in sys.modules)"],
+                            capture_output=True, text=True, check=True, cwd=layout.root)
+    assert succeeded(run(layout, layout.spec())).results == {"typing": before.stdout.strip() == "True"}
+
+
 # --- handler arguments -------------------------------------------------------------------------
 
 

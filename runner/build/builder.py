@@ -22,6 +22,7 @@ from runner.project.environment import (
     LABEL_FUNCTIONS,
     LABEL_PROJECT,
     ImageSpec,
+    base_image,
     dockerfile_template,
     image_spec,
 )
@@ -66,6 +67,28 @@ class LocalImages(NamedTuple):
             for tag in image.get("RepoTags") or ():
                 ids[tag] = image["Id"]
         return cls(ids)
+
+    @classmethod
+    def of(cls, engine: DockerEngine, names: Iterable[str]) -> LocalImages:
+        """What the engine holds of the images `names` (as users write them), a round trip
+        each: an engine of many images takes longer to list them all."""
+        ids: dict[str, str] = {}
+        for name in dict.fromkeys(names):
+            found = engine.inspect_image(name) or {}
+            for tag in found.get("RepoTags") or ():
+                ids[tag] = found["Id"]
+        return cls(ids)
+
+
+def needs_and_images(engine: DockerEngine, project: Project, source: ProjectSource,
+                     only: Sequence[str] = ()) -> tuple[list[ImageNeed], LocalImages]:
+    """The images the project's functions (or the named ones) need, and what the engine
+    holds of them: their base images, then their own tags, asked for one by one."""
+    functions = [f for name, f in project.functions.items() if not only or name in only]
+    bases = LocalImages.of(engine, sorted({base_image(project, f) for f in functions}))
+    needs = image_needs(project, source, bases, only)
+    tags = LocalImages.of(engine, [need.spec.tag for need in needs])
+    return needs, LocalImages({**bases.ids, **tags.ids})
 
 
 def image_needs(project: Project, source: ProjectSource, local: LocalImages,

@@ -119,7 +119,7 @@ class _CodeAt:
 
     def __call__(self, revision: str, function: str) -> Mapping[str, str | None] | None:
         from runner.cli.functions import project_at
-        from runner.plan import function_files
+        from runner.project.environment import function_files
 
         if revision not in self.projects:
             try:

@@ -64,14 +64,13 @@ def _check_swarm(engine: DockerEngine, registry: str | None) -> None:
 def build(functions: tuple[str, ...], project_dir: Path, revision: str | None, force: bool,
           as_json: bool) -> None:
     """Build the images of the project's functions (or of FUNCTIONS) that are missing."""
-    from runner.build.builder import LocalImages, build_images, image_needs
+    from runner.build.builder import build_images, needs_and_images
     from runner.build.engine import connect
     from runner.project.source import prepare_state_dir
 
     project, source = load(project_dir, revision)
     engine = connect(click.echo)
-    local = LocalImages.read(engine)
-    needs = image_needs(project, source, local, functions)
+    needs, local = needs_and_images(engine, project, source, functions)
     with live_lines("building") as on_line:
         state = prepare_state_dir(source.state_dir)
         outcomes = build_images(engine, project, needs, local, state / "builds",

@@ -114,6 +114,8 @@ class Compare(Condition):
 
 @dataclass(frozen=True)
 class Not(Condition):
+    """`not operand`."""
+
     operand: Condition
     precedence = 3
 
@@ -129,6 +131,8 @@ class Not(Condition):
 
 @dataclass(frozen=True)
 class And(Condition):
+    """`left and right`."""
+
     left: Condition
     right: Condition
     precedence = 2
@@ -145,6 +149,8 @@ class And(Condition):
 
 @dataclass(frozen=True)
 class Or(Condition):
+    """`left or right`."""
+
     left: Condition
     right: Condition
     precedence = 1
@@ -161,6 +167,8 @@ class Or(Condition):
 
 @dataclass(frozen=True)
 class _Token:
+    """A token of a condition, and the column it starts at."""
+
     kind: str  # name, number, op, (, ), and, or, not, true, false, end
     text: str
     column: int

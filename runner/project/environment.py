@@ -1,4 +1,5 @@
-"""A function's environment, resolved against the project, and its content hash."""
+"""A function's environment, resolved against the project, and its content hash; and the
+files a function depends on."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 
 from runner.errors import RunyardError
-from runner.project.model import Environment, Function, Project
+from runner.files import package_file
+from runner.project.model import Environment, Function, Project, is_repo_path
 from runner.project.refs import requirement_lines
 from runner.project.source import ProjectSource, SourceError
 
@@ -39,14 +40,26 @@ class ImageSpec:
 
 
 def dockerfile_template() -> str:
-    return (resources.files("runner") / "templates" / "Dockerfile.j2").read_text("utf-8")
+    return package_file("templates", "Dockerfile.j2").read_text("utf-8")
+
+
+def function_files(function: Function, source: ProjectSource | None = None) -> list[str]:
+    """The files a function depends on: its YAML, code, environment and command's files."""
+    files = [function.file]
+    for path in (function.code, function.environment.requirements_file):
+        if path:
+            files.append(path)
+    for arg in function.command or ():
+        if is_repo_path(arg) and "/" in arg and (source is None or source.is_file(arg)):
+            files.append(arg)
+    return list(dict.fromkeys(files))
 
 
 def image_spec(project: Project, function: Function, source: ProjectSource,
                base_image_ids: Mapping[str, str]) -> ImageSpec:
     """The image a function runs in; `base_image_ids` maps local image names to ids."""
     env = function.environment
-    base = env.base_image or project.base_image
+    base = base_image(project, function)
     requirements = list(env.requirements)
     if env.requirements_file:
         requirements += _requirements_file(function, source)
@@ -57,6 +70,11 @@ def image_spec(project: Project, function: Function, source: ProjectSource,
     base_id = base_image_ids.get(base)
     return ImageSpec(project.name, resolved, tuple(requirements), base_id,
                      environment_hash(resolved, base_id))
+
+
+def base_image(project: Project, function: Function) -> str:
+    """The image a function's image is built on: its own, else the project's default."""
+    return function.environment.base_image or project.base_image
 
 
 def environment_hash(environment: Environment, base_image_id: str | None) -> str:

@@ -40,6 +40,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Resources:
+    """What a run may use: cpus, memory (bytes), a timeout (seconds) and GPUs; None is unset."""
+
     cpu: float | None = None
     memory: int | None = None
     timeout: float | None = None
@@ -69,6 +71,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Function:
+    """A function: its code and handler (or a command), the environment of its image, its resources."""
+
     name: str
     file: str
     environment: Environment
@@ -91,6 +95,8 @@ class Function:
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a pipeline: the function it calls, its params, inputs and outputs, what it waits for."""
+
     name: str
     function: str
     handler: str | None = None
@@ -114,6 +120,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """A DAG of steps, in the order they are written."""
+
     name: str
     file: str
     steps: tuple[Step, ...]
@@ -127,6 +135,8 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Hyper:
+    """A job's hyper-parameter search: the values to try, how, and how to pick the best trial."""
+
     params: Mapping[str, tuple[Any, ...]]
     strategy: str = "grid"
     exclude: tuple[Mapping[str, Any], ...] = ()
@@ -140,6 +150,8 @@ class Hyper:
 
 @dataclass(frozen=True)
 class Schedule:
+    """When a job runs by the clock: a cron string or a moment (`at`), in a time zone."""
+
     cron: str | None = None
     at: str | None = None
     timezone: str = "UTC"
@@ -148,6 +160,8 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Triggers:
+    """What starts a job: a push (touching `paths`, when given) and a schedule."""
+
     push: bool = False
     paths: tuple[str, ...] | None = None
     schedule: Schedule | None = None
@@ -155,6 +169,8 @@ class Triggers:
 
 @dataclass(frozen=True)
 class RunTarget:
+    """What a job runs: a function (and handler) or a pipeline."""
+
     function: str | None = None
     pipeline: str | None = None
     handler: str | None = None
@@ -162,6 +178,8 @@ class RunTarget:
 
 @dataclass(frozen=True)
 class Job:
+    """A job: what it runs, with which params and inputs, its trials, triggers and retries."""
+
     name: str
     file: str
     run: RunTarget
@@ -185,6 +203,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Project:
+    """The whole project: its settings, and its functions, pipelines and jobs by name."""
+
     name: str
     file: str
     description: str = ""

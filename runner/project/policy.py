@@ -35,6 +35,8 @@ _DEFAULT_REGISTRY = re.compile(r"^((docker\.io|index\.docker\.io|registry-1\.doc
 
 @dataclass(frozen=True)
 class Policy:
+    """What this runner's operator allows the runs it starts."""
+
     secrets: frozenset[str] | None = frozenset()  # None: every secret the project names
     host_network: bool = False
     file_inputs: tuple[str, ...] = ()  # host folders `file://` inputs may come from

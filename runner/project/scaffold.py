@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import jinja2
 
 from runner.errors import RunyardError
+from runner.files import package_file
 from runner.git import run
 from runner.project.loader import PROJECT_FILE
 from runner.project.yamlread import read_document
@@ -35,7 +35,7 @@ def init_project(target: Path, name: str | None, template: str = "basic",
     target.mkdir(parents=True, exist_ok=True)
     try:
         if baseline is None:
-            _render(resources.files("runner") / "templates" / "init" / template, target, name)
+            _render(package_file("templates", "init", template), target, name)
         else:
             _copy_baseline(baseline, target, name)
     except BaseException:

@@ -7,10 +7,10 @@ import dataclasses
 import difflib
 import json
 from collections.abc import Callable, Iterator
-from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner.errors import Problem
+from runner.files import package_file
 from runner.project import refs
 from runner.project.yamlread import Document, Path
 
@@ -34,7 +34,7 @@ _JSON_TYPES = {dict: "a mapping", list: "a list", str: "a string", bool: "a bool
 
 def schema_text(kind: str) -> str:
     """The JSON Schema of a kind (or of the run record, `run`), as shipped."""
-    return (resources.files("runner") / "schemas" / f"{kind}.schema.json").read_text("utf-8")
+    return package_file("schemas", f"{kind}.schema.json").read_text("utf-8")
 
 
 class SchemaSet:

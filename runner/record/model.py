@@ -208,6 +208,8 @@ class Document(Part):
 
 @dataclass(frozen=True)
 class Metadata(Part):
+    """Who the run is: uid, name, project, job, and where it sits among trials and attempts."""
+
     LEAVE_OUT = frozenset({"rerun_of"})
     uid: str
     name: str
@@ -269,6 +271,8 @@ class RunResources(Part):
 
 @dataclass(frozen=True)
 class Spec(Part):
+    """What was asked: function or pipeline, params, inputs, image, revision, trigger, resources."""
+
     LEAVE_OUT = frozenset({"tree", "code"})  # older records lack them
     function: str | None = None
     pipeline: str | None = None
@@ -306,6 +310,8 @@ class Artifact(Part):
 
 @dataclass(frozen=True)
 class TrialSummary(Part):
+    """A trial as its parent's record lists it."""
+
     iteration: int
     uid: str
     state: State
@@ -316,6 +322,8 @@ class TrialSummary(Part):
 
 @dataclass(frozen=True)
 class StepSummary(Part):
+    """A pipeline's step as the pipeline's record lists it."""
+
     name: str
     uid: str
     state: State
@@ -324,6 +332,8 @@ class StepSummary(Part):
 
 @dataclass(frozen=True)
 class Status(Part):
+    """What happened: state and why, times, exit code, results, artifacts, trials or steps."""
+
     LEAVE_OUT = frozenset({"steps", "node", "service", "image_digest"})  # set by some runs alone
     state: State
     reason: str | None = None
@@ -378,6 +388,8 @@ class RunRecord(Document):
 
 @dataclass(frozen=True)
 class PushRun(Part):
+    """A run a push started, as the push record lists it."""
+
     job: str
     uid: str
     state: State

@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Secrets:
+    """The values of the secrets a run may read, and their masking."""
+
     values: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

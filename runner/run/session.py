@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from runner.build.builder import LocalImages, build_images, image_needs
+from runner.build.builder import LocalImages, build_images, needs_and_images
 from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
 from runner.git import commit_of, find_repository, user_name
-from runner.plan import function_files
+from runner.project.environment import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
 from runner.project.policy import Policy
@@ -66,11 +66,14 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
     """A session for runs asked for by hand: they always run, and the person who asks
     is the operator (`Policy.personal`)."""
     source, git_dir = open_project(project_dir, revision, local_changes)
-    trigger = Trigger("manual", by=user_name(git_dir) or _login())
-    with closing(source), open_session(source, git_dir, load_project(source), Policy.personal(),
-                                       backend=backend, trigger=trigger,
-                                       on_line=on_line, job=job) as session:
-        yield session
+    with closing(source):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-by") as aside:
+            by = aside.submit(user_name, git_dir)  # git is asked while the project loads
+            project = load_project(source)
+        trigger = Trigger("manual", by=by.result() or _login())
+        with open_session(source, git_dir, project, Policy.personal(), backend=backend,
+                          trigger=trigger, on_line=on_line, job=job) as session:
+            yield session
 
 
 @contextmanager
@@ -218,14 +221,14 @@ def _built(project: Project, source: ProjectSource, functions: Sequence[str], po
            on_line: OnLine) -> tuple[DockerEngine, dict[str, ImageRef]]:
     engine = connect(lambda line: on_line("setup", line))
     reconcile_containers(engine, lambda line: on_line("setup", line))
-    local = LocalImages.read(engine)
-    needs = image_needs(project, source, local, functions)
+    needs, local = needs_and_images(engine, project, source, functions)
     outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))
-    ids = LocalImages.read(engine).ids if any(o.action == "built" for o in outcomes) else local.ids
+    built = [o.need.spec.tag for o in outcomes if o.action == "built"]
+    ids = {**local.ids, **LocalImages.of(engine, built).ids}
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
     return engine, images

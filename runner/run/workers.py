@@ -52,7 +52,9 @@ from runner.run.backends import (
     Launch,
     Layout,
     OnOutput,
+    OnStart,
     Placed,
+    Ready,
     Unplaced,
     WorkerSpec,
     container_env,
@@ -238,7 +240,7 @@ class WorkerPool:
     def layout(self, launch: Launch) -> Layout:
         return WORKER_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
         try:
             worker = self._take(launch)
         except Unplaced as error:
@@ -246,7 +248,7 @@ class WorkerPool:
         if worker is None:
             return Exit(None, "interrupted")
         try:
-            exit_ = worker.run(launch, on_output)
+            exit_ = worker.run(launch, on_output, ready, on_start)
         except BaseException:
             worker.kill()
             raise
@@ -412,7 +414,8 @@ class Worker:
     def alive(self) -> bool:
         return self.channel is not None and self.channel.open and not self.stopped
 
-    def run(self, launch: Launch, on_output: OnOutput) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+        ready()
         (launch.run_dir / "scratch" / "log").mkdir()
         output = _trial_output(launch.run_dir / "scratch" / "log" / OUTPUT)
         ended = threading.Event()
@@ -421,7 +424,7 @@ class Worker:
         try:
             self._attach(launch.run_dir)
             ooms = self._ooms()
-            code, reason = self._trial(launch)
+            code, reason = self._trial(launch, on_start)
             if self._ooms() > ooms or (code is None and self._oom_killed()):
                 reason = "oom"
         finally:
@@ -430,12 +433,13 @@ class Worker:
             reader.join(timeout=10)
         return Exit(code, reason, placed=self.placed)
 
-    def _trial(self, launch: Launch) -> tuple[int | None, str | None]:
+    def _trial(self, launch: Launch, on_start: OnStart) -> tuple[int | None, str | None]:
         assert self.channel is not None
         inside = WORKER_LAYOUT
         try:
             pid = self.channel.start({"spec": inside.spec, "cwd": inside.work, "env": self.env,
                                       "log": f"{LOG}/{OUTPUT}"})
+            on_start()
             code = self.channel.wait(pid, launch.resources.timeout or None)
             if code is not None:
                 return code, None

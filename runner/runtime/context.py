@@ -7,11 +7,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, TextIO
 
 from .items import DataItem
 from .outputs import OutputStore
 from .spec import LEVELS, Spec
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def make_logger(uid: str, stream: TextIO) -> logging.Logger:

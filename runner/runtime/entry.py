@@ -19,7 +19,11 @@ import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # The name the runtime's modules are imported under: one that no user code takes.
 PACKAGE = "_runyard_runtime"

@@ -30,7 +30,11 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import Any
+
 
 Main = Callable[[list[str]], int]
 # What a container's runs share that is neither their scratch nor read-only.

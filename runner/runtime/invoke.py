@@ -8,13 +8,16 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from .context import RunContext
 from .outputs import OutputStore
 from .spec import RunError, Spec
 
-Handler = Callable[..., Any]
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import Any
+
+    Handler = Callable[..., Any]
 _KEEP_DEFAULT = object()  # a marker: leave the parameter out, so its default applies
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import IO, Any, overload
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import IO, Any, overload
+
 
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst", ".tar")
 # suffix -> (pandas reader, default keyword arguments)
@@ -42,11 +46,12 @@ class DataItem:
         """The local path, under MLRun's name for it."""
         return self._path
 
-    @overload
-    def get(self, size: int | None = None, offset: int = 0, encoding: None = None) -> bytes: ...
+    if TYPE_CHECKING:
+        @overload
+        def get(self, size: int | None = None, offset: int = 0, encoding: None = None) -> bytes: ...
 
-    @overload
-    def get(self, size: int | None = None, offset: int = 0, *, encoding: str) -> str: ...
+        @overload
+        def get(self, size: int | None = None, offset: int = 0, *, encoding: str) -> str: ...
 
     def get(self, size: int | None = None, offset: int = 0, encoding: str | None = None) -> bytes | str:
         """The content (`size` bytes from `offset`, default all), decoded if `encoding`."""

@@ -14,12 +14,15 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import TextIO
 
 from .context import make_logger
 from .invoke import run_python
 from .outputs import OutputStore
 from .spec import RunError, Spec, load_spec
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # Frames from these folders lead up to user code; tracebacks start after them.
 _PLUMBING_DIRS = (

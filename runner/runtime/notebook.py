@@ -26,11 +26,14 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from .context import RunContext, make_logger
 from .outputs import OutputStore
 from .spec import NOTEBOOK_SUFFIX, RunError, Spec, load_spec
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import Any
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"  # papermill's name for the cell it adds

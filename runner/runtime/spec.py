@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # The parameter levels, later ones winning; runner/run/task.py has the same (a test keeps them so).
 LEVELS = ("project", "pipeline", "job", "override", "step")

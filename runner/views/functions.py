@@ -17,8 +17,7 @@ from typing import NamedTuple
 
 from runner.errors import RunyardError
 from runner.git import Commit, Repository, log
-from runner.plan import function_files
-from runner.project.environment import image_spec
+from runner.project.environment import function_files, image_spec
 from runner.project.loader import load_project
 from runner.project.model import Function, Project
 from runner.project.source import GitSource, ProjectSource

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 import jinja2
 
 from runner.errors import RunyardError
+from runner.files import package_file
 from runner.forked import forked_map
 from runner.git import Repository
 from runner.project.loader import load_project
@@ -64,7 +65,7 @@ class Readers(NamedTuple):
 
 
 def templates() -> jinja2.Environment:
-    folder = resources.files("runner") / "templates" / "report"
+    folder = package_file("templates", "report")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(duration=duration_text, value=value_text, when=_when)
@@ -140,7 +141,7 @@ class Site:
         if name == PLOTLY:
             return plotly_js()
         if name in ASSETS:
-            return (resources.files("runner") / "templates" / "report" / "assets" / name).read_bytes()
+            return package_file("templates", "report", "assets", name).read_bytes()
         return None
 
     def objects(self) -> dict[str, Path]:
