@@ -7,9 +7,11 @@ artifacts.json, error.json, the artifact files and the exit code.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -130,21 +132,61 @@ def succeeded(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def test_the_runtime_imports_no_typing_when_a_run_starts(layout: Layout) -> None:
-    """typing costs every container's start: the runtime's modules name its types for
-    mypy only. (What the interpreter imported before the runtime is not the runtime's.)"""
+HEAVY = ("typing", "logging", "inspect", "dataclasses", "shutil", "traceback")
+
+
+def test_the_runtime_imports_nothing_heavy_when_a_run_starts(layout: Layout) -> None:
+    """Each of HEAVY costs every container's start (some 25 ms in all): the runtime names
+    typing's types for mypy only, makes its logger when first used, reads a plain
+    function's parameters from its code, and imports the rest where a run needs them.
+    (What the interpreter imported before the runtime is not the runtime's.)"""
     layout.write_code(
         "src/train.py",
-        """
+        f"""
         import sys
 
-        def train():
-            return {"typing": "typing" in sys.modules}
+        def train(context, lr=0.1):
+            return {{name: name in sys.modules for name in {HEAVY!r}}}
         """,
     )
-    before = subprocess.run([sys.executable, "-c", "import sys; print('typing' in sys.modules)"],
+    before = subprocess.run([sys.executable, "-c", f"import json, sys; print(json.dumps("
+                             f"[m for m in {HEAVY!r} if m in sys.modules]))"],
                             capture_output=True, text=True, check=True, cwd=layout.root)
-    assert succeeded(run(layout, layout.spec())).results == {"typing": before.stdout.strip() == "True"}
+    results = succeeded(run(layout, layout.spec())).results
+    assert [name for name, loaded in results.items() if loaded] == json.loads(before.stdout)
+
+
+def _positional_only(a, b=2, /, c=3, *rest, d, e=5, **more): ...
+
+
+def _defaults_only(x=1, y=None): ...
+
+
+def _wrapped(context, lr):
+    return lr
+
+
+class _Callable:
+    def __call__(self, context, depth=3):
+        return depth
+
+    def method(self, lr, *, seed=0):
+        return lr
+
+
+@pytest.mark.parametrize("handler", [
+    _positional_only, _defaults_only, lambda context, *args: None, lambda: None,
+    functools.wraps(_wrapped)(lambda *args, **kwargs: _wrapped(*args, **kwargs)),
+    functools.partial(_positional_only, 1, d=4), _Callable(), _Callable().method, _Callable,
+    dict.get,
+], ids=["posonly-kwonly-varargs", "defaults", "lambda-varargs", "no-parameters", "wraps",
+        "partial", "callable-object", "method", "class", "builtin"])
+def test_the_parameters_read_from_code_are_inspects(handler: Any) -> None:
+    from runner.runtime.invoke import _EMPTY, parameters
+
+    expected = [(p.name, p.kind.name, _EMPTY if p.default is p.empty else p.default)
+                for p in inspect.signature(handler).parameters.values()]
+    assert parameters(handler) == expected
 
 
 # --- handler arguments -------------------------------------------------------------------------

@@ -14,12 +14,12 @@ It may write <outputs>/results.json (a JSON object) and files or folders under
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
 import subprocess
 
+from .context import RunLog
 from .jsonable import to_jsonable, write_json
 from .outputs import OutputStore
 from .spec import RunError, Spec
@@ -36,10 +36,10 @@ class CommandFailed(RunError):
         self.exit_code = exit_code
 
 
-def run_command(spec: Spec, store: OutputStore, logger: logging.Logger) -> None:
+def run_command(spec: Spec, store: OutputStore, log: RunLog) -> None:
     assert spec.command is not None
     argv = [_code_relative(arg, spec, first=i == 0) for i, arg in enumerate(spec.command)]
-    env = command_env(spec, _params_file(spec, logger))
+    env = command_env(spec, _params_file(spec, log))
     code = _execute(argv, spec.paths.work, env)
     store.load_results_file()
     if code != 0:
@@ -81,15 +81,15 @@ def command_env(spec: Spec, params_path: str) -> dict[str, str]:
     return env
 
 
-def _params_file(spec: Spec, logger: logging.Logger) -> str:
+def _params_file(spec: Spec, log: RunLog) -> str:
     """The host's params file when it wrote one, else <outputs>/params.json."""
     given = spec.paths.params
     if given is not None and os.path.isfile(given):
         return given
     if given is not None:
-        logger.warning(f"paths.params {given} does not exist; writing the params to outputs")
+        log.warning(f"paths.params {given} does not exist; writing the params to outputs")
     path = os.path.join(spec.paths.outputs, "params.json")
-    write_json(path, to_jsonable(spec.resolved, logger.warning, "params"))
+    write_json(path, to_jsonable(spec.resolved, log.warning, "params"))
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import time
 from collections.abc import Mapping
@@ -14,11 +13,32 @@ from .spec import LEVELS, Spec
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
 if TYPE_CHECKING:
+    import logging
     from typing import Any, TextIO
+
+
+class RunLog:
+    """The run's logger (`context.logger`), made when it is first used: importing logging
+    costs each run's start some 8 ms, and most runs never log."""
+
+    def __init__(self, uid: str, stream: TextIO) -> None:
+        self._uid, self._stream = uid, stream
+        self._logger: logging.Logger | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        if self._logger is None:
+            self._logger = make_logger(self._uid, self._stream)
+        return self._logger
+
+    def warning(self, message: str) -> None:
+        self.logger.warning(message)
 
 
 def make_logger(uid: str, stream: TextIO) -> logging.Logger:
     """A logger writing `time level message` lines (UTC, ISO 8601) to `stream`."""
+    import logging
+
     logger = logging.getLogger(f"runyard.run.{uid}")
     logger.setLevel(logging.DEBUG if os.environ.get("RUNYARD_DEBUG") else logging.INFO)
     logger.propagate = False
@@ -37,11 +57,15 @@ def input_items(spec: Spec) -> dict[str, DataItem]:
 class RunContext:
     """Parameters, inputs, secrets and logging of results and artifacts for one run."""
 
-    def __init__(self, spec: Spec, store: OutputStore, logger: logging.Logger) -> None:
+    def __init__(self, spec: Spec, store: OutputStore, log: RunLog) -> None:
         self._spec = spec
         self._store = store
         self._inputs = input_items(spec)
-        self.logger = logger
+        self._log = log
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._log.logger
 
     @property
     def uid(self) -> str:

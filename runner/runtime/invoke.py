@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import inspect
-import logging
 import os
 import sys
+import types
 from collections.abc import Callable
 
-from .context import RunContext
+from .context import RunContext, RunLog
 from .outputs import OutputStore
 from .spec import RunError, Spec
 
@@ -29,13 +28,13 @@ class ArgumentError(RunError):
     """The handler needs an argument the run does not give."""
 
 
-def run_python(spec: Spec, store: OutputStore, logger: logging.Logger) -> None:
-    context = RunContext(spec, store, logger)
+def run_python(spec: Spec, store: OutputStore, log: RunLog) -> None:
+    context = RunContext(spec, store, log)
     os.chdir(spec.paths.work)
     handler = load_handler(spec)
     args, kwargs = bind_arguments(handler, spec.handler or "", context)
     value = handler(*args, **kwargs)
-    if inspect.iscoroutine(value):
+    if isinstance(value, types.CoroutineType):
         import asyncio  # only for async handlers: it costs every run ~20 ms to import
 
         value = asyncio.run(value)
@@ -136,40 +135,81 @@ def _find(module: Any, module_name: str, names: list[str], code: str) -> Handler
     return handler
 
 
+# A parameter's kinds, as inspect.Parameter names them.
+POSITIONAL_ONLY, POSITIONAL_OR_KEYWORD, VAR_POSITIONAL, KEYWORD_ONLY, VAR_KEYWORD = (
+    "POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD", "VAR_POSITIONAL", "KEYWORD_ONLY", "VAR_KEYWORD")
+_EMPTY = object()  # no default
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08  # code flags (inspect.CO_*)
+
+
+def parameters(handler: Handler) -> list[tuple[str, str, Any]]:
+    """The handler's parameters: (name, kind, default or _EMPTY), as inspect.signature has
+    them. A plain function's are read from its code: importing inspect would cost every
+    run's start some 5 ms; any other callable's (a class, a method, a wrapped function,
+    functools.partial) come from inspect.signature."""
+    if not isinstance(handler, types.FunctionType) or hasattr(handler, "__wrapped__") \
+            or hasattr(handler, "__signature__"):
+        return _signature(handler)
+    code = handler.__code__
+    names = code.co_varnames
+    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
+    defaults = handler.__defaults__ or ()
+    first_default = positional - len(defaults)
+    found = [(name, POSITIONAL_ONLY if index < code.co_posonlyargcount else POSITIONAL_OR_KEYWORD,
+              defaults[index - first_default] if index >= first_default else _EMPTY)
+             for index, name in enumerate(names[:positional])]
+    after = positional + keyword_only
+    if code.co_flags & _CO_VARARGS:
+        found.append((names[after], VAR_POSITIONAL, _EMPTY))
+        after += 1
+    keyword_defaults = handler.__kwdefaults__ or {}
+    found += [(name, KEYWORD_ONLY, keyword_defaults.get(name, _EMPTY))
+              for name in names[positional:positional + keyword_only]]
+    if code.co_flags & _CO_VARKEYWORDS:
+        found.append((names[after], VAR_KEYWORD, _EMPTY))
+    return found
+
+
+def _signature(handler: Handler) -> list[tuple[str, str, Any]]:
+    import inspect
+
+    return [(p.name, p.kind.name, _EMPTY if p.default is p.empty else p.default)
+            for p in inspect.signature(handler).parameters.values()]
+
+
 def bind_arguments(handler: Handler, label: str, context: RunContext) -> tuple[list[Any], dict[str, Any]]:
     """The handler's arguments, by parameter name: context, inputs, params, **kwargs."""
     try:
-        parameters = list(inspect.signature(handler).parameters.values())
+        found = parameters(handler)
     except (TypeError, ValueError) as exc:
         raise HandlerError(f"handler {label!r}: cannot read its signature ({exc})") from exc
     available: dict[str, Any] = {**context.parameters, **context.inputs}
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    for parameter in parameters:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+    for name, kind, default in found:
+        if kind in (VAR_POSITIONAL, VAR_KEYWORD):
             continue
-        value = _value_for(parameter, label, context, available)
-        if parameter.kind is parameter.POSITIONAL_ONLY:
+        value = _value_for(name, kind, default, label, context, available)
+        if kind == POSITIONAL_ONLY:
             args.append(value)
         elif value is not _KEEP_DEFAULT:
-            kwargs[parameter.name] = value
-    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
-        named = {parameter.name for parameter in parameters}
+            kwargs[name] = value
+    if any(kind == VAR_KEYWORD for _, kind, _ in found):
+        named = {name for name, _, _ in found}
         kwargs.update({name: value for name, value in available.items() if name not in named})
     return args, kwargs
 
 
-def _value_for(
-    parameter: inspect.Parameter, label: str, context: RunContext, available: dict[str, Any]
-) -> Any:
-    if parameter.name == "context":
+def _value_for(name: str, kind: str, default: Any, label: str, context: RunContext,
+               available: dict[str, Any]) -> Any:
+    if name == "context":
         return context
-    if parameter.name in available:
-        return available[parameter.name]
-    if parameter.default is parameter.empty:
-        raise ArgumentError(_missing(label, parameter.name, context))
+    if name in available:
+        return available[name]
+    if default is _EMPTY:
+        raise ArgumentError(_missing(label, name, context))
     # A positional-only parameter cannot be skipped when a later one is passed.
-    return parameter.default if parameter.kind is parameter.POSITIONAL_ONLY else _KEEP_DEFAULT
+    return default if kind == POSITIONAL_ONLY else _KEEP_DEFAULT
 
 
 def _missing(label: str, name: str, context: RunContext) -> str:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import importlib
 import io
-import logging
 import os
 import select
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 
-from .context import make_logger
+from .context import RunLog
 from .invoke import run_python
 from .outputs import OutputStore
 from .spec import RunError, Spec, load_spec
@@ -36,12 +33,10 @@ class Terminated(BaseException):
     """The run was asked to stop (SIGTERM: a timeout, `docker stop`)."""
 
 
-@dataclass(frozen=True)
 class Failure:
-    exit_code: int
-    type_name: str
-    message: str
-    report: str  # what goes to stderr
+    def __init__(self, exit_code: int, type_name: str, message: str, report: str) -> None:
+        self.exit_code, self.type_name, self.message = exit_code, type_name, message
+        self.report = report  # what goes to stderr
 
 
 def main(argv: list[str]) -> int:
@@ -61,12 +56,12 @@ def main(argv: list[str]) -> int:
 
 
 def _execute(spec: Spec, spec_path: str) -> int:
-    logger = make_logger(spec.uid, sys.stderr)
-    store = OutputStore(spec.paths.outputs, logger.warning)
+    log = RunLog(spec.uid, sys.stderr)
+    store = OutputStore(spec.paths.outputs, log.warning)
     store.prepare()
     os.makedirs(spec.paths.work, exist_ok=True)
     signal.signal(signal.SIGTERM, _terminate)
-    failure = _run(spec, spec_path, store, logger)
+    failure = _run(spec, spec_path, store, log)
     # A stop request now would only lose the outputs that are about to be written.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store.adopt_loose_entries()
@@ -130,18 +125,18 @@ def _end_of(pid: int) -> int | None:
         return None
 
 
-def _run(spec: Spec, spec_path: str, store: OutputStore, logger: logging.Logger) -> Failure | None:
+def _run(spec: Spec, spec_path: str, store: OutputStore, log: RunLog) -> Failure | None:
     try:
         if spec.command is not None:
             from .command import run_command  # only command functions need subprocess
 
-            run_command(spec, store, logger)
+            run_command(spec, store, log)
         elif spec.notebook:
             from .notebook import run_notebook  # only notebook functions need Jupyter's packages
 
-            run_notebook(spec, spec_path, store, logger)
+            run_notebook(spec, spec_path, store, log)
         else:
-            run_python(spec, store, logger)
+            run_python(spec, store, log)
     except SystemExit as exc:
         return _exit_failure(exc)
     except RunError as exc:
@@ -168,6 +163,8 @@ def _exit_failure(exc: SystemExit) -> Failure | None:
 
 def _user_traceback(exc: BaseException) -> str:
     """The traceback without the runtime's (and importlib's) frames leading to user code."""
+    import traceback  # (only for a failure: with linecache and tokenize, some 4 ms)
+
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None and _is_plumbing(tb.tb_frame):
         tb = tb.tb_next

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import keyword
-import logging
 import math
 import os
 import re
@@ -27,7 +26,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 
-from .context import RunContext, make_logger
+from .context import RunContext, RunLog
 from .outputs import OutputStore
 from .spec import NOTEBOOK_SUFFIX, RunError, Spec, load_spec
 
@@ -52,7 +51,7 @@ class NotebookError(RunError):
     """The notebook cannot be read, or one of its cells raised."""
 
 
-def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging.Logger) -> None:
+def run_notebook(spec: Spec, spec_path: str, store: OutputStore, run_log: RunLog) -> None:
     # Jupyter's packages (KERNEL_PACKAGES) are in the image only when the function's code
     # is a notebook (the host adds them to its requirements), and the rest of the runtime
     # is stdlib-only and runs in images without them: so they are imported here, only here.
@@ -93,7 +92,7 @@ def run_notebook(spec: Spec, spec_path: str, store: OutputStore, logger: logging
     finally:
         store.load_results_file()  # what the kernel's context logged
         store.load_artifacts_file()
-        _keep(nbformat.from_dict(mask(notebook, secret_forms(_secrets(spec)))), spec.code, store, logger)
+        _keep(nbformat.from_dict(mask(notebook, secret_forms(_secrets(spec)))), spec.code, store, run_log)
 
 
 def _client(base: type[Any], notebook: Any, kernel_dirs: str, work: str,
@@ -201,8 +200,8 @@ def kernel_context(spec_path: str) -> RunContext:
     """The run context in the kernel: its store writes results.json and artifacts.json
     after each log, and the runtime's process reads them when the notebook has run."""
     spec = load_spec(spec_path)
-    logger = make_logger(spec.uid, sys.stderr)
-    return RunContext(spec, OutputStore(spec.paths.outputs, logger.warning, autosave=True), logger)
+    log = RunLog(spec.uid, sys.stderr)
+    return RunContext(spec, OutputStore(spec.paths.outputs, log.warning, autosave=True), log)
 
 
 def secret_forms(values: Iterable[str]) -> tuple[str, ...]:
@@ -298,7 +297,7 @@ def _echo(message: dict[str, Any]) -> None:
         stream.write(content["text"])
 
 
-def _keep(notebook: Any, code: str, store: OutputStore, logger: logging.Logger) -> None:
+def _keep(notebook: Any, code: str, store: OutputStore, log: RunLog) -> None:
     """The executed notebook and its HTML rendering, as artifacts."""
     import nbformat
     from nbconvert import HTMLExporter
@@ -311,7 +310,7 @@ def _keep(notebook: Any, code: str, store: OutputStore, logger: logging.Logger) 
     try:
         html, _ = HTMLExporter().from_notebook_node(notebook)
     except Exception as exc:  # a rendering problem must not hide the run's own outcome
-        logger.warning(f"the notebook could not be rendered as HTML: {exc}")
+        log.warning(f"the notebook could not be rendered as HTML: {exc}")
         return
     rendered = os.path.join(folder, f"{stem}.html")
     with open(rendered, "w", encoding="utf-8") as handle:

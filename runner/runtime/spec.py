@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs each run's start
 if TYPE_CHECKING:
@@ -26,42 +25,37 @@ class SpecError(RunError):
     """The spec file is missing, not JSON, or lacks what the runtime needs."""
 
 
-@dataclass(frozen=True)
+# The spec's parts are plain classes: dataclasses imports inspect, and the runtime's
+# imports are part of every run's start.
+
+
 class InputRef:
-    name: str
-    url: str
-    path: str
-    hash: str | None
+    def __init__(self, name: str, url: str, path: str, hash: str | None) -> None:
+        self.name, self.url, self.path, self.hash = name, url, path, hash
 
 
-@dataclass(frozen=True)
 class Paths:
-    code: str | None
-    work: str
-    outputs: str
-    params: str | None
-    secrets: str | None = None
+    def __init__(self, code: str | None, work: str, outputs: str, params: str | None,
+                 secrets: str | None = None) -> None:
+        self.code, self.work, self.outputs = code, work, outputs
+        self.params, self.secrets = params, secrets
 
     @property
     def artifacts(self) -> str:
         return os.path.join(self.outputs, "artifacts")
 
 
-@dataclass(frozen=True)
 class Spec:
-    uid: str
-    name: str
-    project: str
-    function: str
-    code: str | None
-    handler: str | None
-    command: tuple[str, ...] | None
-    levels: dict[str, dict[str, Any]]
-    resolved: dict[str, Any]
-    inputs: dict[str, InputRef]
-    secrets: tuple[str, ...]
-    paths: Paths
-    deadline: float | None = None  # seconds: the run ends itself then, runner or not
+    def __init__(self, *, uid: str, name: str, project: str, function: str, code: str | None,
+                 handler: str | None, command: tuple[str, ...] | None,
+                 levels: dict[str, dict[str, Any]], resolved: dict[str, Any],
+                 inputs: dict[str, InputRef], secrets: tuple[str, ...], paths: Paths,
+                 deadline: float | None = None) -> None:
+        self.uid, self.name, self.project, self.function = uid, name, project, function
+        self.code, self.handler, self.command = code, handler, command
+        self.levels, self.resolved, self.inputs = levels, resolved, inputs
+        self.secrets, self.paths = secrets, paths
+        self.deadline = deadline  # seconds: the run ends itself then, runner or not
 
     @property
     def notebook(self) -> bool:
