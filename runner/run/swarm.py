@@ -188,9 +188,9 @@ class SwarmBackend:
             spec = _config(self.engine, launch, made)
             secrets = _secrets(self.engine, launch, made)
             made += [("volume", f"{launch.name}-{part}") for part in SCRATCH_VOLUMES]
-            service = self._create(launch.name, launch.labels,
-                                   self._task_template(launch, self._run_container(
-                                       launch, image, spec, secrets)))
+            service = self._create(launch.name, launch.labels, self._task_template(
+                launch, self._run_container(launch, image, spec, secrets), launch.labels,
+                self._run_env(launch)))
             on_start()
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
@@ -307,25 +307,32 @@ class SwarmBackend:
         tmp in memory."""
         inside, host = SWARM_LAYOUT, host_layout(launch)
         binds = [(host.inputs, inside.inputs, True), (host.outputs, inside.outputs, False)]
-        env = {**launch.env, "HOME": inside.work, "PYTHONUNBUFFERED": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": inside.tmp}
         return {
             "Image": image, "Command": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
-            "Env": [f"{name}={value}" for name, value in env.items()], "Dir": inside.work,
-            # The service carries the runner's label; its containers go with it (and not one
-            # by one, as reconcile_containers would remove a lost runner's).
-            "Labels": {k: v for k, v in launch.labels.items() if k != RUNNER_LABEL},
+            "Dir": inside.work,
             "Mounts": [*({"Target": target, "Source": source, "Type": "bind",
                           "ReadOnly": read_only} for source, target, read_only in binds),
                        *self._scratch(launch)],
             "Secrets": secrets, "Configs": [spec]}
 
-    def _task_template(self, launch: Launch, container: Mapping[str, Json]) -> dict[str, Json]:
+    @staticmethod
+    def _run_env(launch: Launch) -> dict[str, str]:
+        return {**launch.env, "HOME": SWARM_LAYOUT.work, "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": SWARM_LAYOUT.tmp}
+
+    def _task_template(self, launch: Launch, container: Mapping[str, Json],
+                       labels: Mapping[str, str], env: Mapping[str, str]) -> dict[str, Json]:
         """The service's TaskTemplate (Engine API 1.41): the container hardened (not root, no
-        capabilities, a read-only root), with the run's limits, placement and network."""
+        capabilities, a read-only root), with its labels and environment, and the run's
+        limits, placement and network."""
         template: dict[str, Json] = {
-            "ContainerSpec": {**container, "User": f"{NON_ROOT_ID}:{NON_ROOT_ID}",
-                              "ReadOnly": True, "CapabilityDrop": ["ALL"]},
+            "ContainerSpec": {
+                **container, "Env": [f"{name}={value}" for name, value in env.items()],
+                # The service carries the runner's label; its containers go with it (and not
+                # one by one, as reconcile_containers would remove a lost runner's).
+                "Labels": {k: v for k, v in labels.items() if k != RUNNER_LABEL},
+                "User": f"{NON_ROOT_ID}:{NON_ROOT_ID}", "ReadOnly": True,
+                "CapabilityDrop": ["ALL"]},
             "Resources": _resources(launch.resources),
             "RestartPolicy": {"Condition": "none", "Delay": 0, "MaxAttempts": 0, "Window": 0},
             "Placement": {"Constraints": self.placement(launch)},
@@ -471,14 +478,11 @@ class SwarmWorkers:
 
     def start(self, launch: Launch, worker: WorkerSpec) -> str:
         image = self.swarm.image_for(launch)
-        container: dict[str, Json] = {
-            "Image": image, "Command": worker.command, "Dir": "/",
-            "Env": [f"{name}={value}" for name, value in worker.env.items()],
-            "Labels": {k: v for k, v in worker.labels.items() if k != RUNNER_LABEL},
-            "Mounts": list(worker.mounts)}
+        container: dict[str, Json] = {"Image": image, "Command": worker.command, "Dir": "/",
+                                       "Mounts": list(worker.mounts)}
         try:
-            service = self.swarm._create(worker.name, worker.labels,
-                                         self.swarm._task_template(launch, container))
+            service = self.swarm._create(worker.name, worker.labels, self.swarm._task_template(
+                launch, container, worker.labels, worker.env))
         except EngineError as error:
             raise RunyardError(f"the swarm refused trial worker {worker.name}: {error}") \
                 from error
