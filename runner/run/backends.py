@@ -24,8 +24,7 @@ from runner.project.model import Resources
 from runner.run.forkclient import ForkChannel, ServerGone, follow_file
 
 OnOutput = Callable[[bytes], None]
-OnStart = Callable[[], None]  # the run's process has started
-Ready = Callable[[], None]  # returns once the run's folder is complete (its scratch made)
+Ready = Callable[[], None]  # returns once the run may start: its scratch made, its record written
 NON_ROOT_ID = 65534  # nobody
 NON_ROOT = f"{NON_ROOT_ID}:{NON_ROOT_ID}"
 LOG_FILE_LIMIT = "16m"  # the engine's own copy of a run's output, on the host's disk
@@ -103,10 +102,9 @@ class Backend(Protocol):
 
     def layout(self, launch: Launch) -> Layout: ...
 
-    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready) -> Exit:
         """Run `launch` to its end, passing on its output. `ready` is called before the run's
-        process starts (a backend may set the run up meanwhile); `on_start` once, as soon as
-        that process has started (not at all when it never starts)."""
+        process starts: a backend may set the run up meanwhile."""
 
     def stop_all(self) -> None: ...
 
@@ -142,7 +140,7 @@ class LocalBackend:
     def layout(self, launch: Launch) -> Layout:
         return host_layout(launch)
 
-    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready) -> Exit:
         ready()
         layout = self.layout(launch)
         output = launch.run_dir / "output.log"
@@ -152,7 +150,6 @@ class LocalBackend:
         pid = self.server.start(launch.runtime, layout.spec, layout.work, env, output)
         with self.lock:
             self.running.add(pid)
-        on_start()
         ended = threading.Event()
         reader = threading.Thread(target=follow_file, args=(output.open("rb"), on_output, ended),
                                   daemon=True)
@@ -243,13 +240,13 @@ class DockerBackend:
     def layout(self, launch: Launch) -> Layout:
         return CONTAINER_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready) -> Exit:
         try:
             container = self.engine.create_container(launch.name, container_config(launch))
         except Unreachable as error:
             raise _lost(launch, error) from error
         try:
-            ready()  # the run's folder was made while the engine created the container
+            ready()  # its folder made and its record written while the engine created it
         except BaseException:
             self.discard(container)
             raise
@@ -259,7 +256,6 @@ class DockerBackend:
                                   daemon=True)
         try:
             self.engine.start(container)
-            on_start()
             reader.start()
             code, reason = self._wait(container, launch.resources.timeout)
             reader.join(timeout=10)

@@ -11,7 +11,7 @@ import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -156,32 +156,24 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
         own = session.backend.name == "docker" and isinstance(session.backend, DockerBackend)
         record = replace(record, status=replace(  # (a trial worker's container is not the run's)
             record.status, containers=(launch.name,) if own else ()))
-        # `running`, with its runner (a lost runner is found by the next), committed aside once
-        # the run has started: not while the engine starts it, which the commit's processes
-        # would slow down. The container carries its runner too.
-        writes: list[Future[RunRecord]] = []
-
-        def started(running: RunRecord = record) -> None:
-            writes.append(session.aside.submit(session.write, running))
-
-        # The scratch is made while the backend sets the run up (creates its container):
-        # `ready` waits for it, and the block's end for its end, whatever happens.
+        # `running`, with its runner (a lost runner is found by the next), and the scratch are
+        # made aside while the backend sets the run up (creates its container); `ready` waits
+        # for both, so no run starts unrecorded, and the block's end for both, whatever happens.
+        running = session.aside.submit(session.write, record)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-scratch") as making:
             made = making.submit(_make_scratch, session, run_dir) if staged is None else None
 
             def ready() -> None:
                 if made is not None:
                     made.result()
+                running.result()
 
             try:
-                exit_ = session.backend.run(launch, log.feed, ready, started)
+                exit_ = session.backend.run(launch, log.feed, ready)
             except RunyardError as error:  # the engine went away: the run failed, the runner goes on
-                _wait(writes)
                 return _finish(record, log, Exit(None), error=error.message, reason="engine"), log.text()[0]
-            except BaseException:
-                _wait(writes)
-                raise
-        _wait(writes)
+            finally:
+                running.result()
         outputs = read_outputs(launch.data_dir / "scratch" / "outputs", session.store,
                                session.limits)
         full = scratch.is_full(launch.data_dir / "scratch")
@@ -197,11 +189,6 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
     final = _finish(record, log, exit_, error=message, reason=reason, aborted=session.abort.is_set())
     text, cut = log.text()
     return replace(final, status=replace(final.status, log_truncated=cut)), text
-
-
-def _wait(writes: list[Future[RunRecord]]) -> None:
-    for write in writes:
-        write.result()
 
 
 @contextlib.contextmanager

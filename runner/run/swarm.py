@@ -47,7 +47,6 @@ from runner.run.backends import (
     Launch,
     Layout,
     OnOutput,
-    OnStart,
     Placed,
     Ready,
     Unplaced,
@@ -179,7 +178,7 @@ class SwarmBackend:
     def layout(self, launch: Launch) -> Layout:
         return SWARM_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready) -> Exit:
         ready()
         image = self.image_for(launch)
         made: list[tuple[str, str]] = []  # ("secret" | "config", id), removed at the end
@@ -191,7 +190,6 @@ class SwarmBackend:
             service = self._create(launch.name, launch.labels, self._task_template(
                 launch, self._run_container(launch, image, spec, secrets), launch.labels,
                 self._run_env(launch)))
-            on_start()
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None

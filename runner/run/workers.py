@@ -52,7 +52,6 @@ from runner.run.backends import (
     Launch,
     Layout,
     OnOutput,
-    OnStart,
     Placed,
     Ready,
     Unplaced,
@@ -240,7 +239,7 @@ class WorkerPool:
     def layout(self, launch: Launch) -> Layout:
         return WORKER_LAYOUT
 
-    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready) -> Exit:
         try:
             worker = self._take(launch)
         except Unplaced as error:
@@ -248,7 +247,7 @@ class WorkerPool:
         if worker is None:
             return Exit(None, "interrupted")
         try:
-            exit_ = worker.run(launch, on_output, ready, on_start)
+            exit_ = worker.run(launch, on_output, ready)
         except BaseException:
             worker.kill()
             raise
@@ -414,7 +413,7 @@ class Worker:
     def alive(self) -> bool:
         return self.channel is not None and self.channel.open and not self.stopped
 
-    def run(self, launch: Launch, on_output: OnOutput, ready: Ready, on_start: OnStart) -> Exit:
+    def run(self, launch: Launch, on_output: OnOutput, ready: Ready) -> Exit:
         ready()
         (launch.run_dir / "scratch" / "log").mkdir()
         output = _trial_output(launch.run_dir / "scratch" / "log" / OUTPUT)
@@ -424,7 +423,7 @@ class Worker:
         try:
             self._attach(launch.run_dir)
             ooms = self._ooms()
-            code, reason = self._trial(launch, on_start)
+            code, reason = self._trial(launch)
             if self._ooms() > ooms or (code is None and self._oom_killed()):
                 reason = "oom"
         finally:
@@ -433,13 +432,12 @@ class Worker:
             reader.join(timeout=10)
         return Exit(code, reason, placed=self.placed)
 
-    def _trial(self, launch: Launch, on_start: OnStart) -> tuple[int | None, str | None]:
+    def _trial(self, launch: Launch) -> tuple[int | None, str | None]:
         assert self.channel is not None
         inside = WORKER_LAYOUT
         try:
             pid = self.channel.start({"spec": inside.spec, "cwd": inside.work, "env": self.env,
                                       "log": f"{LOG}/{OUTPUT}"})
-            on_start()
             code = self.channel.wait(pid, launch.resources.timeout or None)
             if code is not None:
                 return code, None
