@@ -136,11 +136,12 @@ def test_function_run_in_docker_completes(repo: Path, calc_run: dict[str, Any]) 
 
 
 def test_a_run_loads_neither_the_docker_sdk_nor_requests(repo: Path, calc_run: dict[str, Any]) -> None:
-    """What keeps `runyard run` light: the engine is reached with the standard library
-    (http.client), and nothing of building, reporting, planning or scheduling is loaded
-    (schedules are checked by runner.project.when; the fire times' croniter is the
-    scheduler's); the package's files are found without importlib.resources (whose
-    readers import zipfile)."""
+    """What keeps `runyard run` light: the engine is reached with runyard's own HTTP/1.1
+    (runner.build.http1), not even the standard library's http.client with its email
+    parser and ssl (URL inputs alone need those); nothing of building, reporting,
+    planning or scheduling is loaded (schedules are checked by runner.project.when; the
+    fire times' croniter and zoneinfo are the scheduler's); the package's files are
+    found without importlib.resources (whose readers import zipfile)."""
     script = (
         "import sys, runner.cli\n"
         "try:\n"
@@ -149,7 +150,8 @@ def test_a_run_loads_neither_the_docker_sdk_nor_requests(repo: Path, calc_run: d
         "    print('exit', exit.code)\n"
         "heavy = ('docker', 'requests', 'urllib3', 'jinja2', 'rich', 'jsonschema', 'croniter',\n"
         "         'dateutil', 'runner.project.schedule', 'runner.plan', 'zipfile',\n"
-        "         'importlib.resources')\n"
+        "         'importlib.resources', 'http.client', 'ssl', 'email', 'urllib.request',\n"
+        "         'zoneinfo', 'secrets')\n"
         "print('loaded:', *sorted({m.split('.')[0] for m in sys.modules} & set(heavy)),\n"
         "      *sorted(set(sys.modules) & set(heavy)))\n"
     )

@@ -3,12 +3,11 @@
 
 `DockerEngine` makes the few calls runyard needs (ping, images, containers, build,
 pull, push, import; a swarm's services, tasks, secrets, configs, networks and nodes)
-as plain HTTP/1.1 requests on the engine's socket, with the standard library's
-http.client: the Docker SDK's client would bring requests and urllib3
-into every `runyard run` (a tenth of a second of imports, and a round trip to
-negotiate the API version) for no more than this. Each request has a connection
-of its own, so threads may share one `DockerEngine` (a unix socket connects in
-microseconds).
+as plain HTTP/1.1 requests on the engine's socket (runner.build.http1): the Docker
+SDK's client would bring requests and urllib3 into every `runyard run` (a tenth of
+a second of imports, and a round trip to negotiate the API version) for no more
+than this. Each request has a connection of its own, so threads may share one
+`DockerEngine` (a unix socket connects in microseconds).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import http.client
 import json
 import os
 import shutil
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from runner.build.http1 import Body, Response, send
 from runner.errors import RunyardError
 
 DOCKERD_LOG = Path("/var/log/runyard-dockerd.log")
@@ -53,22 +52,6 @@ class EngineTimeout(EngineError):
 Unreachable = (EngineError, OSError)  # what a call to an engine that is not there raises
 Filters = Mapping[str, str | list[str]]
 Json = Any  # what the engine's API answers: objects and lists, as its documentation says
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 class DockerEngine:
@@ -272,33 +255,38 @@ class DockerEngine:
     def request(self, method: str, path: str, *,
                 params: Mapping[str, str] | list[tuple[str, str]] | None = None,
                 body: Json = None, headers: Mapping[str, str] | None = None,
-                timeout: float | None = CALL_TIMEOUT) -> http.client.HTTPResponse:
+                timeout: float | None = CALL_TIMEOUT) -> Response:
         """The engine's response to one request, its status checked (EngineError for an
         error); the caller reads and closes it. A `body` that is not bytes or a file is
         sent as JSON."""
         query = f"?{urlencode(params)}" if params else ""
-        if body is not None and not isinstance(body, bytes) and not hasattr(body, "read"):
-            body = json.dumps(body).encode()
-        connection = self._connection(timeout)
+        payload: Body = body if body is None or isinstance(body, bytes) or hasattr(body, "read") \
+            else json.dumps(body).encode()
+        sock = self._connect(timeout)
         try:
-            connection.request(method, f"/v{API_VERSION}{path}{query}", body=body,
-                               headers={"Connection": "close", **(headers or {})})
-            response: http.client.HTTPResponse = _read(connection.getresponse)
+            response: Response = _read(lambda: send(sock, method, f"/v{API_VERSION}{path}{query}",
+                                          "localhost", headers or {}, payload))
         except BaseException:
-            connection.close()
+            sock.close()
             raise
         if response.status >= 400:
             with response:
                 raise EngineError(_message(_read(response.read), response), response.status)
         return response
 
-    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None) -> socket.socket:
         if self.host.startswith("tcp://"):
             address = self.host.removeprefix("tcp://").rstrip("/")
             host, _, port = address.rpartition(":")
-            return http.client.HTTPConnection(host or address, int(port or 2375), timeout=timeout)
-        path = self.host.removeprefix("unix://") if self.host else str(DEFAULT_SOCKET)
-        return _UnixConnection(path, timeout)
+            return socket.create_connection((host or address, int(port or 2375)), timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.host.removeprefix("unix://") if self.host else str(DEFAULT_SOCKET))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _found(self, path: str) -> Json:
         """What GET `path` answers; None for a 404 (no such image or container)."""
@@ -316,12 +304,12 @@ def _read(read: Callable[[], Any]) -> Any:
         return read()
     except TimeoutError as error:
         raise EngineTimeout("the engine did not answer in time") from error
-    except (http.client.HTTPException, ConnectionError) as error:
+    except ConnectionError as error:  # ProtocolError among them
         raise EngineError(f"the engine stopped answering ({type(error).__name__}: {error})") \
             from error
 
 
-def _frames(response: http.client.HTTPResponse) -> Iterator[bytes]:
+def _frames(response: Response) -> Iterator[bytes]:
     """The bytes of a multiplexed log stream (standard output and error as they come)."""
     with response:  # frames: 8 bytes of header (the stream, the size), then the bytes
         while header := _read(functools.partial(response.read, 8)):
@@ -332,7 +320,7 @@ def _frames(response: http.client.HTTPResponse) -> Iterator[bytes]:
                 yield chunk
 
 
-def _messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Json]]:
+def _messages(response: Response) -> Iterator[dict[str, Json]]:
     """The JSON objects of a progress stream (one a line), until it ends."""
     with response:
         while line := _read(response.readline):
@@ -345,7 +333,7 @@ def _messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Json]]:
                     yield message
 
 
-def _message(data: bytes, response: http.client.HTTPResponse) -> str:
+def _message(data: bytes, response: Response) -> str:
     try:
         return str(json.loads(data)["message"])
     except (ValueError, KeyError, TypeError):

@@ -10,10 +10,8 @@ the login of the Docker configuration (`docker login`) as basic auth, where ther
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -50,7 +48,7 @@ class Registry:
         for scheme in ("https", "http"):
             try:
                 answer = self._call(scheme, "GET", "/v2/")
-            except (OSError, http.client.HTTPException) as error:
+            except OSError as error:
                 errors.append(f"{scheme}: {_failure(error)}")
                 continue
             if answer.status in (200, 401):  # 401: it answers, and wants a login
@@ -95,12 +93,17 @@ class Registry:
         assert self.scheme is not None
         try:
             return self._call(self.scheme, method, path, headers)
-        except (OSError, http.client.HTTPException) as error:
+        except OSError as error:
             raise RunyardError(f"the registry {self.address} stopped answering "
                                f"({_failure(error)})") from error
 
     def _call(self, scheme: str, method: str, path: str,
               headers: dict[str, str] | None = None) -> Answer:
+        # Only a swarm's registry is asked anything: urllib's HTTP stack (http.client, email's
+        # parser, ssl) is imported then, not with every run that imports this module.
+        import http.client
+        import urllib.request
+
         request = urllib.request.Request(f"{scheme}://{self.address}{path}", method=method,
                                          headers={**self._auth(), **(headers or {})})
         try:
@@ -109,6 +112,8 @@ class Registry:
         except urllib.error.HTTPError as error:  # an answer all the same
             with error:
                 return Answer(error.code, _lower(error.headers.items()), error.read())
+        except http.client.HTTPException as error:  # a broken answer, as a broken connection
+            raise ConnectionError(f"{type(error).__name__}: {error}") from error
 
     def _auth(self) -> dict[str, str]:
         login = registry_login(self.address)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from types import MappingProxyType
-from typing import Final, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 MACROS: Final = MappingProxyType(
     {
@@ -215,6 +217,10 @@ def parse_at(text: str | date) -> datetime:
 
 def zone(tz: str) -> ZoneInfo:
     """The IANA timezone `tz`; ValueError when there is none of that name."""
+    # Only schedules have time zones; zoneinfo looks its database up with sysconfig, some
+    # 3 ms of every command that loads a project if it were imported with this module.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
