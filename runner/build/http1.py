@@ -50,21 +50,34 @@ class Response:
     def __init__(self, sock: socket.socket, method: str) -> None:
         self.sock = sock
         self.stream = sock.makefile("rb")
-        self.status, self.reason = self._status_line()
-        while 100 <= self.status < 200:  # an interim answer: the real one follows it
+        try:
+            self.status, self.reason, self.headers = self._head()
+            self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+            self.left, self.done = self._framing(method)
+        except BaseException:
+            self.close()
+            raise
+
+    def _head(self) -> tuple[int, str, dict[str, str]]:
+        status, reason = self._status_line()
+        while 100 <= status < 200:  # an interim answer: the real one follows it
             self._headers()
-            self.status, self.reason = self._status_line()
-        self.headers = self._headers()
-        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        self.left: int | None = None  # bytes of the body (or of its current chunk) still unread
-        self.done = method == "HEAD" or self.status in (204, 304)
-        if not self.chunked and not self.done and "content-length" in self.headers:
-            try:
-                self.left = int(self.headers["content-length"])
-            except ValueError:
-                raise ProtocolError(f"a Content-Length that is no number: "
-                                    f"{self.headers['content-length']!r}") from None
-            self.done = self.left == 0
+            status, reason = self._status_line()
+        return status, reason, self._headers()
+
+    def _framing(self, method: str) -> tuple[int | None, bool]:
+        """Bytes of the body (or of its current chunk) still unread, None when not known;
+        and whether the body has ended."""
+        if method == "HEAD" or self.status in (204, 304):
+            return None, True
+        if self.chunked or "content-length" not in self.headers:
+            return None, False  # told by the chunks, or by the connection's end
+        try:
+            length = int(self.headers["content-length"])
+        except ValueError:
+            raise ProtocolError(f"a Content-Length that is no number: "
+                                f"{self.headers['content-length']!r}") from None
+        return length, length == 0
 
     def read(self, amount: int | None = None) -> bytes:
         """The next `amount` bytes of the body (all of it: None); fewer only at its end."""
