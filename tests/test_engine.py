@@ -25,6 +25,7 @@ from runner.build.engine import (
     EngineError,
     EngineTimeout,
     Unreachable,
+    _tcp_address,
     connect,
     registry_auth,
 )
@@ -183,6 +184,34 @@ def test_a_log_stream_cut_short_is_an_engine_error(tmp_path: Path) -> None:
         list(DockerEngine(f"unix://{path}").logs("abc"))
     assert cut.value.status is None
     listener.close()
+
+
+def test_an_engine_on_tcp_is_asked_with_its_address() -> None:
+    """DOCKER_HOST=tcp://HOST:PORT: the requests go there and name it as their Host."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    heard: list[bytes] = []
+
+    def answer_pong() -> None:
+        connection, _ = listener.accept()
+        heard.append(connection.recv(65536))
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+        connection.close()
+
+    threading.Thread(target=answer_pong, daemon=True).start()
+    DockerEngine(f"tcp://127.0.0.1:{port}").ping()
+    listener.close()
+    assert heard[0].startswith(b"GET /v1.41/_ping HTTP/1.1\r\n")
+    assert f"\r\nHost: 127.0.0.1:{port}\r\n".encode() in heard[0]
+    with pytest.raises(RunyardError, match="'x' is not a port"):
+        DockerEngine("tcp://127.0.0.1:x").ping()
+
+
+@pytest.mark.parametrize("authority, address", [
+    ("127.0.0.1:9", ("127.0.0.1", 9)), ("docker", ("docker", 2375)),
+    ("[::1]", ("::1", 2375)), ("[::1]:2376", ("::1", 2376))])
+def test_a_tcp_address_defaults_to_dockers_port(authority: str, address: tuple[str, int]) -> None:
+    assert _tcp_address(authority) == address
 
 
 def test_an_engine_runyard_cannot_speak_to_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

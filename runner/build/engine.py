@@ -265,7 +265,7 @@ class DockerEngine:
         sock = self._connect(timeout)
         try:
             response: Response = _read(lambda: send(sock, method, f"/v{API_VERSION}{path}{query}",
-                                          "localhost", headers or {}, payload))
+                                                    self._authority(), headers or {}, payload))
         except BaseException:
             sock.close()
             raise
@@ -274,11 +274,15 @@ class DockerEngine:
                 raise EngineError(_message(_read(response.read), response), response.status)
         return response
 
+    def _authority(self) -> str:
+        """What the requests' Host header names: the engine's address, or `localhost` for
+        a unix socket (as Docker's own clients say it)."""
+        return self.host.removeprefix("tcp://").rstrip("/") if self.host.startswith("tcp://") \
+            else "localhost"
+
     def _connect(self, timeout: float | None) -> socket.socket:
         if self.host.startswith("tcp://"):
-            address = self.host.removeprefix("tcp://").rstrip("/")
-            host, _, port = address.rpartition(":")
-            return socket.create_connection((host or address, int(port or 2375)), timeout)
+            return socket.create_connection(_tcp_address(self._authority()), timeout)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -296,6 +300,17 @@ class DockerEngine:
             if error.status == 404:
                 return None
             raise
+
+
+def _tcp_address(authority: str) -> tuple[str, int]:
+    """HOST[:PORT] (an IPv6 host in brackets) as a socket address; Docker's port by default."""
+    host, colon, port = authority.rpartition(":")
+    if not colon or (host.startswith("[") and not host.endswith("]")):  # no port: [::1], a name
+        host, port = authority, "2375"
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise RunyardError(f"DOCKER_HOST tcp://{authority}: {port!r} is not a port") from None
 
 
 def _read(read: Callable[[], Any]) -> Any:
