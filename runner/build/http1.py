@@ -72,12 +72,10 @@ class Response:
             return None, True
         if self.chunked or "content-length" not in self.headers:
             return None, False  # told by the chunks, or by the connection's end
-        try:
-            length = int(self.headers["content-length"])
-        except ValueError:
-            raise ProtocolError(f"a Content-Length that is no number: "
-                                f"{self.headers['content-length']!r}") from None
-        return length, length == 0
+        length = self.headers["content-length"]
+        if not length.isascii() or not length.isdigit():
+            raise ProtocolError(f"a Content-Length that is no number: {length!r}")
+        return int(length), int(length) == 0
 
     def read(self, amount: int | None = None) -> bytes:
         """The next `amount` bytes of the body (all of it: None); fewer only at its end."""
@@ -131,10 +129,9 @@ class Response:
         if self.left == 0:  # the end of the chunk before: its CRLF
             self._line()
         size = self._line().split(b";", 1)[0].strip()
-        try:
-            self.left = int(size, 16)
-        except ValueError:
-            raise ProtocolError(f"a chunk size that is no number: {size!r}") from None
+        if not size or size.strip(b"0123456789abcdefABCDEF"):
+            raise ProtocolError(f"a chunk size that is no number: {size!r}")
+        self.left = int(size, 16)
         if self.left == 0:
             while self._line().strip():  # trailers, to the blank line
                 pass
