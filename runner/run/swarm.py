@@ -51,6 +51,7 @@ from runner.run.backends import (
     Ready,
     Unplaced,
     WorkerSpec,
+    container_env,
     host_layout,
 )
 from runner.run.reconcile import RUNNER_LABEL
@@ -189,7 +190,7 @@ class SwarmBackend:
             made += [("volume", f"{launch.name}-{part}") for part in SCRATCH_VOLUMES]
             service = self._create(launch.name, launch.labels, self._task_template(
                 launch, self._run_container(launch, image, spec, secrets), launch.labels,
-                self._run_env(launch)))
+                container_env(launch, SWARM_LAYOUT)))
             with _Follow(self.engine, service, on_output):
                 exit_ = self._wait(service, launch)
             node = exit_.placed.node if exit_.placed else None
@@ -312,11 +313,6 @@ class SwarmBackend:
                           "ReadOnly": read_only} for source, target, read_only in binds),
                        *self._scratch(launch)],
             "Secrets": secrets, "Configs": [spec]}
-
-    @staticmethod
-    def _run_env(launch: Launch) -> dict[str, str]:
-        return {**launch.env, "HOME": SWARM_LAYOUT.work, "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": SWARM_LAYOUT.tmp}
 
     def _task_template(self, launch: Launch, container: Mapping[str, Json],
                        labels: Mapping[str, str], env: Mapping[str, str]) -> dict[str, Json]:
