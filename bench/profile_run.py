@@ -43,7 +43,7 @@ PHASES = {
     "load and check the project": "runner.project.loader:load_project",
     "reconcile records and scratch": "runner.run.reconcile:reconcile_records",
     "engine: connect, reconcile, images": "runner.run.session:_docker",
-    "snapshot (git archive)": "runner.run.snapshot:make_snapshot",
+    "snapshot (the tree's objects)": "runner.run.snapshot:make_snapshot",
     "record writes (each a commit)": "runner.record.results:ResultsBranch.write",
     "scratch: make (copy, mount; beside create)": "runner.run.scratch:make",
     "container: whole life (waits for scratch)": "runner.run.backends:DockerBackend.run",

@@ -1,7 +1,7 @@
 """Every git command runyard starts goes through here: one function runs them, and the
 rest name what runyard asks of git (find a repository, resolve a revision, list a tree,
-read objects through one long-lived `git cat-file --batch`, archive a tree, read and
-write the config, move a ref by compare-and-swap).
+read objects through one long-lived `git cat-file --batch`, read and write the
+config, move a ref by compare-and-swap).
 
 Each call names its repository (a git dir, or the folder it starts in), so the
 variables that point git at another repository, index or object store are removed
@@ -287,11 +287,6 @@ def log(git_dir: Path, revision: str, paths: Sequence[str] = ()) -> list[Commit]
               git_dir=git_dir).checked(f"git log {revision}")
     entries = [item.split("\x1f") for item in out.decode("utf-8", "surrogateescape").split("\0")]
     return [Commit(*entry) for entry in entries if len(entry) == 3]
-
-
-def archive(git_dir: Path, tree: str) -> bytes:
-    """`tree` (`REV` or `REV:PATH`) as a tar archive."""
-    return run("archive", "--format=tar", tree, git_dir=git_dir).checked("git archive")
 
 
 # config

@@ -234,6 +234,7 @@ class Attack:
     settings: Sequence[str] = ()
     links: Mapping[str, str] = field(default_factory=dict)
     project: str | None = None  # the project's name; by default one of its own
+    git_config: Mapping[str, str] = field(default_factory=dict)  # the operator's own, in the bare repo
 
     @property
     def name(self) -> str:
@@ -266,6 +267,8 @@ class Attack:
             git(work, "push", "--quiet", str(bare), "main")
         installed = runyard("hook", "install", bare, *self.settings, env=self.host.env())
         assert installed.returncode == 0, installed.stdout + installed.stderr
+        for key, value in self.git_config.items():
+            git(bare, "config", key, value)
         return work, bare, revision
 
     def run(self, timeout: float = LIMIT) -> Outcome:
@@ -1116,6 +1119,45 @@ def test_operator_store_wins_over_the_projects(attack: Callable[..., Attack], ho
     digest = hashlib.sha256(OWN_BYTES).hexdigest()
     assert (operator / "sha256" / digest[:2] / digest).read_bytes() == OWN_BYTES
     assert not evil.exists()
+
+
+# --- 15. what the pushed tree asks of git ------------------------------------------------
+
+ATTRIBUTED = {  # files of the attack: what their `.gitattributes` line asks git, what is committed
+    "data/lfs.txt": ("filter=lfs diff=lfs merge=lfs -text", "version https://git-lfs.github.com/spec/v1\n"),
+    "data/subst.txt": ("export-subst", "$Format:%H %d %G?$\n"),
+    "data/ignored.txt": ("export-ignore", "still here\n"),
+    "data/ident.txt": ("ident eol=crlf", "$Id$\nline\n"),
+    "data/utf16.txt": ("working-tree-encoding=UTF-16", "plain\n"),
+}
+
+
+def test_the_code_a_run_sees_is_the_committed_tree(attack: Callable[..., Attack],
+                                                   host: Host) -> None:
+    """Attack 15: a `.gitattributes` that asks git to change the files a run gets from what
+    was committed (and validated): `export-subst` placeholders (commit data, ref names, a
+    signature check), `export-ignore`, `ident`, eol and encoding conversions, and a
+    `filter=lfs` that runs the smudge command of the operator's own git config (here one
+    that fetches, as git-lfs does from the URL a pushed `.lfsconfig` names, from the host's
+    loopback). Each job reads one of those files from its code folder: it holds the bytes
+    committed, and no filter of the runner's host ever ran (the server is never asked)."""
+    made = attack("attributes", {})
+    fetch = (f"{sys.executable} -c \"import sys, urllib.request; sys.stdin.buffer.read(); "
+             f"sys.stdout.write(urllib.request.urlopen('{made.url()}').read().decode())\"")
+    made.git_config = {"filter.lfs.smudge": fetch}
+    attributes = "".join(f"{path} {asks}\n" for path, (asks, _) in ATTRIBUTED.items())
+    made.files = {".gitattributes": attributes}
+    for index, (path, (_, content)) in enumerate(ATTRIBUTED.items()):
+        in_work_tree = content.encode("utf-16") if "encoding" in attributes.splitlines()[index] \
+            else content.encode()
+        made.files |= {path: in_work_tree,
+                       **job(f"read-{index}", "cat", params={"path": f"/runyard/code/{path}"})}
+    outcome = made.run()
+    assert_contained(outcome, host)
+    for index, (path, (_, content)) in enumerate(ATTRIBUTED.items()):
+        status = outcome.job(f"read-{index}")["status"]
+        assert status["state"] == "completed", status
+        assert status["results"] == {"content": content}, (path, status["results"])
 
 
 # --- housekeeping --------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from runner.errors import RunyardError
+from runner.git import open_repository
 from runner.project.model import Limits
 from runner.project.policy import Policy, policy_from
+from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
 from runner.record.gitstore import GitStore
 from runner.record.owner import Owner
@@ -27,7 +29,8 @@ from runner.run import scratch
 from runner.run.inputs import resolve_input
 from runner.run.outputs import read_outputs
 from runner.run.secrets import Secrets
-from tests.helpers import git, sha256
+from runner.run.snapshot import make_snapshot
+from tests.helpers import commit_all, git, make_repo, sha256
 
 SMALL = Limits(results=1000, artifact=5000, disk=64 << 20)
 
@@ -237,6 +240,73 @@ def test_inputs_never_leave_the_store_or_the_snapshot(store: ArtifactStore, tmp_
     (code / "link.csv").symlink_to("/etc/passwd")
     with pytest.raises(RunyardError):
         resolve_input("x", uri, code, store, None, Policy.personal())
+
+
+# --- the code a run sees -------------------------------------------------------------------
+
+
+def _snapshot(repo: Path, revision: str, dest: Path) -> Path:
+    source = GitSource(open_repository(repo / ".git"), revision)
+    try:
+        return make_snapshot(source, dest)
+    finally:
+        source.close()
+
+
+def test_a_snapshot_holds_the_committed_bytes_whatever_gitattributes_asks(tmp_path: Path) -> None:
+    """No `.gitattributes` of the revision changes the snapshot (export-subst, export-ignore,
+    ident, eol), and no filter driver of the runner's git config runs on it."""
+    repo = make_repo(tmp_path / "repo")
+    ran = tmp_path / "filter-ran"
+    git(repo, "config", "filter.probe.smudge", f"touch {ran}; cat")
+    files = {"subst.txt": b"$Format:%H %d$\n", "ignored.txt": b"kept\n", "ident.txt": b"$Id$\nx\n",
+             "filtered.txt": b"pointer\n", "run.sh": b"#!/bin/sh\n"}
+    for name, data in files.items():
+        (repo / name).write_bytes(data)
+    (repo / ".gitattributes").write_text("subst.txt export-subst\nignored.txt export-ignore\n"
+                                         "ident.txt ident eol=crlf\nfiltered.txt filter=probe\n")
+    (repo / "run.sh").chmod(0o755)
+    (repo / "sub").mkdir()
+    (repo / "sub" / "link.txt").symlink_to("../ignored.txt")
+    revision = commit_all(repo, "attributes")
+    code = _snapshot(repo, revision, tmp_path / "code")
+    assert {name: (code / name).read_bytes() for name in files} == files
+    assert os.readlink(code / "sub" / "link.txt") == "../ignored.txt"
+    assert os.access(code / "run.sh", os.X_OK) and not os.access(code / "ignored.txt", os.X_OK)
+    assert not ran.exists(), "a filter of the runner's git config ran on the pushed tree"
+
+
+def _crafted_commit(repo: Path, entries: list[tuple[str, str, str]]) -> str:
+    """A commit of a tree git would never write, of (mode, object, name) entries."""
+    body = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid) for mode, oid, name in entries)
+    done = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
+                          cwd=repo, input=body, capture_output=True, check=True)
+    return git(repo, "commit-tree", "-m", "crafted", done.stdout.decode().strip()).strip()
+
+
+@pytest.mark.parametrize("case", ["dot-dot-folder", "absolute-link", "link-out-then-folder"])
+def test_a_crafted_tree_never_writes_outside_its_snapshot(tmp_path: Path, case: str) -> None:
+    """Trees that a push may carry (receive.fsckObjects is off by default) with a `..`
+    entry, an absolute link, or a link out and a folder of the same name after it: the
+    first two are refused; the last is the folder, as the checks read the tree. Nothing
+    ever lands outside the snapshot."""
+    repo = make_repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    blob = git(repo, "hash-object", "-w", "--stdin", stdin="planted\n").strip()
+    inner = git(repo, "mktree", stdin=f"100644 blob {blob}\tplanted.txt\n").strip()
+    link_out = git(repo, "hash-object", "-w", "--stdin", stdin=str(outside)).strip()
+    entries = {"dot-dot-folder": [("40000", inner, "..")],
+               "absolute-link": [("120000", link_out, "a")],
+               "link-out-then-folder": [("120000", link_out, "a"), ("40000", inner, "a")]}[case]
+    code = tmp_path / "work" / "code"
+    if case == "link-out-then-folder":
+        _snapshot(repo, _crafted_commit(repo, entries), code)
+        assert not (code / "a").is_symlink() and (code / "a" / "planted.txt").read_text() == "planted\n"
+    else:
+        with pytest.raises(RunyardError, match=r"outside|links out"):
+            _snapshot(repo, _crafted_commit(repo, entries), code)
+    assert list(outside.iterdir()) == [] and not (tmp_path / "work" / "planted.txt").exists()
 
 
 # --- secrets --------------------------------------------------------------------------------

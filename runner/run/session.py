@@ -105,7 +105,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         workdir.mkdir(parents=True, exist_ok=True)
         revision = source.revision or _head(git_dir)
         try:
-            # The code snapshot (git archive) is made while the leftovers of lost runners
+            # The code snapshot is made while the leftovers of lost runners
             # are put right and the engine is asked for the images: they do not meet.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
                 snapshot = aside.submit(make_snapshot, source, workdir / "code")

@@ -1,4 +1,10 @@
-"""The code a run sees: a snapshot of its revision (`git archive`), or the working tree."""
+"""The code a run sees: a snapshot of its revision, or the working tree.
+
+A revision's snapshot is the bytes of its tree's objects, as committed and as the
+checks read them. Not `git archive`: that applies the pushed tree's `.gitattributes`
+(`export-subst`, `export-ignore`, `ident`, eol and encoding conversions) and runs the
+runner's own filter drivers (`filter=lfs` and its smudge command) on what was pushed.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,18 @@ import tarfile
 from pathlib import Path
 
 from runner.errors import RunyardError
-from runner.git import archive
 from runner.project.source import DirectorySource, GitSource, ProjectSource
 
 _SKIP = (".git", ".runyard", "__pycache__")
+_FOLDER_KINDS = ("tree", "commit")  # a submodule (a commit in the tree) is an empty folder
 
 
 def make_snapshot(source: ProjectSource, dest: Path) -> Path:
     """Write the project's files as the run must see them into `dest` (made read-only)."""
     dest.mkdir(parents=True)
     if isinstance(source, GitSource):
-        tree = f"{source.revision}:{source.prefix}" if source.prefix else f"{source.revision}"
-        with tarfile.open(fileobj=io.BytesIO(archive(source.git_dir, tree))) as tar:
-            try:
+        with tarfile.open(fileobj=io.BytesIO(tree_archive(source))) as tar:
+            try:  # the filter refuses what would land outside `dest`, links included
                 tar.extractall(dest, filter="data")
             except tarfile.FilterError as error:  # a link out of the project, say
                 raise RunyardError(f"{source.label}: {error}: links out of the project are "
@@ -30,6 +35,35 @@ def make_snapshot(source: ProjectSource, dest: Path) -> Path:
                         ignore=shutil.ignore_patterns(*_SKIP))
     _read_only(dest)
     return dest
+
+
+def tree_archive(source: GitSource) -> bytes:
+    """The revision's files below the project's folder as a tar archive: each file's
+    committed bytes, folders, links as links, nothing converted."""
+    entries = [entry for path, entry in sorted(source.entries.items()) if path]
+    blobs = [entry for entry in entries if entry.kind == "blob"]
+    found = dict(zip([entry.object_id for entry in blobs],
+                     source.reader.read_all([entry.object_id for entry in blobs]), strict=True))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            info = tarfile.TarInfo(entry.path)
+            if entry.kind in _FOLDER_KINDS:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
+            blob = found[entry.object_id]
+            if blob is None or blob.data is None:
+                raise RunyardError(f"{source.label}: {entry.path} is listed but its object "
+                                   f"{entry.object_id} is missing")
+            if entry.mode == "120000":
+                info.type = tarfile.SYMTYPE
+                info.linkname = blob.data.decode("utf-8", "surrogateescape")
+                tar.addfile(info)
+                continue
+            info.size, info.mode = len(blob.data), 0o755 if entry.mode == "100755" else 0o644
+            tar.addfile(info, io.BytesIO(blob.data))
+    return buffer.getvalue()
 
 
 def _read_only(top: Path) -> None:
