@@ -158,7 +158,7 @@ def test_a_notebook_needs_jupyters_packages_and_says_so(tmp_path: Path) -> None:
 
 
 def test_secrets_are_masked_in_the_notebook_as_the_host_masks_them() -> None:
-    values = ["pa$$ \"word\"/é", "x" * 3]
+    values = ["pa$$ \"word\"/é", "x" * 3, "-----BEGIN KEY-----\nc2VjcmV0IGxpbmU=\n-----END KEY-----"]
     host = Secrets({f"S{i}": value for i, value in enumerate(values)})
     assert notebook_runtime.secret_forms(values) == host.forms
     executed = notebook([{**cell("print(1)"), "outputs": [

@@ -327,6 +327,47 @@ def test_only_allowed_secrets_are_available_and_every_form_is_masked() -> None:
     assert Secrets.available(["TOKEN"], Policy(), environ).values == {}
 
 
+SECRET_VALUE = "ryh-s3cr3t/v+lue-0123456789abcdefXY"  # 35 bytes: its base64 ends mid-group
+PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
+       "VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDu\n-----END PRIVATE KEY-----")
+
+
+def _printed(value: str) -> dict[str, tuple[str, str]]:
+    """How a handler prints a secret by accident: the text, and the part of it that comes
+    from the secret's bytes alone (what must not survive masking)."""
+    raw = value.encode()
+
+    def b64(data: bytes, skip: int, url: bool = False) -> tuple[str, str]:
+        text = (base64.urlsafe_b64encode if url else base64.b64encode)(data).decode()
+        return text, text[skip:][4:-8]
+
+    return {"echo | base64": b64(raw + b"\n", 0), "basic auth": b64(b"u:" + raw, 3),
+            "after one byte": b64(b"u" + raw + b"!", 2), "base64url": b64(b"u" + raw, 2, url=True),
+            "hex, upper case": (raw.hex().upper(), raw.hex().upper()[4:-4])}
+
+
+def test_a_secret_printed_by_accident_is_masked_in_any_alignment() -> None:
+    """A secret in base64 that does not start at a 3-byte boundary of what is encoded, or is
+    followed by more bytes (`echo $S | base64`, HTTP basic auth), in base64url, in upper-case
+    hex: the part that comes from the secret is masked, in a log line and in a record."""
+    secrets = Secrets({"TOKEN": SECRET_VALUE})
+    for how, (text, inner) in _printed(SECRET_VALUE).items():
+        line = secrets.mask_bytes(f"Authorization: {text}\n".encode()).decode()
+        assert inner not in line and "***" in line, (how, line)
+        assert inner not in json.dumps(secrets.mask({"header": text})), how
+
+
+def test_a_secret_of_many_lines_is_masked_line_by_line() -> None:
+    """A secret of several lines (a private key) reaches a log one line at a time, or a
+    result holds one of its lines: each line of it is masked on its own."""
+    secrets = Secrets({"KEY": PEM})
+    logged = b"".join(secrets.mask_bytes(line.encode()) + b"\n" for line in f"key:\n{PEM}\n".splitlines())
+    masked = json.dumps(secrets.mask({"second": PEM.splitlines()[1]})) + logged.decode()
+    for line in PEM.splitlines():
+        assert line not in masked, line
+    assert Secrets({"SHORT": "ab\ncd"}).mask("ab cd abc") == "ab cd abc"  # no piece alone that short
+
+
 # --- the records' tree, the scratch, the runner ---------------------------------------------
 
 

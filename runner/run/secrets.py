@@ -19,6 +19,8 @@ from runner.project.model import Function
 from runner.project.policy import Policy
 
 MASK = "***"
+MIN_PIECE = 6  # a line of a secret, or a part of its base64, shorter than this would hide plain text
+_URL_SAFE = str.maketrans("+/", "-_")
 T = TypeVar("T")
 
 
@@ -43,10 +45,8 @@ class Secrets:
         log masks every line, a record every field)."""
         found: set[str] = set()
         for value in self.values.values():
-            encoded = value.encode()
-            found |= {value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
-                      base64.b64encode(encoded).decode().rstrip("="), encoded.hex(), repr(value)[1:-1]}
-        return tuple(sorted((form for form in found if form), key=len, reverse=True))
+            found |= forms_of(value)
+        return tuple(sorted((form for form in found if form), key=lambda form: (-len(form), form)))
 
     @functools.cached_property
     def _byte_forms(self) -> tuple[bytes, ...]:
@@ -60,6 +60,34 @@ class Secrets:
         for form in self._byte_forms:
             data = data.replace(form, MASK.encode())
         return data
+
+
+def forms_of(value: str) -> set[str]:
+    """`value` as a handler may print it: plain, JSON, URL, repr, hex (either case) and
+    base64 wherever it stands in what is encoded; and so each line of a value of several
+    lines (a private key), which reaches a log, masked line by line, a line at a time.
+    The same as runner/runtime/notebook.py's (a test keeps them alike)."""
+    found: set[str] = set()
+    lines = [line for line in value.splitlines() if len(line) >= MIN_PIECE]
+    for piece in dict.fromkeys([value, *lines]):
+        encoded = piece.encode()
+        found |= {piece, json.dumps(piece)[1:-1], urllib.parse.quote(piece, safe=""),
+                  encoded.hex(), encoded.hex().upper(), repr(piece)[1:-1], *_base64_forms(encoded)}
+    return {form for form in found if form}
+
+
+def _base64_forms(data: bytes) -> set[str]:
+    """base64 and base64url of `data` at each of the 3 places a byte may take in a group
+    of what is encoded (after 0, 1 or 2 other bytes): the characters that come from its
+    bytes alone, so they are the same whatever stands before and after it."""
+    whole = base64.b64encode(data).decode().rstrip("=")
+    found = {whole, whole.translate(_URL_SAFE)}
+    for before, skip in ((0, 0), (1, 2), (2, 3)):
+        text = base64.b64encode(bytes(before) + data).decode().rstrip("=")
+        text = text[skip:len(text) - (1 if (before + len(data)) % 3 else 0)]
+        if len(text) >= MIN_PIECE:
+            found |= {text, text.translate(_URL_SAFE)}
+    return found
 
 
 def _mask(value: Any, forms: tuple[str, ...]) -> Any:

@@ -45,6 +45,8 @@ _ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entry.py")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _SOCKET_PATH_MAX = 100  # a Unix socket path is at most 107 bytes; the kernel adds "-N"
 MASK = "***"
+_MIN_PIECE = 6  # as runner/run/secrets.py's MIN_PIECE
+_URL_SAFE = str.maketrans("+/", "-_")
 
 
 class NotebookError(RunError):
@@ -210,10 +212,26 @@ def secret_forms(values: Iterable[str]) -> tuple[str, ...]:
     imports nothing of the host's."""
     found: set[str] = set()
     for value in values:
-        encoded = value.encode()
-        found |= {value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
-                  base64.b64encode(encoded).decode().rstrip("="), encoded.hex(), repr(value)[1:-1]}
-    return tuple(sorted((form for form in found if form), key=len, reverse=True))
+        lines = [line for line in value.splitlines() if len(line) >= _MIN_PIECE]
+        for piece in dict.fromkeys([value, *lines]):
+            encoded = piece.encode()
+            found |= {piece, json.dumps(piece)[1:-1], urllib.parse.quote(piece, safe=""),
+                      encoded.hex(), encoded.hex().upper(), repr(piece)[1:-1],
+                      *_base64_forms(encoded)}
+    return tuple(sorted((form for form in found if form), key=lambda form: (-len(form), form)))
+
+
+def _base64_forms(data: bytes) -> set[str]:
+    """base64 and base64url of `data` after 0, 1 or 2 other bytes: the characters that
+    come from its bytes alone (as runner/run/secrets.py's)."""
+    whole = base64.b64encode(data).decode().rstrip("=")
+    found = {whole, whole.translate(_URL_SAFE)}
+    for before, skip in ((0, 0), (1, 2), (2, 3)):
+        text = base64.b64encode(bytes(before) + data).decode().rstrip("=")
+        text = text[skip:len(text) - (1 if (before + len(data)) % 3 else 0)]
+        if len(text) >= _MIN_PIECE:
+            found |= {text, text.translate(_URL_SAFE)}
+    return found
 
 
 def mask(value: Any, forms: tuple[str, ...]) -> Any:
