@@ -43,7 +43,7 @@ def _held(store: GitStore, pool: ThreadPoolExecutor) -> tuple[threading.Event, F
         assert release.wait(WAIT)
         return {}
 
-    held = pool.submit(store.commit, {"held": b"1"}, "held", derived=wait, group=True)
+    held = pool.submit(store.commit, {"index/held": b"1"}, "held", derived=wait, group=True)
     assert entered.wait(WAIT)
     return release, held
 
@@ -76,12 +76,12 @@ def test_what_queues_behind_a_commit_lands_in_the_next_one(results: ResultsBranc
     with ThreadPoolExecutor(max_workers=12) as pool:
         release, held = _held(store, pool)
         waiting = [_queued(store, pool, n + 1, lambda n=n: store.commit(
-            {f"t/{n}": str(n).encode()}, f"write {n}", group=True)) for n in range(10)]
+            {f"index/t/{n}": str(n).encode()}, f"write {n}", group=True)) for n in range(10)]
         assert not any(future.done() for future in waiting)  # none returns before it lands
         release.set()
         made = {future.result(WAIT) for future in waiting}
     assert len(made) == 1 and held.result() not in made  # one commit carried all ten
-    assert store.files("t") == sorted(str(n) for n in range(10)) and store.read("held") == b"1"
+    assert store.files("index/t") == sorted(str(n) for n in range(10)) and store.read("index/held") == b"1"
     assert _commits(store) == 2
     message = git(store.git_dir.parent, "log", "-1", "--format=%B", BRANCH)
     assert message.startswith("10 changes\n\nwrite 0\nwrite 1\n")
@@ -138,25 +138,26 @@ def test_a_failing_commit_fails_every_record_it_carried(results: ResultsBranch) 
     with ThreadPoolExecutor(max_workers=4) as pool:
         release, held = _held(store, pool)
         failing = _queued(store, pool, 1, lambda: store.commit(
-            {"one": b"1"}, "one", derived=broken, group=True))
-        carried = _queued(store, pool, 2, lambda: store.commit({"two": b"2"}, "two", group=True))
+            {"index/one": b"1"}, "one", derived=broken, group=True))
+        carried = _queued(store, pool, 2, lambda: store.commit({"index/two": b"2"}, "two", group=True))
         release.set()
         for future in (failing, carried):
             with pytest.raises(OSError, match="the disk went away"):
                 future.result(WAIT)
-    assert store.head() == held.result() and store.read("one") is None and store.read("two") is None
-    store.commit({"three": b"3"}, "three", group=True)  # the store goes on
-    assert store.read("three") == b"3" and _commits(store) == 2
+    assert store.head() == held.result()
+    assert store.read("index/one") is None and store.read("index/two") is None
+    store.commit({"index/three": b"3"}, "three", group=True)  # the store goes on
+    assert store.read("index/three") == b"3" and _commits(store) == 2
 
 
 def test_a_commit_not_grouped_is_made_alone_in_its_turn(results: ResultsBranch) -> None:
     store = results.store
     with ThreadPoolExecutor(max_workers=6) as pool:
         release, _ = _held(store, pool)
-        before = _queued(store, pool, 1, lambda: store.commit({"a": b"1"}, "a", group=True))
-        alone = _queued(store, pool, 2, lambda: store.commit({"b": b"2"}, "b"))
+        before = _queued(store, pool, 1, lambda: store.commit({"index/a": b"1"}, "a", group=True))
+        alone = _queued(store, pool, 2, lambda: store.commit({"index/b": b"2"}, "b"))
         after = [_queued(store, pool, 3 + n, lambda n=n: store.commit(
-            {f"c{n}": b"3"}, f"c{n}", group=True)) for n in range(2)]
+            {f"index/c{n}": b"3"}, f"c{n}", group=True)) for n in range(2)]
         release.set()
         made = [before.result(WAIT), alone.result(WAIT), *(f.result(WAIT) for f in after)]
     assert len(set(made)) == 3 and made[2] == made[3]
@@ -175,22 +176,22 @@ def test_a_group_that_loses_the_race_is_made_again_whole(results: ResultsBranch)
     def racing(base: AtCommit) -> dict[str, bytes | None]:
         bases.append(base.commit)
         if len(bases) == 1:
-            other.commit({"other": b"x"}, "another runner")
-        return {"derived": str(len(bases)).encode()}
+            other.commit({"index/other": b"x"}, "another runner")
+        return {"index/derived": str(len(bases)).encode()}
 
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             release, _ = _held(store, pool)
             first = _queued(store, pool, 1, lambda: store.commit(
-                {"first": b"1"}, "first", derived=racing, group=True))
+                {"index/first": b"1"}, "first", derived=racing, group=True))
             second = _queued(store, pool, 2, lambda: results.write(_record("ef00000000000002")))
             release.set()
             assert first.result(WAIT) == second.result(WAIT)
     finally:
         other.close()
     assert len(bases) == 2 and bases[0] != bases[1]
-    assert store.read("other") == b"x" and store.read("first") == b"1"
-    assert store.read("derived") == b"2"
+    assert store.read("index/other") == b"x" and store.read("index/first") == b"1"
+    assert store.read("index/derived") == b"2"
     assert results.read("ef00000000000002").status.state == "completed"
     assert [row.uid for row in results.listing(children=True).rows] == ["ef00000000000002"]
 

@@ -1160,6 +1160,47 @@ def test_the_code_a_run_sees_is_the_committed_tree(attack: Callable[..., Attack]
         assert status["results"] == {"content": content}, (path, status["results"])
 
 
+# --- 16. where the records go --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "file"])
+def test_a_results_branch_that_climbs_out_of_refs(attack: Callable[..., Attack], host: Host,
+                                                  kind: str) -> None:
+    """Attack 16: `results: {branch: ../../../..HOST-PATH}` in project.yaml, naming a named pipe
+    (the runner would wait on it for ever; /dev/zero would fill its memory) or a file of 40
+    characters (the runner would take it for the branch's commit) on the runner's host. The
+    branch name is invalid, so the push is recorded `invalid` on the default results branch
+    within seconds, blamed at project.yaml, and nothing of the host's file gets out."""
+    target = host.tmp / f"results-{kind}"
+    if not target.exists():
+        if kind == "fifo":
+            os.mkfifo(target)
+        else:
+            target.write_text(host.token[:40])
+    climbing = "../" * 40 + str(target).lstrip("/")
+    made = attack(f"results-{kind}", with_project(f"results: {{branch: '{climbing}'}}\n"))
+    outcome = made.run(timeout=30)
+    assert_contained(outcome, host, limit=30)
+    assert_invalid(outcome, "project.yaml")
+    assert any("not a valid git branch name" in str(p) for p in outcome.push["problems"]), outcome.push
+    assert host.token[:40] not in outcome.output
+
+
+def test_a_results_branch_that_is_the_code_branch(attack: Callable[..., Attack], host: Host) -> None:
+    """Attack 16 by a valid name: `results: {branch: main}`, the branch pushed. The runner
+    (root, past any hook that guards the branch) would commit records onto the code and
+    replace its `report/` folder. A branch holding other files than a results branch's is
+    never written: main stays at the pushed revision, nothing runs, and the push is
+    recorded, failed and saying why, on the default results branch."""
+    made = attack("results-main", {**with_project("results: {branch: main}\n"),
+                                   **job("look", "cat", params={"path": "/etc/hostname"})})
+    outcome = made.run()
+    assert_contained(outcome, host)
+    assert outcome.status == "failed" and "not a results branch" in outcome.push["reason"], outcome.push
+    assert outcome.records == []
+    assert git(outcome.bare, "rev-parse", "main").strip() == outcome.revision
+
+
 # --- housekeeping --------------------------------------------------------------------------
 
 

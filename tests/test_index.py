@@ -151,21 +151,21 @@ def test_a_shown_prefix_is_unique_among_children_too(results: ResultsBranch) -> 
 
 def test_a_retried_commit_keeps_only_what_its_last_attempt_derived(results: ResultsBranch) -> None:
     store = results.store
-    store.commit({"seed": b"1"}, "a first commit")
+    store.commit({"index/seed": b"1"}, "a first commit")
     calls: list[str | None] = []
     other = GitStore(store.git_dir, results.branch)  # another runner's
 
     def derive(base: AtCommit) -> dict[str, bytes | None]:
         calls.append(base.commit)
         if len(calls) == 1:  # another writer lands between this attempt and its move
-            other.commit({"other": b"2"}, "a concurrent writer")
-            return {"first-attempt": b"stale"}
-        return {"last-attempt": b"fresh"}
+            other.commit({"index/other": b"2"}, "a concurrent writer")
+            return {"index/first-attempt": b"stale"}
+        return {"index/last-attempt": b"fresh"}
 
     try:
-        store.commit({"given": b"3"}, "derived", derived=derive)
+        store.commit({"index/given": b"3"}, "derived", derived=derive)
     finally:
         other.close()
     assert len(calls) == 2 and calls[0] != calls[1]
-    assert store.read("last-attempt") == b"fresh" and store.read("given") == b"3"
-    assert store.read("other") == b"2" and store.read("first-attempt") is None
+    assert store.read("index/last-attempt") == b"fresh" and store.read("index/given") == b"3"
+    assert store.read("index/other") == b"2" and store.read("index/first-attempt") is None

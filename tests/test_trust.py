@@ -25,6 +25,7 @@ from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
 from runner.record.gitstore import GitStore
 from runner.record.owner import Owner
+from runner.record.results import ResultsBranch
 from runner.run import scratch
 from runner.run.inputs import resolve_input
 from runner.run.outputs import read_outputs
@@ -376,6 +377,24 @@ def test_the_results_branch_never_gets_a_path_git_fsck_rejects(tmp_path: Path, p
     git(tmp_path, "init", "-q", "--bare")
     with pytest.raises(ValueError, match="not a path for a git tree"):
         GitStore(tmp_path, "results").commit({path: b"x"}, "bad")
+
+
+def test_a_branch_of_other_files_is_never_written(tmp_path: Path) -> None:
+    """A results branch named after a branch of code (or a site): reading it finds no
+    records, writing to it is refused, and the branch is left as it was."""
+    work = make_repo(tmp_path / "work")
+    (work / "project.yaml").write_text("name: x\n")
+    (work / "report").mkdir()
+    (work / "report" / "index.html").write_text("the project's own page\n")
+    code = commit_all(work, "code")
+    results = ResultsBranch(work / ".git", "main")
+    try:
+        assert results.store.strangers() == ["project.yaml"]
+        with pytest.raises(RunyardError, match="not a results branch"):
+            results.store.commit({"runs/x/run.yaml": b"x"}, "a record")
+    finally:
+        results.close()
+    assert git(work, "rev-parse", "main").strip() == code
 
 
 def test_removing_files_from_the_results_branch(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from runner.errors import Problem, ProjectInvalid, RunyardError
-from runner.project import units
+from runner.project import refs, units
 from runner.project.checks import check_project
 from runner.project.model import (
     DEFAULT_ARTIFACT_STORE,
@@ -86,8 +86,9 @@ def read_settings(source: ProjectSource) -> Settings:
     results, artifacts, branches = (data.get(key) for key in ("results", "artifacts", "branches"))
     branch = results.get("branch") if isinstance(results, dict) else None
     store = artifacts.get("store") if isinstance(artifacts, dict) else None
-    return Settings(
-        results_branch=branch if isinstance(branch, str) else DEFAULT_RESULTS_BRANCH,
+    return Settings(  # an invalid branch name is the checks' to report; the records go to the default
+        results_branch=branch if isinstance(branch, str) and refs.branch_problem(branch) is None
+        else DEFAULT_RESULTS_BRANCH,
         artifact_store=store if isinstance(store, str) else DEFAULT_ARTIFACT_STORE,
         branches=tuple(b for b in branches if isinstance(b, str))
         if isinstance(branches, list) else (),

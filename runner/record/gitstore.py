@@ -23,12 +23,14 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
 from typing import TypeVar
 
+from runner.errors import RunyardError
 from runner.git import GitObject, ObjectReader, RefMover, list_tree
+from runner.project.refs import branch_problem
 
 _TREE, _BLOB = b"40000", b"100644"
 Entries = dict[bytes, tuple[bytes, bytes]]  # name -> (mode, binary sha)
@@ -84,9 +86,16 @@ class _Asked:
 class GitStore:
     """Read and write the files of one branch of a repository (bare or not)."""
 
-    def __init__(self, git_dir: Path, branch: str) -> None:
+    def __init__(self, git_dir: Path, branch: str, own: Collection[str] | None = None) -> None:
+        """`own`: the only names the branch's top folder may hold for it to be written
+        (None: any). A branch of other files is someone else's: the code, a site."""
+        why = branch_problem(branch)
+        if why is not None:  # its ref is read as a file: `../../x` would be a host file
+            raise RunyardError(f"no results branch: {why}")
         self.git_dir = git_dir
+        self.branch = branch
         self.ref = f"refs/heads/{branch}"
+        self.own = None if own is None else frozenset(own)
         self.objects = git_dir / "objects"
         self.reader = ObjectReader(git_dir)
         self.refs = RefMover(git_dir)
@@ -113,6 +122,15 @@ class GitStore:
     def tip(self) -> str | None:
         """What to read: the branch, or in a clone that only fetched it, origin's copy."""
         return self.head() or self._resolve(self.ref.replace("refs/heads/", "refs/remotes/origin/"))
+
+    def strangers(self, commit: str | None = None) -> list[str]:
+        """The names in the top folder of the branch (at `commit`, by default its head)
+        that are not its own: a branch holding any is never written."""
+        tip = commit or self.head()
+        if tip is None or self.own is None:
+            return []
+        names = (name.decode("utf-8", "replace") for name in self._tree_entries(self._commit_tree(tip)))
+        return sorted(name for name in names if name not in self.own)
 
     def _resolve(self, ref: str) -> str | None:
         """The commit a ref names, read from the ref files (no process per record)."""
@@ -272,6 +290,11 @@ class GitStore:
             [f"{len(batch)} changes", "", *(asked.message for asked in batch)])
         for attempt in range(attempts):
             parent = self.head()
+            strangers = self.strangers(parent)
+            if strangers:
+                raise RunyardError(f"branch {self.branch} holds {', '.join(strangers[:5])}, which "
+                                   "runyard does not write: it is not a results branch, and is "
+                                   "left alone (name another as `results: {branch: ...}`)")
             blobs = self._merged(batch, parent)  # derived anew on each attempt
             root = self._tree_entries(self._commit_tree(parent)) if parent else {}
             tree = self._with_files(root, blobs) or self._write_tree({})

@@ -31,6 +31,7 @@ from runner.record.gitstore import AtCommit, GitStore
 from runner.record.index import IndexRow, row_of
 from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, dump
 
+TOP_FOLDERS = ("runs", "artifacts", "index", "pushes", "report")  # all a results branch holds
 RUNNING = "index/running"  # one file per running run, naming its runner
 MIN_PREFIX = 7  # characters of a uid shown, as git shows commits
 PARSED_A_PROCESS = 1000  # records parsed a process, at least, when there are many to parse
@@ -77,7 +78,7 @@ class ResultsBranch:
     """The records of one project on one branch of its repository."""
 
     def __init__(self, git_dir: Path, branch: str) -> None:
-        self.store = GitStore(git_dir, branch)
+        self.store = GitStore(git_dir, branch, own=TOP_FOLDERS)
         self.branch = branch
 
     def close(self) -> None:

@@ -24,8 +24,8 @@ from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
 from runner.git import ZERO, Repository, author_of, open_repository, symbolic_ref
 from runner.plan import make_plan
-from runner.project.loader import Settings, load_project, read_settings
-from runner.project.model import Project
+from runner.project.loader import PROJECT_FILE, Settings, load_project, read_settings
+from runner.project.model import DEFAULT_RESULTS_BRANCH, Project
 from runner.project.policy import Policy, operator_policy, refusals
 from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
@@ -102,6 +102,13 @@ def _process(repo: Repository, update: RefUpdate, main: str,
             options.on_line("push", f"{update.ref}: not a branch that triggers runs; ignored")
             return None
         results = opened.enter_context(closing(ResultsBranch(repo.git_dir, settings.results_branch)))
+        strangers = results.store.strangers()
+        if strangers:  # another branch's files (the code's, a site's): the push is recorded aside
+            source = RunyardError(
+                f"{PROJECT_FILE}: results branch {results.branch} holds {', '.join(strangers[:5])}, "
+                "which runyard does not write: it is not a results branch, and runyard writes "
+                f"nothing there (this push is recorded on {DEFAULT_RESULTS_BRANCH})")
+            results = opened.enter_context(closing(ResultsBranch(repo.git_dir, DEFAULT_RESULTS_BRANCH)))
         _indexed(results, options.on_line)
         return _record(repo, source, update, results, options)
 
