@@ -1201,6 +1201,30 @@ def test_a_results_branch_that_is_the_code_branch(attack: Callable[..., Attack],
     assert git(outcome.bare, "rev-parse", "main").strip() == outcome.revision
 
 
+# --- 17. work without end in the runner itself ---------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["uncapped", "all-excluded"])
+def test_a_hyper_grid_too_large_for_the_runner(attack: Callable[..., Attack], host: Host,
+                                               case: str) -> None:
+    """Attack 17: a grid of 10**12 combinations, expanded by the runner before any container
+    starts: without max_trials (every trial listed in the runner's memory), or with
+    max_trials 1 and excludes that remove every combination (searched for ever). The first
+    is invalid at push; the second fails within seconds; the runner ends either way."""
+    grid = {f"p{i}": list(range(10)) for i in range(12)}
+    hyper: dict[str, Any] = {"strategy": "grid", "params": grid}
+    if case == "all-excluded":
+        hyper |= {"max_trials": 1, "exclude": [{"p0": value} for value in range(10)]}
+    outcome = attack(f"grid-{case}", job("grid", "echo_inputs", hyper=hyper)).run(timeout=60)
+    assert_contained(outcome, host, limit=60)
+    if case == "uncapped":
+        assert_invalid(outcome, "jobs/grid.yaml")
+        assert any("over the 100000 a job may have" in str(p) for p in outcome.push["problems"])
+    else:
+        assert outcome.status == "failed" and "exclude entries remove almost every" in \
+            outcome.push["reason"], outcome.push
+
+
 # --- housekeeping --------------------------------------------------------------------------
 
 

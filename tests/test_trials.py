@@ -95,6 +95,30 @@ def test_grid_with_a_cap_does_not_build_the_whole_product() -> None:
     ]
 
 
+def test_a_job_has_at_most_max_trials_trials() -> None:
+    """A grid or list of more trials than a job may have is refused when checked (unless
+    max_trials keeps it within) and when expanded, before it is listed."""
+    huge = {f"p{i}": list(range(10)) for i in range(12)}
+    assert any("1e+12 trials, over the 100000" in p for p in check_hyper("grid", huge))
+    assert not any("trials, over" in p for p in check_hyper("grid", huge, max_trials=5))
+    assert any("over the" in p for p in check_hyper("grid", huge, max_trials=10**9))
+    assert any("100001 trials" in p for p in check_hyper("list", {"x": list(range(100_001))}))
+    with pytest.raises(ValueError, match="more trials, over the 100000"):
+        expand_trials("grid", huge)
+    with pytest.raises(ValueError, match="more trials, over the 100000"):
+        expand_trials("grid", huge, max_trials=10**9)
+
+
+def test_excludes_that_leave_almost_nothing_of_a_huge_grid_end_the_search() -> None:
+    huge = {f"p{i}": list(range(10)) for i in range(12)}
+    every = [{"p0": value} for value in range(10)]
+    with pytest.raises(ValueError, match="exclude entries remove almost every combination"):
+        expand_trials("grid", huge, exclude=every, max_trials=1)
+    last_but_one = [{"p11": value} for value in range(9)]  # what is left comes early on
+    assert expand_trials("grid", huge, exclude=last_but_one, max_trials=1) == [
+        {**{f"p{i}": 0 for i in range(11)}, "p11": 9}]
+
+
 def test_values_may_be_any_sequence_and_any_type() -> None:
     trials = expand_trials("grid", {"opt": ("adam", "sgd"), "cfg": [{"a": 1}, None]})
     assert pairs(trials) == [("adam", {"a": 1}), ("adam", None), ("sgd", {"a": 1}), ("sgd", None)]

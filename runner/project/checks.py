@@ -341,7 +341,8 @@ class _Checker:
         if hyper is None:
             return
         complete = not (_lost(job.doc, ("hyper",)) or _lost(job.doc, ("hyper", "params")))
-        messages = trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude) if complete else []
+        messages = trials.check_hyper(hyper.strategy, hyper.params, hyper.exclude,
+                                       hyper.max_trials) if complete else []
         for message in messages:
             entry = re.search(r"exclude entry (\d+)", message)
             at: Path = ("hyper", "params")

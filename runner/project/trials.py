@@ -25,6 +25,9 @@ DEFAULT_RANDOM_TRIALS: Final = 10
 # Random search over a grid up to this size lists the grid; beyond it, it draws indices.
 _LISTED_GRID_LIMIT: Final = 100_000
 _DRAWS_PER_TRIAL: Final = 1000
+MAX_TRIALS: Final = 100_000  # a job's trials, each a run and a record
+# Combinations a grid or list is searched through for its trials (~1 s), whatever excludes them.
+_SEARCHED_LIMIT: Final = 1_000_000
 
 Trial = dict[str, object]
 Values = dict[str, tuple[object, ...]]
@@ -51,12 +54,31 @@ def expand_trials(
         trials = _zipped(values)
     else:
         raise ValueError(f"unknown hyper strategy {strategy!r}: use grid, list or random")
-    kept = (trial for trial in trials if not _excluded(trial, excludes))
-    return list(itertools.islice(kept, cap))
+    return _kept(trials, excludes, cap)
+
+
+def _kept(trials: Iterator[Trial], excludes: list[Mapping[str, object]],
+          cap: int | None) -> list[Trial]:
+    """The trials not excluded, up to `cap`: never more than MAX_TRIALS, and never more than
+    _SEARCHED_LIMIT combinations searched for them (a grid of 10**12, all but a few excluded)."""
+    limit = min(cap or MAX_TRIALS + 1, MAX_TRIALS + 1)
+    kept: list[Trial] = []
+    for searched, trial in enumerate(trials, 1):
+        if not _excluded(trial, excludes):
+            kept.append(trial)
+            if len(kept) == limit:
+                break
+        if searched == _SEARCHED_LIMIT and next(trials, None) is not None:
+            raise ValueError(f"the exclude entries remove almost every combination: the first "
+                             f"{_SEARCHED_LIMIT} hold {len(kept)} trials, and more are too many to search")
+    if len(kept) > MAX_TRIALS:
+        raise ValueError(_too_many(None))
+    return kept
 
 
 def check_hyper(
-    strategy: str, params: Mapping[str, object], exclude: Sequence[object] = ()
+    strategy: str, params: Mapping[str, object], exclude: Sequence[object] = (),
+    max_trials: object = None,
 ) -> list[str]:
     """Every problem of a hyper specification, as sentences for the user; never raises."""
     problems: list[str] = []
@@ -66,6 +88,11 @@ def check_hyper(
         problems.append("hyper has no params: give each param a list of values")
     lists = {name: value for name, value in params.items() if _is_list(value)}
     problems.extend(_param_problems(params))
+    count = math.prod(map(len, lists.values())) if strategy == "grid" else \
+        max(map(len, lists.values()), default=0) if strategy == "list" else 0
+    capped = isinstance(max_trials, int) and max_trials <= MAX_TRIALS
+    if count > MAX_TRIALS and not capped:
+        problems.append(f"{_too_many(count)}: give max_trials, or fewer values")
     if strategy == "list" and len({len(value) for value in lists.values()}) > 1:
         problems.append(_unequal_lengths(lists))
     for number, entry in enumerate(exclude, start=1):
@@ -173,6 +200,12 @@ def _param_problems(params: Mapping[str, object]) -> Iterator[str]:
             yield f"hyper param '{name}' must be a list of values, e.g. [0.01, 0.1], not {value!r}"
         elif not value:
             yield f"hyper param '{name}' has no values, so there are no trials"
+
+
+def _too_many(count: int | None) -> str:
+    """`count` trials (None: more than can be counted) are too many for a job."""
+    shown = "more" if count is None else f"{count:.3g}" if count > 10**9 else f"{count}"
+    return f"the hyper params make {shown} trials, over the {MAX_TRIALS} a job may have"
 
 
 def _unequal_lengths(lists: Mapping[str, Sequence[object]]) -> str:

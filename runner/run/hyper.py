@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, replace
 from typing import Any
 
+from runner.errors import RunyardError
 from runner.project.condition import Condition, parse_condition
 from runner.project.model import Hyper
 from runner.project.selector import Selector
@@ -61,9 +62,12 @@ def _run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
                 never_started: TrialRecord, uid: str | None, one_run_each: bool) -> RunRecord:
     """Every trial run or recorded as never started; the parent's record, to write."""
     parent = uid or new_uid()
-    trials = expand_trials(hyper.strategy, hyper.params, exclude=hyper.exclude,
-                           max_trials=hyper.max_trials,
-                           seed=session.project.params.get("seed"))
+    try:
+        trials = expand_trials(hyper.strategy, hyper.params, exclude=hyper.exclude,
+                               max_trials=hyper.max_trials,
+                               seed=session.project.params.get("seed"))
+    except ValueError as error:  # what only expanding tells: excludes that leave too few
+        raise RunyardError(f"{name}: {error}") from None
     record = new_record(session, uid=parent, name=name, job=job, iteration=0, parent=None,
                         labels=labels, params=params)
     record = replace(record, spec=replace(

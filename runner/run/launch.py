@@ -120,7 +120,7 @@ def with_overrides(hyper: Hyper | None, values: Mapping[str, list[Any]] | None,
 
 def _check(hyper: Hyper) -> None:
     """What a job's checks would refuse in its YAML, refused when given from outside."""
-    problems = check_hyper(hyper.strategy, hyper.params, hyper.exclude)
+    problems = check_hyper(hyper.strategy, hyper.params, hyper.exclude, hyper.max_trials)
     if hyper.selector and hyper.selector.partition(".")[0] not in ("min", "max"):
         problems.append(f"selector {hyper.selector!r}: use min.RESULT or max.RESULT")
     if hyper.parallel < 1 or (hyper.max_errors is not None and hyper.max_errors < 0):
