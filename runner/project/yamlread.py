@@ -2,8 +2,9 @@
 
 Only the YAML core types are accepted: a `!!python/...` or any other tag is an
 error and is never constructed, and a core tag must fit its value (`!!int one`
-is an error). Duplicate keys, several documents, oversized or non-UTF-8 files
-and alias bombs are refused before any data is built.
+is an error); an integer has at most MAX_INT_DIGITS digits. Duplicate keys,
+several documents, oversized or non-UTF-8 files and alias bombs are refused before
+any data is built.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from runner.errors import Problem, ProjectInvalid
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+MAX_INT_DIGITS = 100  # Python prints no int over 4300 digits; 0xfff... reads beyond that
+MAX_INT = 10**MAX_INT_DIGITS
 
 Path = tuple[str | int, ...]
 Position = tuple[int, int]
@@ -241,7 +244,16 @@ class _Builder:
         if self.resolve(yaml.ScalarNode, node.value, (True, False)) not in resolved:
             self._refuse(node, f"{node.value!r} is not {noun}, as its tag {_short(tag)} says")
         construct = self.construct.get(tag)
-        return str(node.value) if construct is None else construct(node)
+        if construct is None:
+            return str(node.value)
+        try:
+            value = construct(node)
+        except ValueError:  # Python reads no decimal integer of over 4300 digits
+            value = MAX_INT
+        if isinstance(value, int) and abs(value) >= MAX_INT:
+            self._refuse(node, f"an integer of over {MAX_INT_DIGITS} digits is not allowed; quote it "
+                               "to keep it as text")
+        return value
 
     def _refuse_tag(self, node: yaml.Node, what: str) -> NoReturn:
         tag = _short(node.tag)
