@@ -1225,6 +1225,31 @@ def test_a_hyper_grid_too_large_for_the_runner(attack: Callable[..., Attack], ho
             outcome.push["reason"], outcome.push
 
 
+# --- 18. texts no encoder takes -------------------------------------------------------------
+
+ODD_NAMES = ["data/\udcff.txt", "data/new\nline.txt", "data/\x1b[31mred.txt", "-rf", "--output=x",
+             "src/\udcfe/mod.py"]
+
+
+def test_file_names_and_results_that_are_not_unicode(attack: Callable[..., Attack], host: Host) -> None:
+    """Attack 18: files whose names hold a byte that is not UTF-8, a newline, a terminal
+    escape, or look like options, listed in the push's plan; and a run whose results and
+    error hold lone surrogates (JSON escapes). The push and the run are recorded (each odd
+    character written as its escape), not an internal error with the push left unknown."""
+    made = attack("odd-text", {**{name: "x\n" for name in ODD_NAMES}, **job("odd", "odd_text"),
+                               **job("look", "cat", params={"path": "/runyard/code/-rf"})})
+    outcome = made.run()
+    assert_contained(outcome, host)
+    assert outcome.status == "failed", outcome.push  # the job `odd` raised on purpose
+    listed = json.dumps(outcome.push["plan"])
+    assert "data/\\\\udcff.txt" in listed and "new\\nline" in listed, listed
+    assert outcome.job("look")["status"]["results"] == {"content": "x\n"}
+    odd = outcome.job("odd")["status"]
+    assert (odd["state"], odd["reason"]) == ("failed", "error"), odd
+    assert odd["results"] == {"odd": "bad \\udcff and \\ud800 text", "key-\\udcfe": 1}, odd
+    assert "\\udcff" in odd["error"], odd
+
+
 # --- housekeeping --------------------------------------------------------------------------
 
 

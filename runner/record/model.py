@@ -128,9 +128,11 @@ class Part:
                 if not (item.name in left_out and value == _default(item))}
 
     def masked(self, mask: Mask) -> Self:
-        """With `mask` applied to every text and free-form value; the numbers runyard
-        counted or measured itself (sizes, times, iterations, exit codes) stay numbers."""
-        return replace(self, **{item.name: _masked(value, mask) for item, value in self._values()})
+        """With `mask` applied to every text and free-form value, each text then made one
+        that YAML, JSON and git hold (see `writable`); the numbers runyard counted or
+        measured itself (sizes, times, iterations, exit codes) stay numbers."""
+        return replace(self, **{item.name: _masked(value, lambda v: writable(mask(v)))
+                                for item, value in self._values()})
 
     @classmethod
     def sparse(cls, **values: Any) -> Self:
@@ -432,6 +434,23 @@ def _plain(value: Any) -> Any:
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    return value
+
+
+def writable(value: Any) -> Any:
+    """`value` (a text, or a structure of mappings and lists) with every lone surrogate of its
+    texts written as its escape (`\\udcff`): what a file name's undecodable byte becomes in
+    Python, and what a JSON `\\ud800` a run left gives; no UTF-8 encoder takes it."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode()
+        return value
+    if isinstance(value, Mapping):
+        return {writable(key): writable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(writable(item) for item in value)
     return value
 
 

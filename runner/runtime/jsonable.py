@@ -65,6 +65,7 @@ def write_json(path: str, data: object) -> None:
     """Write `data` to `path` atomically, so a reader never sees half a file."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=repr) + "\n"
     partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as handle:
+    # a lone surrogate (a file name's undecodable byte) as its JSON escape, not a crash
+    with open(partial, "w", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(text)
     os.replace(partial, path)

@@ -70,6 +70,14 @@ def peek(context, name):
     context.log_result("secret_files", sorted(os.listdir(secrets)) if os.path.isdir(secrets) else [])
 
 
+def odd_text(context):
+    """Results no UTF-8 encoder takes: lone surrogates (JSON escapes them, the host reads them
+    back), in a value, a key and an error, as a file name's undecodable byte would be."""
+    context.log_result("odd", "bad \udcff and \ud800 text")
+    context.log_result("key-\udcfe", 1)
+    raise ValueError("an error with \udcff in it")
+
+
 def write_input(context):
     """Try to change each input file in place: write, make writable and write, replace."""
     for name, item in sorted(context.inputs.items()):
