@@ -1250,6 +1250,34 @@ def test_file_names_and_results_that_are_not_unicode(attack: Callable[..., Attac
     assert "\\udcff" in odd["error"], odd
 
 
+# --- 19. a base image from the host's own registry ---------------------------------------
+
+
+def test_base_images_from_a_registry_on_the_hosts_loopback(attack: Callable[..., Attack],
+                                                           host: Host) -> None:
+    """Attack 19: base images whose registry is the host's loopback, as 127.0.0.1:PORT,
+    localhost, [::1], 127.1 and 2130706433: the engine (on the host, for the push) would
+    connect there to pull, any port (a blind GET), or a local registry's images of other
+    projects. Refused before the engine is asked: the server never sees a request."""
+    made = attack("registry-loop", {})
+    port, port6, name = host.server.port, host.server.port6, f"{made.label}/img:token"
+    images = [f"127.0.0.1:{port}/{name}", f"localhost:{port}/{name}", f"[::1]:{port6}/{name}",
+              f"127.1:{port}/{name}", f"2130706433:{port}/{name}"]
+    for index, image in enumerate(images):
+        made.files = {**made.files,
+                      **function(f"base-{index}", "cat", environment={"base_image": image}),
+                      **job(f"look-{index}", "cat", function=f"base-{index}",
+                            params={"path": "/etc/hostname"})}
+    asked_before = len(host.server.seen)
+    outcome = made.run()
+    assert_contained(outcome, host)
+    assert host.server.seen[asked_before:] == [], "the engine asked the host's loopback server"
+    assert outcome.status in ("refused", "failed"), outcome.push
+    assert all(r["status"]["state"] != "completed" for r in outcome.records), outcome.records
+    said = json.dumps(outcome.push)
+    assert said.count("an address of this runner's own or private network") >= len(images), said
+
+
 # --- housekeeping --------------------------------------------------------------------------
 
 

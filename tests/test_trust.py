@@ -20,7 +20,7 @@ import pytest
 from runner.errors import RunyardError
 from runner.git import open_repository
 from runner.project.model import Limits
-from runner.project.policy import Policy, policy_from
+from runner.project.policy import Policy, policy_from, registry_host
 from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
 from runner.record.gitstore import GitStore
@@ -54,6 +54,14 @@ def test_strict_policy_refuses_what_widens_a_run() -> None:
     assert Policy(base_images=("python:*",)).base_image_refusal("docker.io/library/python:3") is None
     assert Policy(base_images=("python:*",)).base_image_refusal("debian:12") is not None
     assert Policy.personal().base_image_refusal("runyard/other:abc", built_by="other") is None
+
+
+def test_the_registry_host_of_an_image_as_docker_reads_it() -> None:
+    hosts = {"python:3.11-slim": None, "library/python": None, "runyard/x:1": None,
+             "localhost/x": "localhost", "127.0.0.1:5000/a/b:c": "127.0.0.1", "127.1:80/x": "127.1",
+             "[::1]:5000/x": "::1", "registry.internal/x@sha256:" + "a" * 64: "registry.internal",
+             "docker.io/library/python": "docker.io"}
+    assert {image: registry_host(image) for image in hosts} == hosts
 
 
 def test_policy_from_settings_and_its_errors() -> None:

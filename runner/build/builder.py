@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import socket
 import tarfile
 import threading
 import time
@@ -27,7 +28,7 @@ from runner.project.environment import (
     image_spec,
 )
 from runner.project.model import Project
-from runner.project.policy import Policy
+from runner.project.policy import Policy, registry_host
 from runner.project.source import ProjectSource
 from runner.project.yamlread import Path as DocPath
 
@@ -135,10 +136,31 @@ def _base_refusal(engine: DockerEngine, project: Project, need: ImageNeed,
     # is for the build to report, at its FROM
     found = engine.inspect_image(base) or {}
     labels = (found.get("Config") or {}).get("Labels") or {}
-    why = policy.base_image_refusal(base, labels.get(LABEL_PROJECT))
+    why = policy.base_image_refusal(base, labels.get(LABEL_PROJECT)) or \
+        (None if found or policy.base_images or policy.own_checkout else _registry_refusal(base, policy))
     if why is None:
         return None
     return f"{_where(project, need, ('environment', 'base_image'))}: base image {base!r} is refused: {why}"
+
+
+def _registry_refusal(base: str, policy: Policy) -> str | None:
+    """Why the engine may not pull `base` for a push: its registry is at an address of the
+    runner's own or private network (the engine, on the host, would connect there for the
+    push: any port of its loopback, another project's run images in a local registry).
+    An operator allows such a registry with --allow-image (or --allow-private-urls)."""
+    host = registry_host(base)
+    if host is None:
+        return None
+    try:  # as the engine resolves it: 127.1, 2130706433 and names of loopback too
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return None  # the engine cannot reach it either: the build says so
+    private = sorted(address for address in found if not policy.allows_address(address))
+    if not private:
+        return None
+    return (f"its registry {host} is at {', '.join(private)}, an address of this runner's own or "
+            "private network, which runs a push starts never reach (the operator may allow a "
+            "registry with --allow-image)")
 
 
 def render_dockerfile(spec: ImageSpec, *, ca_bundle: bool, buildkit: bool = False) -> str:

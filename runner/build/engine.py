@@ -77,8 +77,14 @@ class DockerEngine:
         return found
 
     def inspect_image(self, name: str) -> dict[str, Json] | None:
-        """What the engine knows of the image `name` (a tag or an id); None when it has none."""
-        found: dict[str, Json] | None = self._found(f"/images/{_quoted(name)}/json")
+        """What the engine knows of the image `name` (a tag or an id); None when it has none,
+        also when this engine cannot read `name` (400: an older one reads no `[::1]:5000/x`)."""
+        try:
+            found: dict[str, Json] | None = self._found(f"/images/{_quoted(name)}/json")
+        except EngineError as error:
+            if error.status == 400:
+                return None
+            raise
         return found
 
     def remove_image(self, name: str) -> None:

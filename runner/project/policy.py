@@ -112,7 +112,7 @@ class Policy:
         return any(path.is_relative_to(Path(folder).resolve()) for folder in self.file_inputs)
 
     def allows_address(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(address.partition("%")[0])  # fe80::1%eth0: its zone aside
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return self.private_urls or ip.is_global
@@ -134,6 +134,17 @@ class Policy:
             owner = f" (of project {built_by!r})" if built_by else ""
             return f"an image runyard built{owner}: build on the image it was built from"
         return None
+
+
+def registry_host(image: str) -> str | None:
+    """The host of the registry an image reference names, as Docker reads one: the part
+    before its first `/` when that holds a `.` or a `:` or is `localhost` (None: Docker Hub)."""
+    first, slash, _ = image.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return None
+    if first.startswith("["):  # [::1]:5000
+        return first[1:].partition("]")[0]
+    return first.rpartition(":")[0] if first.count(":") == 1 else first
 
 
 GIT_KEYS = {
