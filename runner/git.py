@@ -56,10 +56,12 @@ class Output(NamedTuple):
         return self.out
 
 
-def run(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> Output:
+def run(*args: str, git_dir: Path | None = None, cwd: Path | None = None,
+        stdin: bytes | None = None) -> Output:
     """Run `git ARGS` on the repository at `git_dir`, or on the one git finds from `cwd`
-    (the current folder by default; `init` and `clone` make one there)."""
-    done = subprocess.run(_command(args, git_dir), cwd=cwd, capture_output=True, env=_environment())
+    (the current folder by default; `init` and `clone` make one there), fed `stdin`."""
+    done = subprocess.run(_command(args, git_dir), cwd=cwd, input=stdin, capture_output=True,
+                          env=_environment())
     return Output(done.returncode, done.stdout, done.stderr)
 
 
@@ -287,6 +289,20 @@ def log(git_dir: Path, revision: str, paths: Sequence[str] = ()) -> list[Commit]
               git_dir=git_dir).checked(f"git log {revision}")
     entries = [item.split("\x1f") for item in out.decode("utf-8", "surrogateescape").split("\0")]
     return [Commit(*entry) for entry in entries if len(entry) == 3]
+
+
+def object_sizes(git_dir: Path, object_ids: Sequence[str]) -> dict[str, int]:
+    """The size of each object (as stored uncompressed), from one `git cat-file --batch-check`;
+    objects that are missing are left out."""
+    names = "".join(f"{oid}\n" for oid in dict.fromkeys(object_ids) if "\n" not in oid)
+    out = run("cat-file", "--batch-check", git_dir=git_dir, stdin=names.encode()).checked(
+        "git cat-file --batch-check")
+    sizes = {}
+    for line in out.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2].isdigit():
+            sizes[parts[0]] = int(parts[2])
+    return sizes
 
 
 # config

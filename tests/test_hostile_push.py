@@ -1278,6 +1278,22 @@ def test_base_images_from_a_registry_on_the_hosts_loopback(attack: Callable[...,
     assert said.count("an address of this runner's own or private network") >= len(images), said
 
 
+# --- 20. a small push of many bytes --------------------------------------------------------
+
+
+def test_a_tree_of_more_bytes_than_a_run_may_have(attack: Callable[..., Attack], host: Host) -> None:
+    """Attack 20: 96 MiB of zeros in one committed file, which git stores in some 100 KiB,
+    with --max-disk 64Mi: the runner would unpack every byte of it for the run's code (and
+    a push of gigabytes as cheaply). Refused before the code is written: the push fails
+    saying why, and nothing ran."""
+    made = attack("zeros", {"data/zeros.bin": bytes(96 * MiB),
+                            **job("look", "cat", params={"path": "/etc/hostname"})}, ["--max-disk", "64Mi"])
+    outcome = made.run()
+    assert_contained(outcome, host)
+    assert outcome.status == "failed" and "a run may have on disk" in outcome.push["reason"], outcome.push
+    assert outcome.records == []
+
+
 # --- housekeeping --------------------------------------------------------------------------
 
 

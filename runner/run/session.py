@@ -108,7 +108,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             # The code snapshot is made while the leftovers of lost runners
             # are put right and the engine is asked for the images: they do not meet.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
-                snapshot = aside.submit(make_snapshot, source, workdir / "code")
+                snapshot = aside.submit(make_snapshot, source, workdir / "code",
+                                        project.limits.within(policy.limits).disk)
                 lost = reconcile_scratch(scratch_root, note)
                 if shared_runs is not None:
                     lost += reconcile_scratch(shared_runs.parent, note)

@@ -11,25 +11,34 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import IO
 
 from runner.errors import RunyardError
+from runner.git import object_sizes
+from runner.project import units
 from runner.project.source import DirectorySource, GitSource, ProjectSource
 
 _SKIP = (".git", ".runyard", "__pycache__")
 _FOLDER_KINDS = ("tree", "commit")  # a submodule (a commit in the tree) is an empty folder
 
 
-def make_snapshot(source: ProjectSource, dest: Path) -> Path:
-    """Write the project's files as the run must see them into `dest` (made read-only)."""
+def make_snapshot(source: ProjectSource, dest: Path, limit: int | None = None) -> Path:
+    """Write the project's files as the run must see them into `dest` (made read-only).
+    A revision's files that hold more than `limit` bytes in all are refused before any is
+    written: git stores them compressed, so a small push may hold gigabytes of zeros."""
     dest.mkdir(parents=True)
     if isinstance(source, GitSource):
-        with tarfile.open(fileobj=io.BytesIO(tree_archive(source))) as tar:
-            try:  # the filter refuses what would land outside `dest`, links included
-                tar.extractall(dest, filter="data")
-            except tarfile.FilterError as error:  # a link out of the project, say
-                raise RunyardError(f"{source.label}: {error}: links out of the project are "
-                                   "refused") from error
+        with tempfile.TemporaryFile(dir=dest.parent) as archive:
+            write_tree_archive(source, archive, limit)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                try:  # the filter refuses what would land outside `dest`, links included
+                    tar.extractall(dest, filter="data")
+                except tarfile.FilterError as error:  # a link out of the project, say
+                    raise RunyardError(f"{source.label}: {error}: links out of the project are "
+                                       "refused") from error
     elif isinstance(source, DirectorySource):
         shutil.copytree(source.root, dest, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(*_SKIP))
@@ -37,33 +46,35 @@ def make_snapshot(source: ProjectSource, dest: Path) -> Path:
     return dest
 
 
-def tree_archive(source: GitSource) -> bytes:
-    """The revision's files below the project's folder as a tar archive: each file's
-    committed bytes, folders, links as links, nothing converted."""
+def write_tree_archive(source: GitSource, into: IO[bytes], limit: int | None = None) -> None:
+    """The revision's files below the project's folder as a tar archive written to `into`:
+    each file's committed bytes, folders, links as links, nothing converted; one file in
+    memory at a time."""
     entries = [entry for path, entry in sorted(source.entries.items()) if path]
-    blobs = [entry for entry in entries if entry.kind == "blob"]
-    found = dict(zip([entry.object_id for entry in blobs],
-                     source.reader.read_all([entry.object_id for entry in blobs]), strict=True))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    sizes = object_sizes(source.git_dir, [entry.object_id for entry in entries if entry.kind == "blob"])
+    total = sum(sizes.get(entry.object_id, 0) for entry in entries if entry.kind == "blob")
+    if limit is not None and total > limit:
+        raise RunyardError(f"{source.label}: its files hold {units.format_bytes(total)}, over the "
+                           f"{units.format_bytes(limit)} a run may have on disk (--max-disk, or the "
+                           "project's limits.disk): the code is not unpacked")
+    with tarfile.open(fileobj=into, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in entries:
             info = tarfile.TarInfo(entry.path)
             if entry.kind in _FOLDER_KINDS:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
                 continue
-            blob = found[entry.object_id]
-            if blob is None or blob.data is None:
+            found = source.reader.read(entry.object_id)
+            if found is None or found.data is None:
                 raise RunyardError(f"{source.label}: {entry.path} is listed but its object "
                                    f"{entry.object_id} is missing")
             if entry.mode == "120000":
                 info.type = tarfile.SYMTYPE
-                info.linkname = blob.data.decode("utf-8", "surrogateescape")
+                info.linkname = found.data.decode("utf-8", "surrogateescape")
                 tar.addfile(info)
                 continue
-            info.size, info.mode = len(blob.data), 0o755 if entry.mode == "100755" else 0o644
-            tar.addfile(info, io.BytesIO(blob.data))
-    return buffer.getvalue()
+            info.size, info.mode = len(found.data), 0o755 if entry.mode == "100755" else 0o644
+            tar.addfile(info, io.BytesIO(found.data))
 
 
 def _read_only(top: Path) -> None:
