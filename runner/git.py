@@ -332,6 +332,7 @@ class GitObject(NamedTuple):
 
 
 _AHEAD = 64  # names sent before their answers are read: ~6 KiB, far below a pipe's 64 KiB
+_SKIPPED_PIECE = 1 << 20  # how much of an object over the limit is read at once, to pass it over
 
 
 class ObjectReader(_GitProcess):
@@ -354,28 +355,29 @@ class ObjectReader(_GitProcess):
                 self._stop()  # the answer is half read: the next request starts afresh
                 raise
 
-    def read_all(self, names: Sequence[str]) -> list[GitObject | None]:
+    def read_all(self, names: Sequence[str], limit: int | None = None) -> list[GitObject | None]:
         """`read` of each name, the requests sent some at a time ahead of the answers (no
         round trip per object). A batch of names stays well under a pipe's buffer, so git
-        never waits for its next name while its answers wait to be read."""
+        never waits for its next name while its answers wait to be read. Over `limit`
+        bytes, an object's data is passed over, a piece at a time, never all in memory."""
         found: list[GitObject | None] = []
         with self._lock:
             try:
                 for at in range(0, len(names), _AHEAD):
-                    found += self._requests(names[at:at + _AHEAD])
+                    found += self._requests(names[at:at + _AHEAD], limit)
             except BaseException:
                 self._stop()
                 raise
         return found
 
-    def _requests(self, names: Sequence[str]) -> list[GitObject | None]:
+    def _requests(self, names: Sequence[str], limit: int | None) -> list[GitObject | None]:
         process = self._started()
         assert process.stdin is not None
         asked = [name for name in names if "\n" not in name]
         process.stdin.write(b"".join(name.encode("utf-8", "surrogateescape") + b"\n"
                                      for name in asked))
         process.stdin.flush()
-        answers = iter([self._answer(process, None) for _ in asked])
+        answers = iter([self._answer(process, limit, skip=True) for _ in asked])
         return [None if "\n" in name else next(answers) for name in names]
 
     def commit_of(self, revision: str) -> str | None:
@@ -414,13 +416,15 @@ class ObjectReader(_GitProcess):
         process.stdin.flush()
         return self._answer(process, limit)
 
-    def _answer(self, process: subprocess.Popen[bytes], limit: int | None) -> GitObject | None:
-        found = self._identified(process, limit)
+    def _answer(self, process: subprocess.Popen[bytes], limit: int | None,
+                skip: bool = False) -> GitObject | None:
+        found = self._identified(process, limit, skip)
         return found[1] if found is not None else None
 
-    def _identified(self, process: subprocess.Popen[bytes],
-                    limit: int | None) -> tuple[str, GitObject] | None:
-        """The next answer: the object's id and the object."""
+    def _identified(self, process: subprocess.Popen[bytes], limit: int | None,
+                    skip: bool = False) -> tuple[str, GitObject] | None:
+        """The next answer: the object's id and the object. Over `limit`, the process is
+        stopped rather than read; with `skip` (more answers follow), its data is passed over."""
         assert process.stdout is not None
         header = process.stdout.readline()
         if not header:
@@ -429,7 +433,15 @@ class ObjectReader(_GitProcess):
             return None
         object_id, kind, size = header.decode().split()
         if limit is not None and int(size) > limit:
-            self._stop()  # rather than read what is not wanted
+            if not skip:
+                self._stop()  # rather than read what is not wanted
+                return object_id, GitObject(kind, int(size), None)
+            left = int(size) + 1  # and the newline after it
+            while left:
+                piece = process.stdout.read(min(left, _SKIPPED_PIECE))
+                if not piece:
+                    raise RunyardError(f"git cat-file stopped reading {self.git_dir}")
+                left -= len(piece)
             return object_id, GitObject(kind, int(size), None)
         data = process.stdout.read(int(size) + 1)  # and the newline after it
         return object_id, GitObject(kind, int(size), data[:-1])

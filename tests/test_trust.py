@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,7 @@ from runner.project.model import Limits
 from runner.project.policy import Policy, policy_from, registry_host
 from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
-from runner.record.gitstore import GitStore
+from runner.record.gitstore import AtCommit, GitStore
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run import scratch
@@ -403,6 +404,33 @@ def test_a_branch_of_other_files_is_never_written(tmp_path: Path) -> None:
     finally:
         results.close()
     assert git(work, "rev-parse", "main").strip() == code
+
+
+def test_a_results_branch_pushed_by_hand_with_a_huge_file_is_never_read_whole(tmp_path: Path) -> None:
+    """A pusher may push the results branch itself: a file of 300 MB of zeros (some 300 KB
+    in git) where the runner reads a record. Every way the store reads it refuses it (or
+    passes it over, among many), and never holds it in memory."""
+    work = make_repo(tmp_path / "work")
+    git(work, "checkout", "--quiet", "--orphan", "results")
+    (work / "pushes").mkdir()
+    with (work / "pushes" / "huge.yaml").open("wb") as huge:
+        for _ in range(300):
+            huge.write(bytes(1_000_000))
+    (work / "pushes" / "small.yaml").write_text("small\n")
+    commit_all(work, "forged")
+    results = ResultsBranch(work / ".git", "results")
+    tracemalloc.start()
+    try:
+        with pytest.raises(RunyardError, match="over the"):
+            results.store.read("pushes/huge.yaml")
+        assert results.store.read_all(["pushes/huge.yaml", "pushes/small.yaml"]) == [None, b"small\n"]
+        with pytest.raises(RunyardError, match="over the"):
+            AtCommit(results.store, results.store.head()).read("pushes/huge.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        results.close()
+    assert peak < 32 << 20, f"{peak >> 20} MiB held"
 
 
 def test_removing_files_from_the_results_branch(tmp_path: Path) -> None:

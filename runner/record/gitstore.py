@@ -38,6 +38,10 @@ Derive = Callable[["AtCommit"], Mapping[str, bytes | None]]
 # Reads of more paths than this find their objects through one listing of their folders:
 # git resolves `COMMIT:PATH` by walking (and inflating) every tree along the path each time.
 _LISTED_OVER = 64
+# The most runyard reads of one object of a results branch: a record, an index shard, a log
+# (cut to the log limit) are far smaller; a branch pushed by hand may hold gigabytes of zeros.
+READ_LIMIT = 256 << 20
+_HEAD_BYTES = 32  # of a loose object, unpacked first: its kind and size
 _KEPT_TREES = 4096  # parsed trees a store keeps; past this it forgets them all and starts again
 K = TypeVar("K")
 V = TypeVar("V")
@@ -156,7 +160,10 @@ class GitStore:
         commit = commit or self.tip()
         if commit is None:
             return None
-        return self.reader.blob(commit, path)
+        found = self.reader.read(f"{commit}:{path}", READ_LIMIT)
+        if found is None or found.kind != "blob":
+            return None
+        return _within(found, f"{path} of branch {self.branch}")
 
     def folders(self, path: str, commit: str | None = None) -> list[str]:
         """Every folder below the folder `path` of the branch, at any depth, relative to it."""
@@ -177,9 +184,10 @@ class GitStore:
         if commit is None:
             return [None] * len(paths)
         if len(paths) <= _LISTED_OVER:
-            return [_data(found) for found in self.reader.read_all([f"{commit}:{path}" for path in paths])]
+            return [_data(found) for found in
+                    self.reader.read_all([f"{commit}:{path}" for path in paths], READ_LIMIT)]
         names = [self._object_name(commit, path) for path in paths]
-        read = iter(self.reader.read_all([name for name in names if name]))
+        read = iter(self.reader.read_all([name for name in names if name], READ_LIMIT))
         return [_data(next(read)) if name else None for name in names]
 
     def _object_name(self, commit: str, path: str) -> str | None:
@@ -201,7 +209,7 @@ class GitStore:
         """The files directly in the folder `path` of the branch, name -> content, read
         through the one reading process (no process per file)."""
         commit = self.tip()
-        found = self.reader.read(f"{commit}:{path}") if commit else None
+        found = self.reader.read(f"{commit}:{path}", READ_LIMIT) if commit else None
         if found is None or found.kind != "tree" or found.data is None:
             return {}
         return {name.decode("utf-8", "surrogateescape"): self.read_object(sha)
@@ -412,17 +420,22 @@ class GitStore:
         return sha
 
     def read_object(self, sha: bytes) -> bytes:
-        """The content of the object `sha` (binary id), loose or packed."""
+        """The content of the object `sha` (binary id), loose or packed; RunyardError over
+        READ_LIMIT bytes."""
         try:
             with open(f"{self.objects}/{sha[:1].hex()}/{sha[1:].hex()}", "rb", buffering=0) as loose:
-                raw = zlib.decompress(loose.readall())
-            return raw[raw.index(b"\0") + 1 :]
+                unpacking = zlib.decompressobj()
+                head, _, body = unpacking.decompress(loose.readall(), _HEAD_BYTES).partition(b"\0")
+            size = int(head.split()[1])  # `blob 123`: known before the body is unpacked
+            if size > READ_LIMIT:
+                raise RunyardError(_too_big(f"object {sha.hex()}", size))
+            return body + unpacking.decompress(unpacking.unconsumed_tail) + unpacking.flush()
         except FileNotFoundError:
             pass
-        found = self.reader.read(sha.hex())  # a packed object
-        if found is None or found.data is None:
+        found = self.reader.read(sha.hex(), READ_LIMIT)  # a packed object
+        if found is None:
             raise FileNotFoundError(f"no object {sha.hex()} in {self.git_dir}")
-        return found.data
+        return _within(found, f"object {sha.hex()}")
 
 
 def _keep(kept: dict[K, V], key: K, value: V) -> V:
@@ -434,7 +447,20 @@ def _keep(kept: dict[K, V], key: K, value: V) -> V:
 
 
 def _data(found: GitObject | None) -> bytes | None:
+    """A file's content; None for none, or for one over READ_LIMIT (read_all's reads pass
+    such a file over: no file runyard writes is that big)."""
     return found.data if found is not None and found.kind == "blob" else None
+
+
+def _within(found: GitObject, what: str) -> bytes:
+    if found.data is None:
+        raise RunyardError(_too_big(what, found.size))
+    return found.data
+
+
+def _too_big(what: str, size: int) -> str:
+    return (f"{what} holds {size} bytes, over the {READ_LIMIT} runyard reads of one file of a "
+            "results branch: no file runyard writes is that big (was the branch pushed by hand?)")
 
 
 def _entries(tree: bytes) -> Entries:
