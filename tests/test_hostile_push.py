@@ -38,13 +38,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.helpers import CHECKOUT, commit_all, copy_project, edit_file, git, make_repo
+from tests.helpers import CHECKOUT, commit_all, copy_project, edit_file, git, make_repo, most_at_once
 
 pytestmark = pytest.mark.docker
 
@@ -1292,6 +1293,26 @@ def test_a_tree_of_more_bytes_than_a_run_may_have(attack: Callable[..., Attack],
     assert_contained(outcome, host)
     assert outcome.status == "failed" and "a run may have on disk" in outcome.push["reason"], outcome.push
     assert outcome.records == []
+
+
+# --- 21. more runs at once than the host has room for -------------------------------------
+
+
+def test_runs_at_once_are_the_operators_to_bound(attack: Callable[..., Attack], host: Host) -> None:
+    """Attack 21: `hyper.parallel: 1000` (and trials that are pipelines of parallel steps
+    multiply it): every run at once has a scratch of up to --max-disk, a container, a
+    thread, so the push would take as much of the host's disk and memory as it asks. With
+    --max-runs 2, at most 2 of 6 trials ever run at once."""
+    made = attack("at-once", job("wide", "hold", params={"seconds": 1.5}, hyper={
+        "strategy": "list", "params": {"case": list(range(6))}, "parallel": 1000}),
+        ["--max-runs", "2"])
+    outcome = made.run()
+    assert_contained(outcome, host)
+    trials = outcome.trials("wide")
+    assert len(trials) == 6 and all(t["status"]["state"] == "completed" for t in trials.values())
+    spans = [(datetime.fromisoformat(t["status"]["start"]).timestamp(),
+              datetime.fromisoformat(t["status"]["end"]).timestamp()) for t in trials.values()]
+    assert most_at_once(spans) <= 2, spans
 
 
 # --- housekeeping --------------------------------------------------------------------------

@@ -79,6 +79,14 @@ def test_policy_from_settings_and_its_errors() -> None:
         policy_from({"allowhostnetwork": ["maybe"]}, "here")
 
 
+def test_runs_at_once_are_the_operators() -> None:
+    assert Policy().max_runs == 16 and Policy.personal().max_runs is None
+    assert policy_from({"maxruns": ["3"]}, "here").max_runs == 3
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(RunyardError, match=r"runyard\.maxruns"):
+            policy_from({"maxruns": [bad]}, "here")
+
+
 def test_project_limits_stay_within_the_operators() -> None:
     assert Limits(results=10, artifact=1 << 40).within(SMALL) == Limits(
         results=10, artifact=5000, disk=SMALL.disk, log=SMALL.log)

@@ -152,13 +152,15 @@ def hook() -> None:
 @click.option("--max-artifact", metavar="SIZE", help="The most one artifact or input may weigh.")
 @click.option("--max-disk", metavar="SIZE", help="The scratch disk of a run, at most.")
 @click.option("--max-log", metavar="SIZE", help="The log kept of a run, at most.")
+@click.option("--max-runs", metavar="N", help="Runs of a push at once, at most (16).")
 def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
                  allow_host_network: bool | None, allow_files: tuple[str, ...],
                  allow_private_urls: bool | None, allow_image: tuple[str, ...],
                  allow_local_backend: bool | None, artifact_store: str | None,
                  registry: str | None, shared: str | None, build_timeout: str | None,
                  build_memory: str | None, max_results: str | None,
-                 max_artifact: str | None, max_disk: str | None, max_log: str | None) -> None:
+                 max_artifact: str | None, max_disk: str | None, max_log: str | None,
+                 max_runs: str | None) -> None:
     """Install a post-receive hook into the bare repository REPO.
 
     What runs started by a push may touch beyond their containers is the
@@ -182,7 +184,7 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
         "registry": one(registry), "shared": one(shared),
         "buildTimeout": one(build_timeout), "buildMemory": one(build_memory),
         "maxResults": one(max_results), "maxArtifact": one(max_artifact),
-        "maxDisk": one(max_disk), "maxLog": one(max_log)})
+        "maxDisk": one(max_disk), "maxLog": one(max_log), "maxRuns": one(max_runs)})
     click.echo(f"installed {install_hook(repo, prefix)}")
     click.echo(f"runs started by a push get: {policy.describe()}")
 

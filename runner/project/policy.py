@@ -29,6 +29,7 @@ from runner.project.model import Function, GiB, Job, Limits, Project
 from runner.project.yamlread import Document
 
 RUNYARD_IMAGES = "runyard/*"
+DEFAULT_MAX_RUNS = 16  # a push's runs at once: hyper.parallel and pipelines multiply
 _HEX_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
 _DEFAULT_REGISTRY = re.compile(r"^((docker\.io|index\.docker\.io|registry-1\.docker\.io)/)?(library/)?")
 
@@ -50,12 +51,14 @@ class Policy:
     build_timeout: float = 1800.0
     build_memory: int = 4 * GiB
     limits: Limits = field(default_factory=Limits)
+    # runs at once (each with a scratch of up to limits.disk), whatever `parallel` asks; None: any
+    max_runs: int | None = DEFAULT_MAX_RUNS
 
     @classmethod
     def personal(cls) -> Policy:
         """A person's own run in their own checkout: they are the operator."""
         return cls(secrets=None, host_network=True, file_inputs=("/",), private_urls=True,
-                   local_backend=True, own_checkout=True, build_timeout=3600.0)
+                   local_backend=True, own_checkout=True, build_timeout=3600.0, max_runs=None)
 
     def store_for(self, project: Project) -> str:
         """Where the project's artifacts go: the operator's store, or the project's own if it
@@ -82,7 +85,8 @@ class Policy:
                 f"{units.format_bytes(self.build_memory)}; per run: results "
                 f"{units.format_bytes(self.limits.results)}, artifact "
                 f"{units.format_bytes(self.limits.artifact)}, disk "
-                f"{units.format_bytes(self.limits.disk)}")
+                f"{units.format_bytes(self.limits.disk)}; runs at once: "
+                f"{self.max_runs or 'any number'}")
 
     def registry_refusal(self, registry: str | None) -> str | None:
         """Why the swarm backend may not push code to `registry` (the project's), or None:
@@ -153,7 +157,7 @@ GIT_KEYS = {
     "allowlocalbackend": "local_backend", "buildtimeout": "build_timeout",
     "buildmemory": "build_memory", "maxresults": "results", "maxartifact": "artifact",
     "maxdisk": "disk", "maxlog": "log", "artifactstore": "artifact_store",
-    "registry": "registry", "shared": "shared",
+    "registry": "registry", "shared": "shared", "maxruns": "max_runs",
 }
 
 
@@ -204,7 +208,14 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "host_network": lambda found: _boolean(found[-1]),
     "private_urls": lambda found: _boolean(found[-1]),
     "local_backend": lambda found: _boolean(found[-1]),
+    "max_runs": lambda found: _count(found[-1]),
 }
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _shared_path(path: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
 from runner.files import package_file
@@ -83,6 +83,17 @@ class Session:
     # its folder while its final record is written (open_session waits for it at the end)
     aside: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=4, thread_name_prefix="runyard-aside"))
+    # held by each attempt while it has a folder and a scratch: trials and steps at once,
+    # however they nest, are at most the operator's max_runs
+    slots: contextlib.AbstractContextManager[Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        runs = self.policy.max_runs
+        self.slots = threading.BoundedSemaphore(runs) if runs else contextlib.nullcontext()
+
+    def at_once(self, parallel: int) -> int:
+        """How many of `parallel` runs asked for at once may run at once."""
+        return min(parallel, self.policy.max_runs or parallel)
 
     @property
     def limits(self) -> Limits:
@@ -130,7 +141,7 @@ def _attempt(session: Session, task: Task, uid: str, attempt: int) -> tuple[RunR
     live = session.live_dir / f"{uid}.log" if session.live_dir else None
     log = _Log(session.secrets, lambda line: session.on_line(task.name, line), live,
                min(session.project.log_limit, session.limits.log))
-    with _run_dir(session, uid, attempt) as (run_dir, staged):
+    with session.slots, _run_dir(session, uid, attempt) as (run_dir, staged):
         try:
             inputs = [resolve_input(name, uri, session.code, session.store, session.results,
                                     session.policy) for name, uri in task.inputs.items()]

@@ -77,11 +77,12 @@ def _run_trials(session: Session, hyper: Hyper, *, name: str, job: str | None,
     done: dict[int, RunRecord] = {}
     stop: str | None = None
     started = 0
-    with ThreadPoolExecutor(max_workers=hyper.parallel) as pool:
+    parallel = session.at_once(hyper.parallel)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
         running: dict[Future[RunRecord], int] = {}
         while started < len(trials) or running:
             while stop is None and not session.abort.is_set() and started < len(trials) \
-                    and len(running) < hyper.parallel:
+                    and len(running) < parallel:
                 started += 1
                 future = pool.submit(run_trial, started, trials[started - 1], parent, new_uid())
                 running[future] = started

@@ -31,7 +31,8 @@ class PipelineRun:
                  uid: str | None = None) -> None:
         self.session, self.pipeline, self.params = session, pipeline, params
         self.name, self.job, self.labels = name, job, dict(labels or {})
-        self.parent, self.iteration, self.parallel, self.retries = parent, iteration, parallel, retries
+        self.parent, self.iteration, self.retries = parent, iteration, retries
+        self.parallel = session.at_once(parallel)
         self.inputs = dict(inputs or {})  # the job's: every step may take them
         self.uid = uid or new_uid()
         self.step_uids = {step.name: new_uid() for step in pipeline.steps}

@@ -78,6 +78,14 @@ def odd_text(context):
     raise ValueError("an error with \udcff in it")
 
 
+def hold(context, seconds=1.0, case=0):
+    """Take up a run's place for `seconds`: how many run at once is what is looked at."""
+    import time
+
+    time.sleep(seconds)
+    context.log_result("case", case)
+
+
 def write_input(context):
     """Try to change each input file in place: write, make writable and write, replace."""
     for name, item in sorted(context.inputs.items()):
