@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -378,6 +377,8 @@ def _describe(doc: Document, error: ValidationError) -> Iterator[Problem]:
     prefix = f"{where}: " if where else ""
     schema: Any = error.schema
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        import difflib  # as jsonschema, only for a file that has errors
+
         known = list(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(known)):
             hint = difflib.get_close_matches(key, known, n=1)
