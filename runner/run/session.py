@@ -145,8 +145,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         finally:
             if session is not None:
                 session.aside.shutdown(wait=True)  # the runs' folders, removed aside
+            remove_tree(workdir)  # while the engine removes the last run's container
             runner.close()
-            remove_tree(workdir)
             if shared_runs is not None:
                 remove_tree(shared_runs)
 
