@@ -120,10 +120,14 @@ class Runners:
 
     def start(self, repo: Path, *args: str, uid: str | None = None) -> Runner:
         uid = uid or new_uid()
+        return self.command(repo, "run", *args, "--uid", uid, uid=uid)
+
+    def command(self, repo: Path, *args: str, uid: str = "") -> Runner:
+        """`runyard ARGS` (`uid`: of the run it starts, where it is one run)."""
         output = self.tmp_path / f"runner-{len(self.started)}.txt"
         with output.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "runner", "run", *args, "--uid", uid], cwd=repo,
+                [sys.executable, "-m", "runner", *args], cwd=repo,
                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
         runner = Runner(process, output, uid, start_ticks(process.pid) or 0)
@@ -690,3 +694,72 @@ def test_a_local_run_removes_a_lost_docker_runners_containers(repo: Path, runner
     left = left_running(repo, runner)
     reconcile(repo, "--backend", "local")
     assert_recovered(repo, runner, left)
+
+
+# --- 6. on-push ----------------------------------------------------------------------------------
+
+PUSHED_JOB = """apiVersion: runyard/v1
+kind: job
+name: pushed
+description: Added by a push that the test kills while this job runs.
+run: {function: nap}
+params: {pause: 8}
+"""
+
+
+def _commit(repo: Path, path: str, text: str) -> str:
+    """Write `path` and commit it alone (the module's repository holds runyard's own files)."""
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(text)
+    git(repo, "add", "--", path)
+    git(repo, "commit", "--quiet", "--no-verify", "-m", f"add {path}")
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def _push_record(repo: Path, revision: str) -> Record | None:
+    done = subprocess.run(["git", "show", f"{BRANCH}:pushes/{revision}/main.yaml"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    found: Record | None = yaml.safe_load(done.stdout) if done.returncode == 0 else None
+    return found
+
+
+def test_kill_during_on_push_leaves_its_jobs_to_the_next_push(repo: Path, runners: Runners) -> None:
+    # A push adds a job; its runner is killed while the job runs. The push must not pass for
+    # processed: the next push (which changes nothing the job depends on) runs the job, and
+    # the killed push's record says it failed, its runner lost.
+    base = git(repo, "rev-parse", "HEAD").strip()
+    killed_revision = _commit(repo, "jobs/pushed.yaml", PUSHED_JOB)
+    runner = runners.command(repo, "on-push", "--before", base, "--after", killed_revision,
+                             "--ref", "refs/heads/main")
+
+    def pushed_job_running() -> list[str]:
+        return [uid for uid in running_index(repo)
+                if read_record(repo, uid)["status"]["runner"] == runner.owner]
+
+    (uid,) = wait_for(pushed_job_running, 120, "the pushed job recorded running", runner)
+    wait_for(running_containers_of(runner, 1), 60, "its container running", runner)
+    runner.kill()
+    taken = _push_record(repo, killed_revision)
+    assert taken is not None, "the push was not recorded when its runner took it"
+    assert (taken["status"], taken["runner"]) == ("running", runner.owner)
+    left = left_running(repo, runner)
+    assert set(left) == {uid} and left[uid]["metadata"]["job"] == "pushed"
+
+    next_revision = _commit(repo, "notes.txt", "nothing any job reads\n")
+    done = runyard("on-push", "--before", killed_revision, "--after", next_revision,
+                   "--ref", "refs/heads/main", "--json", cwd=repo)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    (push,) = json.loads(done.stdout)
+    assert push["status"] == "completed", push
+    assert [(run["job"], run["state"]) for run in push["runs"]] == [("pushed", "completed")]
+    lost = _push_record(repo, killed_revision)
+    assert lost is not None and lost["status"] == "failed", lost
+    assert LOST in lost["reason"] and runner.owner in lost["reason"]
+    assert lost["finished"] is not None
+    assert running_index(repo) == set()
+    assert git(repo, "ls-tree", "--name-only", BRANCH, "index/running-pushes/") == ""
+    assert_recovered(repo, runner, left)
+    status = runyard("status", "--json", cwd=repo)
+    assert status.returncode == 0, status.stderr
+    rows = {row["job"]: row for row in json.loads(status.stdout)}
+    assert rows["pushed"]["stale"] is False, rows["pushed"]

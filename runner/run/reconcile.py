@@ -1,4 +1,5 @@
-"""Put right what a lost runner left: records still `running`, containers, scratch.
+"""Put right what a lost runner left: records still `running` (runs, pushes), containers,
+scratch.
 
 Every command that starts runs does this first. A runner is lost when it ran on
 this host and its process is gone (runner.record.owner); runs of runners on
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from runner.build.engine import DockerEngine, EngineError
 from runner.errors import RunyardError
+from runner.record.model import now
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run import scratch
@@ -40,6 +43,28 @@ def reconcile_records(results: ResultsBranch, on_note: OnNote) -> list[str]:
     if aborted:
         on_note(f"recorded {len(aborted)} run(s) of a lost runner as aborted")
     return aborted
+
+
+def reconcile_pushes(results: ResultsBranch, on_note: OnNote) -> int:
+    """Record `failed` every push whose runner is lost (its jobs are then planned again by
+    the next push: runner.triggers.push.plan_base); how many."""
+    failed = 0
+    for (revision, ref), runner in results.running_pushes().items():
+        owner = Owner.parse(runner)
+        if owner is None or not owner.is_lost():
+            continue
+        try:
+            push = results.push(revision, ref)
+        except RunyardError:
+            continue
+        if push is not None and push.status == "running":
+            reason = f"{LOST}: its runner ({runner}) ended before the push was processed"
+            results.write_push(replace(push, status="failed", reason=reason, finished=now()),
+                               newest=False)
+            failed += 1
+    if failed:
+        on_note(f"recorded {failed} push(es) of a lost runner as failed")
+    return failed
 
 
 def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:

@@ -24,7 +24,12 @@ from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
 from runner.run.execute import ImageRef, OnLine, Session
-from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
+from runner.run.reconcile import (
+    reconcile_containers,
+    reconcile_pushes,
+    reconcile_records,
+    reconcile_scratch,
+)
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
 from runner.run.swarm import SwarmBackend, reconcile_services
@@ -113,6 +118,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 if shared_runs is not None:
                     lost += reconcile_scratch(shared_runs.parent, note)
                 aborted = reconcile_records(results, note)
+                reconcile_pushes(results, note)
                 for uid in aborted:
                     (live_dir / f"{uid}.log").unlink(missing_ok=True)
                 runner: Backend = LocalBackend()
