@@ -599,6 +599,30 @@ def test_follow_of_a_detached_run_killed_before_it_was_recorded(repo: Path) -> N
     assert uid in done.stderr and "ended before it was recorded" in done.stderr, done.stderr
 
 
+def test_a_detached_runner_killed_mid_run_leaves_nothing(repo: Path) -> None:
+    started = runyard("run", "nap", "-p", "pause=60", "--detach", cwd=repo)
+    assert started.returncode == 0, started.stderr
+    uid = started.stdout.strip().splitlines()[-1]
+    live = repo / ".runyard" / "live"
+    owner = (live / f"{uid}.runner").read_text().strip()
+    pid, ticks = map(int, owner.rpartition("/")[2].split(":"))
+    wait_for(recorded_running(repo, uid), 120, "the detached run recorded running")
+
+    def its_container() -> list[dict[str, str]]:
+        return containers(f"label={RUNNER_LABEL}={owner}", running=True)
+
+    wait_for(its_container, 60, "its container running")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: start_ticks(pid) != ticks, 10, "the detached runner to be gone")
+    assert {f"{uid}.detached", f"{uid}.runner"} <= {path.name for path in live.glob(f"{uid}.*")}
+    reconcile(repo)
+    status = read_record(repo, uid)["status"]
+    assert (status["state"], status["reason"]) == ("aborted", LOST)
+    assert list(live.glob(f"{uid}.*")) == [], "the live folder keeps files of the lost run"
+    assert containers(f"label={RUNNER_LABEL}={owner}") == []
+    assert not [p for p in scratch_root(repo).iterdir() if p.name.startswith(f"{HOST}-{pid}-")]
+
+
 def test_follow_of_a_run_that_completes(repo: Path) -> None:
     started = runyard("run", "nap", "-p", "pause=2", "-p", "a=7", "--detach", cwd=repo)
     assert started.returncode == 0, started.stderr

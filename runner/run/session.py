@@ -23,7 +23,7 @@ from runner.record.model import Trigger
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
-from runner.run.execute import ImageRef, OnLine, Session
+from runner.run.execute import ImageRef, OnLine, Session, forget_live
 from runner.run.reconcile import (
     reconcile_containers,
     reconcile_pushes,
@@ -120,7 +120,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 aborted = reconcile_records(results, note)
                 reconcile_pushes(results, note)
                 for uid in aborted:
-                    (live_dir / f"{uid}.log").unlink(missing_ok=True)
+                    forget_live(live_dir, uid)
                 runner: Backend = LocalBackend()
                 images: dict[str, ImageRef] = {}
                 if chosen == "docker":
