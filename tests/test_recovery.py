@@ -720,7 +720,26 @@ def test_a_local_run_removes_a_lost_docker_runners_containers(repo: Path, runner
     assert_recovered(repo, runner, left)
 
 
-# --- 6. on-push ----------------------------------------------------------------------------------
+# --- 6. the artifact store -------------------------------------------------------------------------
+
+
+def test_kill_while_an_artifact_is_stored(repo: Path, runners: Runners) -> None:
+    store = repo / ".runyard" / "artifacts"
+    runner = runners.start(repo, "big")
+
+    def storing() -> list[Path]:
+        return list(store.glob(".incoming-*")) if store.is_dir() else []
+
+    wait_for(storing, 120, "the artifact being stored", runner, every=0.01)
+    runner.kill()
+    left = left_running(repo, runner)
+    assert storing(), "the partial copy went with the runner"
+    reconcile(repo)
+    assert_recovered(repo, runner, left)
+    assert storing() == [], "the killed runner's partial artifact is left in the store"
+
+
+# --- 7. on-push ----------------------------------------------------------------------------------
 
 PUSHED_JOB = """apiVersion: runyard/v1
 kind: job

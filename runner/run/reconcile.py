@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runner.build.engine import DockerEngine, EngineError
 from runner.errors import RunyardError
+from runner.record.artifacts import ArtifactStore
 from runner.record.model import now
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
@@ -82,6 +83,14 @@ def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:
         on_note(f"removed the scratch of lost runner {owner}")
         lost.append(owner)
     return lost
+
+
+def reconcile_store(store: ArtifactStore, on_note: OnNote) -> None:
+    """Remove what lost runners were copying into the artifact store."""
+    lost = store.remove_incoming_of_lost()
+    if lost:
+        on_note(f"removed {len(lost)} partial artifact(s) of lost runner(s) "
+                f"{', '.join(sorted({str(owner) for owner in lost}))}")
 
 
 def reconcile_containers(engine: DockerEngine, on_note: OnNote) -> None:

@@ -29,6 +29,7 @@ from runner.run.reconcile import (
     reconcile_pushes,
     reconcile_records,
     reconcile_scratch,
+    reconcile_store,
 )
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
@@ -119,6 +120,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                     lost += reconcile_scratch(shared_runs.parent, note)
                 aborted = reconcile_records(results, note)
                 reconcile_pushes(results, note)
+                store = ArtifactStore(policy.store_for(project), workspace_of(source))
+                reconcile_store(store, note)
                 for uid in aborted:
                     forget_live(live_dir, uid)
                 runner: Backend = LocalBackend()
@@ -139,7 +142,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         try:
             session = Session(
                 project=project, code=code, workdir=workdir, backend=runner,
-                store=ArtifactStore(policy.store_for(project), workspace_of(source)),
+                store=store,
                 results=results, revision=revision,
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
