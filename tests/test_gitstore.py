@@ -6,8 +6,10 @@ known, not left to the scheduler."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -269,3 +271,41 @@ def test_a_lock_a_live_git_holds_is_waited_for(results: ResultsBranch) -> None:
         made = writing.result(timeout=WAIT)
     assert git(store.git_dir.parent, "rev-parse", f"{made}~1").strip() == first
     assert git(store.git_dir.parent, "show", f"{BRANCH}:second") == "2"
+
+
+# --- a writer killed between writing an object and naming it ------------------------------
+
+KILLED_AT_RENAME = """
+import os, signal, sys
+from pathlib import Path
+from runner.record.gitstore import GitStore
+
+def die_at_rename(frame, event, arg):
+    if event == "c_call" and arg is os.replace:  # the object is written, not yet named
+        os.kill(os.getpid(), signal.SIGKILL)
+
+store = GitStore(Path(sys.argv[1]), sys.argv[2])
+sys.setprofile(die_at_rename)
+store.commit({"record": b"a record"}, "a record")
+"""
+
+
+def test_an_object_a_killed_writer_left_half_made_is_gits_to_prune(results: ResultsBranch) -> None:
+    store = results.store
+    first = store.commit({"first": b"1"}, "first")
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_RENAME, str(store.git_dir), BRANCH],
+                            capture_output=True, text=True, timeout=60, env=os.environ)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = [path for path in (store.git_dir / "objects").glob("??/*")
+            if not re.fullmatch(r"[0-9a-f]{38}", path.name)]
+    assert len(left) == 1, left
+    repo = store.git_dir.parent
+    assert git(repo, "rev-parse", BRANCH).strip() == first  # the branch never moved
+    git(repo, "fsck", "--strict", "--no-dangling")
+    pruned = subprocess.run(["git", "gc", "--quiet", "--prune=now"], cwd=repo,
+                            capture_output=True, text=True, check=True)
+    assert "bad sha1 file" not in pruned.stderr, pruned.stderr
+    assert not left[0].exists(), "git gc left the half-made object"
+    counted = git(repo, "count-objects", "-v")
+    assert "garbage: 0" in counted, counted
+    assert store.commit({"second": b"2"}, "second")

@@ -389,25 +389,32 @@ class GitStore:
 
     def _write_object(self, kind: bytes, body: bytes) -> bytes:
         """Write a loose object as git does: whole under its name (through a temporary file
-        renamed), or not at all; with few system calls, each of which lets other threads run."""
+        renamed), or not at all; with few system calls, each of which lets other threads run.
+        The temporary file is named as git names its own (tmp_obj_*), so that one a killed
+        runner left is git's to prune (`git gc`), not garbage it warns of for good."""
         raw = kind + b" " + str(len(body)).encode() + b"\0" + body
         sha = sha1(raw).digest()
-        path = f"{self.objects}/{sha[:1].hex()}/{sha[1:].hex()}"
+        folder = f"{self.objects}/{sha[:1].hex()}"
+        path = f"{folder}/{sha[1:].hex()}"
         if os.path.exists(path):
             return sha
         data = zlib.compress(raw, 1)
-        temporary = f"{path}.tmp-{random.getrandbits(32):x}"
+        temporary = f"{folder}/tmp_obj_{random.getrandbits(48):012x}"
         try:
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileNotFoundError:  # the first object of its folder (or git pruned the folder)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            while data:
-                data = data[os.write(handle, data):]
-        finally:
-            os.close(handle)
-        os.replace(temporary, path)
+            try:
+                while data:
+                    data = data[os.write(handle, data):]
+            finally:
+                os.close(handle)
+            os.replace(temporary, path)
+        except BaseException:  # (a full disk): nothing half written is left
+            os.unlink(temporary)
+            raise
         return sha
 
     def read_object(self, sha: bytes) -> bytes:
