@@ -463,6 +463,34 @@ def test_kill_in_the_middle_of_a_pipeline_step(repo: Path, runners: Runners, job
     assert reached >= 1
 
 
+def test_a_live_runner_is_not_disturbed_by_the_reconcile(repo: Path, runners: Runners) -> None:
+    # Two runners of trials in warm workers (a container each, the trials' folders mounted
+    # into it from the runner's scratch); one is killed, and the next command reconciles
+    # while the other's trials run: the live one's worker, mounts and records are its own.
+    killed = runners.start(repo, "slow-serial")
+    live = runners.start(repo, "slow-serial")
+    for runner in (killed, live):
+        wait_for(lambda r=runner: len([uid for uid in running_index(repo) if uid != r.uid
+                                       and read_record(repo, uid)["metadata"]["parent"] == r.uid]),
+                 120, "a trial recorded running", runner)
+        wait_for(running_containers_of(runner, 1), 60, "its worker running", runner)
+    killed.kill()
+    left = left_running(repo, killed, others=(live,))
+    reconcile(repo)
+    live.alive()
+    assert mounts_of(repo, live), "the live runner's scratch was unmounted"
+    assert containers(f"label={RUNNER_LABEL}={live.owner}", running=True), \
+        "the live runner's worker was removed"
+    assert live.process.wait(timeout=120) == 0, live.text()
+    records = assert_recovered(repo, killed, left)
+    parent = records[live.uid]
+    assert parent["status"]["state"] == "completed", parent["status"]
+    trials = sorted(children_of(repo, live.uid), key=lambda r: r["metadata"]["iteration"])
+    assert [(t["status"]["state"], t["status"]["results"]) for t in trials] == [
+        ("completed", {"a": a}) for a in (1, 2, 3)]
+    assert parent["spec"]["hyper"]["isolation"] == "process"
+
+
 def descendants(records: dict[str, Record], uid: str) -> list[Record]:
     """The runs below `uid`: its children, theirs, and so on."""
     below = [r for r in records.values() if r["metadata"]["parent"] == uid]
