@@ -834,3 +834,32 @@ def test_kill_during_on_push_leaves_its_jobs_to_the_next_push(repo: Path, runner
     assert status.returncode == 0, status.stderr
     rows = {row["job"]: row for row in json.loads(status.stdout)}
     assert rows["pushed"]["stale"] is False, rows["pushed"]
+
+
+# --- 8. schedule ---------------------------------------------------------------------------------
+
+
+def test_a_killed_scheduler_loses_no_run(repo: Path, runners: Runners) -> None:
+    # A scheduler claims what is due (so that two never run it twice), then runs it. Killed
+    # while the claimed run runs, the next scheduler runs it again: the run of a one-off
+    # `at` is not lost (and runs once more only).
+    scheduler = runners.command(repo, "schedule", "-C", str(repo), "--once")
+
+    def claimed_run() -> list[str]:
+        return [uid for uid in running_index(repo)
+                if read_record(repo, uid)["status"]["runner"] == scheduler.owner]
+
+    (uid,) = wait_for(claimed_run, 120, "the scheduled run recorded running", scheduler)
+    wait_for(running_containers_of(scheduler, 1), 60, "its container running", scheduler)
+    scheduler.kill()
+    left = left_running(repo, scheduler)
+    assert left[uid]["metadata"]["job"] == "once"
+    again = runyard("schedule", "-C", repo, "--once", cwd=repo)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == "1 scheduled run", again.stdout
+    records = assert_recovered(repo, scheduler, left)
+    ran = sorted((r["status"]["state"], r["status"]["reason"]) for r in records.values()
+                 if r["metadata"]["job"] == "once")
+    assert ran == [("aborted", LOST), ("completed", None)], ran
+    last = runyard("schedule", "-C", repo, "--once", cwd=repo)
+    assert last.returncode == 0 and last.stdout.splitlines()[-1] == "0 scheduled runs", last.stdout

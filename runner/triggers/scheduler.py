@@ -2,7 +2,9 @@
 
 The jobs come from the newest revision of a branch. Each job's schedule state
 (when it was last checked, what ran) lives on the results branch, so a
-restarted scheduler neither repeats nor loses a run. After downtime a missed
+restarted scheduler neither repeats nor loses a run: a claim names its runner and
+the uids of its runs, and the runs a killed scheduler claimed and never ended are
+due again. After downtime a missed
 cron run runs once (its record says how late), or once per missed time with
 `catchup: true`. A tick claims what is due under a lock of the repository, and
 the time a job was checked never moves backwards, so a due time runs once even
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runner.errors import RunyardError
 from runner.git import open_repository
 from runner.project.loader import load_project
 from runner.project.model import Job, Project
@@ -29,9 +32,11 @@ from runner.project.schedule import due_times, next_time
 from runner.project.source import GitSource
 from runner.project.when import parse_at
 from runner.record.model import RunRecord, Trigger, dump
-from runner.record.results import ResultsBranch
+from runner.record.owner import Owner
+from runner.record.results import ResultsBranch, new_uid
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
+from runner.run.reconcile import LOST
 from runner.run.session import open_session
 from runner.triggers.locks import exclusive, lock_path
 
@@ -43,6 +48,7 @@ class Due:
     job: str
     at: datetime
     late: timedelta
+    uid: str = field(default_factory=new_uid, compare=False)  # of the run, claimed with it
 
 
 def due_runs(job: Job, state: dict[str, Any], now: datetime) -> list[Due]:
@@ -103,7 +109,7 @@ class Scheduler:
         with open_session(source, self.git_dir, project, operator_policy(self.git_dir, self.backend),
                           backend=self.backend, trigger=trigger,
                           on_line=self.on_line, job=due.job) as session:
-            record = run_target(session, due.job)
+            record = run_target(session, due.job, due.uid)
         self.on_line("schedule", f"job {due.job}: {record.status.state}")
         return record
 
@@ -124,8 +130,8 @@ def _claim(project: Project, results: ResultsBranch, now: datetime) -> list[Due]
         if job.triggers is None or job.triggers.schedule is None:
             continue
         state = _state(results, job.name)
-        found = due_runs(job, state, now)
-        claims[_state_path(job.name)] = dump(_claimed(job, state, bool(found), now))
+        found = _lost_claims(job, state, results, now) + due_runs(job, state, now)
+        claims[_state_path(job.name)] = dump(_claimed(job, state, found, now))
         due += found
     if claims:
         results.store.commit(claims, f"schedule: {len(due)} due at {now.isoformat()}")
@@ -142,8 +148,34 @@ def _state(results: ResultsBranch, job: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _claimed(job: Job, state: dict[str, Any], due: bool, now: datetime) -> dict[str, Any]:
-    """The state saved before the due runs start; a one-off remembers which `at` it ran."""
+def _lost_claims(job: Job, state: dict[str, Any], results: ResultsBranch,
+                 now: datetime) -> list[Due]:
+    """The runs a scheduler that is lost claimed and never ended (no record, or one its loss
+    left `running` or `aborted`): due again, so that a killed scheduler loses none."""
+    owner = Owner.parse(str(state.get("runner") or ""))
+    if owner is None or not owner.is_lost():
+        return []
+    again = []
+    for claim in state.get("claims") or []:
+        try:
+            record: RunRecord | None = results.read(str(claim["uid"]))
+        except RunyardError:
+            record = None
+        status = record.status if record is not None else None
+        if status is None or status.state == "running" or (status.state, status.reason) == (
+                "aborted", LOST):
+            at = datetime.fromisoformat(str(claim["at"]))
+            again.append(Due(job.name, at, now - at))
+    return again
+
+
+def _claimed(job: Job, state: dict[str, Any], found: list[Due], now: datetime) -> dict[str, Any]:
+    """The state saved before the due runs start: which runs of which times this runner
+    claims (when any are due); a one-off remembers which `at` it ran."""
+    due = bool(found)
+    if due:
+        state = {**state, "runner": str(Owner.current()),
+                 "claims": [{"at": item.at.isoformat(), "uid": item.uid} for item in found]}
     at = job.triggers.schedule.at if job.triggers and job.triggers.schedule else None
     checked = _checked(state, now)
     if at is None:
