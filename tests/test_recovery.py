@@ -10,7 +10,10 @@ with the reason `runner lost`, index/running is empty, and no container, scratch
 folder or loop mount of the dead runner is left. A container ends itself at its
 deadline (timeout + 10 s) with no runner left; `runs logs --follow` never waits for
 nothing; SIGTERM and Ctrl-C still abort in order; the local backend recovers too, and a
-command on the local backend reconciles a lost Docker runner's containers as well.
+command on the local backend reconciles a lost Docker runner's containers as well. A runner
+killed in an image build, while it stores an artifact, in `on-push` or in `schedule` loses
+nothing either (the push's jobs run with the next push, the scheduled run runs again), and
+a live runner beside a killed one is left alone.
 
 Any runyard command on this host that starts runs may reconcile a lost runner of this
 module at any moment (containers are the host's, not the repository's): where a test
@@ -748,7 +751,46 @@ def test_a_local_run_removes_a_lost_docker_runners_containers(repo: Path, runner
     assert_recovered(repo, runner, left)
 
 
-# --- 6. the artifact store -------------------------------------------------------------------------
+# --- 6. an image build ----------------------------------------------------------------------------
+
+SLOW_BUILD = """apiVersion: runyard/v1
+kind: function
+name: slow-build
+code: src/handlers.py
+handler: quick
+environment:
+  base_image: python:3.11-slim
+  env: {{FRESH: "{fresh}"}}
+  setup: ["sleep 60"]
+"""
+
+
+def test_kill_during_an_image_build(repo: Path, runners: Runners, tmp_path: Path) -> None:
+    # A copy of the project with a function whose image takes a minute to build (a fresh
+    # environment each time): killed in its build, the runner leaves no build container and
+    # no image; the next run (the function gone again) puts right the rest.
+    copy = committed_copy(PROJECT, tmp_path / "project", ("ryrecover", NAME), "the project")
+    (copy / "functions" / "slow-build.yaml").write_text(SLOW_BUILD.format(fresh=new_uid()))
+    git(copy, "add", "functions/slow-build.yaml")
+    git(copy, "commit", "--quiet", "--no-verify", "-m", "a slow build")
+    runner = runners.start(copy, "slow-build")
+    found = wait_for(lambda: re.search(r"Running in ([0-9a-f]{12})", runner.text()), 120,
+                     "the build's setup step running", runner)
+    building = found.group(1)
+    assert _container_state(building), "the build's container is not there"
+    runner.kill()
+    wait_for(lambda: _container_state(building) is None, 30, "the build's container to go")
+    git(copy, "rm", "--quiet", "functions/slow-build.yaml")
+    git(copy, "commit", "--quiet", "--no-verify", "-m", "no slow build")
+    reconcile(copy)
+    assert scratch_folders(copy, runner) == [] and mounts_of(copy, runner) == []
+    assert containers(f"label={RUNNER_LABEL}={runner.owner}") == []
+    tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                           f"runyard/{NAME}"], capture_output=True, text=True, check=True)
+    assert len(tags.stdout.split()) == 1, f"an image of the killed build was tagged: {tags.stdout}"
+
+
+# --- 7. the artifact store -------------------------------------------------------------------------
 
 
 def test_kill_while_an_artifact_is_stored(repo: Path, runners: Runners) -> None:
@@ -767,7 +809,7 @@ def test_kill_while_an_artifact_is_stored(repo: Path, runners: Runners) -> None:
     assert storing() == [], "the killed runner's partial artifact is left in the store"
 
 
-# --- 7. on-push ----------------------------------------------------------------------------------
+# --- 8. on-push ----------------------------------------------------------------------------------
 
 PUSHED_JOB = """apiVersion: runyard/v1
 kind: job
@@ -836,7 +878,7 @@ def test_kill_during_on_push_leaves_its_jobs_to_the_next_push(repo: Path, runner
     assert rows["pushed"]["stale"] is False, rows["pushed"]
 
 
-# --- 8. schedule ---------------------------------------------------------------------------------
+# --- 9. schedule ---------------------------------------------------------------------------------
 
 
 def test_a_killed_scheduler_loses_no_run(repo: Path, runners: Runners) -> None:
