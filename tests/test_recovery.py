@@ -46,6 +46,8 @@ import yaml
 
 from runner.record.owner import Owner
 from runner.record.results import new_uid
+from runner.run import scratch
+from runner.run.reconcile import reconcile_scratch
 from tests.helpers import CHECKOUT, committed_copy, git, read_record
 
 PROJECT = CHECKOUT / "tests" / "projects" / "recovery"
@@ -788,6 +790,36 @@ def test_kill_during_an_image_build(repo: Path, runners: Runners, tmp_path: Path
     tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
                            f"runyard/{NAME}"], capture_output=True, text=True, check=True)
     assert len(tags.stdout.split()) == 1, f"an image of the killed build was tagged: {tags.stdout}"
+
+
+KILLED_MAKING_A_TEMPLATE = """
+import os, signal, sys
+from pathlib import Path
+from runner.run import scratch
+
+def die_at_rename(frame, event, arg):  # the empty image is made, not yet named
+    if event == "call" and frame.f_code.co_name == "replace" and "pathlib" in frame.f_code.co_filename:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Path(sys.argv[1]).mkdir()
+sys.setprofile(die_at_rename)
+scratch.make(Path(sys.argv[1]) / "a-run", 8 << 20, Path(sys.argv[1]) / scratch.TEMPLATES)
+"""
+
+
+def test_an_empty_image_a_killed_runner_was_making_is_removed(tmp_path: Path) -> None:
+    # The first scratch of a size makes its empty file system (mkfs) beside the runners'
+    # folders. A runner killed then leaves it half made, under a name of its own.
+    root = tmp_path / "scratch"
+    killed = subprocess.run([sys.executable, "-c", KILLED_MAKING_A_TEMPLATE, str(root)],
+                            capture_output=True, text=True, timeout=60, env=os.environ)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (left,) = (root / scratch.TEMPLATES).iterdir()
+    assert left.name.startswith(f"ext4-{8 << 20}.img.")
+    mine = left.with_name(f"ext4-{8 << 20}.img.{Owner.current().folder_name}.1")
+    mine.touch()  # one this (live) runner is making
+    reconcile_scratch(root, lambda line: None)
+    assert list((root / scratch.TEMPLATES).iterdir()) == [mine]
 
 
 # --- 7. the artifact store -------------------------------------------------------------------------

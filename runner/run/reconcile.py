@@ -69,10 +69,14 @@ def reconcile_pushes(results: ResultsBranch, on_note: OnNote) -> int:
 
 
 def reconcile_scratch(root: Path, on_note: OnNote) -> list[Owner]:
-    """Remove the scratch folders (and their mounts) of lost runners under `root`; those runners."""
+    """Remove the scratch folders (and their mounts) of lost runners under `root`, and the
+    empty images they were making; those runners (of the folders)."""
     lost: list[Owner] = []
     if not root.is_dir():
         return lost
+    for unfinished, maker in scratch.unfinished_templates(root / scratch.TEMPLATES).items():
+        if maker.is_lost():
+            unfinished.unlink(missing_ok=True)
     for folder in root.iterdir():
         owner = Owner.from_folder_name(folder.name)
         if owner is None or not owner.is_lost():
