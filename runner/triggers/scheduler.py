@@ -2,9 +2,9 @@
 
 The jobs come from the newest revision of a branch. Each job's schedule state
 (when it was last checked, what ran) lives on the results branch, so a
-restarted scheduler neither repeats nor loses a run: a claim names its runner and
-the uids of its runs, and the runs a killed scheduler claimed and never ended are
-due again. After downtime a missed
+restarted scheduler neither repeats nor loses a run: each run claimed names its
+runner and its uid until it ends, and the runs a killed scheduler claimed and
+never ended are due again. After downtime a missed
 cron run runs once (its record says how late), or once per missed time with
 `catchup: true`. A tick claims what is due under a lock of the repository, and
 the time a job was checked never moves backwards, so a due time runs once even
@@ -31,6 +31,7 @@ from runner.project.policy import operator_policy
 from runner.project.schedule import due_times, next_time
 from runner.project.source import GitSource
 from runner.project.when import parse_at
+from runner.record.gitstore import AtCommit
 from runner.record.model import RunRecord, Trigger, dump
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch, new_uid
@@ -85,10 +86,16 @@ class Scheduler:
         with closing(self.source()) as source:
             project = load_project(source)
             # Claim before running, one scheduler at a time: no due time runs twice.
-            with closing(ResultsBranch(self.git_dir, project.results_branch)) as results, \
-                    exclusive(lock_path(self.git_dir, "schedule")):
-                due = _claim(project, results, now)
-            return [self._run(project, source, item) for item in due]
+            with closing(ResultsBranch(self.git_dir, project.results_branch)) as results:
+                with exclusive(lock_path(self.git_dir, "schedule")):
+                    due = _claim(project, results, now)
+                records = []
+                for item in due:
+                    try:
+                        records.append(self._run(project, source, item))
+                    finally:  # ended (or failed before it was recorded): no longer claimed
+                        _settle(results, item)
+                return records
 
     def next_wake(self, now: datetime) -> datetime:
         with closing(self.source()) as source:
@@ -138,25 +145,42 @@ def _claim(project: Project, results: ResultsBranch, now: datetime) -> list[Due]
     return due
 
 
+def _settle(results: ResultsBranch, due: Due) -> None:
+    """Take the run of `due` out of its job's claims (in a commit of its own, made again
+    on top of what other schedulers write meanwhile)."""
+    path = _state_path(due.job)
+
+    def settled(base: AtCommit) -> dict[str, bytes | None]:
+        state = _parsed_state(base.read(path))
+        claims = [claim for claim in _claims(state) if claim.get("uid") != due.uid]
+        return {path: dump({**state, "claims": claims})}
+
+    results.store.commit({}, f"schedule: job {due.job} run {due.uid} ended", derived=settled)
+
+
 def _state_path(job: str) -> str:
     return f"index/schedule/{job}.yaml"
 
 
 def _state(results: ResultsBranch, job: str) -> dict[str, Any]:
-    raw = results.store.read(_state_path(job))
+    return _parsed_state(results.store.read(_state_path(job)))
+
+
+def _parsed_state(raw: bytes | None) -> dict[str, Any]:
     data = yaml.safe_load(raw) if raw else None
     return data if isinstance(data, dict) else {}
 
 
 def _lost_claims(job: Job, state: dict[str, Any], results: ResultsBranch,
                  now: datetime) -> list[Due]:
-    """The runs a scheduler that is lost claimed and never ended (no record, or one its loss
-    left `running` or `aborted`): due again, so that a killed scheduler loses none."""
-    owner = Owner.parse(str(state.get("runner") or ""))
-    if owner is None or not owner.is_lost():
-        return []
+    """The runs that schedulers now lost claimed and never settled (killed before they
+    ended) and that have no record, or one their loss left `running` or `aborted`: due
+    again, so that a killed scheduler loses none."""
     again = []
-    for claim in state.get("claims") or []:
+    for claim in _claims(state):
+        owner = Owner.parse(str(claim.get("runner") or ""))
+        if owner is None or not owner.is_lost():
+            continue
         try:
             record: RunRecord | None = results.read(str(claim["uid"]))
         except RunyardError:
@@ -169,13 +193,25 @@ def _lost_claims(job: Job, state: dict[str, Any], results: ResultsBranch,
     return again
 
 
+def _claims(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs claimed and not yet settled: the time each is for, its uid and its runner."""
+    claims = state.get("claims")
+    return [claim for claim in claims if isinstance(claim, dict)] if isinstance(claims, list) \
+        else []
+
+
 def _claimed(job: Job, state: dict[str, Any], found: list[Due], now: datetime) -> dict[str, Any]:
-    """The state saved before the due runs start: which runs of which times this runner
-    claims (when any are due); a one-off remembers which `at` it ran."""
+    """The state saved before the due runs start: the runs this runner claims, added to the
+    claims of live runners (a lost runner's are claimed again, or ended); a one-off
+    remembers which `at` it ran."""
     due = bool(found)
-    if due:
-        state = {**state, "runner": str(Owner.current()),
-                 "claims": [{"at": item.at.isoformat(), "uid": item.uid} for item in found]}
+    runner = str(Owner.current())
+    live = [claim for claim in _claims(state)
+            if (owner := Owner.parse(str(claim.get("runner") or ""))) is None
+            or not owner.is_lost()]
+    claims = live + [{"at": item.at.isoformat(), "uid": item.uid, "runner": runner}
+                     for item in found]
+    state = {**state, "claims": claims} if claims or "claims" in state else state
     at = job.triggers.schedule.at if job.triggers and job.triggers.schedule else None
     checked = _checked(state, now)
     if at is None:
