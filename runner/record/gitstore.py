@@ -282,12 +282,19 @@ class GitStore:
             commit = self._write_commit(tree, parent, message)
             if self.refs.move(self.ref, commit, parent):
                 return commit
-            if self._locked():  # not a lost race: the ref is locked, and waits do not count
-                time.sleep(0.1)
+            if self._locked():  # not a lost race: the ref is locked; waits do not count
+                self._wait_for_the_lock()
                 continue
             attempt += 1
             time.sleep(random.uniform(0.001, 0.01) * attempt)
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
+
+    def _wait_for_the_lock(self) -> None:
+        """Until git's lock of the branch is released (or found stale and removed)."""
+        delay = 0.001
+        while self._locked():
+            time.sleep(delay)
+            delay = min(0.05, delay * 2)
 
     def _locked(self) -> bool:
         """Whether git's lock of the branch is held. A git process holds it for the
@@ -301,6 +308,7 @@ class GitStore:
             return False
         if abs(age) > STALE_LOCK:  # (a time in the future: a clock that was set back)
             lock.unlink(missing_ok=True)
+            return False
         return True
 
     def _merged(self, batch: Sequence[_Asked], parent: str | None) -> dict[str, bytes | None]:
