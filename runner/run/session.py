@@ -23,11 +23,17 @@ from runner.record.model import Trigger
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
-from runner.run.execute import ImageRef, OnLine, Session
-from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
+from runner.run.execute import ImageRef, OnLine, Session, forget_live
+from runner.run.reconcile import (
+    reconcile_containers,
+    reconcile_pushes,
+    reconcile_records,
+    reconcile_scratch,
+    reconcile_store,
+)
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
-from runner.run.swarm import SwarmBackend, reconcile_services
+from runner.run.swarm import SwarmBackend, reconcile_services, swarm_problem
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -110,11 +116,15 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
                 snapshot = aside.submit(make_snapshot, source, workdir / "code")
                 lost = reconcile_scratch(scratch_root, note)
-                if shared_runs is not None:
-                    lost += reconcile_scratch(shared_runs.parent, note)
+                staged = shared_runs.parent if shared_runs else _staged_root(project, policy)
+                if staged is not None:  # (what a lost swarm runner staged, whatever this backend)
+                    lost += reconcile_scratch(staged, note)
                 aborted = reconcile_records(results, note)
+                reconcile_pushes(results, note)
+                store = ArtifactStore(policy.store_for(project), workspace_of(source))
+                reconcile_store(store, note)
                 for uid in aborted:
-                    (live_dir / f"{uid}.log").unlink(missing_ok=True)
+                    forget_live(live_dir, uid)
                 runner: Backend = LocalBackend()
                 images: dict[str, ImageRef] = {}
                 if chosen == "docker":
@@ -133,7 +143,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         try:
             session = Session(
                 project=project, code=code, workdir=workdir, backend=runner,
-                store=ArtifactStore(policy.store_for(project), workspace_of(source)),
+                store=store,
                 results=results, revision=revision,
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
@@ -178,13 +188,30 @@ def _shared_runs(project: Project, policy: Policy, owner: Owner) -> Path | None:
     return folder
 
 
+def _staged_root(project: Project, policy: Policy) -> Path | None:
+    """The folder of the runners' staging folders in the project's shared folder (on a
+    backend other than the swarm); None without one, or where it is not allowed."""
+    if project.shared is None or policy.shared_refusal(project.shared):
+        return None
+    return Path(project.shared) / "runs"
+
+
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
     try:
         engine = connect(note, start=False)
     except RunyardError:
         return  # no engine, so no container of anyone's
+    _reconcile_engine(engine, note)
+
+
+def _reconcile_engine(engine: DockerEngine, note: Callable[[str], None]) -> None:
+    """Remove lost runners' containers and, where the engine is a swarm manager, their
+    services, secrets, configs and volumes: whatever backend this session runs on (a job
+    may name its own), what a lost runner left on any of them goes."""
     reconcile_containers(engine, note)
+    if swarm_problem(engine) is None:
+        reconcile_services(engine, note)
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
@@ -205,22 +232,17 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     engine, images = _built(project, source, functions, policy, on_line)
     backend = SwarmBackend(engine, project.registry,
                            scratch_size=project.limits.within(policy.limits).disk)
-    try:
-        reconcile_services(backend.engine, lambda line: on_line("setup", line))
-        if project.shared is None:
-            on_line("setup", f"swarm: runs are pinned to this node (node.id=={backend.node_id}): "
-                    "their inputs and outputs are on its disk; set execution.shared to a folder "
-                    "every node mounts to spread them over the swarm")
-    except RunyardError:
-        backend.close()
-        raise
+    if project.shared is None:
+        on_line("setup", f"swarm: runs are pinned to this node (node.id=={backend.node_id}): "
+                "their inputs and outputs are on its disk; set execution.shared to a folder "
+                "every node mounts to spread them over the swarm")
     return backend, images
 
 
 def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
            on_line: OnLine) -> tuple[DockerEngine, dict[str, ImageRef]]:
     engine = connect(lambda line: on_line("setup", line))
-    reconcile_containers(engine, lambda line: on_line("setup", line))
+    _reconcile_engine(engine, lambda line: on_line("setup", line))
     needs, local = needs_and_images(engine, project, source, functions)
     outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)
