@@ -127,11 +127,15 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                     forget_live(live_dir, uid)
                 runner: Backend = LocalBackend()
                 images: dict[str, ImageRef] = {}
+                # A lost runner (its scratch folder, its runs still `running`) may have left
+                # containers and swarm services, whatever this session's backend.
+                lost_runner = bool(lost or aborted)
                 if chosen == "docker":
-                    runner, images = _docker(project, source, functions, policy, on_line)
+                    runner, images = _docker(project, source, functions, policy, on_line,
+                                             lost_runner)
                 elif chosen == "swarm":
                     runner, images = _swarm(project, source, functions, policy, on_line)
-                elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+                elif lost_runner:
                     _reconcile_containers_if_engine(note)
                 code = snapshot.result()
         except BaseException:
@@ -205,18 +209,21 @@ def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
     _reconcile_engine(engine, note)
 
 
-def _reconcile_engine(engine: DockerEngine, note: Callable[[str], None]) -> None:
-    """Remove lost runners' containers and, where the engine is a swarm manager, their
-    services, secrets, configs and volumes: whatever backend this session runs on (a job
-    may name its own), what a lost runner left on any of them goes."""
+def _reconcile_engine(engine: DockerEngine, note: Callable[[str], None],
+                      services: bool = True) -> None:
+    """Remove lost runners' containers and, with `services` where the engine is a swarm
+    manager, their services, secrets, configs and volumes: whatever backend this session
+    runs on (a job may name its own), what a lost runner left on any of them goes. (The
+    swarm's part costs some 12 ms of engine calls: a run on Docker asks it only when it
+    found a lost runner.)"""
     reconcile_containers(engine, note)
-    if swarm_problem(engine) is None:
+    if services and swarm_problem(engine) is None:
         reconcile_services(engine, note)
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-            on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
-    engine, images = _built(project, source, functions, policy, on_line)
+            on_line: OnLine, lost_runner: bool) -> tuple[Backend, dict[str, ImageRef]]:
+    engine, images = _built(project, source, functions, policy, on_line, lost_runner)
     return DockerBackend(engine), images
 
 
@@ -229,7 +236,7 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     refusal = policy.registry_refusal(project.registry)
     if refusal:
         raise RunyardError(f"{project.file}: {refusal}")
-    engine, images = _built(project, source, functions, policy, on_line)
+    engine, images = _built(project, source, functions, policy, on_line, services=True)
     backend = SwarmBackend(engine, project.registry,
                            scratch_size=project.limits.within(policy.limits).disk)
     if project.shared is None:
@@ -240,9 +247,9 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
 
 
 def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-           on_line: OnLine) -> tuple[DockerEngine, dict[str, ImageRef]]:
+           on_line: OnLine, services: bool) -> tuple[DockerEngine, dict[str, ImageRef]]:
     engine = connect(lambda line: on_line("setup", line))
-    _reconcile_engine(engine, lambda line: on_line("setup", line))
+    _reconcile_engine(engine, lambda line: on_line("setup", line), services)
     needs, local = needs_and_images(engine, project, source, functions)
     outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)
