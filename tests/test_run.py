@@ -519,6 +519,55 @@ def test_detached_run_logs_can_be_followed(repo: Path) -> None:
     assert record["status"]["reason"] == "timeout"
 
 
+# --- what is refused before anything runs ---------------------------------------------
+
+
+def test_an_unknown_target_is_refused_before_any_image_is_built(tmp_path: Path) -> None:
+    """A misspelt job fails at once with the nearest name: no image, no record."""
+    name = f"rytest-{secrets.token_hex(3)}"
+    project = committed_copy(PROJECT, tmp_path / "project", ("rytest", name), "a fresh project")
+    done = runyard("run", "cacl", cwd=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().startswith("no job or function named 'cacl'; did you mean 'calc'?")
+    assert "Step 1/" not in done.stdout  # nothing was built
+    images = subprocess.run(["docker", "image", "ls", "-q", f"runyard/{name}"],
+                            capture_output=True, text=True, check=True)
+    assert images.stdout == ""
+    assert subprocess.run(["git", "rev-parse", "--verify", "-q", BRANCH], cwd=project,
+                          capture_output=True).returncode == 1
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["calc", "-p", "x"], 2, "'x' is not NAME=VALUE"),
+    (["calc", "--selector", "best"], 2, "'best' is not min.KEY or max.KEY"),
+    (["calc", "-p", "x=[1,"], 2, "'x=[1,': '[1,' is not a YAML value"),
+    (["cacl"], 1, "no job or function named 'cacl'; did you mean 'calc'?"),
+])
+def test_a_detached_run_checks_its_arguments_before_it_detaches(
+        repo: Path, args: list[str], code: int, message: str) -> None:
+    """A mistake fails the command itself, not a background process nobody watches."""
+    live = repo / ".runyard" / "live"
+    before = sorted(live.glob("*.detached")) if live.is_dir() else []
+    done = runyard("run", *args, "--backend", "local", "--detach", cwd=repo)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert message in done.stderr
+    assert done.stdout == ""  # no uid: nothing started
+    assert (sorted(live.glob("*.detached")) if live.is_dir() else []) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "x=[1,"], "Invalid value for --param: 'x=[1,': '[1,' is not a YAML value"),
+    (["-p", "x=a: b: c"], "'a: b: c' is not a YAML value (mapping values are not allowed"),
+    (["--hyper", "x=1,[2"], "Invalid value for --hyper: 'x=1,[2': '[2' is not a YAML value"),
+])
+def test_a_value_that_is_not_yaml_is_a_usage_error(repo: Path, args: list[str],
+                                                   message: str) -> None:
+    done = runyard("run", "calc", *args, "--backend", "local", cwd=repo)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "internal error" not in done.stderr
+
+
 def test_containers_are_hardened(repo: Path) -> None:
     """Not root, no capabilities, no new privileges, read-only code, no Docker socket."""
     record = run_json(repo, "calc", "--handler", "whoami")

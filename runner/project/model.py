@@ -7,10 +7,12 @@ the file, line and column of any of its values.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.errors import RunyardError
 from runner.project.yamlread import Document
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -226,6 +228,18 @@ class Project:
     jobs: Mapping[str, Job] = field(default_factory=dict)
     revision: str | None = None
     doc: Document | None = field(default=None, compare=False, repr=False)
+
+    def require_target(self, target: str) -> None:
+        """Refuse a `target` that is neither a job nor a function of the project, naming
+        the nearest names, before anything is built or run."""
+        if target in self.jobs or target in self.functions:
+            return
+        near = difflib.get_close_matches(target, [*self.jobs, *self.functions], n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        jobs = ", ".join(sorted(self.jobs)) or "none"
+        functions = ", ".join(sorted(self.functions)) or "none"
+        raise RunyardError(f"no job or function named {target!r}{hint} "
+                           f"(jobs: {jobs}; functions: {functions})")
 
 
 STEP_SCHEME = "step://"

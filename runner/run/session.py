@@ -64,12 +64,15 @@ def session_for(project_dir: Path, revision: str | None, *, local_changes: bool 
                 backend: str | None = None, on_line: OnLine = lambda name, line: None,
                 job: str | None = None) -> Iterator[Session]:
     """A session for runs asked for by hand: they always run, and the person who asks
-    is the operator (`Policy.personal`)."""
+    is the operator (`Policy.personal`). `job`, when given, is what will run: a job or a
+    function of the project, refused here when it is neither."""
     source, git_dir = open_project(project_dir, revision, local_changes)
     with closing(source):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-by") as aside:
             by = aside.submit(user_name, git_dir)  # git is asked while the project loads
             project = load_project(source)
+        if job is not None:
+            project.require_target(job)  # before any image is built
         trigger = Trigger("manual", by=by.result() or _login())
         with open_session(source, git_dir, project, Policy.personal(), backend=backend,
                           trigger=trigger, on_line=on_line, job=job) as session:
