@@ -112,6 +112,15 @@ def test_a_folder_name_that_makes_no_valid_name_is_refused(
     assert "--name" in done.stderr
 
 
+def test_a_folder_that_cannot_be_made_is_a_users_error(run_cli: RunCli, tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    done = run_cli("init", a_file / "proj")
+    expect(done, 1)
+    assert done.stderr.strip() == f"cannot make the folder {a_file / 'proj'}: Not a directory"
+    assert a_file.read_text() == "mine"
+
+
 # folders that are there already
 
 
