@@ -314,7 +314,12 @@ def test_runs_artifact_gives_the_bytes(repo: Path, calc_run: dict[str, Any], run
     assert to_stdout.stdout == "a b\n"
     missing = run_cli("runs", "artifact", uid, "nope", cwd=repo)
     assert missing.returncode == 1
-    assert "no artifact 'nope'" in missing.stderr
+    keys = ", ".join(sorted(artifact_hashes(calc_run)))
+    assert missing.stderr.strip() == f"run {uid} has no artifact 'nope' (its artifacts: {keys})"
+    for output, why in [(tmp_path, "Is a directory"), (out / "x", "Not a directory")]:
+        refused = run_cli("runs", "artifact", uid, "report", "-o", output, cwd=repo)
+        assert (refused.returncode, refused.stderr.strip()) == (
+            1, f"cannot write artifact 'report' to {output}: {why}")
 
 
 def test_runs_compare_marks_differing_params(repo: Path, calc_run: dict[str, Any],

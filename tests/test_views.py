@@ -162,6 +162,19 @@ def test_a_malformed_where_says_why(runs: Runs) -> None:
     assert "--where 'accuracy >': unexpected end of condition" in done.stderr
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--state", "complete"], "Invalid value for '--state': 'complete' is not one of 'pending', "),
+    (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1."),
+    (["--limit", "-1"], "Invalid value for '--limit': -1 is not in the range x>=1."),
+])
+def test_a_state_or_limit_that_means_nothing_is_a_usage_error(runs: Runs, args: list[str],
+                                                              said: str) -> None:
+    """Not an empty table (a misspelt state) or all but the last run (a negative limit)."""
+    done = runyard("runs", "list", *args, cwd=runs.repo)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr
+
+
 @pytest.mark.parametrize("env", [{}, {"NO_COLOR": "1"}])
 def test_plain_output_has_no_escape_codes(runs: Runs, env: dict[str, str]) -> None:
     out = ok(runyard("runs", "list", "--all", cwd=runs.repo, env=env))
