@@ -292,6 +292,30 @@ def test_a_bad_revision_is_a_clear_user_error(
         assert done.stderr.strip().startswith(f"no revision {revision!r}")
 
 
+@pytest.mark.parametrize("command", [
+    ["validate", "--revision", "HEAD"], ["plan"], ["status"], ["functions"],
+    ["functions", "show", "trainer"], ["diff"], ["schedule", "--once"],
+])
+def test_a_repository_with_no_commit_yet_says_so(
+    run_cli: RunCli, sample_project: Path, command: list[str]
+) -> None:
+    """Not only that HEAD is unknown: that nothing is committed, and what to do."""
+    make_repo(sample_project)
+    done = run_cli(*command, cwd=sample_project)
+    expect(done, 1)
+    assert done.stderr.splitlines()[-1].endswith(
+        ": the repository has no commit yet (commit the project first)")
+    assert "index" not in done.stderr  # no results branch: nothing to say of its index
+
+
+def test_runs_list_before_the_first_run_is_empty_and_quiet(
+    run_cli: RunCli, sample_repo: Path
+) -> None:
+    done = run_cli("runs", "list", "--json", cwd=sample_repo)
+    expect(done, 0)
+    assert (json.loads(done.stdout), done.stderr) == ([], "")
+
+
 def test_revision_outside_a_git_repository_is_a_clear_user_error(
     run_cli: RunCli, sample_project: Path
 ) -> None:

@@ -12,7 +12,8 @@ import click
 
 from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
-from runner.git import Location, commit_of, find_repository
+from runner.git import Location, find_repository
+from runner.project.source import commit_named
 from runner.record.model import PushRecord
 
 NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
@@ -63,14 +64,8 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
 
 def _revision(git_dir: Path, revision: str) -> str | None:
     """The commit a revision the user named is (None for none); a typo is their error."""
-    return _commit(git_dir, revision) if revision else None
+    return commit_named(git_dir, revision) if revision else None
 
-
-def _commit(git_dir: Path, revision: str) -> str:
-    found = commit_of(git_dir, revision)
-    if found is None:
-        raise RunyardError(f"no revision {revision!r} in {git_dir}")
-    return found
 
 
 @click.command("on-push")
@@ -95,7 +90,8 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     git_dir = _repo(repo_dir).repository.git_dir
     if after:
         old = None if not before or set(before) == {"0"} else before
-        updates = [RefUpdate(old, _commit(git_dir, after), ref or f"refs/heads/{default_branch(git_dir)}")]
+        updates = [RefUpdate(old, commit_named(git_dir, after),
+                             ref or f"refs/heads/{default_branch(git_dir)}")]
     else:
         updates = parse_updates(sys.stdin.read())
     options = PushOptions(prefix, force, backend,

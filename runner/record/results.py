@@ -182,6 +182,8 @@ class ResultsBranch:
     def listing(self, children: bool = False) -> Listing:
         """The rows of the top-level runs (with `children`, of their trials and steps too),
         the newest first: from the index; from the records when there is no index."""
+        if self.store.tip() is None:  # no run recorded yet: nothing to read, nothing to say
+            return Listing([], [])
         if self.indexed():
             try:
                 folders = [index.TOP, index.CHILDREN] if children else [index.TOP]
