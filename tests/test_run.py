@@ -74,6 +74,12 @@ def new_project(dest: Path) -> Path:
     return committed_copy(PROJECT, dest, ("rytest", NAME), "the run test project")
 
 
+def results_tip(repo: Path) -> str:
+    """The results branch's commit ('' before the first run)."""
+    return subprocess.run(["git", "rev-parse", "-q", "--verify", BRANCH], cwd=repo,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def tree_state(repo: Path) -> dict[str, str]:
     """What a run must not touch: branch, HEAD, index, tracked files' status, stash."""
     return {
@@ -538,8 +544,7 @@ def test_an_unknown_target_is_refused_before_any_image_is_built(tmp_path: Path) 
     images = subprocess.run(["docker", "image", "ls", "-q", f"runyard/{name}"],
                             capture_output=True, text=True, check=True)
     assert images.stdout == ""
-    assert subprocess.run(["git", "rev-parse", "--verify", "-q", BRANCH], cwd=project,
-                          capture_output=True).returncode == 1
+    assert results_tip(project) == ""
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -547,6 +552,7 @@ def test_an_unknown_target_is_refused_before_any_image_is_built(tmp_path: Path) 
     (["calc", "--selector", "best"], 2, "'best' is not min.KEY or max.KEY"),
     (["calc", "-p", "x=[1,"], 2, "'x=[1,': '[1,' is not a YAML value"),
     (["cacl"], 1, "no job or function named 'cacl'; did you mean 'calc'?"),
+    (["calc", "--handler", "nope"], 1, "handler 'nope' is not defined in src/handlers.py"),
 ])
 def test_a_detached_run_checks_its_arguments_before_it_detaches(
         repo: Path, args: list[str], code: int, message: str) -> None:
@@ -558,6 +564,22 @@ def test_a_detached_run_checks_its_arguments_before_it_detaches(
     assert message in done.stderr
     assert done.stdout == ""  # no uid: nothing started
     assert (sorted(live.glob("*.detached")) if live.is_dir() else []) == before
+
+
+@pytest.mark.parametrize("target, handler, why", [
+    ("calc", "nope", "handler 'nope' is not defined in src/handlers.py"),
+    ("always-fails", "calcc", "handler 'calcc' is not defined in src/handlers.py"),
+    ("calc", "handlers.calc", "handler 'handlers.calc': src/handlers.py is a file, so name a "
+                              "function in it"),
+])
+def test_a_handler_the_code_lacks_is_refused_before_the_run(
+        repo: Path, target: str, handler: str, why: str) -> None:
+    """As `validate` says it of a job's handler, and no failed run is recorded."""
+    before = results_tip(repo)
+    done = runyard("run", target, "--handler", handler, "--backend", "local", cwd=repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == f"cannot run {target!r} with handler {handler!r}: {why}"
+    assert results_tip(repo) == before
 
 
 @pytest.mark.parametrize("args, message", [

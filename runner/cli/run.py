@@ -85,13 +85,13 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     given_hyper = _hyper(hyper)
     if detach:
         # what would fail at once fails here, not in a process nobody watches
-        _check_target(project_dir, revision, local_changes, target)
+        _check_target(project_dir, revision, local_changes, target, handler)
         _detach(uid, project_dir)
         return
     progress = _Progress(uid, quiet=as_json)
     interrupt_on_sigterm()
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=progress.line, job=target) as session:
+                     on_line=progress.line, job=target, handler=handler) as session:
         session.on_record = progress.record
         record = run_interruptibly(session, lambda: run_target(
             session, target, uid, handler=handler, params=given_params,
@@ -133,14 +133,14 @@ class _Progress:
 
 
 def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
-                  target: str) -> None:
-    """The project loads as the run would load it, and `target` is in it."""
+                  target: str, handler: str | None) -> None:
+    """The project loads as the run would load it, and `target` (and `handler`) is in it."""
     from runner.project.loader import load_project
-    from runner.run.session import open_project
+    from runner.run.session import open_project, require_runnable
 
     source, _ = open_project(project_dir, revision, local_changes)
     with closing(source):
-        load_project(source).require_target(target)
+        require_runnable(load_project(source), source, target, handler)
 
 
 def _detach(uid: str, project_dir: Path) -> None:

@@ -22,6 +22,12 @@ def check_project(project: Project, source: ProjectSource,
     return _Checker(project, source, unchecked).run()
 
 
+def handler_problem(project: Project, source: ProjectSource, function: Function,
+                    handler: str) -> str | None:
+    """What is wrong with calling `handler` of `function`, as `validate` says it, or None."""
+    return _Checker(project, source, frozenset()).handler_problem(function, handler)
+
+
 def repo_path_problem(path: str) -> str | None:
     """Why `path` is not a path of the project as written in its files, or None.
 
@@ -187,32 +193,34 @@ class _Checker:
             self.problems.extend(notebooks.problems(file, text))
 
     def handler(self, function: Function, handler: str, doc: Document | None, path: Path) -> None:
+        why = self.handler_problem(function, handler)
+        if why is not None:
+            self.add(doc, path, why)
+
+    def handler_problem(self, function: Function, handler: str) -> str | None:
+        """What is wrong with calling `handler` of `function`, or None."""
         if function.command is not None:
-            self.add(doc, path, f"function {function.name!r} runs a `command`; it has no handlers")
-            return
+            return f"function {function.name!r} runs a `command`; it has no handlers"
         if function.is_notebook:
-            self.add(doc, path, f"function {function.name!r} runs a notebook; {_NO_NOTEBOOK_HANDLER}")
-            return
+            return f"function {function.name!r} runs a notebook; {_NO_NOTEBOOK_HANDLER}"
         code = function.code
         if code is None or repo_path_problem(code) or self.unreachable(code):
-            return  # the function's own check says what is wrong with its code
+            return None  # the function's own check says what is wrong with its code
         if not self.is_python(code):
-            self.add(doc, path, f"handler {handler!r}: {code!r} is not Python code (a .py file or a "
-                                "package folder); run code in other languages with `command`")
-            return
+            return (f"handler {handler!r}: {code!r} is not Python code (a .py file or a "
+                    "package folder); run code in other languages with `command`")
         module, _, name = handler.rpartition(".")
         candidates = _module_files(code, module, self.source.is_dir(code))
         if not candidates:
-            self.add(doc, path, f"handler {handler!r}: {code} is a file, so name a function in it")
-            return
+            return f"handler {handler!r}: {code} is a file, so name a function in it"
         for candidate in candidates:
             if not self.source.lexists(candidate):
                 continue
             names = self.top_level_names(candidate)
             if names is not None and name not in names:
-                self.add(doc, path, f"handler {name!r} is not defined in {candidate}")
-            return  # names is None: the module's own problem is reported
-        self.add(doc, path, f"handler {handler!r}: no module {' or '.join(candidates)}")
+                return f"handler {name!r} is not defined in {candidate}"
+            return None  # names is None: the module's own problem is reported
+        return f"handler {handler!r}: no module {' or '.join(candidates)}"
 
     def is_python(self, code: str) -> bool:
         return code.endswith(".py") or self.source.is_dir(code)
