@@ -163,6 +163,21 @@ def test_a_malformed_where_says_why(runs: Runs) -> None:
 
 
 @pytest.mark.parametrize("args, said", [
+    (["--where", "acuracy > 0.5"], "--where: no run listed has a result or param named "
+                                   "'acuracy'; did you mean 'accuracy'? (results and params: "),
+    (["--sort", "-acuracy"], "--sort: no run listed has a result named 'acuracy'; did you mean "
+                             "'accuracy'? (results: "),
+    (["--job", "handoff", "--sort", "accuracy"], "no run listed has a result named 'accuracy'"),
+])
+def test_a_where_or_sort_on_a_name_no_run_has_is_an_error(runs: Runs, args: list[str],
+                                                          said: str) -> None:
+    """A misspelt name would list nothing or leave the order as it is, without a word."""
+    done = runyard("runs", "list", *args, cwd=runs.repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert said in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("args, said", [
     (["--state", "complete"], "Invalid value for '--state': 'complete' is not one of 'pending', "),
     (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1."),
     (["--limit", "-1"], "Invalid value for '--limit': -1 is not in the range x>=1."),
