@@ -582,6 +582,27 @@ def test_a_handler_the_code_lacks_is_refused_before_the_run(
     assert results_tip(repo) == before
 
 
+@pytest.mark.parametrize("uri, why", [
+    ("data/tabel.csv", "'data/tabel.csv' does not exist in the project"),
+    ("./data/table.csv", "'./data/table.csv' is not in normal form"),
+    ("data", "'data' is a folder, not a file"),
+    ("ftp://host/table.csv", "'ftp://host/table.csv': runyard cannot read ftp:// inputs"),
+    ("step://prep/table", "step:// inputs are only for pipeline steps"),
+])
+def test_an_input_that_cannot_be_had_is_refused_before_the_run(repo: Path, uri: str,
+                                                               why: str) -> None:
+    """As `validate` says it of a job's input; the run is not started and not recorded
+    (a record of it held no trace of the input asked for)."""
+    before = results_tip(repo)
+    for detach in ([], ["--detach"]):
+        done = runyard("run", "calc", "-i", f"table={uri}", "--backend", "local", *detach,
+                       cwd=repo)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.startswith(f"input table: {why}")
+        assert done.stdout == ""
+    assert results_tip(repo) == before
+
+
 @pytest.mark.parametrize("args, message", [
     (["-p", "x=[1,"], "Invalid value for --param: 'x=[1,': '[1,' is not a YAML value"),
     (["-p", "x=a: b: c"], "'a: b: c' is not a YAML value (mapping values are not allowed"),

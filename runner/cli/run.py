@@ -85,13 +85,14 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     given_hyper = _hyper(hyper)
     if detach:
         # what would fail at once fails here, not in a process nobody watches
-        _check_target(project_dir, revision, local_changes, target, handler)
+        _check_target(project_dir, revision, local_changes, target, handler, given_inputs)
         _detach(uid, project_dir)
         return
     progress = _Progress(uid, quiet=as_json)
     interrupt_on_sigterm()
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=progress.line, job=target, handler=handler) as session:
+                     on_line=progress.line, job=target, handler=handler,
+                     inputs=given_inputs) as session:
         session.on_record = progress.record
         record = run_interruptibly(session, lambda: run_target(
             session, target, uid, handler=handler, params=given_params,
@@ -133,14 +134,15 @@ class _Progress:
 
 
 def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
-                  target: str, handler: str | None) -> None:
-    """The project loads as the run would load it, and `target` (and `handler`) is in it."""
+                  target: str, handler: str | None, inputs: dict[str, str]) -> None:
+    """The project loads as the run would load it, and `target`, `handler` and `inputs`
+    can run in it."""
     from runner.project.loader import load_project
     from runner.run.session import open_project, require_runnable
 
     source, _ = open_project(project_dir, revision, local_changes)
     with closing(source):
-        require_runnable(load_project(source), source, target, handler)
+        require_runnable(load_project(source), source, target, handler, inputs)
 
 
 def _detach(uid: str, project_dir: Path) -> None:

@@ -28,6 +28,15 @@ def handler_problem(project: Project, source: ProjectSource, function: Function,
     return _Checker(project, source, frozenset()).handler_problem(function, handler)
 
 
+def input_problem(project: Project, source: ProjectSource, uri: str) -> str | None:
+    """What is wrong with `uri` as a job's input, as `validate` says it, or None."""
+    if is_repo_path(uri):
+        return _Checker(project, source, frozenset()).repo_path_problem(uri)
+    if step_ref(uri) is not None:
+        return "step:// inputs are only for pipeline steps"
+    return refs.input_uri_problem(uri)
+
+
 def repo_path_problem(path: str) -> str | None:
     """Why `path` is not a path of the project as written in its files, or None.
 
@@ -164,12 +173,16 @@ class _Checker:
                   folder_ok: bool = False) -> bool:
         """Whether `value` is a file (or, if `folder_ok`, a folder) of the project; a problem
         at `path` if not."""
-        why = repo_path_problem(value) or self.unreachable(value)
-        if why is None and not folder_ok and self.source.is_dir(value):
-            why = f"{value!r} is a folder, not a file"
+        why = self.repo_path_problem(value, folder_ok)
         if why is not None:
             self.add(doc, path, f"{what} {why}")
         return why is None
+
+    def repo_path_problem(self, value: str, folder_ok: bool = False) -> str | None:
+        why = repo_path_problem(value) or self.unreachable(value)
+        if why is None and not folder_ok and self.source.is_dir(value):
+            why = f"{value!r} is a folder, not a file"
+        return why
 
     def unreachable(self, value: str) -> str | None:
         """Why the file or folder `value` cannot be read, or None."""
