@@ -33,7 +33,7 @@ if TYPE_CHECKING:
                    "'accuracy < -0.01' fails when accuracy fell by more than 0.01; a name no pair "
                    "has as a number at both revisions is an error.")
 @click.option("--md", "as_markdown", is_flag=True, help="A Markdown report, for a pull request.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def diff(project_dir: Path, branch: str | None, revisions: str | None, job: str | None,
          better: Sequence[str], fail_if: str | None, as_markdown: bool, as_json: bool) -> None:
     """Each job's newest results at revision A against those at B: trials joined by their

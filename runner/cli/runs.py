@@ -86,7 +86,8 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
 @click.argument("uid")
 @click.option("--code", is_flag=True,
               help="Print the definition and code of the function the run used, at its revision.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the record (or, with --code, "
+              "the files) as JSON.")
 def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: bool) -> None:
     """Exactly what ran: revision and tree, function and handler, image, environment hash,
     code, inputs with their hashes, params by level and resolved, trigger, host, times,
