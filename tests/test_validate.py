@@ -404,6 +404,22 @@ def test_what_a_schema_error_removes_is_not_reported_missing(run_cli: RunCli, tm
     ], done.stderr  # no "needs code or command", "has no handler", "not one of the project's secrets"
 
 
+def test_keys_missing_together_are_named_each_once(run_cli: RunCli, tmp_path: Path) -> None:
+    """jsonschema reports each missing key apart, alike: one problem names them all."""
+    project = copy_project(CORPUS_BASE, tmp_path / "project")
+    (project / "jobs" / "bare.yaml").write_text("kind: job\n")
+    (project / "pipelines" / "steps.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: pipeline\nname: steps\nsteps:\n  - {name: one}\n  - {}\n")
+    done = run_cli("validate", ".", cwd=project)
+    expect(done, 1)
+    assert done.stderr.splitlines() == [
+        "jobs/bare.yaml:1:1: missing required keys 'apiVersion', 'name' and 'run'",
+        "pipelines/steps.yaml:5:5: steps[0]: missing required key 'function'",
+        "pipelines/steps.yaml:6:5: steps[1]: missing required keys 'name' and 'function'",
+        "3 errors in 2 files",
+    ]
+
+
 WRONG_VALUES = (None, "x", 0, [], {})
 
 

@@ -55,7 +55,7 @@ class SchemaSet:
             return Checked([], doc)
         errors = list(self.validator(kind).iter_errors(doc.data))
         problems = [problem for error in errors for problem in _describe(doc, error)]
-        return Checked(problems, _usable(doc, errors))
+        return Checked(list(dict.fromkeys(problems)), _usable(doc, errors))
 
     def schema(self, kind: str) -> dict[str, Any]:
         if kind not in self.schemas:
@@ -398,9 +398,11 @@ def _message(error: ValidationError) -> str:
         case "type":
             wanted = " or ".join(_type_name(t) for t in ([rule] if isinstance(rule, str) else rule))
             return f"must be {wanted}, not {_JSON_TYPES.get(type(value), type(value).__name__)}"
-        case "required":
-            missing = [key for key in rule if key not in value]
-            return f"missing required key {missing[0]!r}" if missing else str(error.message)
+        case "required":  # jsonschema makes one error per key missing, all alike: one message
+            missing = [repr(key) for key in rule if key not in value]
+            if len(missing) > 1:
+                return f"missing required keys {', '.join(missing[:-1])} and {missing[-1]}"
+            return f"missing required key {missing[0]}" if missing else str(error.message)
         case "enum":
             return f"{value!r} is not one of: {', '.join(map(str, rule))}"
         case "const":
