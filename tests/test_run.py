@@ -553,6 +553,8 @@ def test_an_unknown_target_is_refused_before_any_image_is_built(tmp_path: Path) 
     (["calc", "-p", "x=[1,"], 2, "'x=[1,': '[1,' is not a YAML value"),
     (["cacl"], 1, "no job or function named 'cacl'; did you mean 'calc'?"),
     (["calc", "--handler", "nope"], 1, "handler 'nope' is not defined in src/handlers.py"),
+    (["calc", "--revision", "HEAD", "--local-changes"], 2,
+     "--revision runs a commit and --local-changes the working tree: give one of them"),
 ])
 def test_a_detached_run_checks_its_arguments_before_it_detaches(
         repo: Path, args: list[str], code: int, message: str) -> None:

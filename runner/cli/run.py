@@ -76,6 +76,9 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     from runner.run.launch import run_interruptibly, run_target
     from runner.run.session import session_for
 
+    if revision is not None and local_changes:
+        raise click.UsageError("--revision runs a commit and --local-changes the working tree: "
+                               "give one of them")
     if uid is not None and not re.fullmatch(r"[0-9a-f]{6,64}", uid):
         raise RunyardError(f"--uid {uid!r}: a uid is 6 to 64 lower-case hexadecimal digits")
     uid = uid or new_uid()
