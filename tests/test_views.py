@@ -177,6 +177,17 @@ def test_a_where_or_sort_on_a_name_no_run_has_is_an_error(runs: Runs, args: list
     assert said in done.stderr and done.stdout == ""
 
 
+@pytest.mark.parametrize("command", [["runs", "list"], ["runs", "show", "0"], ["pushes", "list"],
+                                     ["diff"], ["report", "-o", "site"]])
+def test_a_results_branch_named_that_is_not_there_is_an_error(runs: Runs, command: list[str],
+                                                              tmp_path: Path) -> None:
+    """Not an empty listing: a misspelt --branch is said as such."""
+    done = runyard(*command, "--branch", "runyard/result", "-C", str(runs.repo), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"no branch 'runyard/result' in {runs.repo / '.git'}")
+    assert not (tmp_path / "site").exists()
+
+
 @pytest.mark.parametrize("args, said", [
     (["--state", "complete"], "Invalid value for '--state': 'complete' is not one of 'pending', "),
     (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1."),

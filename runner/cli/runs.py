@@ -22,7 +22,13 @@ def open_results(project_dir: Path, branch: str | None) -> ResultsBranch:
     found = find_repository(project_dir)
     if found is None:
         raise RunyardError(f"{project_dir} is not in a git repository")
-    return closed_at_end(ResultsBranch(found.repository.git_dir, branch or _branch_of(project_dir)))
+    results = closed_at_end(ResultsBranch(found.repository.git_dir,
+                                          branch or _branch_of(project_dir)))
+    if branch is not None and results.store.tip() is None:
+        # the project's own branch before its first run is empty; one named by hand is a typo
+        raise RunyardError(f"no branch {branch!r} in {found.repository.git_dir} (nor "
+                           f"origin/{branch}): name the results branch, or leave --branch out")
+    return results
 
 
 def _branch_of(project_dir: Path) -> str:
