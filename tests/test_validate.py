@@ -629,3 +629,18 @@ def test_validating_imports_neither_docker_nor_git(sample_project: Path) -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.splitlines() == [OK_SAMPLE, "loaded:"]
+
+
+# what `run` refuses as the project loads, before anything is built
+
+
+@pytest.mark.parametrize("target, said", [
+    ("tarin", "no job or function named 'tarin'; did you mean 'train'? (jobs: "),
+    ("training", "'training' is a pipeline, not a job or function; run a job that runs it: tune"),
+])
+def test_run_names_what_the_target_was_near(run_cli: RunCli, sample_repo: Path, target: str,
+                                            said: str) -> None:
+    done = run_cli("run", target, "--backend", "local", cwd=sample_repo)
+    expect(done, 1)
+    assert done.stderr.startswith(said)
+    assert git(sample_repo, "branch", "--list", "runyard/results") == ""  # nothing recorded

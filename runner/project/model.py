@@ -234,6 +234,11 @@ class Project:
         the nearest names, before anything is built or run."""
         if target in self.jobs or target in self.functions:
             return
+        if target in self.pipelines:
+            through = [job.name for job in self.jobs.values() if job.run.pipeline == target]
+            hint = (f"run a job that runs it: {', '.join(sorted(through))}" if through else
+                    f"a job runs it: add one with run: {{pipeline: {target}}}")
+            raise RunyardError(f"{target!r} is a pipeline, not a job or function; {hint}")
         near = difflib.get_close_matches(target, [*self.jobs, *self.functions], n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         jobs = ", ".join(sorted(self.jobs)) or "none"
