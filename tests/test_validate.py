@@ -94,7 +94,8 @@ def test_json_report_of_an_invalid_project(run_cli: RunCli, sample_project: Path
             "file": "jobs/train.yaml",
             "line": 7,
             "col": 17,
-            "message": "no function named 'trainer-v2' (known: data-prep, report, trainer)",
+            "message": "no function named 'trainer-v2'; did you mean 'trainer'? "
+                       "(known: data-prep, report, trainer)",
         }
     ]
 
@@ -139,7 +140,7 @@ def test_one_error_has_a_singular_summary(run_cli: RunCli, sample_project: Path)
     done = run_cli("validate", cwd=sample_project)
     expect(done, 1)
     assert done.stderr.splitlines() == [
-        f"{MISSING_FUNCTION} (known: data-prep, report, trainer)",
+        f"{MISSING_FUNCTION}; did you mean 'trainer'? (known: data-prep, report, trainer)",
         "1 error in 1 file",
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import posixpath
 import re
 from collections.abc import Iterable
@@ -283,7 +284,9 @@ class _Checker:
                          "name one in the step (`handler:`) or the function")
             for name in step.after:
                 if pipeline.step(name) is None and _all_steps(pipeline):
-                    self.add(doc, (*path, "after"), f"`after` names no step {name!r} of this pipeline")
+                    near = _did_you_mean(name, [other.name for other in pipeline.steps])
+                    self.add(doc, (*path, "after"),
+                             f"`after` names no step {name!r} of this pipeline{near}")
             self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
         if len(seen) == len(pipeline.steps):  # with a name used twice, "cycles" mislead
             self.acyclic(pipeline)
@@ -313,7 +316,8 @@ class _Checker:
         if source is None and not _all_steps(pipeline):
             pass  # it may be a step lost to a schema error
         elif source is None:
-            self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}")
+            near = _did_you_mean(name, [step.name for step in pipeline.steps])
+            self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}{near}")
         elif name == here or name not in earlier:
             self.add(doc, at, f"step://{name}: step {name!r} does not come before {here!r}")
         elif output is None:
@@ -401,7 +405,12 @@ class _Checker:
     def unknown(self, kind: str, name: str) -> str:
         known = {"function": self.project.functions, "pipeline": self.project.pipelines}[kind]
         names = ", ".join(sorted(known)) or "none"
-        return f"no {kind} named {name!r} (known: {names})"
+        return f"no {kind} named {name!r}{_did_you_mean(name, known)} (known: {names})"
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    near = difflib.get_close_matches(name, sorted(names), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _lost(doc: Document | None, path: Path) -> bool:
