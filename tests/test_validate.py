@@ -176,8 +176,10 @@ def test_files_check_their_whole_project_once(run_cli: RunCli, tmp_path: Path) -
 def test_files_outside_every_project_check_nothing(run_cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# no project here\n")
     done = run_cli("validate", "README.md", cwd=tmp_path)
-    expect(done, 0)
+    expect(done, 0)  # pre-commit passes every file of a commit
     assert done.stdout == ""
+    # but a person is told, not left with no output at all
+    assert done.stderr == "nothing to check: no runyard project holds README.md\n"
 
 
 def test_a_file_argument_finds_errors_in_other_files_of_its_project(
