@@ -120,7 +120,10 @@ class ResultsBranch:
         matches = [uid for uid in self._uids_starting(prefix) if uid.startswith(prefix)]
         if len(matches) != 1:
             what = "no run" if not matches else f"{len(matches)} runs"
-            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}")
+            some = sorted(matches)[:5]  # enough to pick from; a longer prefix tells them apart
+            shown = f": {', '.join(some)}{', ...' if len(matches) > len(some) else ''}" if some else ""
+            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}"
+                               f"{shown}")
         return matches[0]
 
     def _uids_starting(self, prefix: str) -> list[str]:
