@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import posixpath
 import re
 from collections.abc import Iterable
@@ -409,6 +408,8 @@ class _Checker:
 
 
 def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    import difflib  # only on the error path: not a cost of every command
+
     near = difflib.get_close_matches(name, sorted(names), n=1)
     return f"; did you mean {near[0]!r}?" if near else ""
 

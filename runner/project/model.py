@@ -7,7 +7,6 @@ the file, line and column of any of its values.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,6 +233,8 @@ class Project:
         the nearest names, before anything is built or run."""
         if target in self.jobs or target in self.functions:
             return
+        import difflib  # only on the error path: not a cost of every command
+
         if target in self.pipelines:
             through = [job.name for job in self.jobs.values() if job.run.pipeline == target]
             hint = (f"run a job that runs it: {', '.join(sorted(through))}" if through else

@@ -19,7 +19,6 @@ The typed diff is apart from its renderings (`runner.views.diff_render`).
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -127,6 +126,8 @@ def needed(rows: Sequence[IndexRow], revisions: Iterable[str], job: str | None) 
     (its trial table holds every trial's params and results; the first stands for the
     code, image and inputs they share), at any depth."""
     if job is not None and not any(row.job == job and not row.parent for row in rows):
+        import difflib  # only on the error path: not a cost of every command
+
         jobs = sorted({row.job for row in rows if not row.parent and row.job})
         near = difflib.get_close_matches(job, jobs, n=1)
         raise RunyardError(f"job {job!r} has no results on the results branch"
@@ -290,6 +291,8 @@ def _check_better(better: Mapping[str, str], jobs: Sequence[JobDiff]) -> None:
     known = {name for job in jobs for pair in job.pairs for name in pair.numeric_changes()}
     for name, direction in better.items():
         if name not in known:
+            import difflib  # only on the error path: not a cost of every command
+
             near = difflib.get_close_matches(name, sorted(known), n=1)
             raise RunyardError(f"--better {direction}.{name}: no run compared has {name} as a "
                                "number at both revisions"

@@ -10,7 +10,6 @@ branch (runner.record.index), never a record.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -98,6 +97,8 @@ def _check_names(query: Query, rows: Sequence[IndexRow]) -> None:
 
 
 def _near(name: str, names: set[str]) -> str:
+    import difflib  # only on the error path: not a cost of every command
+
     near = difflib.get_close_matches(name, sorted(names), n=1)
     return f"; did you mean {near[0]!r}?" if near else ""
 
