@@ -605,6 +605,27 @@ def test_an_input_that_cannot_be_had_is_refused_before_the_run(repo: Path, uri: 
     assert results_tip(repo) == before
 
 
+@pytest.mark.parametrize("args, warned", [
+    (["-p", "z=3"], "z"),
+    (["--hyper", "yy=1,2"], "yy"),
+    (["-p", "x=3", "-p", "seed=8"], None),  # an argument of calc, a param of the project
+    (["--handler", "digests", "-p", "x=3"], "x"),
+])
+def test_a_param_the_handler_does_not_take_is_warned_of(repo: Path, args: list[str],
+                                                        warned: str | None) -> None:
+    """A misspelt -p would be passed over by the handler: the run goes on, said once."""
+    done = runyard("run", "calc", *args, "--backend", "local", cwd=repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    if warned is None:
+        assert warnings == []
+        return
+    handler, takes = ("digests", "no params") if "digests" in args else ("calc", "x, y")
+    assert warnings == [
+        f"warning: param {warned!r}: handler {handler!r} takes no argument of that name (it "
+        f"takes: {takes}); the run has it only through context.get_param({warned!r})"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["-p", "x=[1,"], "Invalid value for --param: 'x=[1,': '[1,' is not a YAML value"),
     (["-p", "x=a: b: c"], "'a: b: c' is not a YAML value (mapping values are not allowed"),

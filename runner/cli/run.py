@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -16,6 +17,10 @@ from runner.cli.common import echo_json, fancy, interrupt_on_sigterm, project_op
 from runner.errors import RunyardError
 from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
+
+if TYPE_CHECKING:
+    from runner.project.model import Project
+    from runner.project.source import ProjectSource
 
 
 def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
@@ -72,6 +77,7 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     working tree, unless --local-changes says so. Ctrl-C stops the runs and
     records them as aborted.
     """
+    from runner.project.source import DirectorySource
     from runner.record.results import new_uid
     from runner.run.launch import run_interruptibly, run_target
     from runner.run.session import session_for
@@ -88,7 +94,8 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     given_hyper = _hyper(hyper)
     if detach:
         # what would fail at once fails here, not in a process nobody watches
-        _check_target(project_dir, revision, local_changes, target, handler, given_inputs)
+        _check_target(project_dir, revision, local_changes, target, handler, given_inputs,
+                      [*given_params, *given_hyper])
         _detach(uid, project_dir)
         return
     progress = _Progress(uid, quiet=as_json)
@@ -97,6 +104,8 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
                      on_line=progress.line, job=target, handler=handler,
                      inputs=given_inputs) as session:
         session.on_record = progress.record
+        _warn_of_ignored(session.project, DirectorySource(session.code), target, handler,
+                         [*given_params, *given_hyper])
         record = run_interruptibly(session, lambda: run_target(
             session, target, uid, handler=handler, params=given_params,
             inputs=given_inputs, hyper=given_hyper, selector=selector))
@@ -137,7 +146,8 @@ class _Progress:
 
 
 def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
-                  target: str, handler: str | None, inputs: dict[str, str]) -> None:
+                  target: str, handler: str | None, inputs: dict[str, str],
+                  params: list[str]) -> None:
     """The project loads as the run would load it, and `target`, `handler` and `inputs`
     can run in it."""
     from runner.project.loader import load_project
@@ -145,7 +155,17 @@ def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
 
     source, _ = open_project(project_dir, revision, local_changes)
     with closing(source):
-        require_runnable(load_project(source), source, target, handler, inputs)
+        project = load_project(source)
+        require_runnable(project, source, target, handler, inputs)
+        _warn_of_ignored(project, source, target, handler, params)
+
+
+def _warn_of_ignored(project: Project, source: ProjectSource, target: str, handler: str | None,
+                     params: Iterable[str]) -> None:
+    from runner.project.checks import ignored_params
+
+    for warning in ignored_params(project, source, target, handler, params):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _detach(uid: str, project_dir: Path) -> None:

@@ -28,6 +28,28 @@ def handler_problem(project: Project, source: ProjectSource, function: Function,
     return _Checker(project, source, frozenset()).handler_problem(function, handler)
 
 
+def ignored_params(project: Project, source: ProjectSource, target: str, handler: str | None,
+                   names: Iterable[str]) -> list[str]:
+    """What to say of each param in `names`, given for a run of `target` (a job or a
+    function), that neither its handler takes as an argument nor the project or job sets:
+    a typo, most likely, which the run would pass over (it has the param only through
+    context.get_param)."""
+    job = project.jobs.get(target)
+    names = [name for name in names if name not in project.params
+             and (job is None or name not in job.params)]
+    function = project.functions.get(job.run.function or "" if job else target)
+    chosen = handler or (job.run.handler if job else None) or (function and function.handler)
+    if function is None or not chosen:
+        return []  # a pipeline job: each step takes what it takes
+    takes = _Checker(project, source, frozenset()).handler_arguments(function, chosen)
+    if takes is None:
+        return []
+    named = ", ".join(sorted(takes - {"context"})) or "no params"
+    return [f"param {name!r}: handler {chosen!r} takes no argument of that name (it takes: "
+            f"{named}); the run has it only through "
+            f"context.get_param({name!r})" for name in names if name not in takes]
+
+
 def input_problem(project: Project, source: ProjectSource, uri: str) -> str | None:
     """What is wrong with `uri` as a job's input, as `validate` says it, or None."""
     if is_repo_path(uri):
@@ -234,6 +256,28 @@ class _Checker:
                 return f"handler {name!r} is not defined in {candidate}"
             return None  # names is None: the module's own problem is reported
         return f"handler {handler!r}: no module {' or '.join(candidates)}"
+
+    def handler_arguments(self, function: Function, handler: str) -> frozenset[str] | None:
+        """The names a Python handler takes, read from its `def`; None where that does not
+        tell (not Python, no such plain `def`, a decorator, `**kwargs`)."""
+        code = function.code
+        if function.command is not None or function.is_notebook or code is None \
+                or repo_path_problem(code) or self.unreachable(code) or not self.is_python(code):
+            return None
+        module, _, name = handler.rpartition(".")
+        existing = [path for path in _module_files(code, module, self.source.is_dir(code))
+                    if self.source.lexists(path)]
+        text = self.text(existing[0]) if existing else None
+        try:
+            tree = ast.parse(text) if text is not None else None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            tree = None
+        found = [node for node in (tree.body if tree else [])
+                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name]
+        if len(found) != 1 or found[0].decorator_list or found[0].args.kwarg:
+            return None
+        args = found[0].args
+        return frozenset(arg.arg for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs])
 
     def is_python(self, code: str) -> bool:
         return code.endswith(".py") or self.source.is_dir(code)
