@@ -37,6 +37,8 @@ def ignored_params(project: Project, source: ProjectSource, target: str, handler
     job = project.jobs.get(target)
     names = [name for name in names if name not in project.params
              and (job is None or name not in job.params)]
+    if not names:
+        return []  # the usual case: no code is read
     function = project.functions.get(job.run.function or "" if job else target)
     chosen = handler or (job.run.handler if job else None) or (function and function.handler)
     if function is None or not chosen:
