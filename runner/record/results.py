@@ -122,7 +122,10 @@ class ResultsBranch:
         matches = [uid for uid in self._uids_starting(prefix) if uid.startswith(prefix)]
         if len(matches) != 1:
             what = "no run" if not matches else f"{len(matches)} runs"
-            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}")
+            some = sorted(matches)[:5]  # enough to pick from; a longer prefix tells them apart
+            shown = f": {', '.join(some)}{', ...' if len(matches) > len(some) else ''}" if some else ""
+            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}"
+                               f"{shown}")
         return matches[0]
 
     def _uids_starting(self, prefix: str) -> list[str]:
@@ -184,6 +187,8 @@ class ResultsBranch:
     def listing(self, children: bool = False) -> Listing:
         """The rows of the top-level runs (with `children`, of their trials and steps too),
         the newest first: from the index; from the records when there is no index."""
+        if self.store.tip() is None:  # no run recorded yet: nothing to read, nothing to say
+            return Listing([], [])
         if self.indexed():
             try:
                 folders = [index.TOP, index.CHILDREN] if children else [index.TOP]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -13,6 +13,7 @@ from runner.build.builder import LocalImages, build_images, needs_and_images
 from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
 from runner.git import commit_of, find_repository, user_name
+from runner.project.checks import handler_problem, input_problem
 from runner.project.environment import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
@@ -68,18 +69,43 @@ def workspace_of(source: ProjectSource) -> Path:
 @contextmanager
 def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
                 backend: str | None = None, on_line: OnLine = lambda name, line: None,
-                job: str | None = None) -> Iterator[Session]:
+                job: str | None = None, handler: str | None = None,
+                inputs: Mapping[str, str] | None = None) -> Iterator[Session]:
     """A session for runs asked for by hand: they always run, and the person who asks
-    is the operator (`Policy.personal`)."""
+    is the operator (`Policy.personal`). `job`, when given, is what will run: a job or a
+    function of the project, refused here when it is neither, when its function has no
+    `handler` (the one asked for instead of the default), or when one of `inputs` is
+    malformed or not in the project."""
     source, git_dir = open_project(project_dir, revision, local_changes)
     with closing(source):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-by") as aside:
             by = aside.submit(user_name, git_dir)  # git is asked while the project loads
             project = load_project(source)
+        if job is not None:  # before any image is built
+            require_runnable(project, source, job, handler, inputs)
         trigger = Trigger("manual", by=by.result() or _login())
         with open_session(source, git_dir, project, Policy.personal(), backend=backend,
                           trigger=trigger, on_line=on_line, job=job) as session:
             yield session
+
+
+def require_runnable(project: Project, source: ProjectSource, target: str,
+                     handler: str | None, inputs: Mapping[str, str] | None = None) -> None:
+    """`target` is a job or function of the project, its function has `handler` (when
+    one is asked for instead of the default), and each of `inputs` (given on top of the
+    job's) names what an input may; else the user hears why."""
+    project.require_target(target)
+    for key, uri in (inputs or {}).items():
+        wrong = input_problem(project, source, uri)
+        if wrong is not None:
+            raise RunyardError(f"input {key}: {wrong}")
+    job = project.jobs.get(target)
+    function = job.run.function if job is not None else target
+    if not handler or function is None:
+        return  # a pipeline job: its run says that each step names its handler
+    why = handler_problem(project, source, project.functions[function], handler)
+    if why is not None:
+        raise RunyardError(f"cannot run {target!r} with handler {handler!r}: {why}")
 
 
 @contextmanager
