@@ -146,7 +146,7 @@ def test_fail_if_exits_1_when_a_change_crosses_the_line(history: History) -> Non
 def test_bad_input_is_refused_with_a_clear_message(history: History) -> None:
     first, second, third = history.revisions
     repo = history.repo
-    assert "unknown revision 'no-such-rev'" in refused(runyard(repo, "diff", "no-such-rev..HEAD"))
+    assert "no revision 'no-such-rev'" in refused(runyard(repo, "diff", "no-such-rev..HEAD"))
     assert "job 'nope' has no results" in refused(runyard(repo, "diff", "--job", "nope"))
     assert f"job 'once' has no results at {third[:12]} or at {third[:12]}" in refused(
         runyard(repo, "diff", f"{third}..{third}", "--job", "once"))

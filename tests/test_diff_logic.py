@@ -133,6 +133,10 @@ def test_the_selector_gives_the_direction_and_better_overrides_it() -> None:
     assert [c.verdict for c in job.pairs[0].changes] == ["better", "better"]
     with pytest.raises(RunyardError, match=r"max\.RESULT or min\.RESULT"):
         parse_better(["best.acc"])
+    with pytest.raises(RunyardError) as caught:  # a typo would change no verdict, silently
+        diff_runs([old, new], A, B, better=parse_better(["min.los"]))
+    assert str(caught.value) == ("--better min.los: no run compared has los as a number at both "
+                                 "revisions; did you mean min.loss? (results: acc, loss)")
 
 
 def test_a_result_that_is_not_a_number_has_no_change() -> None:
@@ -191,6 +195,10 @@ def test_an_unknown_job_or_one_without_results_at_either_side() -> None:
     runs = [record("o", A, results={"x": 1})]
     with pytest.raises(RunyardError, match="job 'nope' has no results on the results branch"):
         needed([row_of(r) for r in runs], {A, B}, "nope")
+    with pytest.raises(RunyardError) as caught:
+        needed([row_of(r) for r in runs], {A, B}, "fitt")
+    assert str(caught.value) == ("job 'fitt' has no results on the results branch; did you mean "
+                                 "'fit'? (jobs with results: fit)")
     with pytest.raises(RunyardError, match=f"job 'fit' has no results at {'c' * 12}"):
         diff_runs(runs, "c" * 40, B, job="fit")
 

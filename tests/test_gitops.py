@@ -29,6 +29,7 @@ from tests.helpers.gitops import (
     decisions,
     fsck_clean,
     ok,
+    processed,
     push_record,
     ran,
     read,
@@ -108,7 +109,7 @@ def test_hook_returns_at_once(pushed: Remote) -> None:
     took = time.monotonic() - started
     assert took < 1.5, f"git push took {took:.2f} s: the hook must not wait for the runs"
     assert "runyard: processing the push in the background" in done.stderr
-    assert push_record(pushed.bare, sha) is None  # the job is still asleep
+    assert processed(push_record(pushed.bare, sha)) is None  # the job is still asleep
     push = pushed.wait(sha)
     assert ran(push) == {"slow": "completed"}
     assert decisions(push)["slow"]["reasons"] == ["new job"]

@@ -5,6 +5,11 @@ known, not left to the scheduler."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -209,3 +214,99 @@ def test_a_record_reads_back_from_the_trees_as_git_shows_it(results: ResultsBran
     assert not at.exists("nothing") and at.read(run_folder(uid)) is None
     assert at.read(f"{run_folder(uid)}/log.txt/below") is None
     assert git(store.git_dir.parent, "fsck", "--strict").strip() == ""
+
+
+# --- git's lock of the branch -------------------------------------------------------------
+
+
+def _git_holding_the_lock(store: GitStore) -> subprocess.Popen[bytes]:
+    """A real `git update-ref --stdin` that has prepared a move of the branch (to where it
+    is): it holds git's lock of the branch until it is told to commit, or is killed."""
+    tip = store.head()
+    process = subprocess.Popen(["git", "--git-dir", str(store.git_dir), "update-ref", "--stdin"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(f"start\nupdate {store.ref} {tip} {tip}\nprepare\n".encode())
+    process.stdin.flush()
+    assert [process.stdout.readline() for _ in range(2)] == [b"start: ok\n", b"prepare: ok\n"]
+    assert (store.git_dir / f"{store.ref}.lock").exists()
+    return process
+
+
+def test_a_lock_a_killed_git_left_is_removed_by_the_next_writer(results: ResultsBranch) -> None:
+    # A runner's process group killed while its git moved the branch (or the machine going
+    # down then) leaves git's lock: no git command moves the branch again by itself.
+    store = results.store
+    first = store.commit({"index/first": b"1"}, "first")
+    holder = _git_holding_the_lock(store)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    lock = store.git_dir / f"{store.ref}.lock"
+    assert lock.exists(), "git removed its lock as it was killed"
+    long_ago = time.time() - 10 * 60
+    os.utime(lock, (long_ago, long_ago))
+    started = time.monotonic()
+    made = store.commit({"index/second": b"2"}, "second")
+    assert time.monotonic() - started < 5
+    assert not lock.exists()
+    assert git(store.git_dir.parent, "rev-parse", BRANCH).strip() == made
+    assert git(store.git_dir.parent, "rev-parse", f"{BRANCH}~1").strip() == first
+    assert git(store.git_dir.parent, "show", f"{BRANCH}:index/first") == "1"
+    git(store.git_dir.parent, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_lock_a_live_git_holds_is_waited_for(results: ResultsBranch) -> None:
+    store = results.store
+    first = store.commit({"index/first": b"1"}, "first")
+    holder = _git_holding_the_lock(store)
+    assert holder.stdin is not None and holder.stdout is not None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        writing = pool.submit(store.commit, {"index/second": b"2"}, "second")
+        time.sleep(2)  # longer than a writer that gives up on a lock would try
+        assert not writing.done(), "the commit did not wait for the lock"
+        holder.stdin.write(b"commit\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == b"commit: ok\n", "the live git lost its lock"
+        holder.stdin.close()
+        assert holder.wait(WAIT) == 0
+        made = writing.result(timeout=WAIT)
+    assert git(store.git_dir.parent, "rev-parse", f"{made}~1").strip() == first
+    assert git(store.git_dir.parent, "show", f"{BRANCH}:index/second") == "2"
+
+
+# --- a writer killed between writing an object and naming it ------------------------------
+
+KILLED_AT_RENAME = """
+import os, signal, sys
+from pathlib import Path
+from runner.record.gitstore import GitStore
+
+def die_at_rename(frame, event, arg):
+    if event == "c_call" and arg is os.replace:  # the object is written, not yet named
+        os.kill(os.getpid(), signal.SIGKILL)
+
+store = GitStore(Path(sys.argv[1]), sys.argv[2])
+sys.setprofile(die_at_rename)
+store.commit({"index/record": b"a record"}, "a record")
+"""
+
+
+def test_an_object_a_killed_writer_left_half_made_is_gits_to_prune(results: ResultsBranch) -> None:
+    store = results.store
+    first = store.commit({"index/first": b"1"}, "first")
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_RENAME, str(store.git_dir), BRANCH],
+                            capture_output=True, text=True, timeout=60, env=os.environ)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = [path for path in (store.git_dir / "objects").glob("??/*")
+            if not re.fullmatch(r"[0-9a-f]{38}", path.name)]
+    assert len(left) == 1, left
+    repo = store.git_dir.parent
+    assert git(repo, "rev-parse", BRANCH).strip() == first  # the branch never moved
+    git(repo, "fsck", "--strict", "--no-dangling")
+    pruned = subprocess.run(["git", "gc", "--quiet", "--prune=now"], cwd=repo,
+                            capture_output=True, text=True, check=True)
+    assert "bad sha1 file" not in pruned.stderr, pruned.stderr
+    assert not left[0].exists(), "git gc left the half-made object"
+    counted = git(repo, "count-objects", "-v")
+    assert "garbage: 0" in counted, counted
+    assert store.commit({"index/second": b"2"}, "second")

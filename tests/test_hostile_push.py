@@ -46,6 +46,7 @@ import pytest
 import yaml
 
 from tests.helpers import CHECKOUT, commit_all, copy_project, edit_file, git, make_repo, most_at_once
+from tests.helpers.gitops import processed
 
 pytestmark = pytest.mark.docker
 
@@ -295,7 +296,7 @@ class Attack:
         assert pushed.returncode == 0, pushed.stderr
         assert "runyard: processing the push in the background" in pushed.stderr
         log = bare / "runyard" / "on-push.log"
-        while push_record(bare, revision) is None and time.monotonic() - started < LIMIT:
+        while processed(push_record(bare, revision)) is None and time.monotonic() - started < LIMIT:
             time.sleep(0.2)
         seconds = time.monotonic() - started
         return self.outcome(bare, revision, seconds, log.read_text(errors="replace")

@@ -187,8 +187,10 @@ def test_add_does_not_write_through_a_linked_folder(project: Path, tmp_path: Pat
 
 
 def test_the_cli_refuses_bad_names_and_versions(run_cli: RunCli, project: Path) -> None:
-    done = run_cli("hub", "add", "describe-csv", "--as", "Bad_Name", "-C", project)
-    assert done.returncode == 1 and "not a valid function name" in done.stderr
+    for bad in ("Bad_Name", ""):  # an empty name is refused, not taken for no --as
+        done = run_cli("hub", "add", "describe-csv", "--as", bad, "-C", project)
+        assert done.returncode == 1 and f"{bad!r} is not a valid function name" in done.stderr
+    assert not (project / "functions" / "describe-csv.yaml").exists()
     done = run_cli("hub", "add", "describe-csv@", "-C", project)
     assert done.returncode == 2
     done = run_cli("hub", "show", "nope")

@@ -51,6 +51,12 @@ def test_each_record_writes_its_row_and_a_new_branch_is_indexed(results: Results
     assert row.results == {"accuracy": 0.5} and (row.children, row.kind, row.best) == (1, "trial", 1)
 
 
+def test_a_branch_not_made_yet_lists_nothing_and_warns_of_nothing(results: ResultsBranch) -> None:
+    """Before the first run there is no branch: no rows, and no word of an index to make."""
+    assert results.listing() == ([], [])
+    assert results.listing(children=True) == ([], [])
+
+
 def test_a_row_is_replaced_when_its_run_is_written_again(results: ResultsBranch) -> None:
     uid = new_uid()
     results.write(_record(uid, accuracy=0.1))

@@ -112,6 +112,25 @@ def test_a_folder_name_that_makes_no_valid_name_is_refused(
     assert "--name" in done.stderr
 
 
+def test_a_folder_that_cannot_be_made_is_a_users_error(run_cli: RunCli, tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    done = run_cli("init", a_file / "proj")
+    expect(done, 1)
+    assert done.stderr.strip() == f"cannot make the folder {a_file / 'proj'}: Not a directory"
+    assert a_file.read_text() == "mine"
+
+
+def test_a_template_and_a_baseline_together_are_a_usage_error(run_cli: RunCli,
+                                                              tmp_path: Path) -> None:
+    """One of them would be dropped without a word."""
+    target = tmp_path / "proj"
+    done = run_cli("init", target, "--from", SAMPLE_PROJECT, "--template", "pipeline")
+    expect(done, 2)
+    assert "--template and --from both say what to start from: give one" in done.stderr
+    assert not target.exists()
+
+
 # folders that are there already
 
 

@@ -24,7 +24,11 @@ from docker.errors import APIError, ImageNotFound
 
 from runner.record import index
 from runner.record.gitstore import GitStore
+from runner.record.model import PushRecord
+from runner.record.owner import Owner
 from runner.record.results import ResultsBranch, push_path
+from runner.run.reconcile import reconcile_pushes
+from runner.triggers.push import plan_base
 from tests.helpers import commit_all, copy_project, git, make_repo
 from tests.helpers.gitops import (
     BRANCH,
@@ -324,3 +328,37 @@ def test_the_hook_rotates_its_log_past_a_mebibyte(pushed: Remote) -> None:
     assert f"{first[:12]} on refs/heads/main" in pushed.log.read_text()
     assert rotated.read_text() == old_text
 
+
+
+# --- a push being processed, and one whose runner was lost ------------------------------------
+
+
+def test_a_push_being_processed_is_planned_from_and_a_lost_ones_base_is_not(tmp_path: Path) -> None:
+    """plan_base goes back past a push whose runner is gone (its jobs did not all run), not
+    past one a live runner is processing; reconcile_pushes records only the lost one failed,
+    without moving index/last-push."""
+    results = ResultsBranch(make_repo(tmp_path / "repo") / ".git", BRANCH)
+    gone = f"{Owner.current().host}/{2**22 + 1}:1"  # no such pid
+    base, live, lost = "a" * 40, "b" * 40, "c" * 40
+    try:
+        results.write_push(PushRecord(base, None, "refs/heads/main", status="completed",
+                                      plan={"to_run": []}))
+        for revision, runner in ((live, str(Owner.current())), (lost, gone)):
+            results.write_push(PushRecord(revision, base, "refs/heads/main", runner=runner),
+                               newest=False)
+        assert plan_base(results, live, "refs/heads/main") == live
+        assert plan_base(results, lost, "refs/heads/main") == base
+        notes: list[str] = []
+        assert reconcile_pushes(results, notes.append) == 1
+        assert notes == ["recorded 1 push(es) of a lost runner as failed"]
+        failed = results.push(lost, "refs/heads/main")
+        assert failed is not None and failed.status == "failed"
+        assert failed.reason is not None and failed.reason.startswith("runner lost")
+        assert failed.finished is not None
+        still = results.push(live, "refs/heads/main")
+        assert still is not None and still.status == "running"
+        assert list(results.running_pushes()) == [(live, "refs/heads/main")]
+        assert results.last_push() == (base, "refs/heads/main")
+        assert plan_base(results, lost, "refs/heads/main") == base
+    finally:
+        results.close()

@@ -10,7 +10,10 @@ with the reason `runner lost`, index/running is empty, and no container, scratch
 folder or loop mount of the dead runner is left. A container ends itself at its
 deadline (timeout + 10 s) with no runner left; `runs logs --follow` never waits for
 nothing; SIGTERM and Ctrl-C still abort in order; the local backend recovers too, and a
-command on the local backend reconciles a lost Docker runner's containers as well.
+command on the local backend reconciles a lost Docker runner's containers as well. A runner
+killed in an image build, while it stores an artifact, in `on-push` or in `schedule` loses
+nothing either (the push's jobs run with the next push, the scheduled run runs again), and
+a live runner beside a killed one is left alone.
 
 Any runyard command on this host that starts runs may reconcile a lost runner of this
 module at any moment (containers are the host's, not the repository's): where a test
@@ -43,6 +46,8 @@ import yaml
 
 from runner.record.owner import Owner
 from runner.record.results import new_uid
+from runner.run import scratch
+from runner.run.reconcile import reconcile_scratch
 from tests.helpers import CHECKOUT, committed_copy, git, read_record
 
 PROJECT = CHECKOUT / "tests" / "projects" / "recovery"
@@ -120,10 +125,14 @@ class Runners:
 
     def start(self, repo: Path, *args: str, uid: str | None = None) -> Runner:
         uid = uid or new_uid()
+        return self.command(repo, "run", *args, "--uid", uid, uid=uid)
+
+    def command(self, repo: Path, *args: str, uid: str = "") -> Runner:
+        """`runyard ARGS` (`uid`: of the run it starts, where it is one run)."""
         output = self.tmp_path / f"runner-{len(self.started)}.txt"
         with output.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "runner", "run", *args, "--uid", uid], cwd=repo,
+                [sys.executable, "-m", "runner", *args], cwd=repo,
                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
         runner = Runner(process, output, uid, start_ticks(process.pid) or 0)
@@ -459,6 +468,34 @@ def test_kill_in_the_middle_of_a_pipeline_step(repo: Path, runners: Runners, job
     assert reached >= 1
 
 
+def test_a_live_runner_is_not_disturbed_by_the_reconcile(repo: Path, runners: Runners) -> None:
+    # Two runners of trials in warm workers (a container each, the trials' folders mounted
+    # into it from the runner's scratch); one is killed, and the next command reconciles
+    # while the other's trials run: the live one's worker, mounts and records are its own.
+    killed = runners.start(repo, "slow-serial")
+    live = runners.start(repo, "slow-serial")
+    for runner in (killed, live):
+        wait_for(lambda r=runner: len([uid for uid in running_index(repo) if uid != r.uid
+                                       and read_record(repo, uid)["metadata"]["parent"] == r.uid]),
+                 120, "a trial recorded running", runner)
+        wait_for(running_containers_of(runner, 1), 60, "its worker running", runner)
+    killed.kill()
+    left = left_running(repo, killed, others=(live,))
+    reconcile(repo)
+    live.alive()
+    assert mounts_of(repo, live), "the live runner's scratch was unmounted"
+    assert containers(f"label={RUNNER_LABEL}={live.owner}", running=True), \
+        "the live runner's worker was removed"
+    assert live.process.wait(timeout=120) == 0, live.text()
+    records = assert_recovered(repo, killed, left)
+    parent = records[live.uid]
+    assert parent["status"]["state"] == "completed", parent["status"]
+    trials = sorted(children_of(repo, live.uid), key=lambda r: r["metadata"]["iteration"])
+    assert [(t["status"]["state"], t["status"]["results"]) for t in trials] == [
+        ("completed", {"a": a}) for a in (1, 2, 3)]
+    assert parent["spec"]["hyper"]["isolation"] == "process"
+
+
 def descendants(records: dict[str, Record], uid: str) -> list[Record]:
     """The runs below `uid`: its children, theirs, and so on."""
     below = [r for r in records.values() if r["metadata"]["parent"] == uid]
@@ -595,6 +632,30 @@ def test_follow_of_a_detached_run_killed_before_it_was_recorded(repo: Path) -> N
     assert uid in done.stderr and "ended before it was recorded" in done.stderr, done.stderr
 
 
+def test_a_detached_runner_killed_mid_run_leaves_nothing(repo: Path) -> None:
+    started = runyard("run", "nap", "-p", "pause=60", "--detach", cwd=repo)
+    assert started.returncode == 0, started.stderr
+    uid = started.stdout.strip().splitlines()[-1]
+    live = repo / ".runyard" / "live"
+    owner = (live / f"{uid}.runner").read_text().strip()
+    pid, ticks = map(int, owner.rpartition("/")[2].split(":"))
+    wait_for(recorded_running(repo, uid), 120, "the detached run recorded running")
+
+    def its_container() -> list[dict[str, str]]:
+        return containers(f"label={RUNNER_LABEL}={owner}", running=True)
+
+    wait_for(its_container, 60, "its container running")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: start_ticks(pid) != ticks, 10, "the detached runner to be gone")
+    assert {f"{uid}.detached", f"{uid}.runner"} <= {path.name for path in live.glob(f"{uid}.*")}
+    reconcile(repo)
+    status = read_record(repo, uid)["status"]
+    assert (status["state"], status["reason"]) == ("aborted", LOST)
+    assert list(live.glob(f"{uid}.*")) == [], "the live folder keeps files of the lost run"
+    assert containers(f"label={RUNNER_LABEL}={owner}") == []
+    assert not [p for p in scratch_root(repo).iterdir() if p.name.startswith(f"{HOST}-{pid}-")]
+
+
 def test_follow_of_a_run_that_completes(repo: Path) -> None:
     started = runyard("run", "nap", "-p", "pause=2", "-p", "a=7", "--detach", cwd=repo)
     assert started.returncode == 0, started.stderr
@@ -690,3 +751,189 @@ def test_a_local_run_removes_a_lost_docker_runners_containers(repo: Path, runner
     left = left_running(repo, runner)
     reconcile(repo, "--backend", "local")
     assert_recovered(repo, runner, left)
+
+
+# --- 6. an image build ----------------------------------------------------------------------------
+
+SLOW_BUILD = """apiVersion: runyard/v1
+kind: function
+name: slow-build
+code: src/handlers.py
+handler: quick
+environment:
+  base_image: python:3.11-slim
+  env: {{FRESH: "{fresh}"}}
+  setup: ["sleep 60"]
+"""
+
+
+def test_kill_during_an_image_build(repo: Path, runners: Runners, tmp_path: Path) -> None:
+    # A copy of the project with a function whose image takes a minute to build (a fresh
+    # environment each time): killed in its build, the runner leaves no build container and
+    # no image; the next run (the function gone again) puts right the rest.
+    copy = committed_copy(PROJECT, tmp_path / "project", ("ryrecover", NAME), "the project")
+    (copy / "functions" / "slow-build.yaml").write_text(SLOW_BUILD.format(fresh=new_uid()))
+    git(copy, "add", "functions/slow-build.yaml")
+    git(copy, "commit", "--quiet", "--no-verify", "-m", "a slow build")
+    runner = runners.start(copy, "slow-build")
+    found = wait_for(lambda: re.search(r"Running in ([0-9a-f]{12})", runner.text()), 120,
+                     "the build's setup step running", runner)
+    building = found.group(1)
+    assert _container_state(building), "the build's container is not there"
+    runner.kill()
+    wait_for(lambda: _container_state(building) is None, 30, "the build's container to go")
+    git(copy, "rm", "--quiet", "functions/slow-build.yaml")
+    git(copy, "commit", "--quiet", "--no-verify", "-m", "no slow build")
+    reconcile(copy)
+    assert scratch_folders(copy, runner) == [] and mounts_of(copy, runner) == []
+    assert containers(f"label={RUNNER_LABEL}={runner.owner}") == []
+    tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                           f"runyard/{NAME}"], capture_output=True, text=True, check=True)
+    assert len(tags.stdout.split()) == 1, f"an image of the killed build was tagged: {tags.stdout}"
+
+
+KILLED_MAKING_A_TEMPLATE = """
+import os, signal, sys
+from pathlib import Path
+from runner.run import scratch
+
+def die_at_rename(frame, event, arg):  # the empty image is made, not yet named
+    if event == "call" and frame.f_code.co_name == "replace" and "pathlib" in frame.f_code.co_filename:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Path(sys.argv[1]).mkdir()
+sys.setprofile(die_at_rename)
+scratch.make(Path(sys.argv[1]) / "a-run", 8 << 20, Path(sys.argv[1]) / scratch.TEMPLATES)
+"""
+
+
+def test_an_empty_image_a_killed_runner_was_making_is_removed(tmp_path: Path) -> None:
+    # The first scratch of a size makes its empty file system (mkfs) beside the runners'
+    # folders. A runner killed then leaves it half made, under a name of its own.
+    root = tmp_path / "scratch"
+    killed = subprocess.run([sys.executable, "-c", KILLED_MAKING_A_TEMPLATE, str(root)],
+                            capture_output=True, text=True, timeout=60, env=os.environ)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (left,) = (root / scratch.TEMPLATES).iterdir()
+    assert left.name.startswith(f"ext4-{8 << 20}.img.")
+    mine = left.with_name(f"ext4-{8 << 20}.img.{Owner.current().folder_name}.1")
+    mine.touch()  # one this (live) runner is making
+    reconcile_scratch(root, lambda line: None)
+    assert list((root / scratch.TEMPLATES).iterdir()) == [mine]
+
+
+# --- 7. the artifact store -------------------------------------------------------------------------
+
+
+def test_kill_while_an_artifact_is_stored(repo: Path, runners: Runners) -> None:
+    store = repo / ".runyard" / "artifacts"
+    runner = runners.start(repo, "big")
+
+    def storing() -> list[Path]:
+        return list(store.glob(".incoming-*")) if store.is_dir() else []
+
+    wait_for(storing, 120, "the artifact being stored", runner, every=0.01)
+    runner.kill()
+    left = left_running(repo, runner)
+    assert storing(), "the partial copy went with the runner"
+    reconcile(repo)
+    assert_recovered(repo, runner, left)
+    assert storing() == [], "the killed runner's partial artifact is left in the store"
+
+
+# --- 8. on-push ----------------------------------------------------------------------------------
+
+PUSHED_JOB = """apiVersion: runyard/v1
+kind: job
+name: pushed
+description: Added by a push that the test kills while this job runs.
+run: {function: nap}
+params: {pause: 8}
+"""
+
+
+def _commit(repo: Path, path: str, text: str) -> str:
+    """Write `path` and commit it alone (the module's repository holds runyard's own files)."""
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(text)
+    git(repo, "add", "--", path)
+    git(repo, "commit", "--quiet", "--no-verify", "-m", f"add {path}")
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def _push_record(repo: Path, revision: str) -> Record | None:
+    done = subprocess.run(["git", "show", f"{BRANCH}:pushes/{revision}/main.yaml"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    found: Record | None = yaml.safe_load(done.stdout) if done.returncode == 0 else None
+    return found
+
+
+def test_kill_during_on_push_leaves_its_jobs_to_the_next_push(repo: Path, runners: Runners) -> None:
+    # A push adds a job; its runner is killed while the job runs. The push must not pass for
+    # processed: the next push (which changes nothing the job depends on) runs the job, and
+    # the killed push's record says it failed, its runner lost.
+    base = git(repo, "rev-parse", "HEAD").strip()
+    killed_revision = _commit(repo, "jobs/pushed.yaml", PUSHED_JOB)
+    runner = runners.command(repo, "on-push", "--before", base, "--after", killed_revision,
+                             "--ref", "refs/heads/main")
+
+    def pushed_job_running() -> list[str]:
+        return [uid for uid in running_index(repo)
+                if read_record(repo, uid)["status"]["runner"] == runner.owner]
+
+    (uid,) = wait_for(pushed_job_running, 120, "the pushed job recorded running", runner)
+    wait_for(running_containers_of(runner, 1), 60, "its container running", runner)
+    runner.kill()
+    taken = _push_record(repo, killed_revision)
+    assert taken is not None, "the push was not recorded when its runner took it"
+    assert (taken["status"], taken["runner"]) == ("running", runner.owner)
+    left = left_running(repo, runner)
+    assert set(left) == {uid} and left[uid]["metadata"]["job"] == "pushed"
+
+    next_revision = _commit(repo, "notes.txt", "nothing any job reads\n")
+    done = runyard("on-push", "--before", killed_revision, "--after", next_revision,
+                   "--ref", "refs/heads/main", "--json", cwd=repo)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    (push,) = json.loads(done.stdout)
+    assert push["status"] == "completed", push
+    assert [(run["job"], run["state"]) for run in push["runs"]] == [("pushed", "completed")]
+    lost = _push_record(repo, killed_revision)
+    assert lost is not None and lost["status"] == "failed", lost
+    assert LOST in lost["reason"] and runner.owner in lost["reason"]
+    assert lost["finished"] is not None
+    assert running_index(repo) == set()
+    assert git(repo, "ls-tree", "--name-only", BRANCH, "index/running-pushes/") == ""
+    assert_recovered(repo, runner, left)
+    status = runyard("status", "--json", cwd=repo)
+    assert status.returncode == 0, status.stderr
+    rows = {row["job"]: row for row in json.loads(status.stdout)}
+    assert rows["pushed"]["stale"] is False, rows["pushed"]
+
+
+# --- 9. schedule ---------------------------------------------------------------------------------
+
+
+def test_a_killed_scheduler_loses_no_run(repo: Path, runners: Runners) -> None:
+    # A scheduler claims what is due (so that two never run it twice), then runs it. Killed
+    # while the claimed run runs, the next scheduler runs it again: the run of a one-off
+    # `at` is not lost (and runs once more only).
+    scheduler = runners.command(repo, "schedule", "-C", str(repo), "--once")
+
+    def claimed_run() -> list[str]:
+        return [uid for uid in running_index(repo)
+                if read_record(repo, uid)["status"]["runner"] == scheduler.owner]
+
+    (uid,) = wait_for(claimed_run, 120, "the scheduled run recorded running", scheduler)
+    wait_for(running_containers_of(scheduler, 1), 60, "its container running", scheduler)
+    scheduler.kill()
+    left = left_running(repo, scheduler)
+    assert left[uid]["metadata"]["job"] == "once"
+    again = runyard("schedule", "-C", repo, "--once", cwd=repo)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == "1 scheduled run", again.stdout
+    records = assert_recovered(repo, scheduler, left)
+    ran = sorted((r["status"]["state"], r["status"]["reason"]) for r in records.values()
+                 if r["metadata"]["job"] == "once")
+    assert ran == [("aborted", LOST), ("completed", None)], ran
+    last = runyard("schedule", "-C", repo, "--once", cwd=repo)
+    assert last.returncode == 0 and last.stdout.splitlines()[-1] == "0 scheduled runs", last.stdout

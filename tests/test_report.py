@@ -95,6 +95,32 @@ def test_a_broken_record_is_named_and_the_report_still_written(results: ResultsB
     assert (tmp_path / "site" / run_page("0001")).is_file()
 
 
+def report_into(results: ResultsBranch, output: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", "report", "-o", str(output),
+                           "--branch", BRANCH], cwd=results.store.git_dir.parent,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_an_output_folder_that_cannot_be_written_is_a_users_error(results: ResultsBranch,
+                                                                   tmp_path: Path) -> None:
+    """A file where the folder should be, or in a page's way, is said (exit 1), not a crash."""
+    results.write(record("0001", results={"accuracy": 0.9}))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for output, said in [(a_file, f"cannot write the report to {a_file}: it is a file, not a folder"),
+                         (a_file / "site", f"cannot write the report to {a_file / 'site'}: "
+                                           "Not a directory")]:
+        done = report_into(results, output)
+        assert (done.returncode, done.stderr.strip()) == (1, said)
+    assert a_file.read_text() == "mine"
+    site = tmp_path / "site"
+    (site / "index.html").mkdir(parents=True)  # a folder where the overview goes
+    done = report_into(results, site)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot write the report's {site / 'index.html'}: Is a directory" in done.stderr
+    assert "internal error" not in done.stderr
+
+
 def test_a_result_that_is_not_a_number_is_left_out_of_the_chart_and_said(
         results: ResultsBranch) -> None:
     results.write(record("0001", results={"accuracy": 0.8}, start="2026-01-01T00:00:00"))

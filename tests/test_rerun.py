@@ -205,6 +205,13 @@ def test_a_hyper_parent_reruns_whole(repo: Path) -> None:
                for t in new["status"]["trials"])
     chained = run(repo, "chained", "--backend", "local")
     assert "reproduced" in rerun(repo, chained["metadata"]["uid"]).stdout
+    trial, parent = chained["status"]["trials"][0]["uid"], chained["metadata"]["uid"]
+    before = git(repo, "rev-parse", BRANCH)
+    refused = rerun(repo, trial, expect=1).stderr  # not "its function None is not in the project"
+    assert refused.strip() == (f"run {trial} is a pipeline run inside run {parent} (trial 1): it "
+                               f"reruns with its parent (runyard rerun {parent}), or rerun one "
+                               "of its steps alone")
+    assert git(repo, "rev-parse", BRANCH) == before
     by_hand = run(repo, "steady", "--backend", "local", "--hyper", "k=3,4", "--handler", "steady")
     assert "reproduced" in rerun(repo, by_hand["metadata"]["uid"]).stdout
     again = newest_rerun(repo, by_hand["metadata"]["uid"])
@@ -230,7 +237,9 @@ def test_bad_uids_and_a_lost_revision_are_refused_writing_nothing(repo: Path) ->
     run(repo, "steady", "--backend", "local", "--uid", "abcd" + "1" * 12)
     before = git(repo, "rev-parse", BRANCH)
     assert "no run" in rerun(repo, "ffffffff", expect=1).stderr
-    assert "2 runs" in rerun(repo, "abcd", expect=1).stderr
+    assert rerun(repo, "abcd", expect=1).stderr.strip() == (  # the ones to pick from
+        f"2 runs on branch {BRANCH} with uid starting 'abcd': {'abcd' + '0' * 12}, "
+        f"{'abcd' + '1' * 12}")
     assert "a run's uid" in rerun(repo, " ", expect=1).stderr
     (repo / "src" / "h.py").write_text((repo / "src" / "h.py").read_text() + "\n# changed\n")
     git(repo, "add", "--all")

@@ -74,6 +74,12 @@ def new_project(dest: Path) -> Path:
     return committed_copy(PROJECT, dest, ("rytest", NAME), "the run test project")
 
 
+def results_tip(repo: Path) -> str:
+    """The results branch's commit ('' before the first run)."""
+    return subprocess.run(["git", "rev-parse", "-q", "--verify", BRANCH], cwd=repo,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def tree_state(repo: Path) -> dict[str, str]:
     """What a run must not touch: branch, HEAD, index, tracked files' status, stash."""
     return {
@@ -314,7 +320,12 @@ def test_runs_artifact_gives_the_bytes(repo: Path, calc_run: dict[str, Any], run
     assert to_stdout.stdout == "a b\n"
     missing = run_cli("runs", "artifact", uid, "nope", cwd=repo)
     assert missing.returncode == 1
-    assert "no artifact 'nope'" in missing.stderr
+    keys = ", ".join(sorted(artifact_hashes(calc_run)))
+    assert missing.stderr.strip() == f"run {uid} has no artifact 'nope' (its artifacts: {keys})"
+    for output, why in [(tmp_path, "Is a directory"), (out / "x", "Not a directory")]:
+        refused = run_cli("runs", "artifact", uid, "report", "-o", output, cwd=repo)
+        assert (refused.returncode, refused.stderr.strip()) == (
+            1, f"cannot write artifact 'report' to {output}: {why}")
 
 
 def test_runs_compare_marks_differing_params(repo: Path, calc_run: dict[str, Any],
@@ -517,6 +528,115 @@ def test_detached_run_logs_can_be_followed(repo: Path) -> None:
     assert "going to sleep" in followed.stdout
     record = yaml.safe_load(show(repo, record_path(uid)))
     assert record["status"]["reason"] == "timeout"
+
+
+# --- what is refused before anything runs ---------------------------------------------
+
+
+def test_an_unknown_target_is_refused_before_any_image_is_built(tmp_path: Path) -> None:
+    """A misspelt job fails at once with the nearest name: no image, no record."""
+    name = f"rytest-{secrets.token_hex(3)}"
+    project = committed_copy(PROJECT, tmp_path / "project", ("rytest", name), "a fresh project")
+    done = runyard("run", "cacl", cwd=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().startswith("no job or function named 'cacl'; did you mean 'calc'?")
+    assert "Step 1/" not in done.stdout  # nothing was built
+    images = subprocess.run(["docker", "image", "ls", "-q", f"runyard/{name}"],
+                            capture_output=True, text=True, check=True)
+    assert images.stdout == ""
+    assert results_tip(project) == ""
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["calc", "-p", "x"], 2, "'x' is not NAME=VALUE"),
+    (["calc", "--selector", "best"], 2, "'best' is not min.KEY or max.KEY"),
+    (["calc", "-p", "x=[1,"], 2, "'x=[1,': '[1,' is not a YAML value"),
+    (["cacl"], 1, "no job or function named 'cacl'; did you mean 'calc'?"),
+    (["calc", "--handler", "nope"], 1, "handler 'nope' is not defined in src/handlers.py"),
+    (["calc", "--revision", "HEAD", "--local-changes"], 2,
+     "--revision runs a commit and --local-changes the working tree: give one of them"),
+])
+def test_a_detached_run_checks_its_arguments_before_it_detaches(
+        repo: Path, args: list[str], code: int, message: str) -> None:
+    """A mistake fails the command itself, not a background process nobody watches."""
+    live = repo / ".runyard" / "live"
+    before = sorted(live.glob("*.detached")) if live.is_dir() else []
+    done = runyard("run", *args, "--backend", "local", "--detach", cwd=repo)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert message in done.stderr
+    assert done.stdout == ""  # no uid: nothing started
+    assert (sorted(live.glob("*.detached")) if live.is_dir() else []) == before
+
+
+@pytest.mark.parametrize("target, handler, why", [
+    ("calc", "nope", "handler 'nope' is not defined in src/handlers.py"),
+    ("always-fails", "calcc", "handler 'calcc' is not defined in src/handlers.py"),
+    ("calc", "handlers.calc", "handler 'handlers.calc': src/handlers.py is a file, so name a "
+                              "function in it"),
+])
+def test_a_handler_the_code_lacks_is_refused_before_the_run(
+        repo: Path, target: str, handler: str, why: str) -> None:
+    """As `validate` says it of a job's handler, and no failed run is recorded."""
+    before = results_tip(repo)
+    done = runyard("run", target, "--handler", handler, "--backend", "local", cwd=repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == f"cannot run {target!r} with handler {handler!r}: {why}"
+    assert results_tip(repo) == before
+
+
+@pytest.mark.parametrize("uri, why", [
+    ("data/tabel.csv", "'data/tabel.csv' does not exist in the project"),
+    ("./data/table.csv", "'./data/table.csv' is not in normal form"),
+    ("data", "'data' is a folder, not a file"),
+    ("ftp://host/table.csv", "'ftp://host/table.csv': runyard cannot read ftp:// inputs"),
+    ("step://prep/table", "step:// inputs are only for pipeline steps"),
+])
+def test_an_input_that_cannot_be_had_is_refused_before_the_run(repo: Path, uri: str,
+                                                               why: str) -> None:
+    """As `validate` says it of a job's input; the run is not started and not recorded
+    (a record of it held no trace of the input asked for)."""
+    before = results_tip(repo)
+    for detach in ([], ["--detach"]):
+        done = runyard("run", "calc", "-i", f"table={uri}", "--backend", "local", *detach,
+                       cwd=repo)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.startswith(f"input table: {why}")
+        assert done.stdout == ""
+    assert results_tip(repo) == before
+
+
+@pytest.mark.parametrize("args, warned", [
+    (["-p", "z=3"], "z"),
+    (["--hyper", "yy=1,2"], "yy"),
+    (["-p", "x=3", "-p", "seed=8"], None),  # an argument of calc, a param of the project
+    (["--handler", "digests", "-p", "x=3"], "x"),
+])
+def test_a_param_the_handler_does_not_take_is_warned_of(repo: Path, args: list[str],
+                                                        warned: str | None) -> None:
+    """A misspelt -p would be passed over by the handler: the run goes on, said once."""
+    done = runyard("run", "calc", *args, "--backend", "local", cwd=repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    if warned is None:
+        assert warnings == []
+        return
+    handler, takes = ("digests", "no params") if "digests" in args else ("calc", "x, y")
+    assert warnings == [
+        f"warning: param {warned!r}: handler {handler!r} takes no argument of that name (it "
+        f"takes: {takes}); the run has it only through context.get_param({warned!r})"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "x=[1,"], "Invalid value for --param: 'x=[1,': '[1,' is not a YAML value"),
+    (["-p", "x=a: b: c"], "'a: b: c' is not a YAML value (mapping values are not allowed"),
+    (["--hyper", "x=1,[2"], "Invalid value for --hyper: 'x=1,[2': '[2' is not a YAML value"),
+])
+def test_a_value_that_is_not_yaml_is_a_usage_error(repo: Path, args: list[str],
+                                                   message: str) -> None:
+    done = runyard("run", "calc", *args, "--backend", "local", cwd=repo)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "internal error" not in done.stderr
 
 
 def test_containers_are_hardened(repo: Path) -> None:

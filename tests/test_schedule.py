@@ -291,12 +291,17 @@ def test_due_times_accepts_aware_datetimes_in_any_zone() -> None:
     assert due == [utc(2024, 5, 1, 11), utc(2024, 5, 1, 12)]
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus", "", "../etc/passwd", "Europe", "utc "])
-def test_unknown_zones_are_refused(zone: str) -> None:
+@pytest.mark.parametrize("zone, near", [
+    ("Mars/Olympus", ""), ("", ""), ("../etc/passwd", ""), ("Europe", ""),
+    ("utc ", " (did you mean 'UTC'?)"), ("America/New York", " (did you mean 'America/New_York'?)"),
+    ("europe/pariss", " (did you mean 'Europe/Paris'?)"),
+])
+def test_unknown_zones_are_refused(zone: str, near: str) -> None:
+    """With the IANA name a typo was near, if one is near enough to be meant."""
     with pytest.raises(ValueError) as caught:
         due_times("@daily", zone, utc(2024, 1, 1), utc(2024, 1, 2))
     assert str(caught.value) == (
-        f"unknown timezone {zone!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        f"unknown timezone {zone!r}{near}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
     )
     with pytest.raises(ValueError, match="unknown timezone"):
         next_time("@daily", zone, utc(2024, 1, 1))

@@ -209,6 +209,22 @@ def test_a_scheduler_waits_while_another_holds_the_lock(tmp_path: Path) -> None:
     assert out.splitlines()[-1] == "1 scheduled run"
 
 
+def test_a_run_that_fails_before_it_is_recorded_is_settled_not_claimed_again(
+        tmp_path: Path) -> None:
+    # Runs a killed scheduler claimed are due again (test_recovery); one that failed here
+    # (the swarm backend without a registry: refused before any record) was tried, and is
+    # not tried again at every tick.
+    repo = scheduled_repo(tmp_path / "p", ["nightly"])
+    assert tick(repo, "2030-01-01T00:30:00Z") == []
+    failed = runyard("schedule", "-C", repo, "--once", "--now", "2030-01-01T03:00:20Z",
+                     "--backend", "swarm")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "needs a registry" in failed.stderr
+    assert schedule_state(repo, "nightly")["claims"] == []
+    assert tick(repo, "2030-01-01T03:00:40Z") == []
+    assert scheduled_runs(repo, "nightly") == []
+
+
 def test_schedule_needs_once_for_now(tmp_path: Path) -> None:
     repo = scheduled_repo(tmp_path / "p", ["nightly"])
     done = runyard("schedule", "-C", repo, "--now", "2030-01-01T00:00:00Z")

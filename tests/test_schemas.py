@@ -8,6 +8,7 @@ schema alone must reject, each starting with a `# error: <what>` comment.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+
+from runner.project.schema import pattern_message
 
 ROOT = Path(__file__).parents[1]
 SCHEMAS = ROOT / "schemas"
@@ -144,6 +147,16 @@ def test_objects_with_fixed_keys_forbid_unknown_keys(kind: str) -> None:
     for pointer, node in all_nodes(load_schema(kind)):
         if "properties" in node:
             assert node.get("additionalProperties") is False, pointer
+
+
+@pytest.mark.parametrize("kind", KINDS[:-1])  # a user writes every kind but the run record
+def test_every_pattern_is_explained_in_words(kind: str) -> None:
+    """`validate` never answers a value with a regular expression it does not match."""
+    for pointer, node in all_nodes(load_schema(kind)):
+        if "pattern" in node:
+            assert re.search(node["pattern"], "\x00") is None, pointer
+            message = pattern_message("\x00", node["pattern"])
+            assert "pattern" not in message, f"{pointer}: {message}"
 
 
 @pytest.mark.parametrize("kind", KINDS)

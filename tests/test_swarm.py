@@ -83,7 +83,7 @@ def left_behind(name: str = NAME) -> list[str]:
 
 
 def leftovers(kind: str, name: str = NAME) -> list[str]:
-    """The secrets or configs (`kind`) runs of project `name` left."""
+    """The secrets, configs or volumes (`kind`) runs of project `name` left."""
     done = subprocess.run(["docker", kind, "ls", "-q", "--filter",
                            f"label=dev.runyard.project={name}"],
                           capture_output=True, text=True, check=True)
@@ -396,6 +396,33 @@ def test_services_of_a_lost_runner_are_removed(repo: Path) -> None:
     assert task_containers(f"com.docker.swarm.service.id={lost_service}") == []
     assert left_behind() == []
     assert leftovers("secret") == []
+
+
+def test_a_run_on_docker_removes_what_a_killed_swarm_runner_left(repo: Path) -> None:
+    # A job may name its own backend: the next command that runs something removes a
+    # killed swarm runner's service (its task's container with it), config and scratch
+    # volumes, whichever backend it runs on.
+    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", "napper"], cwd=repo,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _running_task(NAME):
+            assert runner.poll() is None, "the runner ended early"
+            assert time.monotonic() < deadline, "the napper never started"
+            time.sleep(0.2)
+    finally:
+        runner.kill()  # no chance to clean up
+        runner.wait()
+    assert project_services() and leftovers("config") and leftovers("volume")
+    done = runyard("run", "calc", "-p", "x=3", "--backend", "docker", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert "of lost runner" in done.stdout, done.stdout
+    assert left_behind() == []
+    assert leftovers("volume") == []
+    runs = json.loads(runyard("runs", "list", "--json", cwd=repo).stdout)
+    napper = [r for r in runs if r["spec"]["function"] == "napper"]
+    assert napper and napper[0]["status"]["reason"] == "runner lost"
 
 
 def test_containers_of_removed_services_are_removed(repo: Path) -> None:

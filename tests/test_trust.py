@@ -73,8 +73,11 @@ def test_policy_from_settings_and_its_errors() -> None:
     assert policy.limits.disk == 1 << 30 and policy.host_network and policy.build_timeout == 600
     with pytest.raises(RunyardError, match=r"unknown setting runyard\.alloweverything"):
         policy_from({"alloweverything": ["true"]}, "here")
-    with pytest.raises(RunyardError, match="maxdisk"):
-        policy_from({"maxdisk": ["lots"]}, "here")
+    for key in ("maxdisk", "buildmemory"):  # a size, not only memory, and said so
+        with pytest.raises(RunyardError) as caught:
+            policy_from({key: ["1Gb"]}, "here")
+        assert str(caught.value) == (f"here: runyard.{key}: value '1Gb' is not a size: use a "
+                                     "number of bytes or 512Mi, 2Gi, 1G")
     with pytest.raises(RunyardError, match="not true or false"):
         policy_from({"allowhostnetwork": ["maybe"]}, "here")
 

@@ -94,7 +94,8 @@ def test_json_report_of_an_invalid_project(run_cli: RunCli, sample_project: Path
             "file": "jobs/train.yaml",
             "line": 7,
             "col": 17,
-            "message": "no function named 'trainer-v2' (known: data-prep, report, trainer)",
+            "message": "no function named 'trainer-v2'; did you mean 'trainer'? "
+                       "(known: data-prep, report, trainer)",
         }
     ]
 
@@ -139,7 +140,7 @@ def test_one_error_has_a_singular_summary(run_cli: RunCli, sample_project: Path)
     done = run_cli("validate", cwd=sample_project)
     expect(done, 1)
     assert done.stderr.splitlines() == [
-        f"{MISSING_FUNCTION} (known: data-prep, report, trainer)",
+        f"{MISSING_FUNCTION}; did you mean 'trainer'? (known: data-prep, report, trainer)",
         "1 error in 1 file",
     ]
 
@@ -175,8 +176,10 @@ def test_files_check_their_whole_project_once(run_cli: RunCli, tmp_path: Path) -
 def test_files_outside_every_project_check_nothing(run_cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# no project here\n")
     done = run_cli("validate", "README.md", cwd=tmp_path)
-    expect(done, 0)
+    expect(done, 0)  # pre-commit passes every file of a commit
     assert done.stdout == ""
+    # but a person is told, not left with no output at all
+    assert done.stderr == "nothing to check: no runyard project holds README.md\n"
 
 
 def test_a_file_argument_finds_errors_in_other_files_of_its_project(
@@ -292,6 +295,30 @@ def test_a_bad_revision_is_a_clear_user_error(
         assert done.stderr.strip().startswith(f"no revision {revision!r}")
 
 
+@pytest.mark.parametrize("command", [
+    ["validate", "--revision", "HEAD"], ["plan"], ["status"], ["functions"],
+    ["functions", "show", "trainer"], ["diff"], ["schedule", "--once"],
+])
+def test_a_repository_with_no_commit_yet_says_so(
+    run_cli: RunCli, sample_project: Path, command: list[str]
+) -> None:
+    """Not only that HEAD is unknown: that nothing is committed, and what to do."""
+    make_repo(sample_project)
+    done = run_cli(*command, cwd=sample_project)
+    expect(done, 1)
+    assert done.stderr.splitlines()[-1].endswith(
+        ": the repository has no commit yet (commit the project first)")
+    assert "index" not in done.stderr  # no results branch: nothing to say of its index
+
+
+def test_runs_list_before_the_first_run_is_empty_and_quiet(
+    run_cli: RunCli, sample_repo: Path
+) -> None:
+    done = run_cli("runs", "list", "--json", cwd=sample_repo)
+    expect(done, 0)
+    assert (json.loads(done.stdout), done.stderr) == ([], "")
+
+
 def test_revision_outside_a_git_repository_is_a_clear_user_error(
     run_cli: RunCli, sample_project: Path
 ) -> None:
@@ -378,6 +405,22 @@ def test_what_a_schema_error_removes_is_not_reported_missing(run_cli: RunCli, tm
         "handler: must be a string, not a list",
         "secrets: must be a list, not a string",
     ], done.stderr  # no "needs code or command", "has no handler", "not one of the project's secrets"
+
+
+def test_keys_missing_together_are_named_each_once(run_cli: RunCli, tmp_path: Path) -> None:
+    """jsonschema reports each missing key apart, alike: one problem names them all."""
+    project = copy_project(CORPUS_BASE, tmp_path / "project")
+    (project / "jobs" / "bare.yaml").write_text("kind: job\n")
+    (project / "pipelines" / "steps.yaml").write_text(
+        "apiVersion: runyard/v1\nkind: pipeline\nname: steps\nsteps:\n  - {name: one}\n  - {}\n")
+    done = run_cli("validate", ".", cwd=project)
+    expect(done, 1)
+    assert done.stderr.splitlines() == [
+        "jobs/bare.yaml:1:1: missing required keys 'apiVersion', 'name' and 'run'",
+        "pipelines/steps.yaml:5:5: steps[0]: missing required key 'function'",
+        "pipelines/steps.yaml:6:5: steps[1]: missing required keys 'name' and 'function'",
+        "3 errors in 2 files",
+    ]
 
 
 WRONG_VALUES = (None, "x", 0, [], {})
@@ -589,3 +632,18 @@ def test_validating_imports_neither_docker_nor_git(sample_project: Path) -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.splitlines() == [OK_SAMPLE, "loaded:"]
+
+
+# what `run` refuses as the project loads, before anything is built
+
+
+@pytest.mark.parametrize("target, said", [
+    ("tarin", "no job or function named 'tarin'; did you mean 'train'? (jobs: "),
+    ("training", "'training' is a pipeline, not a job or function; run a job that runs it: tune"),
+])
+def test_run_names_what_the_target_was_near(run_cli: RunCli, sample_repo: Path, target: str,
+                                            said: str) -> None:
+    done = run_cli("run", target, "--backend", "local", cwd=sample_repo)
+    expect(done, 1)
+    assert done.stderr.startswith(said)
+    assert git(sample_repo, "branch", "--list", "runyard/results") == ""  # nothing recorded

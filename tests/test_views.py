@@ -162,6 +162,45 @@ def test_a_malformed_where_says_why(runs: Runs) -> None:
     assert "--where 'accuracy >': unexpected end of condition" in done.stderr
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--where", "acuracy > 0.5"], "--where: no run listed has a result or param named "
+                                   "'acuracy'; did you mean 'accuracy'? (results and params: "),
+    (["--sort", "-acuracy"], "--sort: no run listed has a result named 'acuracy'; did you mean "
+                             "'accuracy'? (results: "),
+    (["--job", "handoff", "--sort", "accuracy"], "no run listed has a result named 'accuracy'"),
+])
+def test_a_where_or_sort_on_a_name_no_run_has_is_an_error(runs: Runs, args: list[str],
+                                                          said: str) -> None:
+    """A misspelt name would list nothing or leave the order as it is, without a word."""
+    done = runyard("runs", "list", *args, cwd=runs.repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert said in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["runs", "show", "0"], ["pushes", "list"],
+                                     ["diff"], ["report", "-o", "site"]])
+def test_a_results_branch_named_that_is_not_there_is_an_error(runs: Runs, command: list[str],
+                                                              tmp_path: Path) -> None:
+    """Not an empty listing: a misspelt --branch is said as such."""
+    done = runyard(*command, "--branch", "runyard/result", "-C", str(runs.repo), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"no branch 'runyard/result' in {runs.repo / '.git'}")
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--state", "complete"], "Invalid value for '--state': 'complete' is not one of 'pending', "),
+    (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1."),
+    (["--limit", "-1"], "Invalid value for '--limit': -1 is not in the range x>=1."),
+])
+def test_a_state_or_limit_that_means_nothing_is_a_usage_error(runs: Runs, args: list[str],
+                                                              said: str) -> None:
+    """Not an empty table (a misspelt state) or all but the last run (a negative limit)."""
+    done = runyard("runs", "list", *args, cwd=runs.repo)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr
+
+
 @pytest.mark.parametrize("env", [{}, {"NO_COLOR": "1"}])
 def test_plain_output_has_no_escape_codes(runs: Runs, env: dict[str, str]) -> None:
     out = ok(runyard("runs", "list", "--all", cwd=runs.repo, env=env))

@@ -11,7 +11,8 @@ import click
 from runner.cli.common import echo_json, fancy
 from runner.cli.runs import open_results, results_options
 from runner.errors import RunyardError
-from runner.git import commit_of, log
+from runner.git import log
+from runner.project.source import commit_named
 
 if TYPE_CHECKING:
     from runner.project.model import Project
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
                    "'accuracy < -0.01' fails when accuracy fell by more than 0.01; a name no pair "
                    "has as a number at both revisions is an error.")
 @click.option("--md", "as_markdown", is_flag=True, help="A Markdown report, for a pull request.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def diff(project_dir: Path, branch: str | None, revisions: str | None, job: str | None,
          better: Sequence[str], fail_if: str | None, as_markdown: bool, as_json: bool) -> None:
     """Each job's newest results at revision A against those at B: trials joined by their
@@ -91,22 +92,15 @@ def _print(found: Diff, as_markdown: bool, as_json: bool) -> None:
 def _revisions(git_dir: Path, text: str | None, with_results: Set[str]) -> tuple[str, str]:
     """(A, B) as full commit ids, from `A..B`, `A`, `..B` or nothing."""
     old_text, dots, new_text = (text or "").partition("..")
-    new = _commit(git_dir, new_text if dots and new_text else "HEAD")
+    new = commit_named(git_dir, new_text if dots and new_text else "HEAD")
     if old_text:
-        return _commit(git_dir, old_text), new
+        return commit_named(git_dir, old_text), new
     earlier = [c.commit for c in log(git_dir, new)[1:] if c.commit in with_results]
     if not earlier:
         raise RunyardError(f"no revision before {new[:12]} has results to compare with: "
                            "name one, as in `runyard diff A..B`")
     return earlier[0], new
 
-
-def _commit(git_dir: Path, revision: str) -> str:
-    found = commit_of(git_dir, revision)
-    if found is None:
-        raise RunyardError(f"unknown revision {revision!r}: no commit of this repository has "
-                           "that name")
-    return found
 
 
 class _CodeAt:

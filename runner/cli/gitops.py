@@ -12,9 +12,11 @@ import click
 
 from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
-from runner.git import Location, commit_of, find_repository
+from runner.git import Location, find_repository
+from runner.project.source import commit_named
 from runner.record.model import PushRecord
 
+BACKEND_HELP = "Where the runs go (default: the job's backend, else the project's)."
 NO_ENGINE = ("no Docker engine answered: environment hashes leave out the base image ids, "
              "so they may differ from the images `build` makes")
 
@@ -31,7 +33,7 @@ def _repo(path: Path) -> Location:
 @click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
               default=Path("."), show_default=True, help="The project folder (or repository).")
 @click.option("--path", "prefix", help="The project's folder inside the repository.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: bool) -> None:
     """What a push from OLD to NEW would build and run, and why.
 
@@ -63,14 +65,8 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
 
 def _revision(git_dir: Path, revision: str) -> str | None:
     """The commit a revision the user named is (None for none); a typo is their error."""
-    return _commit(git_dir, revision) if revision else None
+    return commit_named(git_dir, revision) if revision else None
 
-
-def _commit(git_dir: Path, revision: str) -> str:
-    found = commit_of(git_dir, revision)
-    if found is None:
-        raise RunyardError(f"no revision {revision!r} in {git_dir}")
-    return found
 
 
 @click.command("on-push")
@@ -81,8 +77,8 @@ def _commit(git_dir: Path, revision: str) -> str:
 @click.option("--after", metavar="NEW", help="The pushed revision (CI systems).")
 @click.option("--ref", default=None, help="The pushed ref, e.g. refs/heads/main.")
 @click.option("--force", is_flag=True, help="Run again what already ran (no memoization).")
-@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]), help=BACKEND_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the push records as JSON.")
 def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
             ref: str | None, force: bool, backend: str | None, as_json: bool) -> None:
     """Process a push: validate, plan, build, run and record it.
@@ -95,7 +91,8 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     git_dir = _repo(repo_dir).repository.git_dir
     if after:
         old = None if not before or set(before) == {"0"} else before
-        updates = [RefUpdate(old, _commit(git_dir, after), ref or f"refs/heads/{default_branch(git_dir)}")]
+        updates = [RefUpdate(old, commit_named(git_dir, after),
+                             ref or f"refs/heads/{default_branch(git_dir)}")]
     else:
         updates = parse_updates(sys.stdin.read())
     options = PushOptions(prefix, force, backend,
@@ -191,8 +188,8 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
 
 @click.command()
 @click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
-              default=Path("."), show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+              default=Path("."), show_default=True, help="The project folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print each job's state as JSON.")
 def status(project_dir: Path, as_json: bool) -> None:
     """Which jobs' newest results are stale against HEAD, and why."""
     from runner.plan import make_plan
@@ -249,7 +246,7 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
 @click.option("--path", "prefix", default="", help="The project's folder inside the repository.")
 @click.option("--once", is_flag=True, help="Run what is due now, then stop.")
 @click.option("--now", "now_text", metavar="ISO-TIME", help="Pretend it is this time (with --once).")
-@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]))
+@click.option("--backend", type=click.Choice(["docker", "local", "swarm"]), help=BACKEND_HELP)
 def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
              now_text: str | None, backend: str | None) -> None:
     """Run the jobs with `triggers.schedule` when they are due (cron, UTC unless the

@@ -94,7 +94,7 @@ def hub_show(spec: str, location: str | None, as_json: bool) -> None:
 def hub_add(spec: str, new_name: str | None, location: str | None, project_dir: Path) -> None:
     """Copy a hub function (definition and code) into the project, as NAME or NEW-NAME."""
     name, version = _split(spec)
-    target = new_name or name
+    target = name if new_name is None else new_name  # `--as ""` is refused, not ignored
     _check_name(target)
     root = find_project_root(project_dir)
     with open_hub(location) as found:

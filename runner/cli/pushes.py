@@ -22,7 +22,7 @@ def pushes(ctx: click.Context) -> None:
 
 @pushes.command("list")
 @results_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the push records as JSON.")
 def list_(project_dir: Path, branch: str | None, as_json: bool) -> None:
     """Every push record, the newest received first."""
     found = open_results(project_dir, branch).pushes()
@@ -35,7 +35,7 @@ def list_(project_dir: Path, branch: str | None, as_json: bool) -> None:
 @pushes.command()
 @results_options
 @click.argument("revision")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the push records as JSON.")
 def show(project_dir: Path, branch: str | None, revision: str, as_json: bool) -> None:
     """The records of a pushed REVISION (a prefix), one per ref it was pushed to."""
     found = pushes_of(open_results(project_dir, branch).pushes(), revision)

@@ -52,7 +52,8 @@ def report(project_dir: Path, branch: str | None, output: Path) -> None:
 
 @click.command()
 @results_options
-@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="The port to listen on (0: any free one).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="The address to listen on (only this machine by default).")
 def ui(project_dir: Path, branch: str | None, port: int, host: str) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -16,6 +18,10 @@ from runner.errors import RunyardError
 from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
 
+if TYPE_CHECKING:
+    from runner.project.model import Project
+    from runner.project.source import ProjectSource
+
 
 def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
     pairs: dict[str, Any] = {}
@@ -23,13 +29,23 @@ def _pairs(values: tuple[str, ...], what: str, parse: bool) -> dict[str, Any]:
         name, sep, raw = value.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint=what)
-        pairs[name] = yaml.safe_load(raw) if parse and raw else raw
+        pairs[name] = _yaml_value(raw, value, what) if parse and raw else raw
     return pairs
 
 
 def _hyper(values: tuple[str, ...]) -> dict[str, list[Any]]:
-    return {name: [yaml.safe_load(v) for v in raw.split(",")]
+    return {name: [_yaml_value(v, f"{name}={raw}", "--hyper") for v in raw.split(",")]
             for name, raw in _pairs(values, "--hyper", False).items()}
+
+
+def _yaml_value(raw: str, given: str, what: str) -> Any:
+    """A value written on the command line, read as YAML (3 a number, '3' a string)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "not YAML"
+        raise click.BadParameter(f"{given!r}: {raw!r} is not a YAML value ({problem}); "
+                                 "quote it to pass it as text", param_hint=what) from None
 
 
 @click.command()
@@ -61,26 +77,38 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     working tree, unless --local-changes says so. Ctrl-C stops the runs and
     records them as aborted.
     """
+    from runner.project.source import DirectorySource
     from runner.record.results import new_uid
     from runner.run.launch import run_interruptibly, run_target
     from runner.run.session import session_for
 
+    if revision is not None and local_changes:
+        raise click.UsageError("--revision runs a commit and --local-changes the working tree: "
+                               "give one of them")
     if uid is not None and not re.fullmatch(r"[0-9a-f]{6,64}", uid):
         raise RunyardError(f"--uid {uid!r}: a uid is 6 to 64 lower-case hexadecimal digits")
     uid = uid or new_uid()
-    if detach:
-        _detach(uid, project_dir)
-        return
     if selector and not (selector.startswith(("min.", "max.")) and len(selector) > 4):
         raise click.BadParameter(f"{selector!r} is not min.KEY or max.KEY", param_hint="--selector")
+    given_params, given_inputs = _pairs(params, "--param", True), _pairs(inputs, "--input", False)
+    given_hyper = _hyper(hyper)
+    if detach:
+        # what would fail at once fails here, not in a process nobody watches
+        _check_target(project_dir, revision, local_changes, target, handler, given_inputs,
+                      [*given_params, *given_hyper])
+        _detach(uid, project_dir)
+        return
     progress = _Progress(uid, quiet=as_json)
     interrupt_on_sigterm()
     with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=progress.line, job=target) as session:
+                     on_line=progress.line, job=target, handler=handler,
+                     inputs=given_inputs) as session:
         session.on_record = progress.record
+        _warn_of_ignored(session.project, DirectorySource(session.code), target, handler,
+                         [*given_params, *given_hyper])
         record = run_interruptibly(session, lambda: run_target(
-            session, target, uid, handler=handler, params=_pairs(params, "--param", True),
-            inputs=_pairs(inputs, "--input", False), hyper=_hyper(hyper), selector=selector))
+            session, target, uid, handler=handler, params=given_params,
+            inputs=given_inputs, hyper=given_hyper, selector=selector))
         branch = session.results.branch
     if as_json:
         echo_json(record.to_dict())
@@ -115,6 +143,29 @@ class _Progress:
         why = f" ({status.reason})" if status.reason else ""
         click.echo(f"trial {meta.iteration}: {status.state}{why} {results}"
                    f"  [{len(self.trials)} done, {failed} failed]")
+
+
+def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
+                  target: str, handler: str | None, inputs: dict[str, str],
+                  params: list[str]) -> None:
+    """The project loads as the run would load it, and `target`, `handler` and `inputs`
+    can run in it."""
+    from runner.project.loader import load_project
+    from runner.run.session import open_project, require_runnable
+
+    source, _ = open_project(project_dir, revision, local_changes)
+    with closing(source):
+        project = load_project(source)
+        require_runnable(project, source, target, handler, inputs)
+        _warn_of_ignored(project, source, target, handler, params)
+
+
+def _warn_of_ignored(project: Project, source: ProjectSource, target: str, handler: str | None,
+                     params: Iterable[str]) -> None:
+    from runner.project.checks import ignored_params
+
+    for warning in ignored_params(project, source, target, handler, params):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _detach(uid: str, project_dir: Path) -> None:

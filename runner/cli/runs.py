@@ -6,14 +6,14 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 
 from runner.cli.common import closed_at_end, echo_json
 from runner.errors import RunyardError
 from runner.git import find_repository
-from runner.record.model import RunRecord
+from runner.record.model import RunRecord, State
 from runner.record.results import ResultsBranch
 from runner.views.tables import compare_lines
 
@@ -22,7 +22,13 @@ def open_results(project_dir: Path, branch: str | None) -> ResultsBranch:
     found = find_repository(project_dir)
     if found is None:
         raise RunyardError(f"{project_dir} is not in a git repository")
-    return closed_at_end(ResultsBranch(found.repository.git_dir, branch or _branch_of(project_dir)))
+    results = closed_at_end(ResultsBranch(found.repository.git_dir,
+                                          branch or _branch_of(project_dir)))
+    if branch is not None and results.store.tip() is None:
+        # the project's own branch before its first run is empty; one named by hand is a typo
+        raise RunyardError(f"no branch {branch!r} in {found.repository.git_dir} (nor "
+                           f"origin/{branch}): name the results branch, or leave --branch out")
+    return results
 
 
 def _branch_of(project_dir: Path) -> str:
@@ -53,12 +59,13 @@ def runs() -> None:
 @runs.command("list")
 @results_options
 @click.option("--job", help="Only the runs of this job.")
-@click.option("--state", help="Only runs in this state.")
+@click.option("--state", type=click.Choice(get_args(State)), help="Only runs in this state.")
 @click.option("--where", metavar="EXPR",
               help="Only runs whose results and params meet EXPR: 'accuracy > 0.9 and depth == 3'.")
 @click.option("--sort", metavar="[-]RESULT", help="Sort by a result (descending with '-').")
 @click.option("--all", "unfold", is_flag=True, help="Each run's trials and steps under it.")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="At most this many top-level runs.")
 @click.option("--json", "as_json", is_flag=True,
               help="The records of the runs listed (with --all, their children's too).")
 def list_(project_dir: Path, branch: str | None, job: str | None, state: str | None,
@@ -85,7 +92,8 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
 @click.argument("uid")
 @click.option("--code", is_flag=True,
               help="Print the definition and code of the function the run used, at its revision.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the record (or, with --code, "
+              "the files) as JSON.")
 def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: bool) -> None:
     """Exactly what ran: revision and tree, function and handler, image, environment hash,
     code, inputs with their hashes, params by level and resolved, trigger, host, times,
@@ -146,7 +154,9 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
     record = results.read(results.find(uid))
     found = [a.hash for a in record.status.artifacts if a.key == key and a.hash]
     if not found:
-        raise RunyardError(f"run {uid} has no artifact {key!r}")
+        keys = ", ".join(sorted({a.key for a in record.status.artifacts})) or "none"
+        raise RunyardError(f"run {record.metadata.uid} has no artifact {key!r} "
+                           f"(its artifacts: {keys})")
     store_root = _store(project_dir)
     path = ArtifactStore(store_root[0], store_root[1]).path_of(found[0])
     if not path.is_file():
@@ -154,7 +164,11 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
     if output is None:
         sys.stdout.buffer.write(path.read_bytes())
     else:
-        shutil.copyfile(path, output)
+        try:
+            shutil.copyfile(path, output)
+        except OSError as error:
+            raise RunyardError(f"cannot write artifact {key!r} to {output}: "
+                               f"{error.strerror or error}") from None
         click.echo(f"wrote {output}")
 
 

@@ -44,6 +44,9 @@ def validate(paths: tuple[Path, ...], revision: str | None, as_json: bool) -> No
         click.echo(f"warning: {warning}", err=True)
     if problems:
         raise ProjectInvalid(problems)
+    if not checked:  # only files outside any project: fine for pre-commit, said for a person
+        click.echo(f"nothing to check: no runyard project holds {', '.join(map(str, paths))}",
+                   err=True)
     for project in checked:
         click.echo(
             f"ok: project {project.name!r}: {_count(project.functions, 'function')}, "

@@ -22,6 +22,45 @@ def check_project(project: Project, source: ProjectSource,
     return _Checker(project, source, unchecked).run()
 
 
+def handler_problem(project: Project, source: ProjectSource, function: Function,
+                    handler: str) -> str | None:
+    """What is wrong with calling `handler` of `function`, as `validate` says it, or None."""
+    return _Checker(project, source, frozenset()).handler_problem(function, handler)
+
+
+def ignored_params(project: Project, source: ProjectSource, target: str, handler: str | None,
+                   names: Iterable[str]) -> list[str]:
+    """What to say of each param in `names`, given for a run of `target` (a job or a
+    function), that neither its handler takes as an argument nor the project or job sets:
+    a typo, most likely, which the run would pass over (it has the param only through
+    context.get_param)."""
+    job = project.jobs.get(target)
+    names = [name for name in names if name not in project.params
+             and (job is None or name not in job.params)]
+    if not names:
+        return []  # the usual case: no code is read
+    function = project.functions.get(job.run.function or "" if job else target)
+    chosen = handler or (job.run.handler if job else None) or (function and function.handler)
+    if function is None or not chosen:
+        return []  # a pipeline job: each step takes what it takes
+    takes = _Checker(project, source, frozenset()).handler_arguments(function, chosen)
+    if takes is None:
+        return []
+    named = ", ".join(sorted(takes - {"context"})) or "no params"
+    return [f"param {name!r}: handler {chosen!r} takes no argument of that name (it takes: "
+            f"{named}); the run has it only through "
+            f"context.get_param({name!r})" for name in names if name not in takes]
+
+
+def input_problem(project: Project, source: ProjectSource, uri: str) -> str | None:
+    """What is wrong with `uri` as a job's input, as `validate` says it, or None."""
+    if is_repo_path(uri):
+        return _Checker(project, source, frozenset()).repo_path_problem(uri)
+    if step_ref(uri) is not None:
+        return "step:// inputs are only for pipeline steps"
+    return refs.input_uri_problem(uri)
+
+
 def repo_path_problem(path: str) -> str | None:
     """Why `path` is not a path of the project as written in its files, or None.
 
@@ -158,12 +197,16 @@ class _Checker:
                   folder_ok: bool = False) -> bool:
         """Whether `value` is a file (or, if `folder_ok`, a folder) of the project; a problem
         at `path` if not."""
-        why = repo_path_problem(value) or self.unreachable(value)
-        if why is None and not folder_ok and self.source.is_dir(value):
-            why = f"{value!r} is a folder, not a file"
+        why = self.repo_path_problem(value, folder_ok)
         if why is not None:
             self.add(doc, path, f"{what} {why}")
         return why is None
+
+    def repo_path_problem(self, value: str, folder_ok: bool = False) -> str | None:
+        why = repo_path_problem(value) or self.unreachable(value)
+        if why is None and not folder_ok and self.source.is_dir(value):
+            why = f"{value!r} is a folder, not a file"
+        return why
 
     def unreachable(self, value: str) -> str | None:
         """Why the file or folder `value` cannot be read, or None."""
@@ -187,32 +230,56 @@ class _Checker:
             self.problems.extend(notebooks.problems(file, text))
 
     def handler(self, function: Function, handler: str, doc: Document | None, path: Path) -> None:
+        why = self.handler_problem(function, handler)
+        if why is not None:
+            self.add(doc, path, why)
+
+    def handler_problem(self, function: Function, handler: str) -> str | None:
+        """What is wrong with calling `handler` of `function`, or None."""
         if function.command is not None:
-            self.add(doc, path, f"function {function.name!r} runs a `command`; it has no handlers")
-            return
+            return f"function {function.name!r} runs a `command`; it has no handlers"
         if function.is_notebook:
-            self.add(doc, path, f"function {function.name!r} runs a notebook; {_NO_NOTEBOOK_HANDLER}")
-            return
+            return f"function {function.name!r} runs a notebook; {_NO_NOTEBOOK_HANDLER}"
         code = function.code
         if code is None or repo_path_problem(code) or self.unreachable(code):
-            return  # the function's own check says what is wrong with its code
+            return None  # the function's own check says what is wrong with its code
         if not self.is_python(code):
-            self.add(doc, path, f"handler {handler!r}: {code!r} is not Python code (a .py file or a "
-                                "package folder); run code in other languages with `command`")
-            return
+            return (f"handler {handler!r}: {code!r} is not Python code (a .py file or a "
+                    "package folder); run code in other languages with `command`")
         module, _, name = handler.rpartition(".")
         candidates = _module_files(code, module, self.source.is_dir(code))
         if not candidates:
-            self.add(doc, path, f"handler {handler!r}: {code} is a file, so name a function in it")
-            return
+            return f"handler {handler!r}: {code} is a file, so name a function in it"
         for candidate in candidates:
             if not self.source.lexists(candidate):
                 continue
             names = self.top_level_names(candidate)
             if names is not None and name not in names:
-                self.add(doc, path, f"handler {name!r} is not defined in {candidate}")
-            return  # names is None: the module's own problem is reported
-        self.add(doc, path, f"handler {handler!r}: no module {' or '.join(candidates)}")
+                return f"handler {name!r} is not defined in {candidate}"
+            return None  # names is None: the module's own problem is reported
+        return f"handler {handler!r}: no module {' or '.join(candidates)}"
+
+    def handler_arguments(self, function: Function, handler: str) -> frozenset[str] | None:
+        """The names a Python handler takes, read from its `def`; None where that does not
+        tell (not Python, no such plain `def`, a decorator, `**kwargs`)."""
+        code = function.code
+        if function.command is not None or function.is_notebook or code is None \
+                or repo_path_problem(code) or self.unreachable(code) or not self.is_python(code):
+            return None
+        module, _, name = handler.rpartition(".")
+        existing = [path for path in _module_files(code, module, self.source.is_dir(code))
+                    if self.source.lexists(path)]
+        text = self.text(existing[0]) if existing else None
+        try:
+            tree = ast.parse(text) if text is not None else None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            tree = None
+        found = [node for node in (tree.body if tree else [])
+                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name]
+        if len(found) != 1 or found[0].decorator_list or found[0].args.kwarg:
+            return None
+        args = found[0].args
+        return frozenset(arg.arg for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs])
 
     def is_python(self, code: str) -> bool:
         return code.endswith(".py") or self.source.is_dir(code)
@@ -262,7 +329,9 @@ class _Checker:
                          "name one in the step (`handler:`) or the function")
             for name in step.after:
                 if pipeline.step(name) is None and _all_steps(pipeline):
-                    self.add(doc, (*path, "after"), f"`after` names no step {name!r} of this pipeline")
+                    near = _did_you_mean(name, [other.name for other in pipeline.steps])
+                    self.add(doc, (*path, "after"),
+                             f"`after` names no step {name!r} of this pipeline{near}")
             self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
         if len(seen) == len(pipeline.steps):  # with a name used twice, "cycles" mislead
             self.acyclic(pipeline)
@@ -292,7 +361,8 @@ class _Checker:
         if source is None and not _all_steps(pipeline):
             pass  # it may be a step lost to a schema error
         elif source is None:
-            self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}")
+            near = _did_you_mean(name, [step.name for step in pipeline.steps])
+            self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}{near}")
         elif name == here or name not in earlier:
             self.add(doc, at, f"step://{name}: step {name!r} does not come before {here!r}")
         elif output is None:
@@ -381,7 +451,14 @@ class _Checker:
     def unknown(self, kind: str, name: str) -> str:
         known = {"function": self.project.functions, "pipeline": self.project.pipelines}[kind]
         names = ", ".join(sorted(known)) or "none"
-        return f"no {kind} named {name!r} (known: {names})"
+        return f"no {kind} named {name!r}{_did_you_mean(name, known)} (known: {names})"
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    import difflib  # only on the error path: not a cost of every command
+
+    near = difflib.get_close_matches(name, sorted(names), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _lost(doc: Document | None, path: Path) -> bool:

@@ -4,6 +4,7 @@ then check what crosses files. All problems are collected and raised at once."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -195,7 +196,8 @@ class _Builder:
         )
 
     def limits(self, doc: Document, data: Mapping[str, Any] | None) -> Limits:
-        given = {key: self.parsed(doc, ("limits", key), value, units.parse_memory)
+        given = {key: self.parsed(doc, ("limits", key), value,
+                                  functools.partial(units.parse_memory, what=f"limits.{key}"))
                  for key, value in (data or {}).items()}
         return Limits(**{key: value for key, value in given.items() if value is not None})
 

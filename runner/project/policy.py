@@ -188,7 +188,7 @@ def policy_from(values: Mapping[str, list[str]], where: str) -> Policy:
         name = GIT_KEYS[key]
         try:
             if name in ("results", "artifact", "disk", "log"):
-                limits[name] = units.parse_memory(found[-1])
+                limits[name] = units.parse_memory(found[-1], what="value")
             else:
                 fields[name] = _PARSERS[name](found)
         except ValueError as error:
@@ -204,7 +204,7 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "shared": lambda found: _shared_path(found[-1]),
     "base_images": tuple,
     "build_timeout": lambda found: units.parse_duration(found[-1]),
-    "build_memory": lambda found: units.parse_memory(found[-1]),
+    "build_memory": lambda found: units.parse_memory(found[-1], what="value"),
     "host_network": lambda found: _boolean(found[-1]),
     "private_urls": lambda found: _boolean(found[-1]),
     "local_backend": lambda found: _boolean(found[-1]),

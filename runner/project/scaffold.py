@@ -32,7 +32,11 @@ def init_project(target: Path, name: str | None, template: str = "basic",
     if target.exists() and any(target.iterdir()) and not force:
         raise RunyardError(f"{target} is not empty; use --force to write into it anyway")
     created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunyardError(f"cannot make the folder {target}: "
+                           f"{error.strerror or error}") from None
     try:
         if baseline is None:
             _render(package_file("templates", "init", template), target, name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -55,7 +54,7 @@ class SchemaSet:
             return Checked([], doc)
         errors = list(self.validator(kind).iter_errors(doc.data))
         problems = [problem for error in errors for problem in _describe(doc, error)]
-        return Checked(problems, _usable(doc, errors))
+        return Checked(list(dict.fromkeys(problems)), _usable(doc, errors))
 
     def schema(self, kind: str) -> dict[str, Any]:
         if kind not in self.schemas:
@@ -378,6 +377,8 @@ def _describe(doc: Document, error: ValidationError) -> Iterator[Problem]:
     prefix = f"{where}: " if where else ""
     schema: Any = error.schema
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        import difflib  # as jsonschema, only for a file that has errors
+
         known = list(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(known)):
             hint = difflib.get_close_matches(key, known, n=1)
@@ -398,15 +399,17 @@ def _message(error: ValidationError) -> str:
         case "type":
             wanted = " or ".join(_type_name(t) for t in ([rule] if isinstance(rule, str) else rule))
             return f"must be {wanted}, not {_JSON_TYPES.get(type(value), type(value).__name__)}"
-        case "required":
-            missing = [key for key in rule if key not in value]
-            return f"missing required key {missing[0]!r}" if missing else str(error.message)
+        case "required":  # jsonschema makes one error per key missing, all alike: one message
+            missing = [repr(key) for key in rule if key not in value]
+            if len(missing) > 1:
+                return f"missing required keys {', '.join(missing[:-1])} and {missing[-1]}"
+            return f"missing required key {missing[0]}" if missing else str(error.message)
         case "enum":
             return f"{value!r} is not one of: {', '.join(map(str, rule))}"
         case "const":
             return f"must be {rule!r}, not {value!r}"
         case "pattern":
-            return _pattern_message(value, rule)
+            return pattern_message(value, rule)
         case "minItems":
             return f"must have at least {rule} item{'s' if rule != 1 else ''}"
         case "uniqueItems":
@@ -434,14 +437,37 @@ def _names_message(error: ValidationError) -> str:
     return f"{bad!r} is not a valid key here: use letters, digits and '_'"
 
 
-def _pattern_message(value: Any, pattern: str) -> str:
+def pattern_message(value: Any, pattern: str) -> str:
+    """What is wrong with `value`, which `pattern` of a schema refused, in words."""
     if pattern == NAME_PATTERN:
         return (f"{value!r} is not a valid name: lower-case letters, digits and '-', "
                 "starting with a letter, at most 63 characters")
     if pattern == IDENTIFIER_PATTERN:
         return f"{value!r} is not a valid name: letters, digits and '_', not starting with a digit"
     rule = _RULES.get(pattern)
-    return (rule(value) if rule else None) or f"{value!r} does not match the pattern {pattern}"
+    words = _WORDS.get(pattern)
+    return ((rule(value) if rule else None) or (f"{value!r} {words}" if words else None)
+            or f"{value!r} does not match the pattern {pattern}")
+
+
+# What the other patterns of the schemas ask for, in words (tests/test_schemas.py checks
+# that no pattern of a schema is left without them).
+_WORDS: dict[str, str] = {
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$":
+        "is not a handler: a Python function's name, or MODULE.FUNCTION (train, models.train)",
+    r"^(min|max)\.[A-Za-z_][A-Za-z0-9_.-]*$":
+        "is not a selector: write max.RESULT or min.RESULT (max.accuracy, min.loss)",
+    r"^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[A-Za-z0-9_.-]+)"
+    r"|engine\.labels\.[A-Za-z0-9_.-]+)\s*(==|!=)\s*[^\s=!]+$":
+        "is not a placement constraint: write ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, the "
+        "attribute one of node.id, node.hostname, node.role, node.platform.os, "
+        "node.platform.arch, node.labels.NAME, engine.labels.NAME (node.labels.gpu==true)",
+    r"^[A-Za-z_][A-Za-z0-9_-]*$":
+        "is not a valid output name: letters, digits, '_' and '-', not starting with a "
+        "digit or '-'",
+    r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$":
+        "is not a registry: HOST or HOST:PORT (registry.internal:5000)",
+}
 
 
 # The rules of runner/refs.py that the schemas state as patterns say what is wrong in their words.

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Protocol
 
 from runner.errors import RunyardError
-from runner.git import ObjectReader, Repository, TreeEntry, find_repository, list_tree
+from runner.git import (
+    ObjectReader,
+    Repository,
+    TreeEntry,
+    commit_of,
+    find_repository,
+    list_tree,
+)
 
 MAX_LINKS = 40  # as many as Linux follows in one path
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -222,6 +229,23 @@ class DirectorySource:
         """Nothing is held open between reads of a directory."""
 
 
+def commit_named(git_dir: Path, revision: str) -> str:
+    """The commit a revision the user named is; a typo is their error."""
+    found = commit_of(git_dir, revision)
+    if found is None:
+        raise no_revision(git_dir, revision)
+    return found
+
+
+def no_revision(git_dir: Path, revision: str) -> RunyardError:
+    """The error for a revision that names no commit: in a repository with no commit
+    yet, that is what the user has to hear, not that HEAD is unknown."""
+    if commit_of(git_dir, "HEAD") is None:
+        return RunyardError(f"no revision {revision!r} in {git_dir}: the repository has no "
+                            "commit yet (commit the project first)")
+    return RunyardError(f"no revision {revision!r} in {git_dir}")
+
+
 class GitSource:
     """A project at one revision of a git repository, possibly under a sub-folder.
 
@@ -238,7 +262,7 @@ class GitSource:
         found = self.reader.commit_of(revision)
         if found is None:
             self.reader.close()
-            raise RunyardError(f"no revision {revision!r} in {self.git_dir}")
+            raise no_revision(self.git_dir, revision)
         self.revision: str | None = found
         try:
             self.entries = self._list_tree(revision)

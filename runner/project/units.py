@@ -51,19 +51,20 @@ def parse_cpu(value: object) -> float:
     return _positive(cpus, value, "cpu", _CPU_EXAMPLES)
 
 
-def parse_memory(value: object) -> int:
-    """A size in bytes: 1048576, "512Mi", "2Gi", "1G", "100M", "1024Ki", "1k"."""
-    text = _text(value, "memory", "size", _MEMORY_EXAMPLES)
+def parse_memory(value: object, what: str = "memory") -> int:
+    """A size in bytes: 1048576, "512Mi", "2Gi", "1G", "100M", "1024Ki", "1k"; `what`
+    names the value in an error (memory, limits.disk, ...)."""
+    text = _text(value, what, "size", _MEMORY_EXAMPLES)
     match = _MEMORY_RE.fullmatch(text)
     if match is None:
-        raise ValueError(f"memory {_show(value)} is not a size: {_MEMORY_EXAMPLES}")
+        raise ValueError(f"{what} {_show(value)} is not a size: {_MEMORY_EXAMPLES}")
     number, suffix = match.groups()
     size = float(number) * _MEMORY_FACTORS[suffix]
-    _positive(size, value, "memory", _MEMORY_EXAMPLES)
+    _positive(size, value, what, _MEMORY_EXAMPLES)
     if size < 1:
-        raise ValueError(f"memory {_show(value)} is less than one byte: {_MEMORY_EXAMPLES}")
+        raise ValueError(f"{what} {_show(value)} is less than one byte: {_MEMORY_EXAMPLES}")
     if not size.is_integer() and suffix is None:
-        raise ValueError(f"memory {_show(value)} is not a whole number of bytes")
+        raise ValueError(f"{what} {_show(value)} is not a whole number of bytes")
     # Exact integer arithmetic for whole numbers: float would round sizes above 2**53.
     if re.fullmatch(r"\+?\d+", number):
         return int(number) * _MEMORY_FACTORS[suffix]

@@ -224,9 +224,20 @@ def zone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-        raise ValueError(
-            f"unknown timezone {tz!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
-        ) from None
+        raise ValueError(f"unknown timezone {tz!r}{_nearest_zone(tz)}: use an IANA name "
+                         "such as 'Europe/Berlin' or 'UTC'") from None
+
+
+def _nearest_zone(tz: object) -> str:
+    """'; did you mean ...?' with the IANA name nearest to `tz` (case aside), or ''."""
+    import difflib
+    from zoneinfo import available_timezones
+
+    if not isinstance(tz, str):
+        return ""
+    names = {name.lower(): name for name in available_timezones()}
+    near = difflib.get_close_matches(tz.lower(), names, n=1, cutoff=0.8)
+    return f" (did you mean {names[near[0]]!r}?)" if near else ""
 
 
 def utc(moment: datetime) -> datetime:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from runner.errors import RunyardError
+from runner.record.owner import Owner
 
 CHUNK = 1 << 20
+INCOMING = ".incoming-"  # what is being stored: .incoming-<runner>-<random>, renamed when whole
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -51,7 +53,8 @@ class ArtifactStore:
     def put_stream(self, handle: Readable, limit: int | None = None) -> Stored:
         """Store what `handle` reads; OverflowError past `limit` bytes (nothing is kept)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        fd, temporary = tempfile.mkstemp(dir=self.root,
+                                         prefix=f"{INCOMING}{Owner.current().folder_name}-")
         try:
             with os.fdopen(fd, "wb") as out:
                 digest, size = _copy_hashing(handle, out, limit)
@@ -67,6 +70,17 @@ class ArtifactStore:
             raise
         self._upload(digest, target)
         return Stored(digest, size, f"store://{digest}")
+
+    def remove_incoming_of_lost(self) -> list[Owner]:
+        """Remove the partial copies that lost runners left (each names its runner); their
+        runners."""
+        lost = []
+        for path in self.root.glob(f"{INCOMING}*") if self.root.is_dir() else ():
+            owner = Owner.from_folder_name(path.name.removeprefix(INCOMING).rpartition("-")[0])
+            if owner is not None and owner.is_lost():
+                path.unlink(missing_ok=True)
+                lost.append(owner)
+        return lost
 
     def _upload(self, digest: str, target: Path) -> None:
         if self.remote is not None:

@@ -42,6 +42,9 @@ _LISTED_OVER = 64
 # (cut to the log limit) are far smaller; a branch pushed by hand may hold gigabytes of zeros.
 READ_LIMIT = 256 << 20
 _HEAD_BYTES = 32  # of a loose object, unpacked first: its kind and size
+# Seconds after which git's lock file of the branch is taken for one a killed git left
+# (git holds it for the milliseconds it writes the ref).
+STALE_LOCK = 30.0
 _KEPT_TREES = 4096  # parsed trees a store keeps; past this it forgets them all and starts again
 K = TypeVar("K")
 V = TypeVar("V")
@@ -296,7 +299,8 @@ class GitStore:
     def _commit(self, batch: Sequence[_Asked], attempts: int = 50) -> str:
         message = batch[0].message if len(batch) == 1 else "\n".join(
             [f"{len(batch)} changes", "", *(asked.message for asked in batch)])
-        for attempt in range(attempts):
+        attempt = 0
+        while attempt < attempts:
             parent = self.head()
             strangers = self.strangers(parent)
             if strangers:
@@ -309,8 +313,34 @@ class GitStore:
             commit = self._write_commit(tree, parent, message)
             if self.refs.move(self.ref, commit, parent):
                 return commit
-            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+            if self._locked():  # not a lost race: the ref is locked; waits do not count
+                self._wait_for_the_lock()
+                continue
+            attempt += 1
+            time.sleep(random.uniform(0.001, 0.01) * attempt)
         raise RuntimeError(f"could not move {self.ref} after {attempts} attempts")
+
+    def _wait_for_the_lock(self) -> None:
+        """Until git's lock of the branch is released (or found stale and removed)."""
+        delay = 0.001
+        while self._locked():
+            time.sleep(delay)
+            delay = min(0.05, delay * 2)
+
+    def _locked(self) -> bool:
+        """Whether git's lock of the branch is held. A git process holds it for the
+        moment it writes the ref; one that was killed meanwhile (or a machine that went
+        down) leaves it for good, and no git command moves the branch again: a lock older
+        than STALE_LOCK is taken for such a one and removed. A younger one is waited for."""
+        lock = self.git_dir / f"{self.ref}.lock"
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if abs(age) > STALE_LOCK:  # (a time in the future: a clock that was set back)
+            lock.unlink(missing_ok=True)
+            return False
+        return True
 
     def _merged(self, batch: Sequence[_Asked], parent: str | None) -> dict[str, bytes | None]:
         """The blobs of every commit of `batch` in order (a later one's file wins), each with
@@ -398,25 +428,32 @@ class GitStore:
 
     def _write_object(self, kind: bytes, body: bytes) -> bytes:
         """Write a loose object as git does: whole under its name (through a temporary file
-        renamed), or not at all; with few system calls, each of which lets other threads run."""
+        renamed), or not at all; with few system calls, each of which lets other threads run.
+        The temporary file is named as git names its own (tmp_obj_*), so that one a killed
+        runner left is git's to prune (`git gc`), not garbage it warns of for good."""
         raw = kind + b" " + str(len(body)).encode() + b"\0" + body
         sha = sha1(raw).digest()
-        path = f"{self.objects}/{sha[:1].hex()}/{sha[1:].hex()}"
+        folder = f"{self.objects}/{sha[:1].hex()}"
+        path = f"{folder}/{sha[1:].hex()}"
         if os.path.exists(path):
             return sha
         data = zlib.compress(raw, 1)
-        temporary = f"{path}.tmp-{random.getrandbits(32):x}"
+        temporary = f"{folder}/tmp_obj_{random.getrandbits(48):012x}"
         try:
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileNotFoundError:  # the first object of its folder (or git pruned the folder)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            while data:
-                data = data[os.write(handle, data):]
-        finally:
-            os.close(handle)
-        os.replace(temporary, path)
+            try:
+                while data:
+                    data = data[os.write(handle, data):]
+            finally:
+                os.close(handle)
+            os.replace(temporary, path)
+        except BaseException:  # (a full disk): nothing half written is left
+            os.unlink(temporary)
+            raise
         return sha
 
     def read_object(self, sha: bytes) -> bytes:

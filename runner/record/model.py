@@ -399,9 +399,13 @@ class PushRun(Part):
 
 @dataclass(frozen=True)
 class PushRecord(Document):
-    """One revision pushed to one branch, and what the runner made of it."""
+    """One revision pushed to one branch, and what the runner made of it. It is written
+    `running` (naming its runner process, runner.record.owner) when the runner takes the
+    push, and again when it is done: a push whose runner was killed is not taken for
+    processed (runner.run.reconcile.reconcile_pushes)."""
 
     KIND = "push"
+    LEAVE_OUT = frozenset({"runner"})
     revision: str
     old: str | None
     ref: str
@@ -412,6 +416,7 @@ class PushRecord(Document):
     problems: tuple[str, ...] = ()
     plan: Mapping[str, Any] | None = None  # runner.plan.Plan.to_dict()
     runs: tuple[PushRun, ...] = ()
+    runner: str | None = None  # the runner process that took the push
 
 
 # --- reading and writing the fields ------------------------------------------------------------

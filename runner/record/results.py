@@ -5,6 +5,7 @@
     runs/.../<uid>/attempt-<n>.yaml           earlier attempts, when retried
     artifacts/<key>.yaml                      the newest artifact of each key
     index/running/<uid>                       a run recorded `running`, and its runner
+    index/running-pushes/<revision>@<branch>  a push recorded `running`, and its runner
     pushes/<revision>/<branch>.yaml           one record per pushed revision and branch
                                               (`/` in a branch name written %2F)
     pushes/<revision>.yaml                    the older layout: one record per revision
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import yaml
 
@@ -33,6 +34,7 @@ from runner.record.model import Artifact, Part, PushRecord, RunRecord, State, du
 
 TOP_FOLDERS = ("runs", "artifacts", "index", "pushes", "report")  # all a results branch holds
 RUNNING = "index/running"  # one file per running run, naming its runner
+RUNNING_PUSHES = "index/running-pushes"  # one file per push being processed, naming its runner
 MIN_PREFIX = 7  # characters of a uid shown, as git shows commits
 PARSED_A_PROCESS = 1000  # records parsed a process, at least, when there are many to parse
 
@@ -121,7 +123,10 @@ class ResultsBranch:
         matches = [uid for uid in self._uids_starting(prefix) if uid.startswith(prefix)]
         if len(matches) != 1:
             what = "no run" if not matches else f"{len(matches)} runs"
-            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}")
+            some = sorted(matches)[:5]  # enough to pick from; a longer prefix tells them apart
+            shown = f": {', '.join(some)}{', ...' if len(matches) > len(some) else ''}" if some else ""
+            raise RunyardError(f"{what} on branch {self.branch} with uid starting {prefix!r}"
+                               f"{shown}")
         return matches[0]
 
     def _uids_starting(self, prefix: str) -> list[str]:
@@ -183,6 +188,8 @@ class ResultsBranch:
     def listing(self, children: bool = False) -> Listing:
         """The rows of the top-level runs (with `children`, of their trials and steps too),
         the newest first: from the index; from the records when there is no index."""
+        if self.store.tip() is None:  # no run recorded yet: nothing to read, nothing to say
+            return Listing([], [])
         if self.indexed():
             try:
                 folders = [index.TOP, index.CHILDREN] if children else [index.TOP]
@@ -241,13 +248,28 @@ class ResultsBranch:
         raw = self.store.read(f"index/jobs/{job}.yaml")
         return NewestRun.read(yaml.safe_load(raw), f"job {job}'s newest run") if raw else None
 
-    def write_push(self, push: PushRecord, extra: Mapping[str, bytes | None] | None = None) -> str:
-        """The record of one processed push, and the newest revision processed (with `extra`
-        files written or, where None, removed in the same commit)."""
-        files = {**(extra or {}), push_path(push.revision, push.ref): push.to_yaml(),
-                 "index/last-push.yaml": dump({"revision": push.revision, "ref": push.ref})}
+    def write_push(self, push: PushRecord, extra: Mapping[str, bytes | None] | None = None,
+                   *, newest: bool = True) -> str:
+        """The record of one push (with `extra` files written or, where None, removed in the
+        same commit), and with `newest`, the newest revision processed."""
+        running = push.status == "running"
+        files: dict[str, bytes | None] = {
+            **(extra or {}), push_path(push.revision, push.ref): push.to_yaml(),
+            f"{RUNNING_PUSHES}/{_running_push_name(push.revision, push.ref)}":
+                str(push.runner).encode() if running else None}
+        if newest and not running:
+            files["index/last-push.yaml"] = dump({"revision": push.revision, "ref": push.ref})
         branch = push.ref.removeprefix("refs/heads/")
         return self.store.commit(files, f"push {push.revision[:12]} to {branch}: {push.status}")
+
+    def running_pushes(self) -> dict[LastPush, str]:
+        """The pushes recorded `running`: (revision, ref) -> the runner that took them."""
+        found = {}
+        for name in self.store.list(RUNNING_PUSHES):
+            revision, _, branch = name.partition("@")
+            found[LastPush(revision, f"refs/heads/{unquote(branch)}")] = (
+                self.store.read(f"{RUNNING_PUSHES}/{name}") or b"").decode()
+        return found
 
     def push(self, revision: str, ref: str) -> PushRecord | None:
         """The record of `revision` pushed to `ref` (also from the older layout)."""
@@ -342,6 +364,10 @@ def _newest_first(rows: list[IndexRow]) -> list[IndexRow]:
 def _mapping(raw: bytes | None) -> dict[str, Any] | None:
     data = yaml.safe_load(raw) if raw else None
     return data if isinstance(data, dict) else None
+
+
+def _running_push_name(revision: str, ref: str) -> str:
+    return f"{revision}@{quote(ref.removeprefix('refs/heads/'), safe='')}"
 
 
 def _key_path(run_key: str) -> str:

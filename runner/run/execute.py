@@ -113,6 +113,13 @@ def runtime_dir() -> Path:
     return package_file("runtime")
 
 
+def forget_live(live_dir: Path, uid: str) -> None:
+    """Remove a run's files in the live folder (see cli/follow.py), once it is recorded
+    as ended."""
+    for suffix in (".log", ".runner", ".detached"):
+        (live_dir / f"{uid}{suffix}").unlink(missing_ok=True)
+
+
 def execute(session: Session, task: Task, uid: str | None = None) -> RunRecord:
     """Run `task` (retrying as it asks), record every attempt, return the final record."""
     uid = uid or new_uid()
@@ -126,8 +133,7 @@ def execute(session: Session, task: Task, uid: str | None = None) -> RunRecord:
         if last:
             recorded = session.write(record, log, earlier)
             if session.live_dir is not None:
-                for suffix in (".log", ".runner", ".detached"):  # see cli/follow.py
-                    (session.live_dir / f"{uid}{suffix}").unlink(missing_ok=True)
+                forget_live(session.live_dir, uid)
             return recorded
         folder = run_folder(uid)
         earlier[f"{folder}/attempt-{attempt}.yaml"] = record.to_yaml()

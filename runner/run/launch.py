@@ -48,12 +48,8 @@ def run_target(session: Session, target: str, uid: str | None = None, *,
     """Run TARGET (a job, else a function) and return its record (the parent's, for
     trials); `name` names the run (default: TARGET)."""
     project = session.project
+    project.require_target(target)
     job = project.jobs.get(target)
-    if job is None and target not in project.functions:
-        jobs = ", ".join(sorted(project.jobs)) or "none"
-        functions = ", ".join(sorted(project.functions)) or "none"
-        raise RunyardError(f"no job or function named {target!r} "
-                           f"(jobs: {jobs}; functions: {functions})")
     chosen = with_overrides(job.hyper if job else None, hyper, selector, options)
     if job is not None and job.run.pipeline is not None:
         if handler:

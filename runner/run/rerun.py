@@ -49,6 +49,12 @@ def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | No
           on_line: OnLine = lambda name, line: None) -> Comparison:
     """Run the recorded run `uid` again and compare the two."""
     root, old = recorded_run(project_dir, uid)
+    parent = old.metadata.parent
+    if parent is not None and old.spec.function is None:
+        # a trial of a pipeline job: its steps ran through its parent's hyper-parameters
+        raise RunyardError(f"run {old.metadata.uid} is a pipeline run inside run {parent} "
+                           f"(trial {old.metadata.iteration}): it reruns with its parent "
+                           f"(runyard rerun {parent}), or rerun one of its steps alone")
     if exact and old.spec.dirty:
         raise RunyardError(f"run {old.metadata.uid} ran uncommitted changes: it cannot be "
                            "had exactly as recorded")

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from runner.errors import RunyardError
+from runner.record.owner import Owner
 from runner.run.mounts import MS_NODEV, MS_NOSUID, mount_image, unmount
 
 FOLDERS = ("work", "outputs", "tmp")
@@ -67,6 +68,16 @@ def mounted_under(folder: Path) -> list[Path]:
     return [Path(point) for point in points if point.startswith(prefix)]
 
 
+def unfinished_templates(templates: Path) -> dict[Path, Owner]:
+    """The templates being made (or that a runner killed meanwhile left), and their runners."""
+    found = {}
+    for path in templates.glob("*.img.*") if templates.is_dir() else ():
+        owner = Owner.from_folder_name(path.name.partition(".img.")[2].rpartition(".")[0])
+        if owner is not None:
+            found[path] = owner
+    return found
+
+
 def _image(path: Path) -> Path:
     return path.with_name(path.name + ".img")
 
@@ -100,7 +111,7 @@ def _template(templates: Path, size: int, fresh: bool = False) -> Path:
     if template.is_file() and not fresh:
         return template
     templates.mkdir(parents=True, exist_ok=True)
-    made = templates / f"{template.name}.{os.getpid()}.{threading.get_ident()}"
+    made = templates / f"{template.name}.{Owner.current().folder_name}.{threading.get_ident()}"
     with made.open("wb") as handle:
         handle.truncate(size)
     done = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", str(made)],

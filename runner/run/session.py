@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -13,6 +13,7 @@ from runner.build.builder import LocalImages, build_images, needs_and_images
 from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
 from runner.git import commit_of, find_repository, user_name
+from runner.project.checks import handler_problem, input_problem
 from runner.project.environment import function_files
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Function, Project
@@ -23,11 +24,17 @@ from runner.record.model import Trigger
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
-from runner.run.execute import ImageRef, OnLine, Session
-from runner.run.reconcile import reconcile_containers, reconcile_records, reconcile_scratch
+from runner.run.execute import ImageRef, OnLine, Session, forget_live
+from runner.run.reconcile import (
+    reconcile_containers,
+    reconcile_pushes,
+    reconcile_records,
+    reconcile_scratch,
+    reconcile_store,
+)
 from runner.run.secrets import Secrets
 from runner.run.snapshot import make_snapshot, remove_tree
-from runner.run.swarm import SwarmBackend, reconcile_services
+from runner.run.swarm import SwarmBackend, reconcile_services, swarm_problem
 
 
 def open_project(project_dir: Path, revision: str | None,
@@ -62,18 +69,43 @@ def workspace_of(source: ProjectSource) -> Path:
 @contextmanager
 def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
                 backend: str | None = None, on_line: OnLine = lambda name, line: None,
-                job: str | None = None) -> Iterator[Session]:
+                job: str | None = None, handler: str | None = None,
+                inputs: Mapping[str, str] | None = None) -> Iterator[Session]:
     """A session for runs asked for by hand: they always run, and the person who asks
-    is the operator (`Policy.personal`)."""
+    is the operator (`Policy.personal`). `job`, when given, is what will run: a job or a
+    function of the project, refused here when it is neither, when its function has no
+    `handler` (the one asked for instead of the default), or when one of `inputs` is
+    malformed or not in the project."""
     source, git_dir = open_project(project_dir, revision, local_changes)
     with closing(source):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-by") as aside:
             by = aside.submit(user_name, git_dir)  # git is asked while the project loads
             project = load_project(source)
+        if job is not None:  # before any image is built
+            require_runnable(project, source, job, handler, inputs)
         trigger = Trigger("manual", by=by.result() or _login())
         with open_session(source, git_dir, project, Policy.personal(), backend=backend,
                           trigger=trigger, on_line=on_line, job=job) as session:
             yield session
+
+
+def require_runnable(project: Project, source: ProjectSource, target: str,
+                     handler: str | None, inputs: Mapping[str, str] | None = None) -> None:
+    """`target` is a job or function of the project, its function has `handler` (when
+    one is asked for instead of the default), and each of `inputs` (given on top of the
+    job's) names what an input may; else the user hears why."""
+    project.require_target(target)
+    for key, uri in (inputs or {}).items():
+        wrong = input_problem(project, source, uri)
+        if wrong is not None:
+            raise RunyardError(f"input {key}: {wrong}")
+    job = project.jobs.get(target)
+    function = job.run.function if job is not None else target
+    if not handler or function is None:
+        return  # a pipeline job: its run says that each step names its handler
+    why = handler_problem(project, source, project.functions[function], handler)
+    if why is not None:
+        raise RunyardError(f"cannot run {target!r} with handler {handler!r}: {why}")
 
 
 @contextmanager
@@ -111,18 +143,26 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 snapshot = aside.submit(make_snapshot, source, workdir / "code",
                                         project.limits.within(policy.limits).disk)
                 lost = reconcile_scratch(scratch_root, note)
-                if shared_runs is not None:
-                    lost += reconcile_scratch(shared_runs.parent, note)
+                staged = shared_runs.parent if shared_runs else _staged_root(project, policy)
+                if staged is not None:  # (what a lost swarm runner staged, whatever this backend)
+                    lost += reconcile_scratch(staged, note)
                 aborted = reconcile_records(results, note)
+                reconcile_pushes(results, note)
+                store = ArtifactStore(policy.store_for(project), workspace_of(source))
+                reconcile_store(store, note)
                 for uid in aborted:
-                    (live_dir / f"{uid}.log").unlink(missing_ok=True)
+                    forget_live(live_dir, uid)
                 runner: Backend = LocalBackend()
                 images: dict[str, ImageRef] = {}
+                # A lost runner (its scratch folder, its runs still `running`) may have left
+                # containers and swarm services, whatever this session's backend.
+                lost_runner = bool(lost or aborted)
                 if chosen == "docker":
-                    runner, images = _docker(project, source, functions, policy, on_line)
+                    runner, images = _docker(project, source, functions, policy, on_line,
+                                             lost_runner)
                 elif chosen == "swarm":
                     runner, images = _swarm(project, source, functions, policy, on_line)
-                elif lost or aborted:  # a lost runner may have left containers, whatever this backend
+                elif lost_runner:
                     _reconcile_containers_if_engine(note)
                 code = snapshot.result()
         except BaseException:
@@ -134,7 +174,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         try:
             session = Session(
                 project=project, code=code, workdir=workdir, backend=runner,
-                store=ArtifactStore(policy.store_for(project), workspace_of(source)),
+                store=store,
                 results=results, revision=revision,
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
@@ -146,8 +186,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
         finally:
             if session is not None:
                 session.aside.shutdown(wait=True)  # the runs' folders, removed aside
+            remove_tree(workdir)  # while the engine removes the last run's container
             runner.close()
-            remove_tree(workdir)
             if shared_runs is not None:
                 remove_tree(shared_runs)
 
@@ -179,18 +219,38 @@ def _shared_runs(project: Project, policy: Policy, owner: Owner) -> Path | None:
     return folder
 
 
+def _staged_root(project: Project, policy: Policy) -> Path | None:
+    """The folder of the runners' staging folders in the project's shared folder (on a
+    backend other than the swarm); None without one, or where it is not allowed."""
+    if project.shared is None or policy.shared_refusal(project.shared):
+        return None
+    return Path(project.shared) / "runs"
+
+
 def _reconcile_containers_if_engine(note: Callable[[str], None]) -> None:
 
     try:
         engine = connect(note, start=False)
     except RunyardError:
         return  # no engine, so no container of anyone's
+    _reconcile_engine(engine, note)
+
+
+def _reconcile_engine(engine: DockerEngine, note: Callable[[str], None],
+                      services: bool = True) -> None:
+    """Remove lost runners' containers and, with `services` where the engine is a swarm
+    manager, their services, secrets, configs and volumes: whatever backend this session
+    runs on (a job may name its own), what a lost runner left on any of them goes. (The
+    swarm's part costs some 12 ms of engine calls: a run on Docker asks it only when it
+    found a lost runner.)"""
     reconcile_containers(engine, note)
+    if services and swarm_problem(engine) is None:
+        reconcile_services(engine, note)
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-            on_line: OnLine) -> tuple[Backend, dict[str, ImageRef]]:
-    engine, images = _built(project, source, functions, policy, on_line)
+            on_line: OnLine, lost_runner: bool) -> tuple[Backend, dict[str, ImageRef]]:
+    engine, images = _built(project, source, functions, policy, on_line, lost_runner)
     return DockerBackend(engine), images
 
 
@@ -203,25 +263,20 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     refusal = policy.registry_refusal(project.registry)
     if refusal:
         raise RunyardError(f"{project.file}: {refusal}")
-    engine, images = _built(project, source, functions, policy, on_line)
+    engine, images = _built(project, source, functions, policy, on_line, services=True)
     backend = SwarmBackend(engine, project.registry,
                            scratch_size=project.limits.within(policy.limits).disk)
-    try:
-        reconcile_services(backend.engine, lambda line: on_line("setup", line))
-        if project.shared is None:
-            on_line("setup", f"swarm: runs are pinned to this node (node.id=={backend.node_id}): "
-                    "their inputs and outputs are on its disk; set execution.shared to a folder "
-                    "every node mounts to spread them over the swarm")
-    except RunyardError:
-        backend.close()
-        raise
+    if project.shared is None:
+        on_line("setup", f"swarm: runs are pinned to this node (node.id=={backend.node_id}): "
+                "their inputs and outputs are on its disk; set execution.shared to a folder "
+                "every node mounts to spread them over the swarm")
     return backend, images
 
 
 def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-           on_line: OnLine) -> tuple[DockerEngine, dict[str, ImageRef]]:
+           on_line: OnLine, services: bool) -> tuple[DockerEngine, dict[str, ImageRef]]:
     engine = connect(lambda line: on_line("setup", line))
-    reconcile_containers(engine, lambda line: on_line("setup", line))
+    _reconcile_engine(engine, lambda line: on_line("setup", line), services)
     needs, local = needs_and_images(engine, project, source, functions)
     outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
                             lambda tag, line: on_line("build", line), policy=policy)

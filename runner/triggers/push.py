@@ -30,9 +30,11 @@ from runner.project.policy import Policy, operator_policy, refusals
 from runner.project.source import GitSource
 from runner.record.artifacts import ArtifactStore
 from runner.record.model import PushRecord, PushRun, Trigger
+from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.execute import OnLine
 from runner.run.launch import run_target
+from runner.run.reconcile import reconcile_pushes
 from runner.run.secrets import Secrets
 from runner.run.session import backend_of, open_session, workspace_of
 from runner.triggers.locks import exclusive, lock_path
@@ -110,6 +112,7 @@ def _process(repo: Repository, update: RefUpdate, main: str,
                 f"nothing there (this push is recorded on {DEFAULT_RESULTS_BRANCH})")
             results = opened.enter_context(closing(ResultsBranch(repo.git_dir, DEFAULT_RESULTS_BRANCH)))
         _indexed(results, options.on_line)
+        reconcile_pushes(results, lambda line: options.on_line("push", line))
         return _record(repo, source, update, results, options)
 
 
@@ -136,6 +139,8 @@ def _record(repo: Repository, source: GitSource | RunyardError, update: RefUpdat
     try:
         if not isinstance(source, GitSource):
             raise source
+        # Taken: if this runner is killed, the push is known not to be processed.
+        results.write_push(progress.push, newest=False)
         _run_push(repo, source, update, results, progress, options)
     except ProjectInvalid as error:
         progress.push = replace(progress.push, status="invalid", reason=error.message,
@@ -296,7 +301,7 @@ def plan_base(results: ResultsBranch, old: str | None, ref: str) -> str | None:
     while old is not None and old not in seen:
         seen.add(old)
         earlier = results.push(old, ref) or next(iter(results.pushes_of(old)), None)
-        if earlier is None or _ran_its_plan(earlier):
+        if earlier is None or _ran_its_plan(earlier) or _being_processed(earlier):
             return old
         old = earlier.old
     return old
@@ -307,13 +312,21 @@ def _ran_its_plan(push: PushRecord) -> bool:
     return push.plan is not None and len(push.runs) >= len(push.plan.get("to_run") or [])
 
 
+def _being_processed(push: PushRecord) -> bool:
+    """Taken by a runner that is still there (elsewhere, or not known to be lost): its plan
+    is its runner's to run."""
+    owner = Owner.parse(push.runner or "")
+    return push.status == "running" and owner is not None and not owner.is_lost()
+
+
 def _done(push: PushRecord) -> bool:
     """Processed for good: replaying it changes nothing (a failure before the runs is retried)."""
     return push.status == "invalid" or _ran_its_plan(push)
 
 
 def _push_record(update: RefUpdate) -> PushRecord:
-    return PushRecord(revision=update.new, old=update.old, ref=update.ref, received=_now())
+    return PushRecord(revision=update.new, old=update.old, ref=update.ref, received=_now(),
+                      runner=str(Owner.current()))
 
 
 def _finish(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,

@@ -126,7 +126,13 @@ def needed(rows: Sequence[IndexRow], revisions: Iterable[str], job: str | None) 
     (its trial table holds every trial's params and results; the first stands for the
     code, image and inputs they share), at any depth."""
     if job is not None and not any(row.job == job and not row.parent for row in rows):
-        raise RunyardError(f"job {job!r} has no results on the results branch")
+        import difflib  # only on the error path: not a cost of every command
+
+        jobs = sorted({row.job for row in rows if not row.parent and row.job})
+        near = difflib.get_close_matches(job, jobs, n=1)
+        raise RunyardError(f"job {job!r} has no results on the results branch"
+                           + (f"; did you mean {near[0]!r}?" if near else "")
+                           + f" (jobs with results: {', '.join(jobs) or 'none'})")
     chosen = set(revisions)
     wanted = [row for row in rows if not row.parent and row.job and row.revision in chosen
               and (job is None or row.job == job)]
@@ -164,6 +170,7 @@ def diff_runs(records: Sequence[RunRecord], old_revision: str, new_revision: str
                            f"{new_revision[:12]}")
     if condition is not None:
         _check_names(condition, fail_if or "", jobs)
+    _check_better(better or {}, jobs)
     crossings = tuple(_crossings(jobs, condition)) if condition else ()
     return Diff(old_revision, new_revision, tuple(jobs), fail_if, crossings)
 
@@ -277,6 +284,20 @@ def _check_names(condition: Condition, text: str, jobs: Sequence[JobDiff]) -> No
         raise RunyardError(f"--fail-if {text!r}: no run compared has {', '.join(unknown)} as a "
                            f"number at both revisions" + (f" (results: {', '.join(sorted(known))})"
                                                           if known else ""))
+
+
+def _check_better(better: Mapping[str, str], jobs: Sequence[JobDiff]) -> None:
+    """A --better on a result no pair has as a number would change nothing: a typo."""
+    known = {name for job in jobs for pair in job.pairs for name in pair.numeric_changes()}
+    for name, direction in better.items():
+        if name not in known:
+            import difflib  # only on the error path: not a cost of every command
+
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            raise RunyardError(f"--better {direction}.{name}: no run compared has {name} as a "
+                               "number at both revisions"
+                               + (f"; did you mean {direction}.{near[0]}?" if near else "")
+                               + (f" (results: {', '.join(sorted(known))})" if known else ""))
 
 
 # --- causes ------------------------------------------------------------------------------------

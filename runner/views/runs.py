@@ -68,6 +68,7 @@ def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> lis
     followed by its children (those the query's condition picks), depth first. `rows`
     holds the children too when `unfold` asks for them."""
     tops = [row for row in rows if not row.parent and _picked(row, query)]
+    _check_names(query, [row for row in rows if _picked(row, query)])
     tops = [top for top in _ordered(tops, query) if _meets(top, query.where)][:query.limit]
     lines = [(top, 0) for top in tops]
     if query.unfold:
@@ -75,6 +76,31 @@ def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> lis
         lines = [line for top in tops for line in _with_children(top, 0, by_parent, query)]
     shortened = prefixes([row.uid for row, _ in lines])
     return [RunRow(row, shortened[row.uid], depth) for row, depth in lines]
+
+
+def _check_names(query: Query, rows: Sequence[IndexRow]) -> None:
+    """A --where or --sort that names what no run has would list nothing, or not sort,
+    without a word: a misspelt name is an error, as in `diff --fail-if`."""
+    if not rows:
+        return
+    results = {name for row in rows for name in row.results}
+    if query.sort is not None and query.sort.result not in results:
+        raise RunyardError(f"--sort: no run listed has a result named {query.sort.result!r}"
+                           f"{_near(query.sort.result, results)} (results: "
+                           f"{', '.join(sorted(results)) or 'none'})")
+    known = results | {name for row in rows for name in row.params}
+    unknown = sorted(query.where.names() - known) if query.where is not None else []
+    if unknown:
+        raise RunyardError(f"--where: no run listed has a result or param named {unknown[0]!r}"
+                           f"{_near(unknown[0], known)} (results and params: "
+                           f"{', '.join(sorted(known)) or 'none'})")
+
+
+def _near(name: str, names: set[str]) -> str:
+    import difflib  # only on the error path: not a cost of every command
+
+    near = difflib.get_close_matches(name, sorted(names), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _children(rows: Sequence[IndexRow]) -> dict[str, list[IndexRow]]:

@@ -199,14 +199,30 @@ class Site:
 def write_site(site: Site, folder: Path) -> int:
     """Write the site into `folder` (each page by the process that rendered it); the
     number of files written."""
+    _writable_folder(folder)
     pages = list(site.each_page(functools.partial(_write_file, folder), at_once=len(site.pages())))
     return len(pages) + len([_write_file(folder, *file) for file in site.other_files()])
 
 
+def _writable_folder(folder: Path) -> None:
+    """`folder` is there (made if need be) and a folder, or the user hears why not."""
+    if folder.exists() and not folder.is_dir():
+        raise RunyardError(f"cannot write the report to {folder}: it is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunyardError(f"cannot write the report to {folder}: "
+                           f"{error.strerror or error}") from None
+
+
 def _write_file(folder: Path, path: str, data: bytes) -> str:
     target = folder / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as error:  # a full disk, a read-only folder: the user's to fix
+        raise RunyardError(f"cannot write the report's {target}: "
+                           f"{error.strerror or error}") from None
     return path
 
 

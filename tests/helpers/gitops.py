@@ -51,6 +51,11 @@ def push_record(git_dir: Path, sha: str, branch: str = "main") -> dict[str, Any]
     return yaml.safe_load(raw) if raw else None
 
 
+def processed(push: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A push record once its runner is done with it (None while it is `running`)."""
+    return push if push is not None and push["status"] != "running" else None
+
+
 def tip(git_dir: Path, ref: str = BRANCH) -> str | None:
     done = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "--verify", "--quiet",
                            ref], capture_output=True, text=True)
@@ -151,7 +156,9 @@ class Remote:
         return done
 
     def wait(self, sha: str, branch: str = "main") -> dict[str, Any]:
-        record: dict[str, Any] = wait_for(lambda: push_record(self.bare, sha, branch),
+        """The push record of `sha` on `branch`, once the push is processed (its runner
+        records it `running` first)."""
+        record: dict[str, Any] = wait_for(lambda: processed(push_record(self.bare, sha, branch)),
                                           f"the push record of {sha[:12]} on {branch}", self.log)
         return record
 

@@ -24,3 +24,14 @@ def spin(context, pidfile=None):
     print("spinning", flush=True)
     while True:
         time.sleep(0.1)
+
+
+def big(context, megabytes=300):
+    """Writes `megabytes` MiB and logs them as an artifact: the runner takes a while to
+    store it."""
+    chunk = os.urandom(1 << 20)
+    with open("big.bin", "wb") as handle:
+        for _ in range(megabytes):
+            handle.write(chunk)
+    print("written", flush=True)
+    context.log_artifact("big", local_path="big.bin")
