@@ -140,8 +140,8 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
             # The code snapshot is made while the leftovers of lost runners
             # are put right and the engine is asked for the images: they do not meet.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-snapshot") as aside:
-                snapshot = aside.submit(make_snapshot, source, workdir / "code",
-                                        project.limits.within(policy.limits).disk)
+                snapshot = aside.submit(make_snapshot, source, workdir / "code", None
+                                        if policy.own_checkout else project.limits.within(policy.limits).disk)
                 lost = reconcile_scratch(scratch_root, note)
                 staged = shared_runs.parent if shared_runs else _staged_root(project, policy)
                 if staged is not None:  # (what a lost swarm runner staged, whatever this backend)
