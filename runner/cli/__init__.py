@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from runner.errors import RunyardError
+from runner.views.terminal import printable
 
 COMMANDS = {
     "init": "runner.cli.scaffold:init",
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> Any:
         error.show()
         sys.exit(error.exit_code)
     except RunyardError as error:
-        click.echo(str(error), err=True)
+        click.echo(printable(str(error)), err=True)  # it may quote a record or a log
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

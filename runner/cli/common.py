@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -17,6 +17,7 @@ import click
 from runner.project.loader import find_project_root, load_project
 from runner.project.model import Project
 from runner.project.source import ProjectSource, open_source
+from runner.views.terminal import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +55,17 @@ def fancy() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
+def echo_lines(lines: Iterable[str], err: bool = False) -> None:
+    """A view's lines, what came from a record shown and never obeyed (views/terminal.py)."""
+    for line in lines:
+        click.echo(printable(line), err=err)
+
+
+def echo_log_line(name: str, line: str, err: bool = False) -> None:
+    """A line a run (or a build) printed, its colours kept, under the name of what printed it."""
+    click.echo(printable(f"{name} | {line}", colours=True), err=err)
+
+
 def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -62,13 +74,15 @@ def echo_json(data: object) -> None:
 def live_lines(title: str) -> Iterator[Callable[[str, str], None]]:
     """A sink for (topic, line) pairs: a one-line live status on a terminal, plain lines else."""
     if not fancy():
-        yield lambda topic, line: click.echo(f"{topic} | {line}")
+        yield echo_log_line
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     with console.status(title) as status:
-        yield lambda topic, line: status.update(f"{title} [dim]{topic}[/]: {line[:100]}")
+        yield lambda topic, line: status.update(
+            f"{title} [dim]{escape(topic)}[/]: {escape(printable(line[:100]))}")
 
 
 def interrupt_on_sigterm() -> None:

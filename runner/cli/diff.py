@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli.common import echo_json, fancy
+from runner.cli.common import echo_json, echo_lines, fancy
 from runner.cli.runs import open_results, results_options
 from runner.errors import RunyardError
 from runner.git import log
@@ -86,7 +86,7 @@ def _print(found: Diff, as_markdown: bool, as_json: bool) -> None:
 
         Console().print(rich_diff(found))
     else:
-        click.echo("\n".join(plain_lines(found)))
+        echo_lines(plain_lines(found))
 
 
 def _revisions(git_dir: Path, text: str | None, with_results: Set[str]) -> tuple[str, str]:

@@ -6,15 +6,42 @@ error at once, and a run whose runner is gone ends the wait with that news.
 
 from __future__ import annotations
 
+import codecs
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from runner.errors import RunyardError
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
+from runner.views.terminal import printable
 
 POLL = 0.3
+
+
+class LogOutput(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
+class TerminalLog:
+    """A run's log written to a terminal: its colours kept, any other control written
+    out (views/terminal.py). Piped or to a file, a log is the bytes the run wrote."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span writes
+
+    def write(self, data: bytes, /) -> None:
+        self.out.write(printable(self.decoder.decode(data), colours=True).encode("utf-8"))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def log_output(out: BinaryIO) -> LogOutput:
+    return TerminalLog(out) if out.isatty() else out
 
 
 def live_dir(project_dir: Path) -> Path:
@@ -26,7 +53,7 @@ def live_dir(project_dir: Path) -> Path:
         return project_dir / ".runyard" / "live"
 
 
-def follow_log(results: ResultsBranch, prefix: str, live: Path, out: BinaryIO) -> None:
+def follow_log(results: ResultsBranch, prefix: str, live: Path, out: LogOutput) -> None:
     uid = _wait_for_record(results, prefix, live)
     offset = 0
     while True:
@@ -62,7 +89,7 @@ def _wait_for_record(results: ResultsBranch, prefix: str, live: Path) -> str:
         time.sleep(POLL)
 
 
-def _copy_new(path: Path, offset: int, out: BinaryIO) -> int:
+def _copy_new(path: Path, offset: int, out: LogOutput) -> int:
     try:
         with path.open("rb") as handle:
             handle.seek(offset)

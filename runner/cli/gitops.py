@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from runner.cli.common import closed_at_end, echo_json
+from runner.cli.common import closed_at_end, echo_json, echo_lines, echo_log_line
 from runner.errors import RunyardError
 from runner.git import Location, find_repository
 from runner.project.source import commit_named
@@ -59,8 +59,7 @@ def plan(revisions: str | None, project_dir: Path, prefix: str | None, as_json: 
     if as_json:
         echo_json(made.to_dict())
         return
-    for line in plan_lines(made):
-        click.echo(line)
+    echo_lines(plan_lines(made))
 
 
 def _revision(git_dir: Path, revision: str) -> str | None:
@@ -96,8 +95,8 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     else:
         updates = parse_updates(sys.stdin.read())
     options = PushOptions(prefix, force, backend,
-                          on_line=lambda name, line: click.echo(f"{name} | {line}", err=as_json),
-                          on_error=lambda text: click.echo(text, err=True))
+                          on_line=lambda name, line: echo_log_line(name, line, err=as_json),
+                          on_error=lambda text: echo_lines([text], err=True))
     pushes = process_pushes(git_dir, updates, options)
     if as_json:
         echo_json([push.to_dict() for push in pushes])
@@ -260,7 +259,7 @@ def schedule(repo_dir: Path, branch: str | None, prefix: str, once: bool,
 
     git_dir = _repo(repo_dir).repository.git_dir
     scheduler = Scheduler(git_dir, branch or default_branch(git_dir), prefix, backend,
-                          on_line=lambda name, line: click.echo(f"{name} | {line}"))
+                          on_line=echo_log_line)
     if now_text and not once:
         raise click.UsageError("--now goes with --once")
     if once:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import echo_json
+from runner.cli.common import echo_json, echo_lines
 from runner.cli.render import print_table
 from runner.cli.runs import open_results, results_options
 from runner.views.pushes import HEADERS, cells, push_lines, push_rows, pushes_of
@@ -43,5 +43,4 @@ def show(project_dir: Path, branch: str | None, revision: str, as_json: bool) ->
         echo_json([push.to_dict() for push in found])
         return
     for push in found:
-        for line in push_lines(push):
-            click.echo(line)
+        echo_lines(push_lines(push))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import echo_json, interrupt_on_sigterm
+from runner.cli.common import echo_json, echo_lines, echo_log_line, interrupt_on_sigterm
 from runner.errors import RunyardError
 
 
@@ -33,12 +33,11 @@ def rerun(uid: str, project_dir: Path, exact: bool, backend: str | None, as_json
     interrupt_on_sigterm()
     comparison = rerun_run(project_dir, uid, exact=exact, backend=backend,
                            on_line=lambda name, line: None if as_json
-                           else click.echo(f"{name} | {line}"))
+                           else echo_log_line(name, line))
     if as_json:
         echo_json(comparison_dict(comparison))
     else:
-        for line in comparison_lines(comparison):
-            click.echo(line)
+        echo_lines(comparison_lines(comparison))
     if comparison.should_reproduce and not comparison.reproduced:
         raise RunyardError(f"run {comparison.new.metadata.uid} did not reproduce run "
                            f"{comparison.old.metadata.uid}")

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 import click
 import yaml
 
-from runner.cli.common import echo_json, fancy, interrupt_on_sigterm, project_options
+from runner.cli.common import (
+    echo_json,
+    echo_lines,
+    echo_log_line,
+    fancy,
+    interrupt_on_sigterm,
+    project_options,
+)
 from runner.errors import RunyardError
 from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
@@ -113,8 +120,7 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     if as_json:
         echo_json(record.to_dict())
     else:
-        for line in [*step_lines(record), *trial_lines(record), *summary_lines(record, branch)]:
-            click.echo(line)
+        echo_lines([*step_lines(record), *trial_lines(record), *summary_lines(record, branch)])
     if record.status.state != "completed":
         raise RunyardError(f"run {record.metadata.uid} {record.status.state}")
 
@@ -129,7 +135,7 @@ class _Progress:
 
     def line(self, name: str, text: str) -> None:
         if not self.quiet and not (self.many and fancy()):
-            click.echo(f"{name} | {text}")
+            echo_log_line(name, text)
 
     def record(self, record: RunRecord) -> None:
         meta, status = record.metadata, record.status
@@ -141,8 +147,8 @@ class _Progress:
         failed = sum(r.status.state == "failed" for r in self.trials)
         results = " ".join(f"{k}={v}" for k, v in list(status.results.items())[:3])
         why = f" ({status.reason})" if status.reason else ""
-        click.echo(f"trial {meta.iteration}: {status.state}{why} {results}"
-                   f"  [{len(self.trials)} done, {failed} failed]")
+        echo_lines([f"trial {meta.iteration}: {status.state}{why} {results}"
+                    f"  [{len(self.trials)} done, {failed} failed]"])
 
 
 def _check_target(project_dir: Path, revision: str | None, local_changes: bool,

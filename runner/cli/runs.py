@@ -10,7 +10,7 @@ from typing import Any, TypeVar, get_args
 
 import click
 
-from runner.cli.common import closed_at_end, echo_json
+from runner.cli.common import closed_at_end, echo_json, echo_lines
 from runner.errors import RunyardError
 from runner.git import find_repository
 from runner.record.model import RunRecord, State
@@ -109,8 +109,7 @@ def show(project_dir: Path, branch: str | None, uid: str, code: bool, as_json: b
     if as_json:
         echo_json(record.to_dict())
         return
-    for line in provenance_lines(record, results.branch):
-        click.echo(line)
+    echo_lines(provenance_lines(record, results.branch))
 
 
 def _show_code(project_dir: Path, record: RunRecord, as_json: bool) -> None:
@@ -131,13 +130,15 @@ def _show_code(project_dir: Path, record: RunRecord, as_json: bool) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Wait for the run to end, printing as it goes.")
 def logs(project_dir: Path, branch: str | None, uid: str, follow: bool) -> None:
     """The log of a run."""
-    from runner.cli.follow import follow_log, live_dir
+    from runner.cli.follow import follow_log, live_dir, log_output
 
     results = open_results(project_dir, branch)
+    out = log_output(sys.stdout.buffer)
     if follow:
-        follow_log(results, uid, live_dir(project_dir), sys.stdout.buffer)
+        follow_log(results, uid, live_dir(project_dir), out)
         return
-    sys.stdout.buffer.write(results.log(results.find(uid)))
+    out.write(results.log(results.find(uid)))
+    out.flush()
 
 
 @runs.command()
@@ -178,8 +179,7 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
 def compare(project_dir: Path, branch: str | None, uids: tuple[str, ...]) -> None:
     """Params and results of runs side by side; '*' marks the rows that differ."""
     results = open_results(project_dir, branch)
-    for line in compare_lines([results.read(results.find(uid)) for uid in uids]):
-        click.echo(line)
+    echo_lines(compare_lines([results.read(results.find(uid)) for uid in uids]))
 
 
 @runs.command()

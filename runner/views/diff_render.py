@@ -14,6 +14,7 @@ from rich.text import Text
 from runner.views.diff import Change, Diff, JobDiff, Pair
 from runner.views.runs import value_text
 from runner.views.tables import table
+from runner.views.terminal import printable
 
 HEADERS = ("RUN", "RESULT", "A", "B", "CHANGE", "%", "")
 VERDICT_STYLES = {"better": "green", "worse": "red", "same": "dim"}
@@ -108,14 +109,14 @@ def plain_lines(diff: Diff) -> list[str]:
 
 
 def rich_diff(diff: Diff) -> Group:
-    parts: list[Any] = [Text(title(diff), style="bold")]
+    parts: list[Any] = [Text(printable(title(diff)), style="bold")]
     for job in diff.jobs:
-        parts += [Text(""), Text(job_heading(job), style="bold")]
-        parts += [Text(f"  {line}", style="yellow") for line in cause_lines(job)]
+        parts += [Text(""), Text(printable(job_heading(job)), style="bold")]
+        parts += [Text(printable(f"  {line}"), style="yellow") for line in cause_lines(job)]
         found = rows(job)
         if found:
             parts.append(_rich_table(found))
-        parts += [Text(f"  {line}", style="dim") for line in one_sided_lines(job)]
+        parts += [Text(printable(f"  {line}"), style="dim") for line in one_sided_lines(job)]
     if not diff.jobs:
         parts.append(Text("no job has results at either revision"))
     return Group(*parts)
@@ -127,7 +128,8 @@ def _rich_table(found: Sequence[tuple[tuple[str, ...], str]]) -> Table:
         table.add_column(header, justify="right" if header in ("A", "B", "CHANGE", "%") else "left")
     for cells, verdict in found:
         style = VERDICT_STYLES.get(verdict, "")
-        table.add_row(*[Text(cell, style=style if i >= 4 else "") for i, cell in enumerate(cells)])
+        table.add_row(*[Text(printable(cell), style=style if i >= 4 else "")
+                        for i, cell in enumerate(cells)])
     return table
 
 
@@ -157,7 +159,8 @@ def markdown(diff: Diff) -> str:
 
 def _md(text: str) -> str:
     """Text from a record as inert Markdown in a table cell: no HTML, no pipes, no code."""
-    escaped = "".join("\\" + char if char in MARKDOWN_SPECIAL else char for char in text)
+    escaped = "".join("\\" + char if char in MARKDOWN_SPECIAL else char
+                      for char in printable(text))
     return html.escape(escaped, quote=False).replace("\n", " ")
 
 

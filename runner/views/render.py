@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from runner.views.terminal import printable
+
 MIN_FREE = 16  # columns a free-text column keeps on a narrow terminal
 STATE_STYLES = {"completed": "green", "failed": "red", "aborted": "red", "error": "red",
                 "invalid": "red", "refused": "red", "running": "yellow", "pending": "yellow",
@@ -23,7 +25,7 @@ def rich_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
         table.add_column(header, no_wrap=index not in shrinking,
                          min_width=MIN_FREE if index in shrinking else None)
     for row in rows:
-        table.add_row(*[Text(cell, style=STATE_STYLES.get(cell, "") if i == state_column else "",
+        table.add_row(*[Text(printable(cell), style=STATE_STYLES.get(cell, "") if i == state_column else "",
                              no_wrap=True, overflow="ellipsis" if i in shrinking else "fold")
                         for i, cell in enumerate(row)])
     return table

@@ -10,6 +10,7 @@ from runner.project.selector import Selector
 from runner.record.model import RunRecord, TrialSummary
 from runner.record.results import run_folder
 from runner.views.runs import value_text
+from runner.views.terminal import printable
 
 
 def summary_lines(record: RunRecord, branch: str) -> list[str]:
@@ -41,7 +42,7 @@ def placed_text(record: RunRecord) -> str | None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    cells = [[str(h) for h in headers]] + [[value_text(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[printable(value_text(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in cells]
