@@ -33,6 +33,7 @@ _REPOSITORY_VARIABLES = frozenset({
     "GIT_CONFIG", "GIT_GRAFT_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE",
     "GIT_PREFIX", "GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE",
 })
+_QUARANTINE = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")
 
 
 class Output(NamedTuple):
@@ -57,11 +58,16 @@ class Output(NamedTuple):
 
 
 def run(*args: str, git_dir: Path | None = None, cwd: Path | None = None,
-        stdin: bytes | None = None) -> Output:
+        stdin: bytes | None = None, quarantine: bool = False) -> Output:
     """Run `git ARGS` on the repository at `git_dir`, or on the one git finds from `cwd`
-    (the current folder by default; `init` and `clone` make one there), fed `stdin`."""
+    (the current folder by default; `init` and `clone` make one there), fed `stdin`; with
+    `quarantine`, in a pre-receive hook, seeing the objects being pushed (git keeps them
+    apart until it accepts the push)."""
+    env = _environment()
+    if quarantine:
+        env.update({name: os.environ[name] for name in _QUARANTINE if name in os.environ})
     done = subprocess.run(_command(args, git_dir), cwd=cwd, input=stdin, capture_output=True,
-                          env=_environment())
+                          env=env)
     return Output(done.returncode, done.stdout, done.stderr)
 
 
@@ -246,12 +252,13 @@ class TreeEntry(NamedTuple):
     path: str
 
 
-def list_tree(git_dir: Path, tree: str, *, recursive: bool = False,
-              folders_only: bool = False) -> list[TreeEntry] | None:
+def list_tree(git_dir: Path, tree: str, *, recursive: bool = False, folders_only: bool = False,
+              quarantine: bool = False) -> list[TreeEntry] | None:
     """The entries of `tree` (`REV` or `REV:PATH`), with the folders along the way when
-    `recursive`; None when there is no such tree."""
+    `recursive`; None when there is no such tree. (`quarantine`: see `run`.)"""
     options = (["-r"] if recursive else []) + (["-d"] if folders_only else ["-t"] if recursive else [])
-    done = run("ls-tree", "-z", "--full-name", *options, "--end-of-options", tree, git_dir=git_dir)
+    done = run("ls-tree", "-z", "--full-name", *options, "--end-of-options", tree, git_dir=git_dir,
+               quarantine=quarantine)
     if not done.ok:
         return None
     entries = []

@@ -443,3 +443,35 @@ def test_status_stale_after_a_change_and_up_to_date_once_pushed(pushed: Remote) 
     text = ok(runyard("status", "-C", pushed.work))
     alpha_line = next(line for line in text.splitlines() if line.startswith("alpha-job"))
     assert "up to date" in alpha_line
+
+
+# --- the results branch is the runner's ---------------------------------------------------
+
+
+def refused(remote: Remote, *refspecs: str) -> str:
+    """git's answer to a push the pre-receive hook refuses (nothing of it is taken)."""
+    done = subprocess.run(["git", "push", "origin", *refspecs], cwd=remote.work,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stderr
+    assert "a results branch is written by runyard's runner only" in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_push_never_writes_a_results_branch(pushed: Remote) -> None:
+    """Forged records (a memo key pointing at results that never ran, an artifact's
+    hash) would be taken for what ran: the hook refuses to make, move or delete a results
+    branch, under its name or any other, and the runner's own writes go on."""
+    git(pushed.work, "fetch", "--quiet", "origin", f"{BRANCH}:{BRANCH}")
+    ours = tip(pushed.bare)
+    git(pushed.work, "checkout", "--quiet", BRANCH)
+    forged = pushed.change({"index/keys/ab/forged": "a run that never ran\n"}, "forged records")
+    git(pushed.work, "checkout", "--quiet", "main")
+    refused(pushed, f"{forged}:refs/heads/{BRANCH}")  # moved
+    refused(pushed, f"{forged}:refs/heads/elsewhere")  # made under another name
+    refused(pushed, f":refs/heads/{BRANCH}")  # deleted
+    assert tip(pushed.bare) == ours and tip(pushed.bare, "elsewhere") is None
+    # a branch of other files, and the project's own pushes, go through
+    pushed.push("main:refs/heads/feature")
+    pushed.change({"notes.txt": "more\n"}, "a change after the refusals")
+    assert pushed.push_and_wait("main")["status"] in ("completed", "nothing-to-run")
+    assert tip(pushed.bare) != ours  # the runner still writes its branch

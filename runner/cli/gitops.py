@@ -85,7 +85,8 @@ def on_push(repo_dir: Path, prefix: str, before: str | None, after: str | None,
     Reads `OLD NEW REF` lines on standard input, as git's post-receive hook
     gives them, or takes --before/--after/--ref as CI systems give them.
     """
-    from runner.triggers.push import PushOptions, RefUpdate, default_branch, parse_updates, process_pushes
+    from runner.triggers.hooks import RefUpdate, parse_updates
+    from runner.triggers.push import PushOptions, default_branch, process_pushes
 
     git_dir = _repo(repo_dir).repository.git_dir
     if after:
@@ -157,14 +158,15 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
                  build_memory: str | None, max_results: str | None,
                  max_artifact: str | None, max_disk: str | None, max_log: str | None,
                  max_runs: str | None) -> None:
-    """Install a post-receive hook into the bare repository REPO.
+    """Install runyard's hooks into the bare repository REPO: post-receive runs what a push
+    asks for, pre-receive refuses a push that would write a results branch.
 
     What runs started by a push may touch beyond their containers is the
     operator's to say, with the options below; they go to REPO's git config
     (`runyard.*`), where a push cannot change them. Given again, an option
     replaces its earlier values.
     """
-    from runner.triggers.hooks import configure, install_hook
+    from runner.triggers.hooks import configure, install_hooks
 
     def flag(value: bool | None) -> list[str]:
         return [] if value is None else [str(value).lower()]
@@ -181,8 +183,22 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
         "buildTimeout": one(build_timeout), "buildMemory": one(build_memory),
         "maxResults": one(max_results), "maxArtifact": one(max_artifact),
         "maxDisk": one(max_disk), "maxLog": one(max_log), "maxRuns": one(max_runs)})
-    click.echo(f"installed {install_hook(repo, prefix)}")
+    for installed in install_hooks(repo, prefix):
+        click.echo(f"installed {installed}")
     click.echo(f"runs started by a push get: {policy.describe()}")
+
+
+@hook.command("check-push")
+@click.option("-C", "repo_dir", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="The bare repository pushed to.")
+def check_push(repo_dir: Path) -> None:
+    """What the pre-receive hook runs: reads `OLD NEW REF` lines and exits 1, saying why,
+    when one would make, change or delete a results branch."""
+    from runner.triggers.hooks import parse_updates, record_writes
+
+    refused = record_writes(_repo(repo_dir).repository.git_dir, parse_updates(sys.stdin.read()))
+    if refused:
+        raise RunyardError("runyard refuses this push:\n  " + "\n  ".join(refused))
 
 
 @click.command()

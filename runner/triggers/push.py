@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, ExitStack, closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
@@ -37,15 +36,10 @@ from runner.run.launch import run_target
 from runner.run.reconcile import reconcile_pushes
 from runner.run.secrets import Secrets
 from runner.run.session import backend_of, open_session, workspace_of
+from runner.triggers.hooks import RefUpdate
 from runner.triggers.locks import exclusive, lock_path
 from runner.views.report import read_snapshot
 from runner.views.site import Site, readers_for
-
-
-class RefUpdate(NamedTuple):
-    old: str | None
-    new: str
-    ref: str
 
 
 @dataclass(frozen=True)
@@ -57,20 +51,6 @@ class PushOptions:
     backend: str | None = None
     on_line: OnLine = lambda name, line: None
     on_error: Callable[[str], None] = lambda text: None
-
-
-def parse_updates(text: str) -> list[RefUpdate]:
-    """`OLD NEW REF` lines, as git's post-receive hook gives them."""
-    updates = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 3:
-            raise RunyardError(f"line {number} of the input is not `OLD NEW REF`: {line!r}")
-        old, new, ref = parts
-        updates.append(RefUpdate(None if old == ZERO else old, new, ref))
-    return updates
 
 
 def default_branch(git_dir: Path) -> str:
