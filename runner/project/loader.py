@@ -190,7 +190,7 @@ class _Builder:
         data = data or {}
         return Resources(
             cpu=self.parsed(doc, (*path, "cpu"), data.get("cpu"), units.parse_cpu),
-            memory=self.parsed(doc, (*path, "memory"), data.get("memory"), units.parse_memory),
+            memory=self.parsed(doc, (*path, "memory"), data.get("memory"), units.parse_run_memory),
             timeout=self.parsed(doc, (*path, "timeout"), data.get("timeout"), units.parse_duration),
             gpus=data.get("gpus", 0),
         )

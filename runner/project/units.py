@@ -71,6 +71,18 @@ def parse_memory(value: object, what: str = "memory") -> int:
     return int(size)
 
 
+RUN_MEMORY_FLOOR = 6 * 1024 * 1024  # Docker will not start a container limited to less
+
+
+def parse_run_memory(value: object) -> int:
+    """A run's memory limit: a size (`parse_memory`) the engine can start a container with."""
+    size = parse_memory(value)
+    if size < RUN_MEMORY_FLOOR:
+        raise ValueError(f"memory {_show(value)} is less than Docker's least, 6Mi: no "
+                         "container starts with less")
+    return size
+
+
 def parse_duration(value: object) -> float:
     """Seconds: 90, "90s", "30m", "2h", "1d", "1h30m", "1.5h", "450ms"."""
     text = _text(value, "duration", "duration", _DURATION_EXAMPLES)
