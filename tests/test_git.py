@@ -31,12 +31,21 @@ def work(tmp_path: Path) -> Path:
 def _cat_files(git_dir: Path, what: bytes = b"cat-file") -> list[int]:
     """The `git cat-file` (or `what`) processes on `git_dir` this test process has started
     and not reaped."""
-    children: list[int] = []
+    found = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        children += [int(pid) for pid in (task / "children").read_text().split()]
-    command = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
-    return [pid for pid, args in zip(children, command, strict=True)
-            if what in args and str(git_dir).encode() in args]
+        for pid in _read(task / "children").split():
+            args = _read(Path(f"/proc/{pid.decode()}/cmdline")).split(b"\0")
+            if what in args and str(git_dir).encode() in args:
+                found.append(int(pid))
+    return found
+
+
+def _read(path: Path) -> bytes:
+    """A file of /proc, or nothing when its thread or process has ended meanwhile."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def test_finds_the_repository_from_a_subfolder(work: Path) -> None:
