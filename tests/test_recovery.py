@@ -324,6 +324,19 @@ def assert_runner_only_was_killed(repo: Path, runner: Runner, left: dict[str, Re
     assert mounts_of(repo, runner), "a killed runner's scratch cannot unmount itself"
 
 
+def killed_in_its_run(repo: Path, runner: Runner, what: str) -> str:
+    """Kill `runner` once its one run is recorded running and its container runs; the run's uid."""
+
+    def its_run() -> list[str]:
+        return [uid for uid in running_index(repo)
+                if read_record(repo, uid)["status"]["runner"] == runner.owner]
+
+    (uid,) = wait_for(its_run, 120, f"{what} recorded running", runner)
+    wait_for(running_containers_of(runner, 1), 60, "its container running", runner)
+    runner.kill()
+    return uid
+
+
 def running_containers_of(runner: Runner, count: int) -> Callable[[], list[dict[str, str]]]:
     def check() -> list[dict[str, str]]:
         found = containers(f"label={RUNNER_LABEL}={runner.owner}", running=True)
@@ -877,13 +890,7 @@ def test_kill_during_on_push_leaves_its_jobs_to_the_next_push(repo: Path, runner
     runner = runners.command(repo, "on-push", "--before", base, "--after", killed_revision,
                              "--ref", "refs/heads/main")
 
-    def pushed_job_running() -> list[str]:
-        return [uid for uid in running_index(repo)
-                if read_record(repo, uid)["status"]["runner"] == runner.owner]
-
-    (uid,) = wait_for(pushed_job_running, 120, "the pushed job recorded running", runner)
-    wait_for(running_containers_of(runner, 1), 60, "its container running", runner)
-    runner.kill()
+    uid = killed_in_its_run(repo, runner, "the pushed job")
     taken = _push_record(repo, killed_revision)
     assert taken is not None, "the push was not recorded when its runner took it"
     assert (taken["status"], taken["runner"]) == ("running", runner.owner)
@@ -919,13 +926,7 @@ def test_a_killed_scheduler_loses_no_run(repo: Path, runners: Runners) -> None:
     # `at` is not lost (and runs once more only).
     scheduler = runners.command(repo, "schedule", "-C", str(repo), "--once")
 
-    def claimed_run() -> list[str]:
-        return [uid for uid in running_index(repo)
-                if read_record(repo, uid)["status"]["runner"] == scheduler.owner]
-
-    (uid,) = wait_for(claimed_run, 120, "the scheduled run recorded running", scheduler)
-    wait_for(running_containers_of(scheduler, 1), 60, "its container running", scheduler)
-    scheduler.kill()
+    uid = killed_in_its_run(repo, scheduler, "the scheduled run")
     left = left_running(repo, scheduler)
     assert left[uid]["metadata"]["job"] == "once"
     again = runyard("schedule", "-C", repo, "--once", cwd=repo)

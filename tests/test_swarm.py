@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -398,22 +398,29 @@ def test_services_of_a_lost_runner_are_removed(repo: Path) -> None:
     assert leftovers("secret") == []
 
 
-def test_a_run_on_docker_removes_what_a_killed_swarm_runner_left(repo: Path) -> None:
-    # A job may name its own backend: the next command that runs something removes a
-    # killed swarm runner's service (its task's container with it), config and scratch
-    # volumes, whichever backend it runs on.
+def killed_runner(repo: Path, ready: Callable[[], object], what: str) -> int:
+    """`runyard run napper` in a process of its own, killed (no chance to clean up) once
+    `ready()` says so; its process id."""
     runner = subprocess.Popen([sys.executable, "-m", "runner", "run", "napper"], cwd=repo,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not _running_task(NAME):
+        while not ready():
             assert runner.poll() is None, "the runner ended early"
-            assert time.monotonic() < deadline, "the napper never started"
-            time.sleep(0.2)
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
     finally:
-        runner.kill()  # no chance to clean up
+        runner.kill()
         runner.wait()
+    return runner.pid
+
+
+def test_a_run_on_docker_removes_what_a_killed_swarm_runner_left(repo: Path) -> None:
+    # A job may name its own backend: the next command that runs something removes a
+    # killed swarm runner's service (its task's container with it), config and scratch
+    # volumes, whichever backend it runs on.
+    killed_runner(repo, lambda: _running_task(NAME), "the napper never started")
     assert project_services() and leftovers("config") and leftovers("volume")
     done = runyard("run", "calc", "-p", "x=3", "--backend", "docker", cwd=repo)
     assert done.returncode == 0, done.stderr

@@ -24,6 +24,7 @@ import pytest
 from tests.helpers import commit_all
 from tests.test_swarm import (
     REGISTRY,
+    killed_runner,
     left_behind,
     project_services,
     run_json,
@@ -124,19 +125,8 @@ def test_staged_in_the_shared_folder_matches_docker(repo: Path, shared: Path) ->
 
 def test_a_killed_runners_staged_folder_goes_with_the_next_run_on_any_backend(
         repo: Path, shared: Path) -> None:
-    runner = subprocess.Popen([sys.executable, "-m", "runner", "run", "napper"], cwd=repo,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not project_services(NAME):
-            assert runner.poll() is None, "the runner ended early"
-            assert time.monotonic() < deadline, "no service was made"
-            time.sleep(0.1)
-        staged = shared / "runs" / f"{socket.gethostname()}-{runner.pid}-"
-    finally:
-        runner.kill()  # no chance to clean up
-        runner.wait()
+    pid = killed_runner(repo, lambda: project_services(NAME), "no service was made")
+    staged = shared / "runs" / f"{socket.gethostname()}-{pid}-"
     assert [p for p in (shared / "runs").iterdir() if p.name.startswith(staged.name)]
     done = runyard("run", "calc", "-p", "x=3", "--backend", "docker", cwd=repo)
     assert done.returncode == 0, done.stderr
