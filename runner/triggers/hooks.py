@@ -16,7 +16,7 @@ from runner.record.results import TOP_FOLDERS
 
 MARKER = "# installed by runyard"
 LOG_LIMIT = 1024 * 1024  # on-push.log is rotated to on-push.log.1 past this many bytes
-RECORDS = frozenset({"runs", "index", "pushes"})  # a tree with these and no more is records
+RECORDS = frozenset({"runs", "index", "pushes"})  # with only runyard's top folders: records
 
 
 class RefUpdate(NamedTuple):
@@ -69,14 +69,15 @@ def install_hooks(repo: Path, prefix: str = "") -> list[Path]:
     check_bare(repo)
     hooks = repo / "hooks"
     guard, hook = hooks / "pre-receive", hooks / "post-receive"
-    for path, command in ((guard, _command("check-push")), (hook, _command("on-push", prefix))):
+    for path, command in ((guard, _command("hook", "check-push")),
+                          (hook, _command("on-push", prefix=prefix))):
         if path.exists() and MARKER not in path.read_text(errors="replace"):
             raise RunyardError(f"{path} exists and is not runyard's: merge it by hand, running\n"
                                f"  {command} < the hook's input")
     hooks.mkdir(exist_ok=True)
     guard.write_text(f"""#!/bin/sh
 {MARKER}: refuse a push that would write the runner's records.
-exec {_command("check-push")} -C "$(pwd)"
+exec {_command("hook", "check-push")} -C "$(pwd)"
 """)
     guard.chmod(0o755)
     hook.write_text(f"""#!/bin/sh
@@ -87,7 +88,7 @@ if [ -f "$log" ] && [ "$(wc -c <"$log")" -gt {LOG_LIMIT} ]; then
   mv -f "$log" "$log.1" 2>/dev/null
 fi
 input=$(cat)
-printf '%s\\n' "$input" | nohup {_command("on-push", prefix)} -C "$(pwd)" >>"$log" 2>&1 &
+printf '%s\\n' "$input" | nohup {_command("on-push", prefix=prefix)} -C "$(pwd)" >>"$log" 2>&1 &
 echo "runyard: processing the push in the background (log: $log)"
 """)
     hook.chmod(0o755)
@@ -99,8 +100,8 @@ def check_bare(repo: Path) -> None:
         raise RunyardError(f"{repo} is not a bare git repository (no objects/ and HEAD)")
 
 
-def _command(name: str, prefix: str = "") -> str:
-    args = [sys.executable, "-m", "runner", *(["hook"] if name == "check-push" else []), name]
+def _command(*words: str, prefix: str = "") -> str:
+    args = [sys.executable, "-m", "runner", *words]
     if prefix:
         args += ["--path", prefix]
     return " ".join(shlex.quote(a) for a in args)
