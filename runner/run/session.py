@@ -159,7 +159,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 lost_runner = bool(lost or aborted)
                 if chosen == "docker":
                     runner, images = _docker(project, source, functions, policy, on_line,
-                                             lost_runner)
+                                             services=lost_runner)
                 elif chosen == "swarm":
                     runner, images = _swarm(project, source, functions, policy, on_line)
                 elif lost_runner:
@@ -249,8 +249,8 @@ def _reconcile_engine(engine: DockerEngine, note: Callable[[str], None],
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-            on_line: OnLine, lost_runner: bool) -> tuple[Backend, dict[str, ImageRef]]:
-    engine, images = _built(project, source, functions, policy, on_line, lost_runner)
+            on_line: OnLine, services: bool) -> tuple[Backend, dict[str, ImageRef]]:
+    engine, images = _built(project, source, functions, policy, on_line, services)
     return DockerBackend(engine), images
 
 
