@@ -6,7 +6,7 @@ prints it without a traceback and exits 1. Anything else is a bug (exit 3).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 
@@ -23,6 +23,15 @@ class Problem(NamedTuple):
 
     def to_dict(self) -> dict[str, object]:
         return self._asdict()
+
+
+def did_you_mean(name: str, names: Iterable[str], said: Callable[[str], str] = repr) -> str:
+    """`; did you mean NAME?` with the one of `names` nearest to `name` (as `said` writes
+    it), or "" when none is near: for a message that names what was not found."""
+    import difflib  # only on the error path: not a cost of every command
+
+    near = difflib.get_close_matches(name, sorted(names), n=1)
+    return f"; did you mean {said(near[0])}?" if near else ""
 
 
 class RunyardError(Exception):

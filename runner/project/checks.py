@@ -7,7 +7,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-from runner.errors import Problem
+from runner.errors import Problem, did_you_mean
 from runner.project import notebooks, refs, trials, when
 from runner.project.condition import ConditionError, parse_condition
 from runner.project.model import Function, Job, Pipeline, Project, is_repo_path, step_ref
@@ -329,7 +329,7 @@ class _Checker:
                          "name one in the step (`handler:`) or the function")
             for name in step.after:
                 if pipeline.step(name) is None and _all_steps(pipeline):
-                    near = _did_you_mean(name, [other.name for other in pipeline.steps])
+                    near = did_you_mean(name, [other.name for other in pipeline.steps])
                     self.add(doc, (*path, "after"),
                              f"`after` names no step {name!r} of this pipeline{near}")
             self.inputs(doc, (*path, "inputs"), step.inputs, pipeline, seen, step.name)
@@ -361,7 +361,7 @@ class _Checker:
         if source is None and not _all_steps(pipeline):
             pass  # it may be a step lost to a schema error
         elif source is None:
-            near = _did_you_mean(name, [step.name for step in pipeline.steps])
+            near = did_you_mean(name, [step.name for step in pipeline.steps])
             self.add(doc, at, f"step://{name}: the pipeline has no step {name!r}{near}")
         elif name == here or name not in earlier:
             self.add(doc, at, f"step://{name}: step {name!r} does not come before {here!r}")
@@ -451,14 +451,7 @@ class _Checker:
     def unknown(self, kind: str, name: str) -> str:
         known = {"function": self.project.functions, "pipeline": self.project.pipelines}[kind]
         names = ", ".join(sorted(known)) or "none"
-        return f"no {kind} named {name!r}{_did_you_mean(name, known)} (known: {names})"
-
-
-def _did_you_mean(name: str, names: Iterable[str]) -> str:
-    import difflib  # only on the error path: not a cost of every command
-
-    near = difflib.get_close_matches(name, sorted(names), n=1)
-    return f"; did you mean {near[0]!r}?" if near else ""
+        return f"no {kind} named {name!r}{did_you_mean(name, known)} (known: {names})"
 
 
 def _lost(doc: Document | None, path: Path) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.errors import RunyardError
+from runner.errors import RunyardError, did_you_mean
 from runner.project.yamlread import Document
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -233,15 +233,12 @@ class Project:
         the nearest names, before anything is built or run."""
         if target in self.jobs or target in self.functions:
             return
-        import difflib  # only on the error path: not a cost of every command
-
         if target in self.pipelines:
             through = [job.name for job in self.jobs.values() if job.run.pipeline == target]
             hint = (f"run a job that runs it: {', '.join(sorted(through))}" if through else
                     f"a job runs it: add one with run: {{pipeline: {target}}}")
             raise RunyardError(f"{target!r} is a pipeline, not a job or function; {hint}")
-        near = difflib.get_close_matches(target, [*self.jobs, *self.functions], n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
+        hint = did_you_mean(target, [*self.jobs, *self.functions])
         jobs = ", ".join(sorted(self.jobs)) or "none"
         functions = ", ".join(sorted(self.functions)) or "none"
         raise RunyardError(f"no job or function named {target!r}{hint} "

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from runner.errors import Problem
+from runner.errors import Problem, did_you_mean
 from runner.files import package_file
 from runner.project import refs
 from runner.project.yamlread import Document, Path
@@ -377,12 +377,9 @@ def _describe(doc: Document, error: ValidationError) -> Iterator[Problem]:
     prefix = f"{where}: " if where else ""
     schema: Any = error.schema
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        import difflib  # as jsonschema, only for a file that has errors
-
         known = list(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(known)):
-            hint = difflib.get_close_matches(key, known, n=1)
-            also = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
+            also = did_you_mean(key, known) or f"; known keys: {', '.join(known)}"
             yield doc.problem((*path, key), f"{prefix}unknown key {key!r}{also}", key=True)
         return
     if "propertyNames" in error.schema_path and isinstance(error.instance, str):

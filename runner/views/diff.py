@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from runner.errors import RunyardError
+from runner.errors import RunyardError, did_you_mean
 from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.project.selector import Selector
 from runner.record.index import IndexRow
@@ -126,12 +126,9 @@ def needed(rows: Sequence[IndexRow], revisions: Iterable[str], job: str | None) 
     (its trial table holds every trial's params and results; the first stands for the
     code, image and inputs they share), at any depth."""
     if job is not None and not any(row.job == job and not row.parent for row in rows):
-        import difflib  # only on the error path: not a cost of every command
-
         jobs = sorted({row.job for row in rows if not row.parent and row.job})
-        near = difflib.get_close_matches(job, jobs, n=1)
         raise RunyardError(f"job {job!r} has no results on the results branch"
-                           + (f"; did you mean {near[0]!r}?" if near else "")
+                           + did_you_mean(job, jobs)
                            + f" (jobs with results: {', '.join(jobs) or 'none'})")
     chosen = set(revisions)
     wanted = [row for row in rows if not row.parent and row.job and row.revision in chosen
@@ -291,12 +288,9 @@ def _check_better(better: Mapping[str, str], jobs: Sequence[JobDiff]) -> None:
     known = {name for job in jobs for pair in job.pairs for name in pair.numeric_changes()}
     for name, direction in better.items():
         if name not in known:
-            import difflib  # only on the error path: not a cost of every command
-
-            near = difflib.get_close_matches(name, sorted(known), n=1)
             raise RunyardError(f"--better {direction}.{name}: no run compared has {name} as a "
                                "number at both revisions"
-                               + (f"; did you mean {direction}.{near[0]}?" if near else "")
+                               + did_you_mean(name, known, f"{direction}.{{}}".format)
                                + (f" (results: {', '.join(sorted(known))})" if known else ""))
 
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from runner.errors import RunyardError
+from runner.errors import RunyardError, did_you_mean
 from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.record.index import IndexRow
 
@@ -86,21 +86,14 @@ def _check_names(query: Query, rows: Sequence[IndexRow]) -> None:
     results = {name for row in rows for name in row.results}
     if query.sort is not None and query.sort.result not in results:
         raise RunyardError(f"--sort: no run listed has a result named {query.sort.result!r}"
-                           f"{_near(query.sort.result, results)} (results: "
+                           f"{did_you_mean(query.sort.result, results)} (results: "
                            f"{', '.join(sorted(results)) or 'none'})")
     known = results | {name for row in rows for name in row.params}
     unknown = sorted(query.where.names() - known) if query.where is not None else []
     if unknown:
         raise RunyardError(f"--where: no run listed has a result or param named {unknown[0]!r}"
-                           f"{_near(unknown[0], known)} (results and params: "
+                           f"{did_you_mean(unknown[0], known)} (results and params: "
                            f"{', '.join(sorted(known)) or 'none'})")
-
-
-def _near(name: str, names: set[str]) -> str:
-    import difflib  # only on the error path: not a cost of every command
-
-    near = difflib.get_close_matches(name, sorted(names), n=1)
-    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _children(rows: Sequence[IndexRow]) -> dict[str, list[IndexRow]]:
