@@ -4,15 +4,11 @@ screen, retitle the window), carriage returns and bidirectional overrides."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import struct
 import subprocess
 import sys
-import termios
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runner.views.terminal import printable
-from tests.helpers import commit_all, make_repo
+from tests.helpers import commit_all, make_repo, on_a_terminal
 
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIC8K\x07"  # OSC 52: the terminal's clipboard becomes "rm -rf /"
 HOSTILE = [CLIPBOARD, "\x1b[2J", "\x1b[1A", "\x1b]0;title\x1b\\", "\r", "\x08", "\x9b2J",
@@ -84,19 +80,6 @@ def runyard(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
 
 
-def on_a_terminal(repo: Path, *args: str) -> str:
-    """What `runyard ARGS` prints with a terminal (a pty) as its output."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
-    with os.fdopen(leader, "rb", buffering=0) as reader:
-        done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=repo, stdout=follower,
-                              stderr=subprocess.PIPE, timeout=120,
-                              env={**os.environ, "TERM": "xterm-256color"})
-        os.close(follower)
-        assert done.returncode == 0, done.stderr
-        return reader.read(1 << 20).decode().replace("\r\n", "\n")  # (the pty's own)
-
-
 @pytest.fixture(scope="module")
 def ran(repo: Path) -> dict[str, str]:
     done = runyard(repo, "run", "say", "--backend", "local")
@@ -121,7 +104,7 @@ def test_a_runs_own_output_writes_out_what_its_log_and_record_say(ran: dict[str,
 def test_record_views_write_out_what_a_terminal_would_obey(repo: Path, ran: dict[str, str],
                                                            args: list[str]) -> None:
     args = [ran["uid"] if arg == "UID" else arg for arg in args]
-    piped, shown = runyard(repo, *args), on_a_terminal(repo, *args)
+    piped, shown = runyard(repo, *args), on_a_terminal(*args, cwd=repo)
     assert piped.returncode == 0, piped.stderr
     assert obeyed(piped.stdout) == [] and "\\x1b" in piped.stdout
     assert obeyed(shown, colours=True) == [] and "\\x1b" in shown  # (its own colours only)
@@ -129,7 +112,7 @@ def test_record_views_write_out_what_a_terminal_would_obey(repo: Path, ran: dict
 
 def test_a_log_on_a_terminal_keeps_colours_and_piped_is_as_written(repo: Path,
                                                                     ran: dict[str, str]) -> None:
-    shown = on_a_terminal(repo, "runs", "logs", ran["uid"])
+    shown = on_a_terminal("runs", "logs", ran["uid"], cwd=repo)
     assert GREEN in shown and "\\x1b]52;c;cm0gLXJmIC8K\\x07" in shown
     assert obeyed(shown, colours=True) == []
     piped = subprocess.run([sys.executable, "-m", "runner", "runs", "logs", ran["uid"]],

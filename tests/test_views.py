@@ -7,22 +7,18 @@ five trials (`grid-exclude`) and a pipeline run with three steps (`handoff`).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import struct
 import subprocess
 import sys
-import termios
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import CHECKOUT, committed_copy
+from tests.helpers import CHECKOUT, committed_copy, on_a_terminal
 from tests.helpers.gitops import Remote
 
 PROJECT = CHECKOUT / "tests" / "projects" / "hyper"
@@ -208,22 +204,11 @@ def test_plain_output_has_no_escape_codes(runs: Runs, env: dict[str, str]) -> No
 
 
 def test_a_terminal_gets_colours_unless_no_color(runs: Runs) -> None:
-    base = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    def listed(env: dict[str, str]) -> str:
+        return on_a_terminal("runs", "list", "--limit", "2", cwd=runs.repo, env=env)
 
-    def on_a_terminal(env: dict[str, str]) -> str:
-        """The output of `runs list` with a terminal (a pty, under its buffer's size) as stdout."""
-        leader, follower = pty.openpty()
-        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-        with os.fdopen(leader, "rb", buffering=0) as reader:
-            done = subprocess.run([sys.executable, "-m", "runner", "runs", "list", "--limit", "2"],
-                                  cwd=runs.repo, stdout=follower, stderr=subprocess.PIPE,
-                                  timeout=120, env={**base, "TERM": "xterm-256color", **env})
-            os.close(follower)
-            assert done.returncode == 0, done.stderr
-            return reader.read(1 << 20).decode()
-
-    assert ESCAPE.search(on_a_terminal({})) and "grid-exclude" in on_a_terminal({})
-    assert not ESCAPE.search(on_a_terminal({"NO_COLOR": "1"}))
+    assert ESCAPE.search(listed({})) and "grid-exclude" in listed({})
+    assert not ESCAPE.search(listed({"NO_COLOR": "1"}))
 
 
 def test_pushes_list_and_show(pushed: Remote) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import pty
+import struct
 import subprocess
-from collections.abc import Callable
+import sys
+import termios
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,7 @@ RESULTS_BRANCH = "runyard/results"
 __all__ = [
     "CHECKOUT", "SAMPLE_PROJECT", "RunCli",
     "bare_clone", "commit_all", "committed_copy", "copy_project", "edit_file", "git",
-    "make_repo", "most_at_once", "read_record", "sha256",
+    "make_repo", "most_at_once", "on_a_terminal", "read_record", "sha256",
 ]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -64,3 +70,19 @@ def read_record(repo: Path, uid: str) -> dict[str, Any]:
     record: dict[str, Any] = yaml.safe_load(
         git(repo, "show", f"{RESULTS_BRANCH}:{run_folder(uid)}/run.yaml"))
     return record
+
+
+def on_a_terminal(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
+    """What `runyard ARGS` prints with a terminal as its output: a pty of 50 x 400, read
+    once (under its buffer's size), NO_COLOR unset unless `env` sets it; the pty's own
+    \\r\\n made \\n."""
+    base = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
+    with os.fdopen(leader, "rb", buffering=0) as reader:
+        done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, stdout=follower,
+                              stderr=subprocess.PIPE, timeout=120,
+                              env={**base, "TERM": "xterm-256color", **(env or {})})
+        os.close(follower)
+        assert done.returncode == 0, done.stderr
+        return reader.read(1 << 20).decode().replace("\r\n", "\n")
