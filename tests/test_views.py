@@ -115,6 +115,17 @@ def test_all_unfolds_children_under_their_parent(runs: Runs) -> None:
     assert prefixes_of([step["uid"] for step in runs.pipeline["status"]["steps"]], steps[1:])
 
 
+def test_job_picks_a_job_or_a_function_run_by_itself(runs: Runs) -> None:
+    """`--job` names what ran: a job, or a function run by itself, as the JOB column shows
+    it; a name no recorded run has is an error, not an empty list."""
+    assert prefixes_of([uid(runs.plain)], runs.listed("--job", "score"))
+    assert line_of(runs.listed(), runs.plain).split()[1] == "score"
+    done = runyard("runs", "list", "--job", "grid-exclud", cwd=runs.repo)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "--job: no run recorded is of a job or function named 'grid-exclud'" in done.stderr
+    assert "did you mean 'grid-exclude'" in done.stderr
+
+
 def test_sort_by_a_result_both_ways(runs: Runs) -> None:
     trials = runs.grid["status"]["trials"]
 
@@ -126,7 +137,7 @@ def test_sort_by_a_result_both_ways(runs: Runs) -> None:
     assert prefixes_of(ascending[::-1], order("--sort", "-accuracy"))
     for sort in ("last_size", "-last_size"):  # runs without the result come last either way
         tops = [line.split()[1] for line in runs.listed("--sort", sort)[1:]]
-        assert tops == ["handoff", "grid-exclude", "-"]
+        assert tops == ["handoff", "grid-exclude", "score"]
 
 
 def test_json_is_the_records_of_the_runs_listed_in_their_order(runs: Runs) -> None:

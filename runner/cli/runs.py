@@ -58,7 +58,8 @@ def runs() -> None:
 
 @runs.command("list")
 @results_options
-@click.option("--job", help="Only the runs of this job.")
+@click.option("--job", help="Only the runs of this job (or of this function or pipeline, run by "
+              "itself).")
 @click.option("--state", type=click.Choice(get_args(State)), help="Only runs in this state.")
 @click.option("--where", metavar="EXPR",
               help="Only runs whose results and params meet EXPR: 'accuracy > 0.9 and depth == 3'.")

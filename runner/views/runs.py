@@ -67,6 +67,7 @@ def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> lis
     """The top-level runs the query picks, newest first unless sorted; with `unfold`, each
     followed by its children (those the query's condition picks), depth first. `rows`
     holds the children too when `unfold` asks for them."""
+    _check_target(query, [row for row in rows if not row.parent])
     tops = [row for row in rows if not row.parent and _picked(row, query)]
     _check_names(query, [row for row in rows if _picked(row, query)])
     tops = [top for top in _ordered(tops, query) if _meets(top, query.where)][:query.limit]
@@ -76,6 +77,20 @@ def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> lis
         lines = [line for top in tops for line in _with_children(top, 0, by_parent, query)]
     shortened = prefixes([row.uid for row, _ in lines])
     return [RunRow(row, shortened[row.uid], depth) for row, depth in lines]
+
+
+def _check_target(query: Query, tops: Sequence[IndexRow]) -> None:
+    """A --job that no run recorded has would list nothing without a word."""
+    targets = {target_of(row) for row in tops}
+    if query.job and tops and query.job not in targets:
+        raise RunyardError(f"--job: no run recorded is of a job or function named {query.job!r}"
+                           f"{did_you_mean(query.job, targets)} (recorded: "
+                           f"{', '.join(sorted(targets))})")
+
+
+def target_of(row: IndexRow) -> str:
+    """What a top-level run ran: its job, or the function or pipeline run by itself."""
+    return row.job or row.name
 
 
 def _check_names(query: Query, rows: Sequence[IndexRow]) -> None:
@@ -116,7 +131,8 @@ def _with_children(row: IndexRow, depth: int, by_parent: Mapping[str, list[Index
 
 
 def _picked(row: IndexRow, query: Query) -> bool:
-    return (not query.job or row.job == query.job) and (not query.state or row.state == query.state)
+    return ((not query.job or target_of(row) == query.job)
+            and (not query.state or row.state == query.state))
 
 
 def _meets(row: IndexRow, where: Condition | None) -> bool:
@@ -153,7 +169,7 @@ def cells(line: RunRow) -> tuple[str, ...]:
     """The row as the table's text cells; a child is indented and named by its iteration
     (a trial) or its name (a step)."""
     run, indent = line.run, "  " * line.depth
-    job = run.job or "-" if not line.depth else f"#{run.iteration}" if run.iteration else run.name
+    job = target_of(run) if not line.depth else f"#{run.iteration}" if run.iteration else run.name
     runs = f"{run.children} {run.kind}s" if run.children else ""
     return (f"{indent}{line.prefix}", f"{indent}{job}", run.state, run.revision[:12],
             (run.start or "")[:19].replace("T", " "), duration_text(run.duration), runs,
