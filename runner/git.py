@@ -135,6 +135,13 @@ def commit_of(git_dir: Path, revision: str) -> str | None:
     return done.text() if done.ok else None
 
 
+def ancestors(git_dir: Path, revision: str, limit: int) -> list[str]:
+    """`revision` and the commits it descends from, the newest first, at most `limit`;
+    empty when `revision` names no commit here."""
+    done = run("rev-list", f"--max-count={limit}", "--end-of-options", revision, git_dir=git_dir)
+    return done.text().split() if done.ok else []
+
+
 def author_of(git_dir: Path, revision: str) -> str | None:
     """`Name <email>` of the author of the commit `revision`, or None when it names none."""
     done = run("log", "-1", "--format=%an <%ae>", "--end-of-options", revision, git_dir=git_dir)

@@ -121,6 +121,23 @@ def test_push_records_of_the_older_layout_are_still_read(by_hand: Remote) -> Non
     assert ran(push) == {"beta-job": "completed", "both-job": "completed"}
 
 
+def test_a_push_never_recorded_is_planned_past(by_hand: Remote) -> None:
+    """A runner killed before it took a push leaves no record of it: the next push is
+    planned from the last push recorded before it, so the lost push's jobs still run."""
+    first = by_hand.first["revision"]
+    beta = by_hand.append("src/beta.py", "\n# beta\n", "beta")
+    by_hand.push("main")  # and its runner never took it: no on-push, no record
+    docs = by_hand.append("README.md", "\nwords\n", "docs")
+    by_hand.push("main")
+    (push,) = on_push(by_hand, line(beta, docs), code=0)
+    assert push["plan"]["old"] == first
+    assert ran(push) == {"beta-job": "completed", "both-job": "completed"}
+    more = by_hand.append("README.md", "\nmore words\n", "more docs")
+    by_hand.push("main")
+    (then,) = on_push(by_hand, line(docs, more), code=0)  # docs was recorded: planned from it
+    assert then["plan"]["old"] == docs
+
+
 def test_the_runner_indexes_a_branch_an_older_runyard_wrote(by_hand: Remote) -> None:
     first = by_hand.first["revision"]
     store = GitStore(by_hand.bare, BRANCH)
@@ -337,7 +354,8 @@ def test_a_push_being_processed_is_planned_from_and_a_lost_ones_base_is_not(tmp_
     """plan_base goes back past a push whose runner is gone (its jobs did not all run), not
     past one a live runner is processing; reconcile_pushes records only the lost one failed,
     without moving index/last-push."""
-    results = ResultsBranch(make_repo(tmp_path / "repo") / ".git", BRANCH)
+    git_dir = make_repo(tmp_path / "repo") / ".git"
+    results = ResultsBranch(git_dir, BRANCH)
     gone = f"{Owner.current().host}/{2**22 + 1}:1"  # no such pid
     base, live, lost = "a" * 40, "b" * 40, "c" * 40
     try:
@@ -346,8 +364,8 @@ def test_a_push_being_processed_is_planned_from_and_a_lost_ones_base_is_not(tmp_
         for revision, runner in ((live, str(Owner.current())), (lost, gone)):
             results.write_push(PushRecord(revision, base, "refs/heads/main", runner=runner),
                                newest=False)
-        assert plan_base(results, live, "refs/heads/main") == live
-        assert plan_base(results, lost, "refs/heads/main") == base
+        assert plan_base(results, git_dir, live, "refs/heads/main") == live
+        assert plan_base(results, git_dir, lost, "refs/heads/main") == base
         notes: list[str] = []
         assert reconcile_pushes(results, notes.append) == 1
         assert notes == ["recorded 1 push(es) of a lost runner as failed"]
@@ -359,6 +377,6 @@ def test_a_push_being_processed_is_planned_from_and_a_lost_ones_base_is_not(tmp_
         assert still is not None and still.status == "running"
         assert list(results.running_pushes()) == [(live, "refs/heads/main")]
         assert results.last_push() == (base, "refs/heads/main")
-        assert plan_base(results, lost, "refs/heads/main") == base
+        assert plan_base(results, git_dir, lost, "refs/heads/main") == base
     finally:
         results.close()

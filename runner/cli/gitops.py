@@ -248,7 +248,7 @@ def _last_processed(git_dir: Path, branch: str) -> str | None:
     with closing(ResultsBranch(git_dir, branch)) as results:
         last = results.last_push()
         if last:
-            return plan_base(results, last.revision, last.ref)
+            return plan_base(results, git_dir, last.revision, last.ref)
         newest = next(results.records(limit=1), None)
         return newest.spec.revision if newest else None
 

@@ -279,6 +279,10 @@ class ResultsBranch:
             found = older if older is not None and older.ref == ref else None
         return found
 
+    def pushed_revisions(self) -> set[str]:
+        """The revisions a push record is kept of, on any branch."""
+        return {name.removesuffix(".yaml") for name in self.store.list("pushes")}
+
     def pushes_of(self, revision: str) -> list[PushRecord]:
         """Every record of `revision`, whichever branch it was pushed to."""
         paths = [f"pushes/{revision}/{name}" for name in self.store.list(f"pushes/{revision}")]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
-from runner.git import ZERO, Repository, author_of, open_repository, symbolic_ref
+from runner.git import ZERO, Repository, ancestors, author_of, open_repository, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import PROJECT_FILE, Settings, load_project, read_settings
 from runner.project.model import DEFAULT_RESULTS_BRANCH, Project
@@ -144,6 +144,7 @@ class _Progress:
 
 
 REPORT = "report"
+LOST_PUSH_DEPTH = 10_000  # commits looked back through for the last recorded push
 
 
 def report_files(results: ResultsBranch, push: PushRecord, store: ArtifactStore | None,
@@ -195,7 +196,7 @@ def _run_push(repo: Repository, source: GitSource, update: RefUpdate, results: R
     project = load_project(source)
     progress.store = _artifact_store(project, source, repo.git_dir, options)
     backend = options.backend or project.backend
-    plan = make_plan(project, source, plan_base(results, update.old, update.ref),
+    plan = make_plan(project, source, plan_base(results, repo.git_dir, update.old, update.ref),
                      _base_image_ids(backend))
     progress.push = replace(progress.push, plan=plan.to_dict())
     policy = operator_policy(repo.git_dir, options.backend)
@@ -273,17 +274,27 @@ def _functions_of(project: Project, jobs: Sequence[str]) -> list[str]:
     return sorted(set(names))
 
 
-def plan_base(results: ResultsBranch, old: str | None, ref: str) -> str | None:
+def plan_base(results: ResultsBranch, git_dir: Path, old: str | None, ref: str) -> str | None:
     """The revision a push is planned from: its old revision, unless that push did not run
     its plan (invalid, or failed before its jobs ran): then the base that push had, and
-    so on back."""
+    so on back. An old revision pushed but never recorded (its runner was killed before
+    it took the push) is planned past too, from the newest revision it descends from that
+    a push was recorded at; before any push is recorded, runyard starts from `old`."""
+    recorded = results.pushed_revisions()
     seen: set[str] = set()
     while old is not None and old not in seen:
         seen.add(old)
         earlier = results.push(old, ref) or next(iter(results.pushes_of(old)), None)
-        if earlier is None or _ran_its_plan(earlier) or _being_processed(earlier):
+        if earlier is None:
+            taken = next((revision for revision in ancestors(git_dir, old, LOST_PUSH_DEPTH)
+                          if revision in recorded), None)
+            if taken is None:
+                return old
+            old = taken
+        elif _ran_its_plan(earlier) or _being_processed(earlier):
             return old
-        old = earlier.old
+        else:
+            old = earlier.old
     return old
 
 
