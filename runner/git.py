@@ -305,20 +305,6 @@ def log(git_dir: Path, revision: str, paths: Sequence[str] = ()) -> list[Commit]
     return [Commit(*entry) for entry in entries if len(entry) == 3]
 
 
-def object_sizes(git_dir: Path, object_ids: Sequence[str]) -> dict[str, int]:
-    """The size of each object (as stored uncompressed), from one `git cat-file --batch-check`;
-    objects that are missing are left out."""
-    names = "".join(f"{oid}\n" for oid in dict.fromkeys(object_ids) if "\n" not in oid)
-    out = run("cat-file", "--batch-check", git_dir=git_dir, stdin=names.encode()).checked(
-        "git cat-file --batch-check")
-    sizes = {}
-    for line in out.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2].isdigit():
-            sizes[parts[0]] = int(parts[2])
-    return sizes
-
-
 # config
 
 

@@ -266,12 +266,27 @@ def test_inputs_never_leave_the_store_or_the_snapshot(store: ArtifactStore, tmp_
 # --- the code a run sees -------------------------------------------------------------------
 
 
-def _snapshot(repo: Path, revision: str, dest: Path) -> Path:
+def _snapshot(repo: Path, revision: str, dest: Path, limit: int | None = None) -> Path:
     source = GitSource(open_repository(repo / ".git"), revision)
     try:
-        return make_snapshot(source, dest)
+        return make_snapshot(source, dest, limit)
     finally:
         source.close()
+
+
+def test_a_snapshot_past_its_limit_is_refused_before_a_file_is_written(tmp_path: Path) -> None:
+    """Files of more bytes in all than the run may have on disk: refused, nothing written;
+    the same files within the limit are written."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "a.txt").write_bytes(b"a" * 1000)
+    (repo / "zeros.bin").write_bytes(bytes(3 << 20))  # git keeps it in some 3 KiB
+    revision = commit_all(repo, "zeros")
+    with pytest.raises(RunyardError, match=r"its files hold more than 2 MiB, what a run may "
+                                           r"have on disk .*: the code is not unpacked"):
+        _snapshot(repo, revision, tmp_path / "refused", 2 << 20)
+    assert list((tmp_path / "refused").iterdir()) == []
+    code = _snapshot(repo, revision, tmp_path / "code", (3 << 20) + 1000)
+    assert (code / "zeros.bin").stat().st_size == 3 << 20
 
 
 def test_a_snapshot_holds_the_committed_bytes_whatever_gitattributes_asks(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import IO
 
 from runner.errors import RunyardError
-from runner.git import object_sizes
 from runner.project import units
 from runner.project.source import DirectorySource, GitSource, ProjectSource
 
@@ -27,7 +26,8 @@ _FOLDER_KINDS = ("tree", "commit")  # a submodule (a commit in the tree) is an e
 def make_snapshot(source: ProjectSource, dest: Path, limit: int | None = None) -> Path:
     """Write the project's files as the run must see them into `dest` (made read-only).
     A revision's files that hold more than `limit` bytes in all are refused before any is
-    written: git stores them compressed, so a small push may hold gigabytes of zeros."""
+    written, and before git inflates the one past it: git stores them compressed, so a
+    small push may hold gigabytes of zeros."""
     dest.mkdir(parents=True)
     if isinstance(source, GitSource):
         with tempfile.TemporaryFile(dir=dest.parent) as archive:
@@ -49,25 +49,30 @@ def make_snapshot(source: ProjectSource, dest: Path, limit: int | None = None) -
 def write_tree_archive(source: GitSource, into: IO[bytes], limit: int | None = None) -> None:
     """The revision's files below the project's folder as a tar archive written to `into`:
     each file's committed bytes, folders, links as links, nothing converted; one file in
-    memory at a time."""
-    entries = [entry for path, entry in sorted(source.entries.items()) if path]
-    sizes = object_sizes(source.git_dir, [entry.object_id for entry in entries if entry.kind == "blob"])
-    total = sum(sizes.get(entry.object_id, 0) for entry in entries if entry.kind == "blob")
-    if limit is not None and total > limit:
-        raise RunyardError(f"{source.label}: its files hold {units.format_bytes(total)}, over the "
-                           f"{units.format_bytes(limit)} a run may have on disk (--max-disk, or the "
-                           "project's limits.disk): the code is not unpacked")
+    memory at a time. Past `limit` bytes in all, git is stopped before it inflates the
+    file that would pass it, and the archive is refused."""
+    left = limit
     with tarfile.open(fileobj=into, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in entries:
+        for path, entry in sorted(source.entries.items()):
+            if not path:
+                continue
             info = tarfile.TarInfo(entry.path)
             if entry.kind in _FOLDER_KINDS:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
                 continue
-            found = source.reader.read(entry.object_id)
-            if found is None or found.data is None:
+            found = source.reader.read(entry.object_id, left)
+            if found is None:
                 raise RunyardError(f"{source.label}: {entry.path} is listed but its object "
                                    f"{entry.object_id} is missing")
+            if found.data is None:
+                assert limit is not None
+                raise RunyardError(f"{source.label}: its files hold more than "
+                                   f"{units.format_bytes(limit)}, what a run may have on disk "
+                                   "(--max-disk, or the project's limits.disk): the code is not "
+                                   "unpacked")
+            if left is not None:
+                left -= found.size
             if entry.mode == "120000":
                 info.type = tarfile.SYMTYPE
                 info.linkname = found.data.decode("utf-8", "surrogateescape")
