@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.build.engine import (
+    CALL_TIMEOUT,
     DockerEngine,
     EngineError,
+    EngineTimeout,
     Json,
     Unreachable,
     registry_auth,
@@ -62,6 +64,7 @@ PIDS_LIMIT = 4096
 FINAL_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
 WAITING_STATES = frozenset({"new", "pending", "allocated"})  # not yet on a node
 NODE_CHECK_EVERY = 1.0  # seconds between two looks at the node a task is on
+LOST_NODE_LOG_WAIT = 5.0  # seconds of silence before the rest of a lost node's log is given up
 SCRATCH_VOLUMES = ("work", "tmp")  # a run's in-memory folders, volumes named after it
 SERVICE_LABEL = "com.docker.swarm.service.id"  # the engine's, on a task's container
 PROJECT_LABEL = "dev.runyard.project"  # runyard's, on every run's and worker's container
@@ -191,8 +194,10 @@ class SwarmBackend:
             service = self._create(launch.name, launch.labels, self._task_template(
                 launch, self._run_container(launch, image, spec, secrets), launch.labels,
                 container_env(launch, SWARM_LAYOUT)))
-            with _Follow(self.engine, service, on_output):
+            with _Follow(self.engine, service, on_output) as follow:
                 exit_ = self._wait(service, launch)
+                if exit_.reason == "node":  # the rest of the log may be on a node that is gone
+                    follow.patience = LOST_NODE_LOG_WAIT
             node = exit_.placed.node if exit_.placed else None
             if node is not None:
                 with self.lock:
@@ -603,12 +608,15 @@ class NodeWatch:
 
 class _Follow:
     """Pass on a service's log as it comes; on leaving, what the stream had not yet
-    passed on (a service's log stream runs on after its task ends)."""
+    passed on (a service's log stream runs on after its task ends), waited for `patience`
+    seconds of silence at most: the manager asks the task's node for it, and waits a
+    minute for a node that is gone."""
 
     def __init__(self, engine: DockerEngine, service: str, on_output: OnOutput) -> None:
         self.engine, self.service, self.on_output = engine, service, on_output
         self.passed = 0
         self.closed = False
+        self.patience = CALL_TIMEOUT
         self.lock = threading.Lock()
 
     def __enter__(self) -> _Follow:
@@ -616,14 +624,20 @@ class _Follow:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):  # the service may be gone: nothing more to read
-            whole = b"".join(self.engine.service_logs(self.service, follow=False))
-            with self.lock:
-                self.closed = True
-                rest = whole[self.passed:]
-            if rest:
-                self.on_output(rest)
-        self.closed = True
+        try:
+            whole = b"".join(self.engine.service_logs(self.service, follow=False,
+                                                      timeout=self.patience))
+        except EngineTimeout:
+            whole = None
+            self.on_output(b"runyard: the rest of the run's output could not be read: its node "
+                           b"did not answer\n")
+        except Exception:  # the service may be gone: nothing more to read
+            whole = None
+        with self.lock:
+            self.closed = True
+            rest = whole[self.passed:] if whole else b""
+        if rest:
+            self.on_output(rest)
 
     def _follow(self) -> None:
         with contextlib.suppress(Exception):  # ends with the service
