@@ -47,13 +47,14 @@ def test_a_log_keeps_its_colours_and_nothing_else() -> None:
     assert "\\x1b[2J" in shown and "\\x1b]0;title" in shown
 
 
-HANDLER = f'''
+HANDLER = f'''# what a pushed file may hold: {CLIPBOARD}\x1b[2J
 BAD = {BAD!r}
 
 
 def main(context):
     print({GREEN!r} + " " + BAD, flush=True)
     context.log_result("said", "ok " + BAD)
+    context.log_artifact("note", body=BAD)
     return {{"note": BAD}}
 
 
@@ -71,7 +72,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "functions").mkdir()
     (root / "functions" / "say.yaml").write_text(
         "apiVersion: runyard/v1\nkind: function\nname: say\ncode: src/say.py\nhandler: main\n")
-    commit_all(root, "a project whose runs say hostile things")
+    commit_all(root, f"a project whose runs say hostile things {CLIPBOARD}")
     yield root
 
 
@@ -118,3 +119,19 @@ def test_a_log_on_a_terminal_keeps_colours_and_piped_is_as_written(repo: Path,
     piped = subprocess.run([sys.executable, "-m", "runner", "runs", "logs", ran["uid"]],
                            cwd=repo, capture_output=True, timeout=120)
     assert (GREEN + " " + BAD).encode() in piped.stdout  # to a file: the bytes as the run wrote them
+
+
+@pytest.mark.parametrize("args", [["functions", "show", "say"], ["runs", "show", "UID", "--code"],
+                                  ["functions", "history", "say"], ["runs", "artifact", "UID", "note"]])
+def test_a_pushed_projects_files_and_artifacts_on_a_terminal_are_shown_not_obeyed(
+        repo: Path, ran: dict[str, str], args: list[str]) -> None:
+    shown = on_a_terminal(*[ran["uid"] if arg == "UID" else arg for arg in args], cwd=repo)
+    assert obeyed(shown, colours=True) == [] and "\\x1b]52;c;cm0gLXJmIC8K\\x07" in shown
+
+
+def test_a_functions_code_and_an_artifact_piped_are_as_committed(repo: Path,
+                                                                 ran: dict[str, str]) -> None:
+    assert CLIPBOARD + "\x1b[2J" in runyard(repo, "functions", "show", "say").stdout
+    artifact = subprocess.run([sys.executable, "-m", "runner", "runs", "artifact", ran["uid"], "note"],
+                              cwd=repo, capture_output=True, timeout=120)
+    assert artifact.stdout == BAD.encode()

@@ -61,6 +61,15 @@ def echo_lines(lines: Iterable[str], err: bool = False) -> None:
         click.echo(printable(line), err=err)
 
 
+def echo_file(text: str) -> None:
+    """A file's text (of a pushed project, say): as it is when piped or redirected; on a
+    terminal, shown and never obeyed, as a view's lines."""
+    if sys.stdout.isatty():
+        click.echo(printable(text), nl=not text.endswith("\n"))
+    else:  # click would drop what looks like a colour, unless told not to
+        click.echo(text, nl=not text.endswith("\n"), color=True)
+
+
 def echo_log_line(name: str, line: str, err: bool = False) -> None:
     """A line a run (or a build) printed, its colours kept, under the name of what printed it."""
     click.echo(printable(f"{name} | {line}", colours=True), err=err)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import closed_at_end, echo_json
+from runner.cli.common import closed_at_end, echo_file, echo_json, echo_lines
 from runner.errors import RunyardError
 from runner.git import find_repository
 from runner.project.loader import find_project_root, load_project
@@ -79,8 +79,7 @@ def list_(project_dir: Path = Path("."), as_json: bool = False) -> None:
     rows = [[f.name, f.code or "-", f.handler or "-", (f.env_hash or "-")[:12],
              _image(engine, f.image), (f.changed or "-")[:12], (f.changed_date or "")[:19]]
             for f in found]
-    for line in table(["NAME", "CODE", "HANDLER", "ENV", "IMAGE", "CHANGED", "AT"], rows):
-        click.echo(line)
+    echo_lines(table(["NAME", "CODE", "HANDLER", "ENV", "IMAGE", "CHANGED", "AT"], rows))
 
 
 @functions.command()
@@ -99,12 +98,12 @@ def history(name: str, project_dir: Path, as_json: bool) -> None:
         echo_json([{**v._asdict(), "reasons": list(v.reasons), "runs": [r._asdict() for r in v.runs]}
                    for v in versions])
         return
-    for version in versions:
-        click.echo(f"{version.revision[:12]}  {version.date[:19]}  {', '.join(version.reasons)}"
-                   f"  {version.subject}")
-        click.echo(f"  env {(version.env_hash or '-')[:12]}  image {_image(engine, version.image)}")
-        for run in version.runs:
-            click.echo(f"  run {run.uid}  {run.state:<9} {run.job or '-'}  {(run.start or '')[:19]}")
+    for version in versions:  # a commit's subject is the pusher's words
+        echo_lines([f"{version.revision[:12]}  {version.date[:19]}  {', '.join(version.reasons)}"
+                    f"  {version.subject}",
+                    f"  env {(version.env_hash or '-')[:12]}  image {_image(engine, version.image)}",
+                    *[f"  run {run.uid}  {run.state:<9} {run.job or '-'}  {(run.start or '')[:19]}"
+                      for run in version.runs]])
 
 
 @functions.command()
@@ -125,5 +124,4 @@ def print_code(code: FunctionCode, as_json: bool) -> None:
         return
     click.echo(f"# function {code.name} at {code.revision}")
     for path, text in [(code.file, code.definition), *code.files]:
-        click.echo(f"\n--- {path}")
-        click.echo(text, nl=not text.endswith("\n"))
+        echo_file(f"\n--- {path}\n{text}")

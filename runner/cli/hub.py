@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
-from runner.cli.common import echo_json
+from runner.cli.common import echo_file, echo_json, echo_lines
 from runner.errors import RunyardError
 from runner.hub.catalog import DEFAULT_HUB, DEFINITION, open_hub, valid_name
 from runner.hub.install import (
@@ -56,9 +56,8 @@ def hub_list(location: str | None, as_json: bool) -> None:
         echo_json([{"name": f.name, "version": f.version, "description": f.description,
                     "revision": f.revision, "hub": f.hub} for f in functions])
         return
-    for line in table(["NAME", "VERSION", "DESCRIPTION"],
-                      [[f.name, f.version, f.description] for f in functions]):
-        click.echo(line)
+    echo_lines(table(["NAME", "VERSION", "DESCRIPTION"],
+                     [[f.name, f.version, f.description] for f in functions]))
 
 
 @hub.command("show")
@@ -76,12 +75,11 @@ def hub_show(spec: str, location: str | None, as_json: bool) -> None:
                    "definition": dict(function.definition), "readme": function.readme,
                    "files": {path: len(data) for path, data in sorted(function.files.items())}})
         return
-    click.echo(f"{function.name} {function.version} (hub {function.hub}, {function.revision})\n")
-    click.echo(function.readme.rstrip() + "\n")
-    click.echo(f"{DEFINITION}:")
-    click.echo(yaml.safe_dump(dict(function.definition), sort_keys=False, width=4096).rstrip() + "\n")
-    click.echo("files: " + ", ".join(f"{path} ({len(data)} bytes)"
-                                     for path, data in sorted(function.files.items())))
+    echo_file(f"{function.name} {function.version} (hub {function.hub}, {function.revision})\n\n"
+              f"{function.readme.rstrip()}\n\n{DEFINITION}:\n"
+              + yaml.safe_dump(dict(function.definition), sort_keys=False, width=4096).rstrip()
+              + "\n\nfiles: " + ", ".join(f"{path} ({len(data)} bytes)"
+                                         for path, data in sorted(function.files.items())) + "\n")
     click.echo(f"add it: runyard hub add {function.name}"
                + ("" if function.hub == DEFAULT_HUB else f" --hub {function.hub}"))
 

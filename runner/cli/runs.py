@@ -164,7 +164,11 @@ def artifact(project_dir: Path, branch: str | None, uid: str, key: str,
     if not path.is_file():
         raise RunyardError(f"artifact {key!r} ({found[0]}) is not in the store at {path}")
     if output is None:
-        sys.stdout.buffer.write(path.read_bytes())
+        from runner.cli.follow import log_output
+
+        out = log_output(sys.stdout.buffer)  # on a terminal: shown, never obeyed
+        out.write(path.read_bytes())
+        out.flush()
     else:
         try:
             shutil.copyfile(path, output)
