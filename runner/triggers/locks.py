@@ -17,7 +17,11 @@ def exclusive(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         handle = path.open("a")
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:  # interrupted while it waited
+            handle.close()
+            raise
         if _is_at(handle.fileno(), path):
             break
         handle.close()  # its holder removed it while this one waited: take the new one

@@ -280,14 +280,12 @@ def plan_base(results: ResultsBranch, git_dir: Path, old: str | None, ref: str) 
     so on back. An old revision pushed but never recorded (its runner was killed before
     it took the push) is planned past too, from the newest revision it descends from that
     a push was recorded at; before any push is recorded, runyard starts from `old`."""
-    recorded = results.pushed_revisions()
     seen: set[str] = set()
     while old is not None and old not in seen:
         seen.add(old)
         earlier = results.push(old, ref) or next(iter(results.pushes_of(old)), None)
         if earlier is None:
-            taken = next((revision for revision in ancestors(git_dir, old, LOST_PUSH_DEPTH)
-                          if revision in recorded), None)
+            taken = _last_recorded_ancestor(results, git_dir, old)
             if taken is None:
                 return old
             old = taken
@@ -296,6 +294,15 @@ def plan_base(results: ResultsBranch, git_dir: Path, old: str | None, ref: str) 
         else:
             old = earlier.old
     return old
+
+
+def _last_recorded_ancestor(results: ResultsBranch, git_dir: Path, revision: str) -> str | None:
+    """The newest revision `revision` descends from that a push was recorded at, if any."""
+    recorded = results.pushed_revisions()
+    if not recorded:
+        return None
+    return next((found for found in ancestors(git_dir, revision, LOST_PUSH_DEPTH)
+                 if found in recorded), None)
 
 
 def _ran_its_plan(push: PushRecord) -> bool:
