@@ -16,6 +16,7 @@ from runner.git import find_repository
 from runner.record.model import RunRecord, State
 from runner.record.results import ResultsBranch
 from runner.views.tables import compare_lines
+from runner.views.terminal import printable
 
 
 def open_results(project_dir: Path, branch: str | None) -> ResultsBranch:
@@ -73,14 +74,22 @@ def list_(project_dir: Path, branch: str | None, job: str | None, state: str | N
           where: str | None, sort: str | None, unfold: bool, limit: int, as_json: bool) -> None:
     """The newest top-level runs first, their trials and steps folded."""
     from runner.cli.render import print_table
-    from runner.views.runs import HEADERS, Query, SortKey, cells, list_runs, parse_where
+    from runner.views.runs import (
+        HEADERS,
+        Query,
+        SortKey,
+        cells,
+        list_runs,
+        parse_where,
+        target_warning,
+    )
 
     query = Query(job, state, parse_where(where) if where else None,
                   SortKey.parse(sort) if sort else None, limit, unfold)
     results = open_results(project_dir, branch)
     listing = results.listing(children=unfold)
-    for problem in listing.problems:
-        click.echo(f"warning: {problem}", err=True)
+    for problem in [*listing.problems, *filter(None, [target_warning(query, listing.rows)])]:
+        click.echo(f"warning: {printable(problem)}", err=True)
     lines = list_runs(listing.rows, query, results.short_prefixes)
     if as_json:
         echo_json([results.read(line.run.uid).to_dict() for line in lines])

@@ -67,7 +67,6 @@ def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> lis
     """The top-level runs the query picks, newest first unless sorted; with `unfold`, each
     followed by its children (those the query's condition picks), depth first. `rows`
     holds the children too when `unfold` asks for them."""
-    _check_target(query, [row for row in rows if not row.parent])
     tops = [row for row in rows if not row.parent and _picked(row, query)]
     _check_names(query, [row for row in rows if _picked(row, query)])
     tops = [top for top in _ordered(tops, query) if _meets(top, query.where)][:query.limit]
@@ -79,13 +78,14 @@ def list_runs(rows: Sequence[IndexRow], query: Query, prefixes: Prefixes) -> lis
     return [RunRow(row, shortened[row.uid], depth) for row, depth in lines]
 
 
-def _check_target(query: Query, tops: Sequence[IndexRow]) -> None:
-    """A --job that no run recorded has would list nothing without a word."""
-    targets = {target_of(row) for row in tops}
-    if query.job and tops and query.job not in targets:
-        raise RunyardError(f"--job: no run recorded is of a job or function named {query.job!r}"
-                           f"{did_you_mean(query.job, targets)} (recorded: "
-                           f"{', '.join(sorted(targets))})")
+def target_warning(query: Query, rows: Sequence[IndexRow]) -> str | None:
+    """What to say of a --job no recorded run has: a typo, or a job that has not run yet
+    (so a warning, and the empty list a script expects, not an error)."""
+    targets = {target_of(row) for row in rows if not row.parent}
+    if not query.job or not targets or query.job in targets:
+        return None
+    return (f"--job: no run recorded is of a job or function named {query.job!r}"
+            f"{did_you_mean(query.job, targets)} (recorded: {', '.join(sorted(targets))})")
 
 
 def target_of(row: IndexRow) -> str:
