@@ -135,3 +135,27 @@ def test_a_functions_code_and_an_artifact_piped_are_as_committed(repo: Path,
     artifact = subprocess.run([sys.executable, "-m", "runner", "runs", "artifact", ran["uid"], "note"],
                               cwd=repo, capture_output=True, timeout=120)
     assert artifact.stdout == BAD.encode()
+
+
+def test_status_writes_out_a_pushed_path(tmp_path: Path) -> None:
+    """`status` says why a job is stale with the paths a push changed: a file's name may
+    hold an escape sequence."""
+    root = make_repo(tmp_path / "project")
+    files = {"project.yaml": "apiVersion: runyard/v1\nkind: project\nname: rystatus\n",
+             "src/say.py": "def main(context):\n    return {'x': 1}\n",
+             "functions/say.yaml": "apiVersion: runyard/v1\nkind: function\nname: say\n"
+                                   "code: src/say.py\nhandler: main\n",
+             "jobs/hello.yaml": "apiVersion: runyard/v1\nkind: job\nname: hello\n"
+                                "run: {function: say}\ntriggers: {push: {paths: ['data/**']}}\n"}
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    commit_all(root, "a job")
+    assert runyard(root, "run", "hello", "--backend", "local").returncode == 0
+    (root / "data").mkdir()
+    (root / "data" / f"x{CLIPBOARD}y.csv").write_text("")
+    commit_all(root, "a file whose name sets the clipboard")
+    said = runyard(root, "status")
+    assert said.returncode == 0, said.stderr
+    assert "paths matched (data/x\\x1b]52;c;cm0gLXJmIC8K\\x07y.csv)" in said.stdout
+    assert obeyed(said.stdout) == []

@@ -236,7 +236,7 @@ def status(project_dir: Path, as_json: bool) -> None:
         newest = row["newest"]
         at = f"{newest['uid']} at {newest['revision'][:12]}" if newest else "-"
         verdict = "stale" if row["stale"] else "up to date"
-        click.echo(f"{row['job']:<20} {verdict:<11} {at}  {'; '.join(row['why'])}")
+        echo_lines([f"{row['job']:<20} {verdict:<11} {at}  {'; '.join(row['why'])}"])  # paths pushed
 
 
 def _last_processed(git_dir: Path, branch: str) -> str | None:
@@ -299,4 +299,4 @@ def watch(path: Path, rerun: bool) -> None:
     from runner.project.loader import find_project_root
     from runner.triggers.watch import watch as watch_project
 
-    watch_project(find_project_root(path), lambda line: click.echo(line), rerun)
+    watch_project(find_project_root(path), lambda line: echo_lines([line]), rerun)
