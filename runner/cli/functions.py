@@ -79,7 +79,8 @@ def list_(project_dir: Path = Path("."), as_json: bool = False) -> None:
     rows = [[f.name, f.code or "-", f.handler or "-", (f.env_hash or "-")[:12],
              _image(engine, f.image), (f.changed or "-")[:12], (f.changed_date or "")[:19]]
             for f in found]
-    echo_lines(table(["NAME", "CODE", "HANDLER", "ENV", "IMAGE", "CHANGED", "AT"], rows))
+    for line in table(["NAME", "CODE", "HANDLER", "ENV", "IMAGE", "CHANGED", "AT"], rows):
+        click.echo(line)  # (table writes out what a terminal would obey)
 
 
 @functions.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
-from runner.cli.common import echo_file, echo_json, echo_lines
+from runner.cli.common import echo_file, echo_json
 from runner.errors import RunyardError
 from runner.hub.catalog import DEFAULT_HUB, DEFINITION, open_hub, valid_name
 from runner.hub.install import (
@@ -56,8 +56,9 @@ def hub_list(location: str | None, as_json: bool) -> None:
         echo_json([{"name": f.name, "version": f.version, "description": f.description,
                     "revision": f.revision, "hub": f.hub} for f in functions])
         return
-    echo_lines(table(["NAME", "VERSION", "DESCRIPTION"],
-                     [[f.name, f.version, f.description] for f in functions]))
+    for line in table(["NAME", "VERSION", "DESCRIPTION"],
+                      [[f.name, f.version, f.description] for f in functions]):
+        click.echo(line)  # (table writes out what a terminal would obey)
 
 
 @hub.command("show")
