@@ -7,12 +7,13 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.project import scaffold
 from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.project.loader import find_project_root
@@ -27,7 +28,7 @@ from runner.run.session import open_project, session_for, workspace_of
 from runner.views.show import provenance_lines
 
 
-@dataclass(frozen=True)
+@frozen
 class TaskTemplate:
     """A reusable task (MLRun's `new_task`): `name` names the run; handler, params,
     inputs and hyper-parameters are what it runs with."""

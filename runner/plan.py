@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.git import changed_paths, commit_of
 from runner.project.environment import function_files, image_spec
 from runner.project.loader import PROJECT_FILE, load_project
@@ -43,7 +44,7 @@ class JobDecision(NamedTuple):
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Plan:
     """What a change between two revisions affects, and what is to run."""
 

@@ -6,7 +6,8 @@ a stage of the flow, and imports that only go down it.
                   views  ->  record  ->  project
     runtime: alone (stdlib only; it runs inside images that have no runyard)
 
-`runner.errors`, `runner.git`, `runner.forked` and `runner.files` are beneath every stage.
+`runner.errors`, `runner.git`, `runner.forked`, `runner.files` and `runner.frozen` are beneath
+every stage.
 Imports inside functions (lazy imports) are the command line's alone: elsewhere a module's
 imports are at its top, where a reader sees what it depends on.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 RUNNER = Path(__file__).resolve().parents[1] / "runner"
-BASE = {"errors", "git", "forked", "files"}
+BASE = {"errors", "git", "forked", "files", "frozen"}
 HUB_CONTENT = RUNNER / "hub" / "default"  # the functions runyard ships: code of projects, not of runyard
 # what each stage may import of the package, besides itself and BASE
 MAY_IMPORT = {

@@ -11,12 +11,12 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.build.engine import DockerEngine, EngineError, Unreachable, connect, registry_config
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.project import refs
 from runner.project.environment import (
     LABEL_ENV_HASH,
@@ -40,7 +40,7 @@ _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageNeed:
     """An image and the functions that run in it."""
 

@@ -17,11 +17,11 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.git import ObjectReader, commit_of, list_tree, log
 from runner.project.checks import repo_path_problem
 from runner.project.scaffold import clone_repository
@@ -60,7 +60,7 @@ class Entry(NamedTuple):
     size: int
 
 
-@dataclass(frozen=True)
+@frozen
 class HubFunction:
     """One version of a hub function: its definition and its files, checked."""
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from runner.errors import ProjectInvalid, RunyardError
+from runner.frozen import frozen
 from runner.hub.catalog import HubFunction
 from runner.project.loader import load_project
 from runner.project.model import Project
@@ -30,7 +30,7 @@ CODE_FOLDER = "src"
 LABELS = ("hub-source", "hub-function", "hub-version", "hub-revision")
 
 
-@dataclass(frozen=True)
+@frozen
 class Change:
     """One file of the project: what it holds now and what it will hold (None: no file)."""
 

@@ -17,9 +17,10 @@ import operator
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
+
+from runner.frozen import frozen
 
 MAX_DEPTH: Final = 100
 # Trees deeper than this would hit Python's recursion limit in evaluate() and str().
@@ -88,7 +89,7 @@ class Condition(ABC):
         """The result names the condition reads."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Compare(Condition):
     """`name op value`; `0.95 <= accuracy` is kept as `accuracy >= 0.95`."""
 
@@ -112,7 +113,7 @@ class Compare(Condition):
         return f"{self.name} {self.op} {_render(self.value)}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Not(Condition):
     """`not operand`."""
 
@@ -129,7 +130,7 @@ class Not(Condition):
         return f"not {_wrap(self.operand, self.precedence)}"
 
 
-@dataclass(frozen=True)
+@frozen
 class And(Condition):
     """`left and right`."""
 
@@ -147,7 +148,7 @@ class And(Condition):
         return _binary(self, "and")
 
 
-@dataclass(frozen=True)
+@frozen
 class Or(Condition):
     """`left or right`."""
 
@@ -165,7 +166,7 @@ class Or(Condition):
         return _binary(self, "or")
 
 
-@dataclass(frozen=True)
+@frozen
 class _Token:
     """A token of a condition, and the column it starts at."""
 

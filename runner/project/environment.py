@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from runner.errors import RunyardError
 from runner.files import package_file
+from runner.frozen import frozen
 from runner.project.model import Environment, Function, Project, is_repo_path
 from runner.project.refs import requirement_lines
 from runner.project.source import ProjectSource, SourceError
@@ -24,7 +24,7 @@ NOTEBOOK_REQUIREMENTS = ("nbclient==0.11.0", "nbformat==5.11.1", "nbconvert==7.1
                          "ipykernel==7.4.0")
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageSpec:
     """What one image is made of: the environment, with the files it names read in."""
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from runner.errors import RunyardError, did_you_mean
+from runner.frozen import frozen
 from runner.project.yamlread import Document
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -25,7 +26,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """How much a run may leave behind; a project may set lower ones (`limits:`)."""
 
@@ -39,7 +40,7 @@ class Limits:
                         zip(dataclasses.astuple(self), dataclasses.astuple(maximum), strict=True)))
 
 
-@dataclass(frozen=True)
+@frozen
 class Resources:
     """What a run may use: cpus, memory (bytes), a timeout (seconds) and GPUs; None is unset."""
 
@@ -58,7 +59,7 @@ class Resources:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Environment:
     """Everything that shapes a function's image; the code is never part of it."""
 
@@ -70,7 +71,7 @@ class Environment:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class Function:
     """A function: its code and handler (or a command), the environment of its image, its resources."""
 
@@ -94,7 +95,7 @@ class Function:
         return self.command is None and self.code is not None and self.code.endswith(NOTEBOOK_SUFFIX)
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """One step of a pipeline: the function it calls, its params, inputs and outputs, what it waits for."""
 
@@ -119,7 +120,7 @@ class Step:
         return tuple(names)
 
 
-@dataclass(frozen=True)
+@frozen
 class Pipeline:
     """A DAG of steps, in the order they are written."""
 
@@ -134,7 +135,7 @@ class Pipeline:
         return next((step for step in self.steps if step.name == name), None)
 
 
-@dataclass(frozen=True)
+@frozen
 class Hyper:
     """A job's hyper-parameter search: the values to try, how, and how to pick the best trial."""
 
@@ -149,7 +150,7 @@ class Hyper:
     isolation: str | None = None  # process | container; None: the backend's default
 
 
-@dataclass(frozen=True)
+@frozen
 class Schedule:
     """When a job runs by the clock: a cron string or a moment (`at`), in a time zone."""
 
@@ -159,7 +160,7 @@ class Schedule:
     catchup: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class Triggers:
     """What starts a job: a push (touching `paths`, when given) and a schedule."""
 
@@ -168,7 +169,7 @@ class Triggers:
     schedule: Schedule | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class RunTarget:
     """What a job runs: a function (and handler) or a pipeline."""
 
@@ -177,7 +178,7 @@ class RunTarget:
     handler: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Job:
     """A job: what it runs, with which params and inputs, its trials, triggers and retries."""
 
@@ -202,7 +203,7 @@ class Job:
         return self.triggers is None or self.triggers.push
 
 
-@dataclass(frozen=True)
+@frozen
 class Project:
     """The whole project: its settings, and its functions, pipelines and jobs by name."""
 

@@ -18,11 +18,12 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem, RunyardError
+from runner.frozen import frozen
 from runner.git import read_config
 from runner.project import refs, units
 from runner.project.model import Function, GiB, Job, Limits, Project
@@ -34,7 +35,7 @@ _HEX_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
 _DEFAULT_REGISTRY = re.compile(r"^((docker\.io|index\.docker\.io|registry-1\.docker\.io)/)?(library/)?")
 
 
-@dataclass(frozen=True)
+@frozen
 class Policy:
     """What this runner's operator allows the runs it starts."""
 

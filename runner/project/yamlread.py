@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import yaml
 
 from runner.errors import Problem, ProjectInvalid
+from runner.frozen import frozen
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
@@ -71,7 +71,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         return tag
 
 
-@dataclass(frozen=True)
+@frozen
 class Document:
     """A file's data and where each value (and each mapping key) stands in it.
 

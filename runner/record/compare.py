@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from runner.frozen import frozen
 from runner.record.model import RunRecord
 
 Counterpart = tuple[str, RunRecord, RunRecord | None]  # (label, old child, new child or None)
 
 
-@dataclass(frozen=True)
+@frozen
 class Difference:
     """One state, result or artifact hash that differs: what it is, old and new value."""
 
@@ -20,7 +20,7 @@ class Difference:
     new: Any
 
 
-@dataclass(frozen=True)
+@frozen
 class Comparison:
     """A recorded run and its rerun; `notes` say how the rerun was made (image, inputs)."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, field, fields, replace
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any, ClassVar, Literal, Self, Union, cast, get_args, get_origin, get_type_hints
@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Self, Union, cast, get_args, get_orig
 import yaml
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 
 VERSION = "runyard/v1"
 State = Literal["pending", "running", "completed", "failed", "aborted", "skipped"]
@@ -110,7 +111,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-@dataclass(frozen=True)
+@frozen
 class Part:
     """A mapping of a record as a dataclass: its fields are the mapping's keys, in order.
 
@@ -170,7 +171,7 @@ def _shape(part: type) -> tuple[dict[str, Field[Any]], dict[str, Any]]:
             get_type_hints(part))
 
 
-@dataclass(frozen=True)
+@frozen
 class Document(Part):
     """A whole record: a file of the results branch, which starts with its version and kind."""
 
@@ -208,7 +209,7 @@ class Document(Part):
 # --- the run record ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Metadata(Part):
     """Who the run is: uid, name, project, job, and where it sits among trials and attempts."""
 
@@ -224,7 +225,7 @@ class Metadata(Part):
     rerun_of: str | None = None  # the run this one repeats (`runyard rerun`)
 
 
-@dataclass(frozen=True)
+@frozen
 class Params(Part):
     """Parameters by level, as given, and `resolved`: what the handler received. `trial`
     holds a trial's own values (older records have them in `override`)."""
@@ -239,7 +240,7 @@ class Params(Part):
     resolved: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class RunInput(Part):
     """One input as the run read it."""
 
@@ -248,7 +249,7 @@ class RunInput(Part):
     size: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Trigger(Part):
     """What started the run: `manual`, `push`, `schedule` or `api`; `by` whom (the person
     who ran it by hand, or the author of the pushed revision), where known."""
@@ -260,7 +261,7 @@ class Trigger(Part):
     by: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class RunResources(Part):
     """The limits the run had: only those set are written."""
 
@@ -271,7 +272,7 @@ class RunResources(Part):
     gpus: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Spec(Part):
     """What was asked: function or pipeline, params, inputs, image, revision, trigger, resources."""
 
@@ -296,7 +297,7 @@ class Spec(Part):
     resources: RunResources = field(default_factory=RunResources)
 
 
-@dataclass(frozen=True)
+@frozen
 class Artifact(Part):
     """An artifact of a run; `producer` is written in the newest-artifact index only."""
 
@@ -310,7 +311,7 @@ class Artifact(Part):
     producer: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class TrialSummary(Part):
     """A trial as its parent's record lists it."""
 
@@ -322,7 +323,7 @@ class TrialSummary(Part):
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class StepSummary(Part):
     """A pipeline's step as the pipeline's record lists it."""
 
@@ -332,7 +333,7 @@ class StepSummary(Part):
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Status(Part):
     """What happened: state and why, times, exit code, results, artifacts, trials or steps."""
 
@@ -360,7 +361,7 @@ class Status(Part):
     image_digest: str | None = None  # ... and the image it ran, pinned by digest
 
 
-@dataclass(frozen=True)
+@frozen
 class RunRecord(Document):
     """One run: who it is, what was asked, what happened."""
 
@@ -388,7 +389,7 @@ class RunRecord(Document):
 # --- the push record ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class PushRun(Part):
     """A run a push started, as the push record lists it."""
 
@@ -397,7 +398,7 @@ class PushRun(Part):
     state: State
 
 
-@dataclass(frozen=True)
+@frozen
 class PushRecord(Document):
     """One revision pushed to one branch, and what the runner made of it. It is written
     `running` (naming its runner process, runner.record.owner) when the runner takes the

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
@@ -27,6 +27,7 @@ import yaml
 
 from runner.errors import RunyardError
 from runner.forked import forked_map
+from runner.frozen import frozen
 from runner.record import index
 from runner.record.gitstore import AtCommit, GitStore
 from runner.record.index import IndexRow, row_of
@@ -66,7 +67,7 @@ class LastPush(NamedTuple):
     ref: str
 
 
-@dataclass(frozen=True)
+@frozen
 class NewestRun(Part):
     """The newest top-level run of a job, as index/jobs/<job>.yaml keeps it."""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.project.condition import ConditionError, parse_condition
 from runner.project.model import Hyper, Job, Project
 from runner.project.trials import check_hyper
@@ -25,7 +25,7 @@ from runner.run.pipeline import PipelineRun
 from runner.run.task import ParamLevels, Task, function_task, job_task
 
 
-@dataclass(frozen=True)
+@frozen
 class HyperOptions:
     """How trials run, given from outside (the API) over the job's own settings."""
 

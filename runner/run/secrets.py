@@ -12,9 +12,10 @@ import functools
 import json
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TypeVar
 
+from runner.frozen import frozen
 from runner.project.model import Function
 from runner.project.policy import Policy
 
@@ -24,7 +25,7 @@ _URL_SAFE = str.maketrans("+/", "-_")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@frozen
 class Secrets:
     """The values of the secrets a run may read, and their masking."""
 

@@ -33,7 +33,7 @@ def make_snapshot(source: ProjectSource, dest: Path, limit: int | None = None) -
         with tempfile.TemporaryFile(dir=dest.parent) as archive:
             write_tree_archive(source, archive, limit)
             archive.seek(0)
-            with tarfile.open(fileobj=archive) as tar:
+            with tarfile.open(fileobj=archive, mode="r:") as tar:  # plain, as written above
                 try:  # the filter refuses what would land outside `dest`, links included
                     tar.extractall(dest, filter="data")
                 except tarfile.FilterError as error:  # a link out of the project, say

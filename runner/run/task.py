@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.project.model import Function, Job, Project, Resources
 
 LEVELS = ("project", "pipeline", "job", "override", "step")  # as runtime/spec.py has them
 RECORDED = ("project", "pipeline", "job", "override", "trial", "step")  # as the record has them
 
 
-@dataclass(frozen=True)
+@frozen
 class ParamLevels:
     """Parameters by level, kept apart; `resolved` is what the handler's arguments get.
     A trial's own values are a level of the record; the runtime sees them as overrides."""
@@ -37,7 +38,7 @@ class ParamLevels:
         return {**levels, "override": {**self.override, **self.trial}}
 
 
-@dataclass(frozen=True)
+@frozen
 class Task:
     """One run of one function's handler, with its parameters and inputs."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from runner.build.builder import reachable_image_ids
 from runner.errors import ProjectInvalid, RunyardError
+from runner.frozen import frozen
 from runner.git import ZERO, Repository, ancestors, author_of, open_repository, symbolic_ref
 from runner.plan import make_plan
 from runner.project.loader import PROJECT_FILE, Settings, load_project, read_settings
@@ -42,7 +43,7 @@ from runner.views.report import read_snapshot
 from runner.views.site import Site, readers_for
 
 
-@dataclass(frozen=True)
+@frozen
 class PushOptions:
     """How to process pushes; `on_error` gets the traceback of a bug, for the runner's log."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.git import open_repository
 from runner.project.loader import load_project
 from runner.project.model import Job, Project
@@ -44,7 +45,7 @@ from runner.triggers.locks import exclusive, lock_path
 LATE_AFTER = timedelta(minutes=1)
 
 
-@dataclass(frozen=True)
+@frozen
 class Due:
     job: str
     at: datetime

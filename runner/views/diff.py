@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from runner.errors import RunyardError, did_you_mean
+from runner.frozen import frozen
 from runner.project.condition import Condition, ConditionError, parse_condition
 from runner.project.selector import Selector
 from runner.record.index import IndexRow
@@ -70,7 +70,7 @@ class Cause(NamedTuple):
     detail: str
 
 
-@dataclass(frozen=True)
+@frozen
 class JobDiff:
     job: str
     old: RunRecord | None
@@ -88,7 +88,7 @@ class Crossing(NamedTuple):
     changes: Mapping[str, float]
 
 
-@dataclass(frozen=True)
+@frozen
 class Diff:
     old_revision: str
     new_revision: str

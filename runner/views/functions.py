@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.git import Commit, Repository, log
 from runner.project.environment import function_files, image_spec
 from runner.project.loader import load_project
@@ -24,7 +25,7 @@ from runner.project.source import GitSource, ProjectSource
 from runner.record.model import RunRecord
 
 
-@dataclass(frozen=True)
+@frozen
 class Engine:
     """What the Docker engine holds, as far as it is known: base image ids by name (the
     environment hash covers them) and the project's images by environment hash (None:

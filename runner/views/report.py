@@ -13,10 +13,10 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from runner.errors import RunyardError
+from runner.frozen import frozen
 from runner.project.model import Pipeline
 from runner.project.selector import Selector
 from runner.record.index import key_params, row_of
@@ -42,7 +42,7 @@ class Problem(NamedTuple):
     message: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Snapshot:
     """What the report is made from: every readable record, and what could not be read."""
 
