@@ -28,6 +28,7 @@ from runner.record.gitstore import AtCommit, GitStore
 from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run import scratch
+from runner.run.execute import _Log
 from runner.run.inputs import resolve_input
 from runner.run.outputs import read_outputs
 from runner.run.secrets import Secrets
@@ -391,6 +392,25 @@ def test_a_secret_printed_by_accident_is_masked_in_any_alignment() -> None:
         line = secrets.mask_bytes(f"Authorization: {text}\n".encode()).decode()
         assert inner not in line and "***" in line, (how, line)
         assert inner not in json.dumps(secrets.mask({"header": text})), how
+
+
+def test_a_secret_across_the_cuts_of_an_endless_line_is_masked() -> None:
+    """Output with no newline is cut into pieces of the log limit as it comes: a secret
+    that straddles a cut, wherever it falls and however the chunks arrive, is masked whole,
+    in the lines passed on and in the log kept."""
+    secrets = Secrets({"TOKEN": SECRET_VALUE})
+    raw = SECRET_VALUE.encode()
+    limit = 64
+    for offset in range(limit - len(raw), limit + 2):
+        emitted: list[str] = []
+        log = _Log(secrets, emitted.append, None, limit * 4)
+        log.limit = limit  # what a project's small log limit makes it
+        output = b"x" * offset + raw + b"y" * (3 * limit) + raw + b"z" * 5
+        for start in range(0, len(output), 7):  # in chunks that split the secret too
+            log.feed(output[start:start + 7])
+        kept, _ = log.text()
+        assert raw not in kept and SECRET_VALUE[:8] not in "".join(emitted), offset
+        assert "".join(emitted).count("***") == 2 and kept.endswith(b"***zzzzz\n"), offset
 
 
 def test_a_secret_of_many_lines_is_masked_line_by_line() -> None:

@@ -416,9 +416,16 @@ class _Log:
             self.pending += chunk
             *lines, self.pending = self.pending.split(b"\n")
             if len(self.pending) > self.limit:  # one endless line: cut it into pieces
-                lines.append(self.pending)
-                self.pending = b""
+                lines.extend(self._piece())
             self._lines(lines)
+
+    def _piece(self) -> list[bytes]:
+        """The endless line so far, masked, less its last bytes that may begin a secret
+        the run has not finished printing: they stay pending, to be masked with the rest."""
+        masked = self.secrets.mask_bytes(self.pending)
+        cut = max(len(masked) - self.secrets.longest + 1, 0)
+        piece, self.pending = masked[:cut], masked[cut:]
+        return [piece] if piece else []
 
     def _lines(self, lines: list[bytes]) -> None:
         masked = [self.secrets.mask_bytes(raw) + b"\n" for raw in lines]

@@ -53,6 +53,11 @@ class Secrets:
     def _byte_forms(self) -> tuple[bytes, ...]:
         return tuple(form.encode() for form in self.forms)
 
+    @functools.cached_property
+    def longest(self) -> int:
+        """The bytes of the longest form: a piece of output cut shorter may hold part of one."""
+        return max(map(len, self._byte_forms), default=0)
+
     def mask(self, value: T) -> T:
         """`value` (text, or a structure of mappings and lists) with every secret masked."""
         return _mask(value, self.forms) if self.forms else value
