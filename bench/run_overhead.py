@@ -9,8 +9,13 @@ it and builds its image once, and compiles runyard's package to bytecode as
 (a) `runyard run fn` as a whole process (interpreter start, snapshot of the
 revision, the container, the record committed to the results branch) against
 (b) `docker run --rm IMAGE python3 -c "print({'x': 1})"`, the same work with
-nothing around it, and (c) `runyard run fn --backend local`, for information.
-Prints the medians and the ratio a/b; the goal is a/b <= 1.5 (issue 13). With
+nothing around it, and (c) `runyard run fn --backend local` and (e) the interpreter
+alone (`python -c pass`), for information. Prints the medians and the ratio a/b; the
+goal is a/b <= 1.5 (issue 13).
+
+Run it with the interpreter runyard is installed in (`.venv/bin/python bench/...` for
+the one scripts/bootstrap makes): (a) starts that interpreter, and with it whatever its
+site-packages' .pth files import at every start. (e) shows what that costs. With
 --against DIR, the `runner` package in DIR (a copy of an older checkout's, made
 with `cp -rL runner DIR/`) is compiled and timed as (d) in the same rounds. The
 image is removed at the end.
@@ -55,6 +60,7 @@ RUNYARD = "(a) runyard run"
 DOCKER = "(b) docker run --rm"
 LOCAL = "(c) runyard run --backend local"
 BASELINE = "(d) baseline runyard run"
+INTERPRETER = "(e) python -c pass"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 RUNYARD: lambda: timed(run_fn),
                 DOCKER: lambda: timed(docker_run(image)),
                 LOCAL: lambda: timed([*run_fn, "--backend", "local"]),
+                INTERPRETER: lambda: timed([sys.executable, "-c", "pass"]),
             }
             if args.against:
                 baseline = runner_env(Path(args.against).resolve())
@@ -115,6 +122,7 @@ def report(timings: Timings) -> None:
     print(f"\nratio a/b: {ratio_goal(ours / bare, GOAL_RATIO)}; "
           f"runyard's own cost over docker run: {ours - bare:.3f} s")
     print(f"ratio c/b: {timings.median(LOCAL).wall / bare:.2f}x (local backend, for information)")
+    print(f"the interpreter's own start, in (a) and (c): {timings.median(INTERPRETER).wall:.3f} s")
     if BASELINE in timings.runs:
         base = timings.median(BASELINE).wall
         print(f"ratio d/b: {base / bare:.2f}x (the baseline); this checkout / baseline: "
@@ -123,7 +131,7 @@ def report(timings: Timings) -> None:
     # processes it started spent themselves (the engine's own work is not in it)
     print("CPU, median: " + ", ".join(
         f"{label.split()[0]} {timings.median(label).cpu:.3f} s"
-        for label in timings.runs if label != DOCKER))
+        for label in timings.runs if label not in (DOCKER, INTERPRETER)))
 
 
 if __name__ == "__main__":
