@@ -39,7 +39,7 @@ from run_overhead import docker_run, make_project
 
 # What a round times, by label: "module:Class.function" wrapped in the child.
 PHASES = {
-    "open project (git rev-parse, ls-tree)": "runner.run.session:open_project",
+    "open project (git rev-parse, ls-tree)": "runner.cli.run:open_project",
     "load and check the project": "runner.project.loader:load_project",
     "reconcile records and scratch": "runner.run.reconcile:reconcile_records",
     "engine: connect, reconcile, images": "runner.run.session:_docker",

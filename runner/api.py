@@ -16,7 +16,7 @@ from runner.errors import RunyardError
 from runner.frozen import frozen
 from runner.project import scaffold
 from runner.project.condition import Condition, ConditionError, parse_condition
-from runner.project.loader import find_project_root
+from runner.project.loader import find_project_root, open_project
 from runner.project.loader import load_project as load
 from runner.project.model import Project
 from runner.project.source import DirectorySource
@@ -24,7 +24,7 @@ from runner.record.artifacts import ArtifactStore
 from runner.record.model import Metadata, Params, RunRecord, Spec, Status
 from runner.record.results import ResultsBranch, new_uid
 from runner.run.launch import HyperOptions, run_target
-from runner.run.session import open_project, session_for, workspace_of
+from runner.run.session import session_for, workspace_of
 from runner.views.show import provenance_lines
 
 
@@ -216,7 +216,7 @@ class ProjectHandle:
         done: list[RunObject] = []
 
         def work() -> None:
-            with session_for(self.path, revision, local_changes=local_changes,
+            with session_for(*open_project(self.path, revision, local_changes),
                              backend="local" if local else None,
                              on_line=lambda n, line: print(f"{n} | {line}") if watch else None
                              ) as session:

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from runner.cli.common import (
     project_options,
 )
 from runner.errors import RunyardError
+from runner.project.loader import open_project
 from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
 
@@ -86,8 +88,6 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
     """
     from runner.project.source import DirectorySource
     from runner.record.results import new_uid
-    from runner.run.launch import run_interruptibly, run_target
-    from runner.run.session import session_for
 
     if revision is not None and local_changes:
         raise click.UsageError("--revision runs a commit and --local-changes the working tree: "
@@ -107,9 +107,13 @@ def run(target: str, project_dir: Path, revision: str | None, params: tuple[str,
         return
     progress = _Progress(uid, quiet=as_json)
     interrupt_on_sigterm()
-    with session_for(project_dir, revision, local_changes=local_changes, backend=backend,
-                     on_line=progress.line, job=target, handler=handler,
-                     inputs=given_inputs) as session:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-open") as early:
+        # git opens the project, in processes of its own, while the run's modules load
+        opening = early.submit(open_project, project_dir, revision, local_changes)
+        from runner.run.launch import run_interruptibly, run_target
+        from runner.run.session import session_for
+    with session_for(*opening.result(), backend=backend, on_line=progress.line, job=target,
+                     handler=handler, inputs=given_inputs) as session:
         session.on_record = progress.record
         _warn_of_ignored(session.project, DirectorySource(session.code), target, handler,
                          [*given_params, *given_hyper])
@@ -156,8 +160,8 @@ def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
                   params: list[str]) -> None:
     """The project loads as the run would load it, and `target`, `handler` and `inputs`
     can run in it."""
-    from runner.project.loader import load_project
-    from runner.run.session import open_project, require_runnable
+    from runner.project.loader import load_project, open_project
+    from runner.run.session import require_runnable
 
     source, _ = open_project(project_dir, revision, local_changes)
     with closing(source):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from runner.errors import Problem, ProjectInvalid, RunyardError
+from runner.git import commit_of, find_repository
 from runner.project import refs, units
 from runner.project.checks import check_project
 from runner.project.model import (
@@ -30,7 +31,7 @@ from runner.project.model import (
     Triggers,
 )
 from runner.project.schema import SchemaSet
-from runner.project.source import ProjectSource, SourceError
+from runner.project.source import DirectorySource, GitSource, ProjectSource, SourceError
 from runner.project.yamlread import MAX_BYTES, Document, read_document
 from runner.project.yamlread import Path as DocPath
 
@@ -39,6 +40,30 @@ KIND_FOLDERS = {"function": "functions", "pipeline": "pipelines", "job": "jobs"}
 YAML_SUFFIXES = (".yaml", ".yml")
 
 T = TypeVar("T")
+
+
+def open_project(project_dir: Path, revision: str | None,
+                 local_changes: bool) -> tuple[ProjectSource, Path]:
+    """The project's source and the git directory its records go to.
+
+    By default a run uses a committed revision (HEAD), never the working tree;
+    `local_changes` runs the working tree as it is, and the record says so.
+    """
+    root = project_dir if revision else find_project_root(project_dir)
+    found = find_repository(root)
+    if found is None:
+        raise RunyardError(f"{root} is not in a git repository: runs are recorded in git "
+                           "(run `git init` and commit the project first)")
+    git_dir = found.repository.git_dir
+    if local_changes:
+        return DirectorySource(root), git_dir
+    try:
+        return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
+    except RunyardError:
+        if revision is None and commit_of(git_dir, "HEAD") is None:
+            raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
+                               "or run with --local-changes") from None
+        raise
 
 
 def find_project_root(path: Path) -> Path:

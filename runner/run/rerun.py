@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.errors import RunyardError
 from runner.git import commit_of
-from runner.project.loader import find_project_root, load_project
+from runner.project.loader import find_project_root, load_project, open_project
 from runner.record.compare import Comparison, Counterpart, compare
 from runner.record.model import RunInput, RunRecord
 from runner.record.results import ResultsBranch, new_uid
@@ -23,7 +23,7 @@ from runner.run.backends import DockerBackend
 from runner.run.execute import OnLine, Session, execute
 from runner.run.inputs import STORE_SCHEME, input_filename
 from runner.run.launch import HyperOptions, run_interruptibly, run_target
-from runner.run.session import open_project, session_for
+from runner.run.session import session_for
 from runner.run.task import RECORDED, ParamLevels, Task, function_task, job_task
 
 Note = Callable[[str], None]
@@ -63,7 +63,8 @@ def rerun(project_dir: Path, uid: str, *, exact: bool = False, backend: str | No
                            f"--exact cannot rerun it on {backend}")
     notes = [f"run {old.metadata.uid} ran uncommitted changes: this rerun runs revision "
              f"{old.spec.revision[:12]} as committed"] if old.spec.dirty else []
-    with session_for(root, old.spec.revision, backend=backend or old.spec.backend,
+    with session_for(*open_project(root, old.spec.revision, False),
+                     backend=backend or old.spec.backend,
                      on_line=on_line) as session:
         family = _descendants(session, old)
         _use_images(session, [old, *family], exact, notes.append)

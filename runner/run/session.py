@@ -12,10 +12,10 @@ from pathlib import Path
 from runner.build.builder import LocalImages, build_images, needs_and_images
 from runner.build.engine import DockerEngine, connect
 from runner.errors import RunyardError
-from runner.git import commit_of, find_repository, user_name
+from runner.git import commit_of, user_name
 from runner.project.checks import handler_problem, input_problem
 from runner.project.environment import function_files
-from runner.project.loader import find_project_root, load_project
+from runner.project.loader import load_project
 from runner.project.model import Function, Project
 from runner.project.policy import Policy
 from runner.project.source import DirectorySource, GitSource, ProjectSource, prepare_state_dir
@@ -37,46 +37,22 @@ from runner.run.snapshot import make_snapshot, remove_tree
 from runner.run.swarm import SwarmBackend, reconcile_services, swarm_problem
 
 
-def open_project(project_dir: Path, revision: str | None,
-                 local_changes: bool) -> tuple[ProjectSource, Path]:
-    """The project's source and the git directory its records go to.
-
-    By default a run uses a committed revision (HEAD), never the working tree;
-    `local_changes` runs the working tree as it is, and the record says so.
-    """
-    root = project_dir if revision else find_project_root(project_dir)
-    found = find_repository(root)
-    if found is None:
-        raise RunyardError(f"{root} is not in a git repository: runs are recorded in git "
-                           "(run `git init` and commit the project first)")
-    git_dir = found.repository.git_dir
-    if local_changes:
-        return DirectorySource(root), git_dir
-    try:
-        return GitSource(found.repository, revision or "HEAD", found.prefix), git_dir
-    except RunyardError:
-        if revision is None and commit_of(git_dir, "HEAD") is None:
-            raise RunyardError(f"{root}: the repository has no commit yet; commit the project, "
-                               "or run with --local-changes") from None
-        raise
-
-
 def workspace_of(source: ProjectSource) -> Path:
     """The folder relative paths of the project settings (artifact store) start from."""
     return source.state_dir.parent
 
 
 @contextmanager
-def session_for(project_dir: Path, revision: str | None, *, local_changes: bool = False,
-                backend: str | None = None, on_line: OnLine = lambda name, line: None,
-                job: str | None = None, handler: str | None = None,
+def session_for(source: ProjectSource, git_dir: Path, *, backend: str | None = None,
+                on_line: OnLine = lambda name, line: None, job: str | None = None,
+                handler: str | None = None,
                 inputs: Mapping[str, str] | None = None) -> Iterator[Session]:
-    """A session for runs asked for by hand: they always run, and the person who asks
-    is the operator (`Policy.personal`). `job`, when given, is what will run: a job or a
-    function of the project, refused here when it is neither, when its function has no
-    `handler` (the one asked for instead of the default), or when one of `inputs` is
-    malformed or not in the project."""
-    source, git_dir = open_project(project_dir, revision, local_changes)
+    """A session for runs asked for by hand, of the project `open_project` opened (closed
+    with the session): they always run, and the person who asks is the operator
+    (`Policy.personal`). `job`, when given, is what will run: a job or a function of the
+    project, refused here when it is neither, when its function has no `handler` (the
+    one asked for instead of the default), or when one of `inputs` is malformed or not in
+    the project."""
     with closing(source):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-by") as aside:
             by = aside.submit(user_name, git_dir)  # git is asked while the project loads

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runner.errors import ProjectInvalid, RunyardError
 from runner.plan import plan_changes, plan_lines
-from runner.project.loader import load_project
+from runner.project.loader import load_project, open_project
 from runner.project.model import Project
 from runner.project.source import DirectorySource
 from runner.run.launch import run_target
@@ -86,7 +86,7 @@ class ProjectWatcher:
 
     def _rerun(self, jobs: list[str]) -> None:
 
-        with session_for(self.root, None, local_changes=True, backend="local",
+        with session_for(*open_project(self.root, None, True), backend="local",
                          on_line=lambda name, line: self.emit(f"{name} | {line}")) as session:
             for job in jobs:
                 record = run_target(session, job)
