@@ -25,6 +25,7 @@ attacks go through the installed hook and a real `git push`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -818,6 +819,83 @@ def test_host_network_is_refused(attack: Callable[..., Attack], host: Host) -> N
         assert_refused_at_push(outcome, "functions/netter.yaml")
     else:
         assert_stopped(outcome, ["reach"], "refused")
+
+
+class Listener:
+    """A TCP service on all of this host's addresses, as many a server has: it notes who
+    connects."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("0.0.0.0", 0))
+        self.reached: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.getsockname()[1])
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed at the end
+            while True:
+                connection, peer = self.server.accept()
+                self.reached.append(peer[0])
+                connection.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    made = Listener()
+    yield made
+    made.server.close()
+
+
+def _host_addresses() -> list[str]:
+    """This host's IPv4 addresses, loopback aside (the default bridge's gateway among them)."""
+    listed = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True,
+                            check=True).stdout
+    found = [line.split()[3].partition("/")[0] for line in listed.splitlines()]
+    return [address for address in found if not address.startswith("127.")]
+
+
+def _reach(made: Attack, listener: Listener) -> dict[str, str]:
+    """The results of a run that tries to reach `listener`, whose image's build tried too."""
+    knock = ("python3 -c \"import socket, struct; routes = [line.split() for line in "
+             "open('/proc/net/route')][1:]; gateway = [socket.inet_ntoa(struct.pack('<L', "
+             "int(route[2], 16))) for route in routes if route[1] == '00000000'][0]; "
+             f"socket.create_connection((gateway, {listener.port}), timeout=3)\" || true")
+    made.files = {**function("knocker", "reach", environment={
+                      "base_image": "python:3.11-slim", "setup": [knock]}),
+                  **job("reach", "reach", function="knocker",
+                        params={"port": listener.port, "addresses": _host_addresses()})}
+    outcome = made.run()
+    assert_contained(outcome, made.host)
+    record = outcome.job("reach")
+    assert record["status"]["state"] == "completed", record["status"]
+    results: dict[str, str] = record["status"]["results"]
+    assert {"gateway", "metadata"} <= set(results), results
+    return results
+
+
+def test_a_run_reaches_neither_this_host_nor_its_networks(attack: Callable[..., Attack],
+                                                          listener: Listener) -> None:
+    """Attack 8b: a run on the network a push's runs get (a function's `network: bridge`,
+    the default) connects to a service listening on all of this host's addresses, through
+    its network's gateway and at each address of the host (the default bridge's gateway,
+    the host's own on its networks), and to a cloud's metadata address (169.254.169.254);
+    so does a setup step of its image's build, through the gateway. None answers and the
+    service sees no connection; the run itself completes."""
+    results = _reach(attack("reach", {}), listener)
+    assert [name for name, said in results.items() if said == "reached"] == [], results
+    assert listener.reached == []
+
+
+def test_a_run_reaches_this_host_where_the_operator_allows(attack: Callable[..., Attack],
+                                                           listener: Listener) -> None:
+    """The control of attack 8b: with --allow-private-network the same build and run reach
+    the service, so the refusals above are runyard's firewall."""
+    results = _reach(attack("reach-allowed", {}, ["--allow-private-network"]), listener)
+    assert results["gateway"] == "reached", results
+    assert len(listener.reached) >= 2  # the build's step, and the run at least once
 
 
 def test_local_backend_is_refused_by_default(attack: Callable[..., Attack], host: Host) -> None:

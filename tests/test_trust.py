@@ -68,8 +68,10 @@ def test_the_registry_host_of_an_image_as_docker_reads_it() -> None:
 
 def test_policy_from_settings_and_its_errors() -> None:
     policy = policy_from({"allowsecret": ["A", "B"], "allowfiles": ["/data"], "maxdisk": ["1Gi"],
-                          "allowhostnetwork": ["true"], "buildtimeout": ["10m"]}, "here")
+                          "allowhostnetwork": ["true"], "buildtimeout": ["10m"],
+                          "allowprivatenetwork": ["true"]}, "here")
     assert policy.secrets == frozenset({"A", "B"})
+    assert policy.private_network and not Policy().private_network and Policy.personal().private_network
     assert policy.allows_file(Path("/data/x.csv")) and not policy.allows_file(Path("/datax"))
     assert policy.limits.disk == 1 << 30 and policy.host_network and policy.build_timeout == 600
     with pytest.raises(RunyardError, match=r"unknown setting runyard\.alloweverything"):

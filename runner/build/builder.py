@@ -110,10 +110,12 @@ def image_needs(project: Project, source: ProjectSource, local: LocalImages,
 
 def build_images(engine: DockerEngine, project: Project, needs: Iterable[ImageNeed],
                  local: LocalImages, log_dir: Path, on_line: OnLine,
-                 force: bool = False, policy: Policy | None = None) -> list[BuildOutcome]:
+                 force: bool = False, policy: Policy | None = None,
+                 network: str | None = None) -> list[BuildOutcome]:
     """Build what is missing (everything with `force`); a failure does not stop the others.
 
     `policy` is the operator's: which base images are allowed, and the build's limits.
+    The build's steps join `network` (None: the engine's default bridge).
     """
     policy = policy or Policy()
     outcomes = []
@@ -124,7 +126,7 @@ def build_images(engine: DockerEngine, project: Project, needs: Iterable[ImageNe
         elif need.spec.tag in local.ids and not force:
             outcomes.append(BuildOutcome(need, "reused"))
         else:
-            outcomes.append(_build(engine, project, need, log_dir, on_line, force, policy))
+            outcomes.append(_build(engine, project, need, log_dir, on_line, force, policy, network))
     return outcomes
 
 
@@ -197,7 +199,7 @@ def _dockerfile_problems(spec: ImageSpec) -> Iterator[str | None]:
 
 
 def _build(engine: DockerEngine, project: Project, need: ImageNeed, log_dir: Path,
-           on_line: OnLine, force: bool, policy: Policy) -> BuildOutcome:
+           on_line: OnLine, force: bool, policy: Policy, network: str | None) -> BuildOutcome:
     spec = need.spec
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{spec.env_hash[:12]}.log"
@@ -214,7 +216,8 @@ def _build(engine: DockerEngine, project: Project, need: ImageNeed, log_dir: Pat
             stream = engine.build(_context(dockerfile, spec, ca_bundle), {
                 "t": spec.tag, "rm": "1", "forcerm": "1", "nocache": "1" if force else "0",
                 "memory": str(policy.build_memory), "memswap": str(policy.build_memory),
-                "labels": json.dumps(labels)}, registry_config())
+                "labels": json.dumps(labels), **({"networkmode": network} if network else {})},
+                registry_config())
             for chunk in stream:
                 step, error = _consume(chunk, step, error, log, lambda line: on_line(spec.tag, line))
                 watch.follow(chunk)

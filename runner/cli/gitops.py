@@ -134,6 +134,8 @@ def hook() -> None:
               help="A host folder that file:// inputs may come from.")
 @click.option("--allow-private-urls", is_flag=True, default=None,
               help="URL inputs may reach loopback, link-local and private addresses.")
+@click.option("--allow-private-network", is_flag=True, default=None,
+              help="Runs may reach this host's services and its private networks.")
 @click.option("--allow-image", multiple=True, metavar="PATTERN",
               help="Allowed base images (shell patterns); by default any but runyard's own.")
 @click.option("--allow-local-backend", is_flag=True, default=None,
@@ -152,7 +154,8 @@ def hook() -> None:
 @click.option("--max-runs", metavar="N", help="Runs of a push at once, at most (16).")
 def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
                  allow_host_network: bool | None, allow_files: tuple[str, ...],
-                 allow_private_urls: bool | None, allow_image: tuple[str, ...],
+                 allow_private_urls: bool | None, allow_private_network: bool | None,
+                 allow_image: tuple[str, ...],
                  allow_local_backend: bool | None, artifact_store: str | None,
                  registry: str | None, shared: str | None, build_timeout: str | None,
                  build_memory: str | None, max_results: str | None,
@@ -177,7 +180,8 @@ def hook_install(repo: Path, prefix: str, allow_secret: tuple[str, ...],
     policy = configure(repo, {
         "allowSecret": allow_secret, "allowHostNetwork": flag(allow_host_network),
         "allowFiles": [str(Path(folder).resolve()) for folder in allow_files],
-        "allowPrivateUrls": flag(allow_private_urls), "allowImage": allow_image,
+        "allowPrivateUrls": flag(allow_private_urls),
+        "allowPrivateNetwork": flag(allow_private_network), "allowImage": allow_image,
         "allowLocalBackend": flag(allow_local_backend), "artifactStore": one(artifact_store),
         "registry": one(registry), "shared": one(shared),
         "buildTimeout": one(build_timeout), "buildMemory": one(build_memory),

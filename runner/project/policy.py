@@ -43,6 +43,8 @@ class Policy:
     host_network: bool = False
     file_inputs: tuple[str, ...] = ()  # host folders `file://` inputs may come from
     private_urls: bool = False  # URL inputs may reach loopback, link-local, private addresses
+    # runs on a bridge may reach this host and its private networks (else: runner.run.network)
+    private_network: bool = False
     base_images: tuple[str, ...] = ()  # patterns of allowed base images; none: any runyard did not build
     local_backend: bool = False  # runs on the host itself, outside any container
     artifact_store: str | None = None  # the operator's store; else the project's, if inside it
@@ -59,6 +61,7 @@ class Policy:
     def personal(cls) -> Policy:
         """A person's own run in their own checkout: they are the operator."""
         return cls(secrets=None, host_network=True, file_inputs=("/",), private_urls=True,
+                   private_network=True,
                    local_backend=True, own_checkout=True, build_timeout=3600.0, max_runs=None)
 
     def store_for(self, project: Project) -> str:
@@ -79,7 +82,8 @@ class Policy:
         files = ", ".join(self.file_inputs) or "none"
         images = ", ".join(self.base_images) or "any but images runyard built"
         return (f"secrets: {secrets}; host network: {_yes(self.host_network)}; host files from: "
-                f"{files}; private URLs: {_yes(self.private_urls)}; base images: {images}; "
+                f"{files}; private URLs: {_yes(self.private_urls)}; runs reach this host and "
+                f"private networks: {_yes(self.private_network)}; base images: {images}; "
                 f"local backend: {_yes(self.local_backend)}; swarm registry: "
                 f"{self.registry or 'none'}; swarm shared folder: {self.shared or 'none'}; builds: "
                 f"{units.format_duration(self.build_timeout)}, "
@@ -154,7 +158,8 @@ def registry_host(image: str) -> str | None:
 
 GIT_KEYS = {
     "allowsecret": "secrets", "allowhostnetwork": "host_network", "allowfiles": "file_inputs",
-    "allowprivateurls": "private_urls", "allowimage": "base_images",
+    "allowprivateurls": "private_urls", "allowprivatenetwork": "private_network",
+    "allowimage": "base_images",
     "allowlocalbackend": "local_backend", "buildtimeout": "build_timeout",
     "buildmemory": "build_memory", "maxresults": "results", "maxartifact": "artifact",
     "maxdisk": "disk", "maxlog": "log", "artifactstore": "artifact_store",
@@ -208,6 +213,7 @@ _PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "build_memory": lambda found: units.parse_memory(found[-1], what="value"),
     "host_network": lambda found: _boolean(found[-1]),
     "private_urls": lambda found: _boolean(found[-1]),
+    "private_network": lambda found: _boolean(found[-1]),
     "local_backend": lambda found: _boolean(found[-1]),
     "max_runs": lambda found: _count(found[-1]),
 }

@@ -77,6 +77,7 @@ class Session:
     code_files: Callable[[Function], Mapping[str, str | None] | None] = lambda function: None
     tree: str | None = None  # the revision's git tree
     policy: Policy = field(default_factory=Policy)
+    run_network: str | None = None  # the network `bridge` runs join; None: the engine's default
     secrets: Secrets = field(default_factory=Secrets)
     owner: Owner = field(default_factory=Owner.current)
     # work a run need not wait for: its `running` record while it starts, the removal of
@@ -320,10 +321,13 @@ def _launch(session: Session, task: Task, uid: str, run_dir: Path,
         raise RunyardError(f"function {function.name} asks for the host's network, which this "
                            "runner's operator does not allow")
     image = session.images.get(function.name)
+    network = function.network
+    if network == "bridge" and session.run_network is not None:
+        network = session.run_network
     return Launch(uid=uid, image=image.tag if image else None, runtime=runtime_dir(),
                   code=session.code, run_dir=run_dir,
                   env={**session.project.env, **function.environment.env},
-                  resources=task.resources, network=function.network,
+                  resources=task.resources, network=network,
                   placement=(*function.placement, *task.placement), staged=staged,
                   labels={"dev.runyard.project": session.project.name, "dev.runyard.run": uid,
                           "dev.runyard.runner": str(session.owner)})

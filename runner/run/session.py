@@ -25,6 +25,7 @@ from runner.record.owner import Owner
 from runner.record.results import ResultsBranch
 from runner.run.backends import Backend, DockerBackend, LocalBackend
 from runner.run.execute import ImageRef, OnLine, Session, forget_live
+from runner.run.network import run_network
 from runner.run.reconcile import (
     reconcile_containers,
     reconcile_pushes,
@@ -130,12 +131,13 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                     forget_live(live_dir, uid)
                 runner: Backend = LocalBackend()
                 images: dict[str, ImageRef] = {}
+                bridge: str | None = None
                 # A lost runner (its scratch folder, its runs still `running`) may have left
                 # containers and swarm services, whatever this session's backend.
                 lost_runner = bool(lost or aborted)
                 if chosen == "docker":
-                    runner, images = _docker(project, source, functions, policy, on_line,
-                                             services=lost_runner)
+                    runner, images, bridge = _docker(project, source, functions, policy,
+                                                     on_line, services=lost_runner)
                 elif chosen == "swarm":
                     runner, images = _swarm(project, source, functions, policy, on_line)
                 elif lost_runner:
@@ -155,7 +157,7 @@ def open_session(source: ProjectSource, git_dir: Path, project: Project, policy:
                 trigger=trigger or Trigger("manual"), on_line=on_line, images=images,
                 dirty=isinstance(source, DirectorySource), memoize=memoize,
                 code_files=_code_files(source), live_dir=live_dir, shared_runs=shared_runs,
-                policy=policy,
+                policy=policy, run_network=bridge,
                 tree=source.tree() if isinstance(source, GitSource) else None,
                 secrets=Secrets.available(project.secrets, policy, os.environ), owner=owner)
             yield session
@@ -225,9 +227,9 @@ def _reconcile_engine(engine: DockerEngine, note: Callable[[str], None],
 
 
 def _docker(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-            on_line: OnLine, services: bool) -> tuple[Backend, dict[str, ImageRef]]:
-    engine, images = _built(project, source, functions, policy, on_line, services)
-    return DockerBackend(engine), images
+            on_line: OnLine, services: bool) -> tuple[Backend, dict[str, ImageRef], str | None]:
+    engine, images, bridge = _built(project, source, functions, policy, on_line, services)
+    return DockerBackend(engine), images, bridge
 
 
 def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
@@ -239,7 +241,7 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
     refusal = policy.registry_refusal(project.registry)
     if refusal:
         raise RunyardError(f"{project.file}: {refusal}")
-    engine, images = _built(project, source, functions, policy, on_line, services=True)
+    engine, images, _ = _built(project, source, functions, policy, on_line, services=True)
     backend = SwarmBackend(engine, project.registry,
                            scratch_size=project.limits.within(policy.limits).disk)
     if project.shared is None:
@@ -250,12 +252,17 @@ def _swarm(project: Project, source: ProjectSource, functions: Sequence[str], po
 
 
 def _built(project: Project, source: ProjectSource, functions: Sequence[str], policy: Policy,
-           on_line: OnLine, services: bool) -> tuple[DockerEngine, dict[str, ImageRef]]:
+           on_line: OnLine, services: bool) -> tuple[DockerEngine, dict[str, ImageRef], str | None]:
+    """The engine, the images (built where missing), and the network the builds' steps
+    and `bridge` runs join: runyard's (runner.run.network) for the runs a push starts;
+    None, the engine's default bridge, for the operator's own or where the operator allows."""
     engine = connect(lambda line: on_line("setup", line))
     _reconcile_engine(engine, lambda line: on_line("setup", line), services)
+    bridge = None if policy.private_network else run_network(engine)
     needs, local = needs_and_images(engine, project, source, functions)
     outcomes = build_images(engine, project, needs, local, source.state_dir / "builds",
-                            lambda tag, line: on_line("build", line), policy=policy)
+                            lambda tag, line: on_line("build", line), policy=policy,
+                            network=bridge)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise RunyardError("\n".join(failed))
@@ -263,7 +270,7 @@ def _built(project: Project, source: ProjectSource, functions: Sequence[str], po
     ids = {**local.ids, **LocalImages.of(engine, built).ids}
     images = {name: ImageRef(n.spec.tag, ids[n.spec.tag], n.spec.env_hash)
               for n in needs for name in n.functions}
-    return engine, images
+    return engine, images, bridge
 
 
 def _code_files(source: ProjectSource) -> Callable[[Function], dict[str, str | None] | None]:

@@ -9,6 +9,7 @@ runtime's own checks, and what the runner on the host must read with care.
 import base64
 import json
 import os
+import socket
 import subprocess
 import urllib.request
 
@@ -29,6 +30,32 @@ def fetch(context, url):
             context.log_result("got", response.read(4096).decode("utf-8", "replace"))
     except OSError as error:
         context.log_result("error", repr(error))
+
+
+def reach(context, port, addresses=()):
+    """Connect from inside the container to this host's services (at `port` of the network's
+    gateway and of each of `addresses`, the host's own) and to a cloud's metadata address."""
+    targets = {"gateway": (_gateway(), int(port)), "metadata": ("169.254.169.254", 80)}
+    targets.update({f"host {address}": (address, int(port)) for address in addresses})
+    for name, target in targets.items():
+        with socket.socket() as connection:
+            connection.settimeout(3)
+            try:
+                connection.connect(target)
+                connection.sendall(b"ryh-reach\n")
+                context.log_result(name, "reached")
+            except OSError as error:
+                context.log_result(name, repr(error))
+
+
+def _gateway():
+    """The default route's gateway: the host, seen from the container's network."""
+    with open("/proc/net/route") as routes:
+        for line in routes.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == "00000000":
+                return socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
+    return "0.0.0.0"
 
 
 def cat(context, path):
