@@ -51,6 +51,11 @@ def run_network(engine: DockerEngine) -> str:
         except EngineError:
             if not engine.networks({"name": [RUN_NETWORK]}):  # not another runner's doing
                 raise
+    if not Path("/sys/class/net", BRIDGE).exists():  # the engine is on another machine
+        raise RunyardError(f"the engine ({engine.host}) is not on this machine, so runyard's "
+                           "firewall cannot keep the runs a push starts from that machine and "
+                           "its networks: run the runner beside the engine, or let them reach "
+                           "those (runyard hook install --allow-private-network)")
     _firewall()
     return RUN_NETWORK
 
