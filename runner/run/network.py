@@ -4,19 +4,19 @@ On the default bridge a run reaches the internet, and also this host (every serv
 listening on all of its addresses, through the bridge's gateway), the private networks
 around it and a cloud's metadata address (169.254.169.254, with the machine's
 credentials). A push runs for everyone who can push: its runs go instead on RUN_NETWORK,
-a bridge of runyard's whose runs reach the internet and nothing else. Its firewall (run as
-root) rejects what comes in from the bridge for this host, in INPUT, and for the private,
-shared, link-local, multicast and reserved addresses (PRIVATE), in Docker's DOCKER-USER
-chain (which the engine evaluates before its own rules). Runs on it cannot reach each other either (no
-inter-container traffic). The engine resolves names for them from this host's own resolvers.
+a bridge of runyard's whose runs reach the internet and nothing else. Its firewall (run
+as root) rejects what comes in from the bridge for this host, in INPUT, and for the
+private, shared, link-local, multicast and reserved addresses (PRIVATE), in Docker's
+DOCKER-USER chain (which the engine evaluates before its own rules). Runs on it cannot
+reach each other either (no inter-container traffic). The engine resolves names for them
+from this host's own resolvers.
 
-The rules are checked for each session that uses the network and put back when missing (a
-reboot or a firewall reload drops them), and the chain of refused addresses is made again
-(the resolvers it lets DNS through to may have changed): five processes of iptables. An operator
-whose runs must reach a private service allows it (--allow-private-network): they then run
-on the default bridge, as a person's own runs do.
+The rules are checked for each session that uses the network and put back when missing
+(a reboot or a firewall reload drops them), and the chain of refused addresses is made
+again (the resolvers it lets DNS through to may have changed): five processes of
+iptables. An operator whose runs must reach a private service allows it
+(--allow-private-network): they then run on the default bridge, as a person's own runs do.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -69,7 +69,7 @@ def _firewall() -> None:
     if not _holds(iptables, _TO_HOST):
         _change(iptables, ("-I", *_TO_HOST))
     # in one transaction: a run of another session never finds the chain half made
-    _restore(restore, _chain(_nameservers()))
+    _change(restore, ("--noflush",), _chain(_nameservers()))
     forward = "DOCKER-USER" if _iptables(iptables, ("-S", "DOCKER-USER")).returncode == 0 \
         else "FORWARD"
     jump = (forward, "-i", BRIDGE, "-j", CHAIN)
@@ -108,20 +108,14 @@ def _holds(program: str, rule: Sequence[str]) -> bool:
     return _iptables(program, ("-C", *rule)).returncode == 0
 
 
-def _change(program: str, args: Sequence[str]) -> None:
-    done = _iptables(program, args)
+def _change(program: str, args: Sequence[str], rules: str | None = None) -> None:
+    done = _iptables(program, args, rules)
     if done.returncode != 0:
         raise RunyardError(f"cannot set the firewall of the runs a push starts "
                            f"({program} {' '.join(args)}): {done.stderr.strip()}")
 
 
-def _restore(program: str, rules: str) -> None:
-    done = subprocess.run([program, "-w", "--noflush"], input=rules, capture_output=True,
-                          text=True, timeout=60)
-    if done.returncode != 0:
-        raise RunyardError(f"cannot set the firewall of the runs a push starts ({program}): "
-                           f"{done.stderr.strip()}")
-
-
-def _iptables(program: str, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([program, "-w", *args], capture_output=True, text=True, timeout=60)
+def _iptables(program: str, args: Sequence[str],
+              rules: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([program, "-w", *args], input=rules, capture_output=True, text=True,
+                          timeout=60)
