@@ -23,7 +23,7 @@ from runner.cli.common import (
     project_options,
 )
 from runner.errors import RunyardError
-from runner.project.loader import open_project
+from runner.project.loader import load_project, open_project
 from runner.record.model import RunRecord
 from runner.views.tables import step_lines, summary_lines, trial_lines
 
@@ -160,7 +160,6 @@ def _check_target(project_dir: Path, revision: str | None, local_changes: bool,
                   params: list[str]) -> None:
     """The project loads as the run would load it, and `target`, `handler` and `inputs`
     can run in it."""
-    from runner.project.loader import load_project, open_project
     from runner.run.session import require_runnable
 
     source, _ = open_project(project_dir, revision, local_changes)
