@@ -1,9 +1,9 @@
 """runyard's client of the Docker engine, against the real engine: no mocks.
 
-What the runs rely on: a container's exit code, its output as it comes (standard
-output and error alike), a wait that ends by its timeout apart from an engine that
-is gone, a missing image or container that reads as None, and the engine's own
-error message when it refuses a call.
+What the runs rely on: a container's output as it comes (standard output and error
+alike), its end and exit code told as it ends, running out of memory told before it, a
+call that ends by its timeout apart from an engine that is gone, a missing image or
+container that reads as None, and the engine's own error message when it refuses a call.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,51 +62,70 @@ def _create(engine: DockerEngine, name: str, script: str) -> str:
         "Labels": {"dev.runyard.test": "engine"}})
 
 
-def test_a_container_runs_and_its_output_and_exit_code_come_back(
-        container: tuple[DockerEngine, str]) -> None:
+def _ending(engine: DockerEngine,
+            created: str) -> AbstractContextManager[Iterator[dict[str, Any]]]:
+    """The engine's events that a run follows its container's end by."""
+    return engine.events({"container": created, "type": "container", "event": ["die", "oom"]})
+
+
+def test_a_containers_output_and_end_come_as_it_ends(container: tuple[DockerEngine, str]) -> None:
     engine, name = container
     script = ("import sys, time\nprint('out one', flush=True)\n"
               "print('err one', file=sys.stderr, flush=True)\ntime.sleep(0.3)\n"
               "print('out two', flush=True)\nsys.exit(3)\n")
     created = _create(engine, name, script)
-    engine.start(created)
-    output = b"".join(engine.logs(created))
-    assert engine.wait(created, 30) == 3
-    lines = output.decode().splitlines()  # two streams: in order within each, not across
+    with _ending(engine, created) as events, engine.attach(created) as output:
+        engine.start(created)
+        printed = b"".join(output)
+        ended = next(events)
+    lines = printed.decode().splitlines()  # two streams: in order within each, not across
     assert sorted(lines[:2]) == ["err one", "out one"] and lines[2:] == ["out two"]
-    state = (engine.inspect_container(created) or {})["State"]
-    assert state["ExitCode"] == 3 and state["OOMKilled"] is False
+    assert ended["Action"] == "die" and ended["Actor"]["Attributes"]["exitCode"] == "3"
+    # what was printed stays readable after the end (a trial worker's last words)
+    assert b"".join(engine.logs(created)).decode().splitlines()[2:] == ["out two"]
     assert engine.containers({"name": name})[0]["Id"] == created
 
 
 def test_output_streams_while_the_container_runs(container: tuple[DockerEngine, str]) -> None:
     engine, name = container
     created = _create(engine, name, "import time\nprint('early', flush=True)\ntime.sleep(30)\n")
-    engine.start(created)
     first: list[bytes] = []
     got = threading.Event()
+    with _ending(engine, created) as events, engine.attach(created) as output:
 
-    def read() -> None:
-        for chunk in engine.logs(created):
-            first.append(chunk)
-            got.set()
+        def read() -> None:
+            for chunk in output:
+                first.append(chunk)
+                got.set()
 
-    threading.Thread(target=read, daemon=True).start()
-    assert got.wait(20), "the first line came only at the end"
-    assert b"early" in b"".join(first)
-    engine.kill(created)
-    assert engine.wait(created, 30) == 137
+        engine.start(created)
+        threading.Thread(target=read, daemon=True).start()
+        assert got.wait(20), "the first line came only at the end"
+        assert b"early" in b"".join(first)
+        engine.kill(created)
+        assert next(events)["Actor"]["Attributes"]["exitCode"] == "137"
 
 
-def test_a_wait_past_its_timeout_is_a_timeout_not_a_lost_engine(
+def test_running_out_of_memory_is_told_before_the_end(container: tuple[DockerEngine, str]) -> None:
+    engine, name = container
+    created = engine.create_container(name, {
+        "Image": IMAGE, "Cmd": ["python3", "-c", "x = bytearray(256 << 20)"],
+        "HostConfig": {"NetworkMode": "none", "Memory": 32 << 20, "MemorySwap": 32 << 20}})
+    with _ending(engine, created) as events:
+        engine.start(created)
+        actions = [next(events)["Action"], next(events)["Action"]]
+    assert actions == ["oom", "die"]
+    assert (engine.inspect_container(created) or {})["State"]["OOMKilled"] is True
+
+
+def test_a_call_past_its_timeout_is_a_timeout_not_a_lost_engine(
         container: tuple[DockerEngine, str]) -> None:
     engine, name = container
     created = _create(engine, name, "import time\ntime.sleep(60)\n")
     engine.start(created)
     with pytest.raises(EngineTimeout):
-        engine.wait(created, 0.5)
+        engine.call("POST", f"/containers/{created}/wait", timeout=0.5)
     engine.kill(created)
-    assert engine.wait(created, 30) == 137
 
 
 def test_missing_things_read_as_none_and_refusals_say_why(engine: DockerEngine) -> None:
@@ -157,7 +178,7 @@ def test_an_engine_that_is_gone_is_unreachable(tmp_path: Path) -> None:
 
     threading.Thread(target=answer_nothing, daemon=True).start()
     with pytest.raises(EngineError) as lost:
-        gone.wait("abc", None)
+        gone.inspect_container("abc")
     assert not isinstance(lost.value, EngineTimeout) and lost.value.status is None
     listener.close()
     path.unlink()

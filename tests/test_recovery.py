@@ -31,6 +31,7 @@ import json
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -48,7 +49,7 @@ from runner.record.owner import Owner
 from runner.record.results import new_uid
 from runner.run import scratch
 from runner.run.reconcile import reconcile_scratch
-from tests.helpers import CHECKOUT, committed_copy, git, read_record
+from tests.helpers import CHECKOUT, committed_copy, git, left_by_the_engine, read_record
 
 PROJECT = CHECKOUT / "tests" / "projects" / "recovery"
 BRANCH = "runyard/results"
@@ -218,6 +219,20 @@ def containers(*filters: str, running: bool = False) -> list[dict[str, str]]:
     return [{"name": r[0], "state": r[1], "runner": r[2], "run": r[3]} for r in rows]
 
 
+def assert_reconciled_containers(owner: str) -> None:
+    """The containers of the lost runner `owner` are gone (or being removed) as the
+    reconciling command ends, then nothing of this project's is left."""
+    left = [c for c in containers(f"label={RUNNER_LABEL}={owner}") if c["state"] != "removing"]
+    assert left == [], f"the lost runner's containers are left: {left}"
+    assert_no_containers()
+
+
+def assert_no_containers() -> None:
+    """Nothing of this module's containers is left, once the engine has taken down and
+    removed those that ended (a run's goes by itself, moments after its end is told)."""
+    assert left_by_the_engine(containers) == [], "containers of this project are left"
+
+
 def scratch_root(repo: Path) -> Path:
     return (repo / ".git" / "runyard" / "scratch").resolve()
 
@@ -295,8 +310,7 @@ def assert_recovered(repo: Path, runner: Runner, left: dict[str, Record],
     for uid, record in records.items():  # a child never lacks its parent
         parent = record["metadata"]["parent"]
         assert parent is None or parent in records, f"run {uid} names parent {parent}, not recorded"
-    assert containers() == [], "containers of this project are left"
-    assert containers(f"label={RUNNER_LABEL}={runner.owner}") == []
+    assert_reconciled_containers(runner.owner)
     assert scratch_folders(repo, runner) == [], "the dead runner's scratch is left"
     assert mounts_of(repo, runner) == [], "the dead runner's scratch is still mounted"
     if loops:
@@ -526,13 +540,40 @@ def _container_state(name: str) -> dict[str, Any] | None:
     return state
 
 
-def _assert_ended_at_its_deadline(name: str, state: dict[str, Any]) -> None:
-    """It ended by itself at timeout + grace: killed by its own runtime, which said so."""
-    lived = _seconds(state["FinishedAt"]) - _seconds(state["StartedAt"])
-    assert TIMEOUT + GRACE - 1 <= lived <= TIMEOUT + GRACE + 7, lived
-    assert state["ExitCode"] == 128 + signal.SIGKILL, state
-    logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
-    assert "passed its deadline" in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+class _Watched:
+    """A running container as the test sees it with no runner: what it prints, and the
+    engine's event of its end (it is removed right after, by the engine)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = _seconds((_container_state(name) or {})["StartedAt"])
+        self.events = subprocess.Popen(
+            ["docker", "events", "--filter", f"container={name}", "--filter", "event=die",
+             "--format", "{{json .}}"], stdout=subprocess.PIPE, text=True)
+        self.logs = subprocess.Popen(["docker", "logs", "--follow", name], text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.died: dict[str, Any] | None = None
+
+    def ended(self) -> bool:
+        assert self.events.stdout is not None
+        if self.died is None and select.select([self.events.stdout], [], [], 0)[0]:
+            self.died = json.loads(self.events.stdout.readline())
+        return self.died is not None
+
+    def assert_ended_at_its_deadline(self) -> None:
+        """It ended by itself at timeout + grace: killed by its own runtime, which said so."""
+        assert self.died is not None
+        lived = self.died["timeNano"] / 1e9 - self.started
+        assert TIMEOUT + GRACE - 1 <= lived <= TIMEOUT + GRACE + 7, lived
+        assert self.died["Actor"]["Attributes"]["exitCode"] == str(128 + signal.SIGKILL)
+        printed, _ = self.logs.communicate(timeout=30)
+        assert "passed its deadline" in printed, printed
+
+    def close(self) -> None:
+        for process in (self.events, self.logs):
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
 
 
 def test_a_container_ends_at_its_deadline_with_no_runner(repo: Path, runners: Runners) -> None:
@@ -542,37 +583,46 @@ def test_a_container_ends_at_its_deadline_with_no_runner(repo: Path, runners: Ru
     # remove its container, and it enforces nothing: its container must end by itself.
     killed = runners.start(repo, "spin")
     frozen = runners.start(repo, "spin")
-    names: dict[str, str] = {}
-    for runner in (killed, frozen):
-        wait_for(recorded_running(repo, runner.uid), 120, "the spin run recorded running", runner)
-        (container,) = wait_for(running_containers_of(runner, 1), 60, "its container running", runner)
-        names[runner.uid] = container["name"]
-    os.kill(frozen.pid, signal.SIGSTOP)
-    killed.kill()
-    left = {r.uid: left_running(repo, r, others=(killed, frozen)) for r in (killed, frozen)}
-    # Well past the timeout its runner would have enforced, the frozen runner's run still runs;
-    # the killed runner's has not ended either (unless a reconciling command removed it).
-    time.sleep(TIMEOUT + 2)
-    assert (_container_state(names[frozen.uid]) or {}).get("Running"), "the container ended early"
-    early = _container_state(names[killed.uid])
-    assert early is None or early["Running"], f"the container ended early: {early}"
-
-    def ended() -> bool:
-        state = _container_state(names[frozen.uid])
-        assert state is not None, "the container of a runner that is not lost was removed"
-        other = _container_state(names[killed.uid])
-        return not state["Running"] and (other is None or not other["Running"])
-
-    # By its deadline (timeout + grace) each has ended by itself, nothing reconciling it.
-    wait_for(ended, GRACE + 10, "the containers to end at their deadline", every=0.5)
-    _assert_ended_at_its_deadline(names[frozen.uid], _container_state(names[frozen.uid]) or {})
-    last = _container_state(names[killed.uid])
-    if last is not None:
-        _assert_ended_at_its_deadline(names[killed.uid], last)
+    watched: dict[str, _Watched] = {}
+    try:
+        for runner in (killed, frozen):
+            wait_for(recorded_running(repo, runner.uid), 120, "the spin run recorded running",
+                     runner)
+            (container,) = wait_for(running_containers_of(runner, 1), 60, "its container running",
+                                    runner)
+            watched[runner.uid] = _Watched(container["name"])
+        os.kill(frozen.pid, signal.SIGSTOP)
+        killed.kill()
+        left = {r.uid: left_running(repo, r, others=(killed, frozen)) for r in (killed, frozen)}
+        # Well past the timeout its runner would have enforced, the frozen runner's run still
+        # runs; the killed runner's has not ended either (unless a reconciling command removed it).
+        time.sleep(TIMEOUT + 2)
+        assert not watched[frozen.uid].ended(), "the container ended early"
+        assert not watched[killed.uid].ended(), "the container ended early"
+        # By its deadline (timeout + grace) each has ended by itself, nothing reconciling it.
+        wait_for(lambda: all(w.ended() for w in watched.values()), GRACE + 10,
+                 "the containers to end at their deadline", every=0.5)
+        for each in watched.values():
+            each.assert_ended_at_its_deadline()
+    finally:
+        for each in watched.values():
+            each.close()
     frozen.kill()  # a stopped process dies of SIGKILL too
     reconcile(repo)
     for runner in (killed, frozen):
         assert_recovered(repo, runner, left[runner.uid])
+
+
+def test_the_engine_removes_a_killed_runners_container_once_it_ends(repo: Path,
+                                                                    runners: Runners) -> None:
+    runner = runners.start(repo, "nap", "-p", "pause=3")
+    killed_in_its_run(repo, runner, "the nap run")
+    left = left_running(repo, runner)
+    # Nothing reconciles: the container ends after its nap, and the engine removes it itself.
+    wait_for(lambda: not containers(f"label={RUNNER_LABEL}={runner.owner}"), 30,
+             "the engine to remove the ended container of the killed runner")
+    reconcile(repo)  # the records and the scratch are the next command's to put right
+    assert_recovered(repo, runner, left)
 
 
 def _seconds(stamp: str) -> float:
@@ -665,7 +715,7 @@ def test_a_detached_runner_killed_mid_run_leaves_nothing(repo: Path) -> None:
     status = read_record(repo, uid)["status"]
     assert (status["state"], status["reason"]) == ("aborted", LOST)
     assert list(live.glob(f"{uid}.*")) == [], "the live folder keeps files of the lost run"
-    assert containers(f"label={RUNNER_LABEL}={owner}") == []
+    assert_reconciled_containers(owner)
     assert not [p for p in scratch_root(repo).iterdir() if p.name.startswith(f"{HOST}-{pid}-")]
 
 
@@ -686,7 +736,7 @@ def test_follow_of_a_run_that_completes(repo: Path) -> None:
     assert record["status"]["results"] == {"a": 7}
     assert running_index(repo) == set()
     wait_for(lambda: start_ticks(pid) != ticks, 30, "the detached runner to end")
-    assert containers() == []
+    assert_no_containers()
 
 
 # --- 4. SIGTERM and Ctrl-C still abort in order -----------------------------------------------------
@@ -714,7 +764,7 @@ def test_a_stopped_runner_records_its_runs_aborted(repo: Path, runners: Runners,
     assert [(t["status"]["state"], t["status"]["reason"]) for t in trials] == [
         ("aborted", "interrupted")] * 4
     assert [t["state"] for t in parent["status"]["trials"]] == ["aborted"] * 4
-    assert containers() == []
+    assert_no_containers()
     assert scratch_folders(repo, runner) == []
     assert mounts_of(repo, runner) == []
 
@@ -799,7 +849,7 @@ def test_kill_during_an_image_build(repo: Path, runners: Runners, tmp_path: Path
     git(copy, "commit", "--quiet", "--no-verify", "-m", "no slow build")
     reconcile(copy)
     assert scratch_folders(copy, runner) == [] and mounts_of(copy, runner) == []
-    assert containers(f"label={RUNNER_LABEL}={runner.owner}") == []
+    assert_reconciled_containers(runner.owner)
     tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
                            f"runyard/{NAME}"], capture_output=True, text=True, check=True)
     assert len(tags.stdout.split()) == 1, f"an image of the killed build was tagged: {tags.stdout}"

@@ -29,7 +29,15 @@ from typing import IO, Any
 
 import pytest
 
-from tests.helpers import CHECKOUT, commit_all, committed_copy, edit_file, git, read_record
+from tests.helpers import (
+    CHECKOUT,
+    commit_all,
+    committed_copy,
+    edit_file,
+    git,
+    left_by_the_engine,
+    read_record,
+)
 from tests.test_swarm import REGISTRY, project_services
 from tests.test_swarm import swarm_ready as swarm_ready
 
@@ -110,7 +118,7 @@ def test_a_trial_sees_nothing_of_the_trials_before_it(repo: Path) -> None:
         assert record["spec"]["backend"] == backend_of(repo)
         assert "started" in git(repo, "show", f"{BRANCH}:runs/{trial['uid'][-2:]}/"
                                 f"{trial['uid']}/log.txt")
-    assert containers("--all") == []  # the workers are gone with the job
+    assert left_by_the_engine(lambda: containers("--all")) == []  # the workers are gone with the job
     assert project_services(NAME) == []  # (on the swarm, their services)
     assert mounts_under(repo) == []  # and so are the mounts of the trials' folders
     if backend_of(repo) == "swarm":  # each trial records its worker's service and node
@@ -188,7 +196,7 @@ def test_ctrl_c_stops_every_worker_and_records_the_unfinished_trials_aborted(
         errors.close()
     assert time.monotonic() - signalled < 30  # the sleeping trials were stopped, not waited for
     assert code == 1, (tmp_path / "stderr.txt").read_text()
-    assert containers("--all") == []
+    assert left_by_the_engine(lambda: containers("--all")) == []
     assert project_services(NAME) == []
     runs = json.loads(runyard("runs", "list", "--job", "sleepers", "--json", cwd=repo).stdout)
     parent = next(r for r in runs if r["metadata"]["iteration"] == 0)
@@ -280,7 +288,7 @@ def test_the_workers_of_a_killed_runner_are_removed_by_the_next(repo: Path) -> N
     assert len(containers("--all")) == 2
     assert mounts_under(repo) != []
     run_json(repo, "same")  # the next runner puts right what the lost one left
-    assert containers("--all") == []
+    assert left_by_the_engine(lambda: containers("--all")) == []
     assert project_services(NAME) == []
     assert mounts_under(repo) == []
     runs = json.loads(runyard("runs", "list", "--job", "sleepers", "--json", cwd=repo).stdout)

@@ -105,12 +105,6 @@ class DockerEngine:
     def start(self, container: str) -> None:
         self.call("POST", f"/containers/{container}/start")
 
-    def wait(self, container: str, timeout: float | None) -> int | None:
-        """The container's exit code once it has stopped; EngineTimeout after `timeout` s."""
-        ended: dict[str, Json] = self.call("POST", f"/containers/{container}/wait",
-                                           timeout=timeout)
-        return ended.get("StatusCode")
-
     def inspect_container(self, container: str) -> dict[str, Json] | None:
         found: dict[str, Json] | None = self._found(f"/containers/{container}/json")
         return found
@@ -121,6 +115,20 @@ class DockerEngine:
     def remove_container(self, container: str) -> None:
         """Remove a container, running or not."""
         self.call("DELETE", f"/containers/{container}", params={"force": "1"})
+
+    @contextlib.contextmanager
+    def attach(self, container: str) -> Iterator[Iterator[bytes]]:
+        """What the container prints (standard output and error as they come), from the
+        attach to its end: attach before the start to have all of it."""
+        with self.request("POST", f"/containers/{container}/attach", timeout=None,
+                          params={"stream": "1", "stdout": "1", "stderr": "1"}) as response:
+            yield _frames(response)
+
+    @contextlib.contextmanager
+    def events(self, filters: Filters) -> Iterator[Iterator[dict[str, Json]]]:
+        """The engine's events that match `filters`, from the call on, as they come."""
+        with self.request("GET", "/events", params=_filters(filters), timeout=None) as response:
+            yield _messages(response)
 
     def logs(self, container: str) -> Iterator[bytes]:
         """What the container prints (standard output and error as they come), until it ends."""

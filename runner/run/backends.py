@@ -12,13 +12,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from runner.build.engine import DockerEngine, EngineError, EngineTimeout, Unreachable
+from runner.build.engine import DockerEngine, EngineError, Unreachable
 from runner.errors import RunyardError
 from runner.project.model import Resources
 from runner.run.forkclient import ForkChannel, ServerGone, follow_file
@@ -28,6 +28,8 @@ Ready = Callable[[], None]  # returns once the run may start: its scratch made, 
 NON_ROOT_ID = 65534  # nobody
 NON_ROOT = f"{NON_ROOT_ID}:{NON_ROOT_ID}"
 LOG_FILE_LIMIT = "16m"  # the engine's own copy of a run's output, on the host's disk
+# the engine's events that tell a run's container ended (`oom` comes before its `die`)
+_ENDS: dict[str, str | list[str]] = {"type": "container", "event": ["die", "oom"]}
 
 
 class Layout(NamedTuple):
@@ -226,7 +228,13 @@ def _kill_group(pid: int) -> None:
 
 
 class DockerBackend:
-    """A container: not root, no capabilities, no new privileges, code and inputs read-only."""
+    """A container: not root, no capabilities, no new privileges, code and inputs read-only.
+
+    A run's end is told by the engine's events (`die`, and `oom` before it), and its output
+    comes from an attach: both as the container's process ends. The engine's answer to a
+    wait comes only once it has taken the container's network and mounts down, some 50 ms
+    later; it then removes the container itself (AutoRemove), with or without this runner.
+    """
 
     name = "docker"
 
@@ -234,7 +242,7 @@ class DockerBackend:
         self.engine = engine
         self.running: set[str] = set()
         self.lock = threading.Lock()
-        # Removing a finished container takes a while; the next run need not wait for it.
+        # Removing a container that never ran takes a while; the next run need not wait for it.
         self.removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runyard-rm")
 
     def layout(self, launch: Launch) -> Layout:
@@ -247,33 +255,34 @@ class DockerBackend:
             raise _lost(launch, error) from error
         try:
             ready()  # its folder made and its record written while the engine created it
+            # opened before the start, so nothing it prints and not its end are missed
+            with self.engine.events(_ENDS | {"container": container}) as events, \
+                    self.engine.attach(container) as output:
+                return self._follow(container, launch.resources.timeout, events,
+                                    threading.Thread(target=_drain, args=(output, on_output),
+                                                     daemon=True))
+        except Unreachable as error:  # the engine went away: not the run's doing
+            self.discard(container)
+            raise _lost(launch, error) from error
         except BaseException:
             self.discard(container)
             raise
+
+    def _follow(self, container: str, timeout: float | None, events: Iterator[dict[str, Any]],
+                reader: threading.Thread) -> Exit:
+        """Start the container and follow it to its end (killed after `timeout` s)."""
         with self.lock:
             self.running.add(container)
-        reader = threading.Thread(target=_drain, args=(self.engine, container, on_output),
-                                  daemon=True)
         try:
             self.engine.start(container)
             reader.start()
-            code, reason = self._wait(container, launch.resources.timeout)
+            with _Deadline(self.engine, container, timeout) as deadline:
+                code, oom = _ending(events)
             reader.join(timeout=10)
-            state = (self.engine.inspect_container(container) or {}).get("State") or {}
-        except Unreachable as error:  # the engine went away: not the run's doing
-            raise _lost(launch, error) from error
         finally:
             with self.lock:
                 self.running.discard(container)
-            self.discard(container)
-        return Exit(code, "oom" if state.get("OOMKilled") else reason)
-
-    def _wait(self, container: str, timeout: float | None) -> tuple[int | None, str | None]:
-        try:
-            return self.engine.wait(container, timeout), None
-        except EngineTimeout:
-            self.engine.kill(container)
-            return self.engine.wait(container, None), "timeout"
+        return Exit(code, "oom" if oom else "timeout" if deadline.passed else None)
 
     def discard(self, container: str) -> None:
         """Remove the container in the background (`close` waits for it)."""
@@ -284,7 +293,7 @@ class DockerBackend:
             self.engine.remove_container(container)
 
     def close(self) -> None:
-        """Wait for the removal of the finished containers."""
+        """Wait for the removal of the containers discarded."""
         self.removals.shutdown(wait=True)
 
     def stop_all(self) -> None:
@@ -305,6 +314,7 @@ def container_config(launch: Launch) -> dict[str, Any]:
         f"{host.inputs}:{inside.inputs}:ro", f"{host.spec}:{inside.spec}:ro",
         f"{host.secrets}:{inside.secrets}:ro", f"{host.work}:{inside.work}:rw",
         f"{host.outputs}:{inside.outputs}:rw", f"{host.tmp}:{inside.tmp}:rw"]
+    config["HostConfig"]["AutoRemove"] = True
     return {**config, "Cmd": ["python3", "-u", f"{inside.runtime}/entry.py", inside.spec],
             "WorkingDir": inside.work}
 
@@ -337,10 +347,48 @@ def _lost(launch: Launch, error: Exception) -> RunyardError:
     return RunyardError(f"lost the Docker engine during run {launch.uid}: {error}")
 
 
-def _drain(engine: DockerEngine, container: str, on_output: OnOutput) -> None:
-    """Pass on a container's output as it comes (none, if it is gone already)."""
+class _Deadline:
+    """Kills a container when its time is up, and says whether it did."""
+
+    def __init__(self, engine: DockerEngine, container: str, timeout: float | None) -> None:
+        self.engine, self.container = engine, container
+        self.passed = False
+        self.timer = threading.Timer(timeout, self._kill) if timeout else None
+
+    def __enter__(self) -> _Deadline:
+        if self.timer is not None:
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer.join()  # a kill under way has said whether it killed
+
+    def _kill(self) -> None:
+        try:
+            self.engine.kill(self.container)
+            self.passed = True
+        except Unreachable:  # it ended by itself meanwhile, or the engine is gone (the run says so)
+            pass
+
+
+def _ending(events: Iterator[dict[str, Any]]) -> tuple[int | None, bool]:
+    """A container's exit code, and whether it ran out of memory, from its events."""
+    oom = False
+    for event in events:
+        if event.get("Action") == "oom":
+            oom = True
+        elif event.get("Action") == "die":
+            code = ((event.get("Actor") or {}).get("Attributes") or {}).get("exitCode")
+            return (int(code) if isinstance(code, str) and code.isdigit() else None), oom
+    raise EngineError("the engine stopped sending the run's events")
+
+
+def _drain(output: Iterator[bytes], on_output: OnOutput) -> None:
+    """Pass on a container's output as it comes."""
     try:
-        for chunk in engine.logs(container):
+        for chunk in output:
             on_output(chunk)
-    except Unreachable:  # removed, or marked for removal, before it was read; or no engine
-        on_output(b"runyard: the container's output could not be read: it was removed\n")
+    except Unreachable:  # the engine went away: the run is lost, and said so
+        on_output(b"runyard: the container's output was cut off: the engine stopped sending it\n")

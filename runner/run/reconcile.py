@@ -24,6 +24,7 @@ from runner.run import scratch
 OnNote = Callable[[str], None]
 LOST = "runner lost"
 RUNNER_LABEL = "dev.runyard.runner"
+ENDED = ("exited", "dead")  # a container's states (the engine's listing) once its process ended
 
 
 def reconcile_records(results: ResultsBranch, on_note: OnNote) -> list[str]:
@@ -101,11 +102,13 @@ def reconcile_containers(engine: DockerEngine, on_note: OnNote) -> None:
     """Remove the containers of lost runners (they carry their runner in a label).
 
     Read from one listing, never container by container: other runners' containers come
-    and go meanwhile.
+    and go meanwhile. One that has ended is only the engine's to remove still (a run's
+    container goes by itself once the engine has taken it down, its runner gone or not):
+    it is removed without a word; one that runs or never started is said.
     """
     for found in engine.containers({"label": RUNNER_LABEL}):
         owner = Owner.parse((found.get("Labels") or {}).get(RUNNER_LABEL, ""))
-        if owner is None or not owner.is_lost():
+        if owner is None or not owner.is_lost() or found.get("State") == "removing":
             continue
         try:
             engine.remove_container(found["Id"])
@@ -113,5 +116,6 @@ def reconcile_containers(engine: DockerEngine, on_note: OnNote) -> None:
             if error.status in (404, 409):  # gone, or being removed by another runner
                 continue
             raise
-        name = (found.get("Names") or [found["Id"][:12]])[0].lstrip("/")
-        on_note(f"removed container {name} of lost runner {owner}")
+        if found.get("State") not in ENDED:
+            name = (found.get("Names") or [found["Id"][:12]])[0].lstrip("/")
+            on_note(f"removed container {name} of lost runner {owner}")

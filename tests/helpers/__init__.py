@@ -10,9 +10,10 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -24,14 +25,26 @@ RESULTS_BRANCH = "runyard/results"
 __all__ = [
     "CHECKOUT", "SAMPLE_PROJECT", "RunCli",
     "bare_clone", "commit_all", "committed_copy", "copy_project", "edit_file", "git",
-    "make_repo", "most_at_once", "on_a_terminal", "read_record", "sha256",
+    "left_by_the_engine", "make_repo", "most_at_once", "on_a_terminal", "read_record", "sha256",
 ]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SAMPLE_PROJECT = CHECKOUT / "sample-project"
 
+T = TypeVar("T")
+
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 """The `run_cli` fixture: `run_cli(*args, cwd=None, env=None)` runs `python -m runner ARGS`."""
+
+
+def left_by_the_engine(listing: Callable[[], list[T]], patience: float = 10) -> list[T]:
+    """What `listing` (a test's containers) still holds once the engine has had `patience`
+    seconds to remove those that ended: a run's container goes by itself, moments after
+    the runner is told of its end."""
+    deadline = time.monotonic() + patience
+    while (left := listing()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def edit_file(path: Path, old: str, new: str) -> None:
