@@ -206,6 +206,18 @@ def test_out_of_memory(repo: Path) -> None:
     assert record["status"]["results"] == {}
 
 
+def test_the_whole_output_is_logged_up_to_the_runs_end(repo: Path) -> None:
+    """All a run prints, however fast, is in its log, to the last bytes it wrote as it ended."""
+    record = run_json(repo, "calc", "--handler", "chatty", "-p", "lines=4000")
+    log = show(repo, record_path(record["metadata"]["uid"], "log.txt"))
+    assert "on standard error\n" in log
+    printed = log.replace("on standard error\n", "")  # in no set order with the other stream
+    assert [line.split()[1] for line in printed.splitlines() if line.startswith("line ")] == [
+        f"{number:05d}" for number in range(4000)], "lines lost or out of order"
+    assert printed.rstrip("\n").endswith("03999 ........................................\nthe end")
+    assert record["status"]["log_truncated"] is False
+
+
 def test_retries_keep_every_attempt(repo: Path) -> None:
     record = run_json(repo, "always-fails", expect=1)
     uid = record["metadata"]["uid"]

@@ -27,6 +27,18 @@ def fail(context):
     raise ValueError("boom on purpose")
 
 
+def chatty(context, lines: int = 4000):
+    """Prints `lines` numbered lines, as fast as it can, a line on its standard error, and
+    a last line with no newline; then ends."""
+    import sys
+
+    for number in range(lines):
+        sys.stdout.write(f"line {number:05d} {'.' * 40}\n")
+    sys.stderr.write("on standard error\n")
+    sys.stderr.flush()
+    sys.stdout.write("the end")
+
+
 def sleepy(context):
     print("going to sleep", flush=True)
     time.sleep(60)
