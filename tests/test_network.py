@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.run.network import CHAIN, PRIVATE, _chain, _nameservers
+from runner.run.network import CHAIN, PRIVATE, _chain, _nameservers, _resolvers
 
 
 def test_dns_to_the_hosts_resolvers_passes_then_private_addresses_are_refused() -> None:
@@ -26,3 +26,19 @@ def test_the_resolvers_are_the_ipv4_nameservers_of_resolv_conf(tmp_path: Path) -
                     "nameserver\n")
     assert _nameservers(conf) == ["10.0.0.2", "127.0.0.53"]
     assert _nameservers(tmp_path / "missing") == []
+
+
+def test_the_engines_resolvers_are_found_as_it_finds_them(tmp_path: Path) -> None:
+    """Its configuration's (`dns` of daemon.json) first; else this host's, from
+    systemd-resolved's own file behind its local stub; never a loopback one."""
+    daemon, host, resolved = (tmp_path / name for name in ("daemon.json", "resolv", "resolved"))
+    host.write_text("nameserver 127.0.0.53\n")
+    resolved.write_text("nameserver 192.168.1.1\nnameserver 10.0.0.2\n")
+    assert _resolvers(daemon, host, resolved) == ["192.168.1.1", "10.0.0.2"]
+    host.write_text("nameserver 127.0.0.1\nnameserver 10.0.0.9\n")
+    assert _resolvers(daemon, host, resolved) == ["10.0.0.9"]
+    daemon.write_text('{"dns": ["10.1.1.1", "fd00::1", 53], "log-level": "warn"}')
+    assert _resolvers(daemon, host, resolved) == ["10.1.1.1"]
+    for unset in ('{"dns": []}', '{"log-level": "warn"}', "not json", "[]"):
+        daemon.write_text(unset)
+        assert _resolvers(daemon, host, resolved) == ["10.0.0.9"], unset

@@ -9,7 +9,7 @@ as root) rejects what comes in from the bridge for this host, in INPUT, and for 
 private, shared, link-local, multicast and reserved addresses (PRIVATE), in Docker's
 DOCKER-USER chain (which the engine evaluates before its own rules). Runs on it cannot
 reach each other either (no inter-container traffic). The engine resolves names for them
-from this host's own resolvers.
+from its resolvers (this host's, or those of its configuration), which DNS may reach.
 
 The rules are checked for each session that uses the network and put back when missing
 (a reboot or a firewall reload drops them), and the chain of refused addresses is made
@@ -19,8 +19,8 @@ iptables. An operator whose runs must reach a private service allows it
 """
 from __future__ import annotations
 
-import contextlib
 import ipaddress
+import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -37,6 +37,10 @@ CHAIN = "RUNYARD-RUNS"  # the addresses a run may not reach beyond this host
 PRIVATE = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
            "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3")
 _TO_HOST = ("INPUT", "-i", BRIDGE, "-j", "REJECT")
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+RESOLV_CONF = Path("/etc/resolv.conf")
+RESOLVED_CONF = Path("/run/systemd/resolve/resolv.conf")  # systemd-resolved's upstream servers
+RESOLVED_STUB = "127.0.0.53"
 
 
 def run_network(engine: DockerEngine) -> str:
@@ -69,7 +73,7 @@ def _firewall() -> None:
     if not _holds(iptables, _TO_HOST):
         _change(iptables, ("-I", *_TO_HOST))
     # in one transaction: a run of another session never finds the chain half made
-    _change(restore, ("--noflush",), _chain(_nameservers()))
+    _change(restore, ("--noflush",), _chain(_resolvers()))
     forward = "DOCKER-USER" if _iptables(iptables, ("-S", "DOCKER-USER")).returncode == 0 \
         else "FORWARD"
     jump = (forward, "-i", BRIDGE, "-j", CHAIN)
@@ -88,8 +92,33 @@ def _chain(nameservers: Sequence[str]) -> str:
     return "\n".join(["*filter", f":{CHAIN} - [0:0]", f"-F {CHAIN}", *dns, *refused, "COMMIT", ""])
 
 
-def _nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
-    """The IPv4 resolvers of this host, as the engine reads them for its runs."""
+def _resolvers(daemon_json: Path = DAEMON_JSON, resolv_conf: Path = RESOLV_CONF,
+               resolved_conf: Path = RESOLVED_CONF) -> list[str]:
+    """The IPv4 resolvers the engine asks for its runs, found as it finds them: those of its
+    configuration (`dns` in daemon.json), else this host's; and where /etc/resolv.conf
+    names systemd-resolved's local stub only, that service's own. A loopback one is no
+    resolver from a run's network. (A `--dns` of dockerd's command line is not seen.)"""
+    servers = _configured(daemon_json)
+    if servers is None:
+        servers = _nameservers(resolv_conf)
+        if servers == [RESOLVED_STUB]:
+            servers = _nameservers(resolved_conf)
+    return [server for server in servers if not ipaddress.IPv4Address(server).is_loopback]
+
+
+def _configured(daemon_json: Path) -> list[str] | None:
+    """The IPv4 `dns` servers of the engine's configuration; None when it sets none."""
+    try:
+        dns = json.loads(daemon_json.read_text(errors="replace")).get("dns")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(dns, list) or not dns:
+        return None
+    return [str(address) for address in map(_ipv4, dns) if address is not None]
+
+
+def _nameservers(resolv_conf: Path) -> list[str]:
+    """The IPv4 nameservers of a resolv.conf."""
     try:
         lines = resolv_conf.read_text(errors="replace").splitlines()
     except OSError:
@@ -97,10 +126,16 @@ def _nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
     found = []
     for line in lines:
         words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            with contextlib.suppress(ValueError):
-                found.append(str(ipaddress.IPv4Address(words[1])))
+        if len(words) >= 2 and words[0] == "nameserver" and (address := _ipv4(words[1])):
+            found.append(str(address))
     return found
+
+
+def _ipv4(text: object) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _holds(program: str, rule: Sequence[str]) -> bool:
