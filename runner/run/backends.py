@@ -242,7 +242,8 @@ class DockerBackend:
         self.engine = engine
         self.running: set[str] = set()
         self.lock = threading.Lock()
-        # Removing a container that never ran takes a while; the next run need not wait for it.
+        # Removing a container (one that never started, a trial worker) takes a while; the
+        # next run need not wait for it.
         self.removals = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runyard-rm")
 
     def layout(self, launch: Launch) -> Layout:
