@@ -256,30 +256,27 @@ class DockerBackend:
             raise _lost(launch, error) from error
         try:
             ready()  # its folder made and its record written while the engine created it
-            # opened before the start, so nothing it prints and not its end are missed
-            with self.engine.events(_ENDS | {"container": container}) as events, \
-                    self.engine.attach(container) as output:
-                return self._follow(container, launch.resources.timeout, events,
-                                    threading.Thread(target=_drain, args=(output, on_output),
-                                                     daemon=True))
-        except Unreachable as error:  # the engine went away: not the run's doing
-            self.discard(container)
-            raise _lost(launch, error) from error
+            return self._follow(launch, container, on_output)
         except BaseException:
             self.discard(container)
             raise
 
-    def _follow(self, container: str, timeout: float | None, events: Iterator[dict[str, Any]],
-                reader: threading.Thread) -> Exit:
-        """Start the container and follow it to its end (killed after `timeout` s)."""
+    def _follow(self, launch: Launch, container: str, on_output: OnOutput) -> Exit:
+        """Start the container and follow it to its end (killed after its timeout)."""
         with self.lock:
             self.running.add(container)
         try:
-            self.engine.start(container)
-            reader.start()
-            with _Deadline(self.engine, container, timeout) as deadline:
-                code, oom = _ending(events)
-            reader.join(timeout=10)
+            # opened before the start, so nothing it prints and not its end are missed
+            with self.engine.events(_ENDS | {"container": container}) as events, \
+                    self.engine.attach(container) as output:
+                reader = threading.Thread(target=_drain, args=(output, on_output), daemon=True)
+                self.engine.start(container)
+                reader.start()
+                with _Deadline(self.engine, container, launch.resources.timeout) as deadline:
+                    code, oom = _ending(events)
+                reader.join(timeout=10)
+        except Unreachable as error:  # the engine went away: not the run's doing
+            raise _lost(launch, error) from error
         finally:
             with self.lock:
                 self.running.discard(container)
